@@ -1,0 +1,228 @@
+//! The live catalog of one datasource: which relations exist and their columns, in table order.
+//!
+//! The rewriter resolves every relation name against this snapshot exactly as PostgreSQL would
+//! (schemas, search_path, `$user`), expands `*` from it and checks column names against it. It is
+//! loaded from the upstream database with the service credentials and replaced as a whole on
+//! refresh; every snapshot carries a generation so caches keyed on it go stale with it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::names::QualifiedName;
+
+/// What kind of relation a name denotes. All are protected the same way; the kind is reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    PartitionedTable,
+    View,
+    MaterializedView,
+    ForeignTable,
+}
+
+impl RelationKind {
+    fn from_relkind(relkind: i8) -> Option<Self> {
+        Some(match relkind as u8 {
+            b'r' => RelationKind::Table,
+            b'p' => RelationKind::PartitionedTable,
+            b'v' => RelationKind::View,
+            b'm' => RelationKind::MaterializedView,
+            b'f' => RelationKind::ForeignTable,
+            _ => return None,
+        })
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            RelationKind::Table => "table",
+            RelationKind::PartitionedTable => "partitioned table",
+            RelationKind::View => "view",
+            RelationKind::MaterializedView => "materialized view",
+            RelationKind::ForeignTable => "foreign table",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    /// The type as `format_type` prints it; used by `check` and `explain`.
+    pub type_name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Relation {
+    pub name: QualifiedName,
+    pub kind: RelationKind,
+    /// A partition or an inheritance child: reachable through its parent too.
+    pub is_child: bool,
+    pub columns: Vec<Column>,
+}
+
+impl Relation {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// Schemas whose relations are PostgreSQL's own catalogs.
+pub const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+
+/// Index of a relation in its catalog snapshot.
+pub type RelationId = usize;
+
+#[derive(Debug)]
+pub struct Catalog {
+    generation: u64,
+    relations: Vec<Relation>,
+    by_name: HashMap<QualifiedName, RelationId>,
+    schemas: HashSet<String>,
+    /// The upstream login role: what `$user` in search_path means.
+    session_user: String,
+    /// The upstream default search_path, as its raw setting.
+    default_search_path: String,
+}
+
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+impl Catalog {
+    pub fn new(
+        relations: Vec<Relation>,
+        extra_schemas: impl IntoIterator<Item = String>,
+        session_user: impl Into<String>,
+        default_search_path: impl Into<String>,
+    ) -> Self {
+        let by_name = relations
+            .iter()
+            .enumerate()
+            .map(|(id, r)| (r.name.clone(), id))
+            .collect();
+        let mut schemas: HashSet<String> = extra_schemas.into_iter().collect();
+        schemas.extend(relations.iter().map(|r| r.name.schema.clone()));
+        schemas.extend(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
+        Catalog {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            relations,
+            by_name,
+            schemas,
+            session_user: session_user.into(),
+            default_search_path: default_search_path.into(),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn relation(&self, id: RelationId) -> &Relation {
+        &self.relations[id]
+    }
+
+    pub fn relations(&self) -> impl Iterator<Item = (RelationId, &Relation)> {
+        self.relations.iter().enumerate()
+    }
+
+    pub fn lookup(&self, name: &QualifiedName) -> Option<RelationId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn has_schema(&self, schema: &str) -> bool {
+        self.schemas.contains(schema)
+    }
+
+    pub fn session_user(&self) -> &str {
+        &self.session_user
+    }
+
+    pub fn default_search_path(&self) -> &str {
+        &self.default_search_path
+    }
+
+    /// Reads the catalog of the database `client` is connected to.
+    pub async fn load(client: &tokio_postgres::Client) -> Result<Catalog, tokio_postgres::Error> {
+        let rows = client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, c.relkind, \
+                        (c.relispartition OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)), \
+                        coalesce(array_agg(a.attname::text ORDER BY a.attnum) \
+                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
+                        coalesce(array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) \
+                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}') \
+                 FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
+                 GROUP BY n.nspname, c.relname, c.relkind, c.relispartition, c.oid",
+                &[],
+            )
+            .await?;
+        let relations = rows
+            .iter()
+            .filter_map(|row| {
+                let kind = RelationKind::from_relkind(row.get(2))?;
+                let names: Vec<String> = row.get(4);
+                let types: Vec<String> = row.get(5);
+                Some(Relation {
+                    name: QualifiedName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
+                    kind,
+                    is_child: row.get(3),
+                    columns: names
+                        .into_iter()
+                        .zip(types)
+                        .map(|(name, type_name)| Column { name, type_name })
+                        .collect(),
+                })
+            })
+            .collect();
+        let schemas = client
+            .query(
+                "SELECT nspname::text FROM pg_catalog.pg_namespace \
+                 WHERE nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%'",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>();
+        let settings = client
+            .query_one(
+                "SELECT session_user::text, pg_catalog.current_setting('search_path')",
+                &[],
+            )
+            .await?;
+        Ok(Catalog::new(
+            relations,
+            schemas,
+            settings.get::<_, String>(0),
+            settings.get::<_, String>(1),
+        ))
+    }
+}
+
+/// A compact way to declare catalogs in tests and benchmarks: `("public", "orders", &["id", "region"])`.
+/// A few of PostgreSQL's own catalogs are added, as a live database has them.
+pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
+    const SYSTEM: [(&str, &str, &[&str]); 3] = [
+        ("pg_catalog", "pg_class", &["oid", "relname", "relnamespace"]),
+        ("pg_catalog", "pg_user", &["usename", "passwd"]),
+        ("information_schema", "tables", &["table_schema", "table_name"]),
+    ];
+    let relations = tables
+        .iter()
+        .chain(SYSTEM.iter())
+        .map(|(schema, name, columns)| Relation {
+            name: QualifiedName::new(*schema, *name),
+            kind: RelationKind::Table,
+            is_child: false,
+            columns: columns
+                .iter()
+                .map(|c| Column {
+                    name: c.to_string(),
+                    type_name: "text".into(),
+                })
+                .collect(),
+        })
+        .collect();
+    Catalog::new(relations, [], "tablegate", "\"$user\", public")
+}

@@ -1,0 +1,321 @@
+//! Row filters: the boolean SQL expression a role applies to a table's rows.
+//!
+//! A DBA writes `region IN ({{user.regions}})`. The text is parsed once, when policies load, into
+//! an expression template whose `{{…}}` placeholders are parameter nodes. Binding a user's values
+//! replaces each placeholder with a typed literal node (a list expands an `IN (...)` list), so no
+//! value is ever pasted into SQL text.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, InTarget, Query, Value, ValueWithSpan, VisitMut, Visit, VisitorMut, Visitor};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Span;
+
+use super::value::VarValue;
+use crate::names::fold;
+
+#[derive(Clone, Debug)]
+pub struct RowFilter {
+    /// The expression as written in the policy file.
+    pub text: String,
+    template: Expr,
+    /// Variable names (without `user.`), by placeholder number minus one.
+    variables: Vec<String>,
+}
+
+/// Why a filter could not be bound for a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindError {
+    /// The user has no value for this variable.
+    Missing(String),
+    /// A list variable used outside `IN (...)`.
+    ListOutsideIn(String),
+    /// The variable's value could not be settled (e.g. two assignments disagree).
+    Unresolved { variable: String, reason: String },
+}
+
+impl RowFilter {
+    pub fn parse(text: &str) -> Result<RowFilter, String> {
+        let (sql, variables) = replace_placeholders(text)?;
+        let mut parser = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .map_err(|e| format!("the row filter does not parse: {e}"))?;
+        let mut template = parser
+            .parse_expr()
+            .map_err(|e| format!("the row filter does not parse: {e}"))?;
+        if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
+            return Err(format!(
+                "the row filter must be one expression; unexpected `{}` after it",
+                parser.peek_token().token
+            ));
+        }
+        let mut counter = PlaceholderCounter {
+            seen: vec![0; variables.len()],
+            foreign: false,
+        };
+        let _ = template.visit(&mut counter);
+        if counter.foreign || counter.seen.iter().any(|&n| n != 1) {
+            return Err(
+                "write {{user.x}} placeholders as whole values outside quotes (tablegate inserts a typed literal), and no $n parameters".into(),
+            );
+        }
+        // Spans point into the policy file; the rewrite cache matches literals by span, so none
+        // of a policy's literals may carry one.
+        let _ = VisitMut::visit(&mut template, &mut SpanEraser);
+        Ok(RowFilter {
+            text: text.to_owned(),
+            template,
+            variables,
+        })
+    }
+
+    /// The variables this filter reads, as named after `user.`.
+    pub fn variables(&self) -> &[String] {
+        &self.variables
+    }
+
+    /// Column names the filter reads from its own table (outside any subquery it contains).
+    pub fn columns(&self) -> Vec<Vec<String>> {
+        let mut collector = ColumnCollector::default();
+        let _ = self.template.visit(&mut collector);
+        collector.columns
+    }
+
+    /// The filter with the user's values in place of its placeholders.
+    pub fn bind(
+        &self,
+        mut value_of: impl FnMut(&str) -> Result<VarValue, BindError>,
+    ) -> Result<Expr, BindError> {
+        let values = self
+            .variables
+            .iter()
+            .map(|name| value_of(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut binder = Binder {
+            variables: &self.variables,
+            values: &values,
+            error: None,
+        };
+        let mut expr = self.template.clone();
+        let _ = VisitMut::visit(&mut expr, &mut binder);
+        match binder.error {
+            Some(e) => Err(e),
+            None => Ok(expr),
+        }
+    }
+}
+
+/// `{{ user.name }}` becomes `$1`, `$2`, … in order of appearance.
+fn replace_placeholders(text: &str) -> Result<(String, Vec<String>), String> {
+    let mut sql = String::with_capacity(text.len());
+    let mut variables = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        sql.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "a `{{` placeholder is not closed with `}}`".to_string())?;
+        let inner = after[..end].trim();
+        let name = inner.strip_prefix("user.").ok_or_else(|| {
+            format!("placeholder `{{{{{inner}}}}}` should name a user variable, e.g. {{{{user.region}}}}")
+        })?;
+        if name.is_empty() || name.contains(['{', '}']) {
+            return Err(format!("placeholder `{{{{{inner}}}}}` has no variable name"));
+        }
+        variables.push(name.to_owned());
+        sql.push_str(&format!(" ${} ", variables.len()));
+        rest = &after[end + 2..];
+    }
+    if rest.contains("}}") {
+        return Err("a `}}` has no matching `{{`".into());
+    }
+    sql.push_str(rest);
+    Ok((sql, variables))
+}
+
+fn placeholder_index(value: &Value) -> Option<usize> {
+    match value {
+        Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1),
+        _ => None,
+    }
+}
+
+struct PlaceholderCounter {
+    seen: Vec<usize>,
+    foreign: bool,
+}
+
+impl Visitor for PlaceholderCounter {
+    type Break = ();
+    fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<()> {
+        if let Value::Placeholder(_) = value.value {
+            match placeholder_index(&value.value).and_then(|i| self.seen.get_mut(i)) {
+                Some(n) => *n += 1,
+                None => self.foreign = true,
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct SpanEraser;
+
+impl VisitorMut for SpanEraser {
+    type Break = ();
+    fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
+        value.span = Span::empty();
+        ControlFlow::Continue(())
+    }
+}
+
+#[derive(Default)]
+struct ColumnCollector {
+    depth: usize,
+    columns: Vec<Vec<String>>,
+}
+
+impl Visitor for ColumnCollector {
+    type Break = ();
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if self.depth == 0 {
+            match expr {
+                Expr::Identifier(id) => self.columns.push(vec![fold(id)]),
+                Expr::CompoundIdentifier(ids) => {
+                    self.columns.push(ids.iter().map(fold).collect())
+                }
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct Binder<'a> {
+    variables: &'a [String],
+    values: &'a [VarValue],
+    error: Option<BindError>,
+}
+
+impl Binder<'_> {
+    fn scalar(&mut self, index: usize) -> Expr {
+        match &self.values[index] {
+            VarValue::Scalar(s) => s.to_expr(),
+            VarValue::List(_) => {
+                self.error = Some(BindError::ListOutsideIn(self.variables[index].clone()));
+                Expr::value(Value::Null)
+            }
+        }
+    }
+}
+
+impl VisitorMut for Binder<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::In {
+                target: InTarget::List(list),
+                negated,
+                ..
+            } => {
+                let mut expanded = Vec::with_capacity(list.len());
+                for item in list.drain(..) {
+                    match &item {
+                        Expr::Value(v) => match placeholder_index(&v.value) {
+                            Some(i) => match &self.values[i] {
+                                VarValue::List(items) => {
+                                    expanded.extend(items.iter().map(|s| s.to_expr()))
+                                }
+                                VarValue::Scalar(s) => expanded.push(s.to_expr()),
+                            },
+                            None => expanded.push(item),
+                        },
+                        _ => expanded.push(item),
+                    }
+                }
+                if expanded.is_empty() {
+                    // `x IN ()` is not SQL; an empty list admits no row (and NOT IN, every row).
+                    *expr = Expr::value(Value::Boolean(*negated));
+                } else {
+                    *list = expanded;
+                }
+            }
+            Expr::Value(v) => {
+                if let Some(i) = placeholder_index(&v.value) {
+                    *expr = self.scalar(i);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::value::Scalar;
+
+    fn values(name: &str) -> Result<VarValue, BindError> {
+        match name {
+            "regions" => Ok(VarValue::List(vec![
+                Scalar::Text("East".into()),
+                Scalar::Text("x' OR '1'='1".into()),
+            ])),
+            "none" => Ok(VarValue::List(vec![])),
+            "employee_id" => Ok(VarValue::Scalar(Scalar::Integer(42))),
+            other => Err(BindError::Missing(other.into())),
+        }
+    }
+
+    #[test]
+    fn lists_expand_in_lists_and_hostile_text_stays_a_literal() {
+        let f = RowFilter::parse("region IN ({{user.regions}})").unwrap();
+        assert_eq!(f.variables(), ["regions"]);
+        let e = f.bind(values).unwrap();
+        assert_eq!(e.to_string(), r"region IN ('East', E'x\' OR \'1\'=\'1')");
+    }
+
+    #[test]
+    fn an_empty_list_admits_no_row() {
+        let f = RowFilter::parse("region IN ({{user.none}}) OR {{user.employee_id}} = id").unwrap();
+        assert_eq!(f.bind(values).unwrap().to_string(), "false OR 42 = id");
+        let f = RowFilter::parse("region NOT IN ({{ user.none }})").unwrap();
+        assert_eq!(f.bind(values).unwrap().to_string(), "true");
+    }
+
+    #[test]
+    fn missing_and_misused_variables_are_reported() {
+        let f = RowFilter::parse("a = {{user.nope}}").unwrap();
+        assert_eq!(f.bind(values), Err(BindError::Missing("nope".into())));
+        let f = RowFilter::parse("a = {{user.regions}}").unwrap();
+        assert_eq!(f.bind(values), Err(BindError::ListOutsideIn("regions".into())));
+    }
+
+    #[test]
+    fn placeholders_inside_quotes_or_foreign_parameters_are_rejected() {
+        assert!(RowFilter::parse("a = '{{user.x}}'").is_err());
+        assert!(RowFilter::parse("a = $1").is_err());
+        assert!(RowFilter::parse("a = {{x}}").is_err());
+        assert!(RowFilter::parse("a = 1; DROP TABLE t").is_err());
+        assert!(RowFilter::parse("a = {{user.x}").is_err());
+    }
+
+    #[test]
+    fn columns_outside_subqueries_are_collected() {
+        let f = RowFilter::parse(
+            "t.a = 1 AND b IN (SELECT c FROM other WHERE d = {{user.x}})",
+        )
+        .unwrap();
+        assert_eq!(f.columns(), vec![vec!["t".to_string(), "a".into()], vec!["b".into()]]);
+    }
+}
