@@ -204,9 +204,17 @@ impl Catalog {
 /// A few of PostgreSQL's own catalogs are added, as a live database has them.
 pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
     const SYSTEM: [(&str, &str, &[&str]); 3] = [
-        ("pg_catalog", "pg_class", &["oid", "relname", "relnamespace"]),
+        (
+            "pg_catalog",
+            "pg_class",
+            &["oid", "relname", "relnamespace"],
+        ),
         ("pg_catalog", "pg_user", &["usename", "passwd"]),
-        ("information_schema", "tables", &["table_schema", "table_name"]),
+        (
+            "information_schema",
+            "tables",
+            &["table_schema", "table_name"],
+        ),
     ];
     let relations = tables
         .iter()

@@ -9,4 +9,5 @@ pub mod directory;
 pub mod names;
 pub mod policy;
 pub mod refusal;
+pub mod rewrite;
 pub mod sql;

@@ -62,7 +62,12 @@ impl QualifiedName {
 
 impl fmt::Display for QualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", display_ident(&self.schema), display_ident(&self.name))
+        write!(
+            f,
+            "{}.{}",
+            display_ident(&self.schema),
+            display_ident(&self.name)
+        )
     }
 }
 
@@ -149,8 +154,7 @@ impl NamePattern {
 
     /// Whether `names` (same length as the pattern) match part by part.
     pub fn matches(&self, names: &[&str]) -> bool {
-        self.parts.len() == names.len()
-            && self.parts.iter().zip(names).all(|(p, n)| p.matches(n))
+        self.parts.len() == names.len() && self.parts.iter().zip(names).all(|(p, n)| p.matches(n))
     }
 
     /// Whether the pattern's last `names.len()` parts match `names`.

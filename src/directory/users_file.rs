@@ -99,7 +99,11 @@ mod tests {
 
     #[test]
     fn duplicate_userids_are_an_error_case_insensitively() {
-        let err = parse("[[user]]\nuserid = \"Bob\"\n[[user]]\nuserid = \"bob\"\n", "u.toml").unwrap_err();
+        let err = parse(
+            "[[user]]\nuserid = \"Bob\"\n[[user]]\nuserid = \"bob\"\n",
+            "u.toml",
+        )
+        .unwrap_err();
         assert!(err.contains("listed twice"), "{err}");
     }
 }

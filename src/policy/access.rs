@@ -26,7 +26,7 @@ pub enum Source {
     /// Every row and column is visible: the relation is referenced as it is.
     Whole,
     /// A derived table that filters rows and projects only visible columns.
-    Protected(Query),
+    Protected(Box<Query>),
 }
 
 /// One role's row filter on a relation, as applied (for `explain`).
@@ -75,7 +75,11 @@ impl Access {
             .into_iter()
             .flat_map(|d| d.functions.iter().map(|f| f.value.clone()))
             .collect();
-        functions.extend(grants.iter().flat_map(|(_, g)| g.functions.iter().map(|f| f.value.clone())));
+        functions.extend(
+            grants
+                .iter()
+                .flat_map(|(_, g)| g.functions.iter().map(|f| f.value.clone())),
+        );
 
         let mut key = format!("{datasource}\n{}\n", catalog.generation());
         for (held, _) in &grants {
@@ -100,9 +104,10 @@ impl Access {
                 let granting: Vec<_> = grants
                     .iter()
                     .filter(|(_, g)| {
-                        g.tables
-                            .iter()
-                            .any(|p| p.value.matches(&[&relation.name.schema, &relation.name.name]))
+                        g.tables.iter().any(|p| {
+                            p.value
+                                .matches(&[&relation.name.schema, &relation.name.name])
+                        })
                     })
                     .collect();
                 if granting.is_empty() {
@@ -241,7 +246,9 @@ impl TableBuilder<'_> {
             let expr = filter
                 .value
                 .bind(|name| self.entitlements.variable(self.user, name))
-                .map_err(|e| bind_refusal(e, &held.role, &relation.name.to_string(), &filter.origin))?;
+                .map_err(|e| {
+                    bind_refusal(e, &held.role, &relation.name.to_string(), &filter.origin)
+                })?;
             applied.push(AppliedFilter {
                 role: held.role.clone(),
                 text: filter.value.text.clone(),
@@ -259,7 +266,8 @@ impl TableBuilder<'_> {
             .columns
             .iter()
             .map(|c| {
-                let allowed = allow_lists.is_empty() || allow_lists.iter().any(|l| l.contains(&c.name));
+                let allowed =
+                    allow_lists.is_empty() || allow_lists.iter().any(|l| l.contains(&c.name));
                 let denied = grant
                     .deny_columns
                     .iter()
@@ -277,13 +285,14 @@ impl TableBuilder<'_> {
     fn source(&self, views: &[RoleView], visible: &[bool]) -> Source {
         let relation = self.catalog.relation(self.relation);
         let unfiltered = views.iter().any(|v| v.filter.is_none());
-        if unfiltered && visible.iter().all(|&v| v) && views.iter().all(|v| v.columns.iter().all(|&c| c))
+        if unfiltered
+            && visible.iter().all(|&v| v)
+            && views.iter().all(|v| v.columns.iter().all(|&c| c))
         {
             return Source::Whole;
         }
-        let rows = (!unfiltered).then(|| {
-            sql::any_of(views.iter().filter_map(|v| v.filter.clone()).collect())
-        });
+        let rows = (!unfiltered)
+            .then(|| sql::any_of(views.iter().filter_map(|v| v.filter.clone()).collect()));
         let projection = relation
             .columns
             .iter()
@@ -297,7 +306,8 @@ impl TableBuilder<'_> {
                 if granting.iter().any(|v| v.filter.is_none()) || granting.len() == views.len() {
                     SelectItem::UnnamedExpr(value)
                 } else {
-                    let admitted = sql::any_of(granting.iter().filter_map(|v| v.filter.clone()).collect());
+                    let admitted =
+                        sql::any_of(granting.iter().filter_map(|v| v.filter.clone()).collect());
                     SelectItem::ExprWithAlias {
                         expr: sql::case_when(admitted, value),
                         alias: quoted(&column.name),
@@ -305,11 +315,11 @@ impl TableBuilder<'_> {
                 }
             })
             .collect();
-        Source::Protected(sql::select(
+        Source::Protected(Box::new(sql::select(
             projection,
             sql::table(sql::object_name(&relation.name), None),
             rows,
-        ))
+        )))
     }
 }
 
@@ -321,7 +331,12 @@ fn denies(pattern: &crate::names::NamePattern, schema: &str, table: &str, column
     }
 }
 
-fn bind_refusal(error: BindError, role: &str, table: &str, origin: &super::origin::Origin) -> Refusal {
+fn bind_refusal(
+    error: BindError,
+    role: &str,
+    table: &str,
+    origin: &super::origin::Origin,
+) -> Refusal {
     match error {
         BindError::Missing(name) => Refusal::new(
             RefusalKind::Policy,
@@ -398,7 +413,9 @@ mod tests {
             source_sql(&catalog, &access, "public", "customers"),
             "SELECT \"id\", \"name\" FROM \"public\".\"customers\""
         );
-        let targets = catalog.lookup(&crate::names::QualifiedName::new("sales", "targets")).unwrap();
+        let targets = catalog
+            .lookup(&crate::names::QualifiedName::new("sales", "targets"))
+            .unwrap();
         assert!(access.table(targets).is_none(), "no grant, no access");
     }
 
@@ -432,11 +449,20 @@ mod tests {
              rows.\"public.orders\"=\"region = {{user.nope}}\"\nrows.\"public.customers\"=\"regio = 'x'\"\n\
              [[assign]]\nuser=\"alice\"\nroles=[\"r\"]\n",
         );
-        let orders = catalog.lookup(&crate::names::QualifiedName::new("public", "orders")).unwrap();
+        let orders = catalog
+            .lookup(&crate::names::QualifiedName::new("public", "orders"))
+            .unwrap();
         let err = access.table(orders).unwrap().source.as_ref().unwrap_err();
         assert!(err.message.contains("user.nope"), "{err}");
-        let customers = catalog.lookup(&crate::names::QualifiedName::new("public", "customers")).unwrap();
-        let err = access.table(customers).unwrap().source.as_ref().unwrap_err();
+        let customers = catalog
+            .lookup(&crate::names::QualifiedName::new("public", "customers"))
+            .unwrap();
+        let err = access
+            .table(customers)
+            .unwrap()
+            .source
+            .as_ref()
+            .unwrap_err();
         assert!(err.message.contains("`regio`"), "{err}");
     }
 }

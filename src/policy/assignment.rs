@@ -252,7 +252,10 @@ mod tests {
         assert!(matches!(err, BindError::Unresolved { .. }), "{err:?}");
         assert_eq!(e.variable(&u, "region").unwrap().to_string(), "\"East\"");
         assert_eq!(e.variable(&u, "department_ids").unwrap().to_string(), "[2]");
-        assert_eq!(e.variable(&u, "nope"), Err(BindError::Missing("nope".into())));
+        assert_eq!(
+            e.variable(&u, "nope"),
+            Err(BindError::Missing("nope".into()))
+        );
     }
 
     #[test]

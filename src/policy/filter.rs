@@ -7,7 +7,9 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, InTarget, Query, Value, ValueWithSpan, VisitMut, Visit, VisitorMut, Visitor};
+use sqlparser::ast::{
+    Expr, InTarget, Query, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Span;
@@ -122,7 +124,9 @@ fn replace_placeholders(text: &str) -> Result<(String, Vec<String>), String> {
             format!("placeholder `{{{{{inner}}}}}` should name a user variable, e.g. {{{{user.region}}}}")
         })?;
         if name.is_empty() || name.contains(['{', '}']) {
-            return Err(format!("placeholder `{{{{{inner}}}}}` has no variable name"));
+            return Err(format!(
+                "placeholder `{{{{{inner}}}}}` has no variable name"
+            ));
         }
         variables.push(name.to_owned());
         sql.push_str(&format!(" ${} ", variables.len()));
@@ -190,9 +194,7 @@ impl Visitor for ColumnCollector {
         if self.depth == 0 {
             match expr {
                 Expr::Identifier(id) => self.columns.push(vec![fold(id)]),
-                Expr::CompoundIdentifier(ids) => {
-                    self.columns.push(ids.iter().map(fold).collect())
-                }
+                Expr::CompoundIdentifier(ids) => self.columns.push(ids.iter().map(fold).collect()),
                 _ => {}
             }
         }
@@ -298,7 +300,10 @@ mod tests {
         let f = RowFilter::parse("a = {{user.nope}}").unwrap();
         assert_eq!(f.bind(values), Err(BindError::Missing("nope".into())));
         let f = RowFilter::parse("a = {{user.regions}}").unwrap();
-        assert_eq!(f.bind(values), Err(BindError::ListOutsideIn("regions".into())));
+        assert_eq!(
+            f.bind(values),
+            Err(BindError::ListOutsideIn("regions".into()))
+        );
     }
 
     #[test]
@@ -312,10 +317,11 @@ mod tests {
 
     #[test]
     fn columns_outside_subqueries_are_collected() {
-        let f = RowFilter::parse(
-            "t.a = 1 AND b IN (SELECT c FROM other WHERE d = {{user.x}})",
-        )
-        .unwrap();
-        assert_eq!(f.columns(), vec![vec!["t".to_string(), "a".into()], vec!["b".into()]]);
+        let f = RowFilter::parse("t.a = 1 AND b IN (SELECT c FROM other WHERE d = {{user.x}})")
+            .unwrap();
+        assert_eq!(
+            f.columns(),
+            vec![vec!["t".to_string(), "a".into()], vec!["b".into()]]
+        );
     }
 }

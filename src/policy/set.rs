@@ -140,7 +140,10 @@ impl PolicySet {
                 if !self.roles.contains_key(&role.value) {
                     errors.push(PolicyError {
                         origin: role.origin.clone(),
-                        message: format!("assignment names role `{}`, which is not defined", role.value),
+                        message: format!(
+                            "assignment names role `{}`, which is not defined",
+                            role.value
+                        ),
                     });
                 }
             }
@@ -240,7 +243,10 @@ impl FileReader<'_> {
             if let Some(previous) = set.datasources.get(&name) {
                 self.error(
                     origin.line_offset(self.text),
-                    format!("datasource `{name}` is already defined at {}", previous.origin),
+                    format!(
+                        "datasource `{name}` is already defined at {}",
+                        previous.origin
+                    ),
                 );
                 continue;
             }
@@ -397,7 +403,11 @@ impl FileReader<'_> {
         }
     }
 
-    fn patterns(&mut self, raw: Vec<Spanned<String>>, parts: &[usize]) -> Vec<Located<NamePattern>> {
+    fn patterns(
+        &mut self,
+        raw: Vec<Spanned<String>>,
+        parts: &[usize],
+    ) -> Vec<Located<NamePattern>> {
         raw.into_iter()
             .filter_map(|r| self.pattern(r, parts))
             .collect()
@@ -495,21 +505,45 @@ vars = { regions = ["East", "North"] }
     fn errors_name_file_and_line() {
         let text = "[role.r.datasource.nowhere]\ntables = [\"orders\"]\nrows.\"public.t\" = \"a = '{{user.x}}'\"\n\n[[assign]]\nuser = \"bob\"\nroles = [\"ghost\"]\nvars = { userid = \"x\" }\n";
         let errors = PolicySet::from_str("p.toml", text).unwrap_err().to_string();
-        assert!(errors.contains("p.toml:2: `orders` should have the form schema.table"), "{errors}");
-        assert!(errors.contains("p.toml:3: write {{user.x}} placeholders"), "{errors}");
-        assert!(errors.contains("p.toml:8: `userid` is a directory attribute"), "{errors}");
-        assert!(errors.contains("p.toml:7: assignment names role `ghost`"), "{errors}");
-        assert!(errors.contains("p.toml:1: role `r` grants on datasource `nowhere`"), "{errors}");
+        assert!(
+            errors.contains("p.toml:2: `orders` should have the form schema.table"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("p.toml:3: write {{user.x}} placeholders"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("p.toml:8: `userid` is a directory attribute"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("p.toml:7: assignment names role `ghost`"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("p.toml:1: role `r` grants on datasource `nowhere`"),
+            "{errors}"
+        );
     }
 
     #[test]
     fn duplicates_across_files_are_errors() {
         let files = [
-            (Arc::from("a.toml"), "[datasource.d]\n[role.r.datasource.d]\ntables=[\"public.t\"]\n".to_string()),
-            (Arc::from("b.toml"), "\n[role.r.datasource.d]\ntables=[\"public.u\"]\n".to_string()),
+            (
+                Arc::from("a.toml"),
+                "[datasource.d]\n[role.r.datasource.d]\ntables=[\"public.t\"]\n".to_string(),
+            ),
+            (
+                Arc::from("b.toml"),
+                "\n[role.r.datasource.d]\ntables=[\"public.u\"]\n".to_string(),
+            ),
         ];
         let errors = PolicySet::from_sources(&files).unwrap_err().to_string();
-        assert!(errors.contains("b.toml:2: role `r` is already defined at a.toml:2"), "{errors}");
+        assert!(
+            errors.contains("b.toml:2: role `r` is already defined at a.toml:2"),
+            "{errors}"
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ impl Scalar {
             toml::Value::String(s) => Ok(Scalar::Text(s.clone())),
             toml::Value::Integer(i) => Ok(Scalar::Integer(*i)),
             toml::Value::Float(f) if f.is_finite() => Ok(Scalar::Float(*f)),
-            toml::Value::Float(_) => Err("NaN and infinite numbers cannot be variable values".into()),
+            toml::Value::Float(_) => {
+                Err("NaN and infinite numbers cannot be variable values".into())
+            }
             toml::Value::Boolean(b) => Ok(Scalar::Bool(*b)),
             other => Err(format!(
                 "a variable value must be a string, number, boolean or a list of those, not {}",
@@ -130,7 +132,10 @@ mod tests {
     #[test]
     fn negative_numbers_cannot_form_comments() {
         assert_eq!(Scalar::Integer(-5).to_expr().to_string(), "(-5)");
-        assert_eq!(Scalar::Integer(i64::MIN).to_expr().to_string(), "(-9223372036854775808)");
+        assert_eq!(
+            Scalar::Integer(i64::MIN).to_expr().to_string(),
+            "(-9223372036854775808)"
+        );
         assert_eq!(Scalar::Float(-0.5).to_expr().to_string(), "(-0.5)");
         assert_eq!(Scalar::Float(1e300).to_expr().to_string(), "1e300");
     }

@@ -1,0 +1,435 @@
+//! Which functions, operators and types a query may use.
+//!
+//! Allowed by default: PostgreSQL built-ins that compute on their arguments and nothing else
+//! (aggregates, window functions, math, string, date/time, JSON, arrays, conditionals). Refused
+//! unless a policy names them: everything else — above all functions that run SQL text
+//! (`query_to_xml`, `ts_stat`, `dblink`), read files or large objects, change settings, sleep,
+//! signal backends or reveal catalog contents — and every function tablegate does not know.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use sqlparser::ast::{BinaryOperator, DataType, UnaryOperator};
+
+static SAFE_FUNCTIONS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    [
+        // aggregates
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "array_agg",
+        "string_agg",
+        "bool_and",
+        "bool_or",
+        "every",
+        "bit_and",
+        "bit_or",
+        "bit_xor",
+        "stddev",
+        "stddev_pop",
+        "stddev_samp",
+        "variance",
+        "var_pop",
+        "var_samp",
+        "corr",
+        "covar_pop",
+        "covar_samp",
+        "regr_avgx",
+        "regr_avgy",
+        "regr_count",
+        "regr_intercept",
+        "regr_r2",
+        "regr_slope",
+        "regr_sxx",
+        "regr_sxy",
+        "regr_syy",
+        "percentile_cont",
+        "percentile_disc",
+        "mode",
+        "json_agg",
+        "jsonb_agg",
+        "json_object_agg",
+        "jsonb_object_agg",
+        "grouping",
+        "range_agg",
+        "range_intersect_agg",
+        // window functions
+        "row_number",
+        "rank",
+        "dense_rank",
+        "percent_rank",
+        "cume_dist",
+        "ntile",
+        "lag",
+        "lead",
+        "first_value",
+        "last_value",
+        "nth_value",
+        // math
+        "abs",
+        "cbrt",
+        "ceil",
+        "ceiling",
+        "degrees",
+        "div",
+        "exp",
+        "factorial",
+        "floor",
+        "gcd",
+        "lcm",
+        "ln",
+        "log",
+        "log10",
+        "min_scale",
+        "mod",
+        "pi",
+        "power",
+        "pow",
+        "radians",
+        "round",
+        "scale",
+        "sign",
+        "sqrt",
+        "trim_scale",
+        "trunc",
+        "width_bucket",
+        "random",
+        "acos",
+        "asin",
+        "atan",
+        "atan2",
+        "cos",
+        "cot",
+        "sin",
+        "tan",
+        "sinh",
+        "cosh",
+        "tanh",
+        "asinh",
+        "acosh",
+        "atanh",
+        "acosd",
+        "asind",
+        "atand",
+        "atan2d",
+        "cosd",
+        "cotd",
+        "sind",
+        "tand",
+        // strings
+        "ascii",
+        "bit_length",
+        "btrim",
+        "char_length",
+        "character_length",
+        "chr",
+        "concat",
+        "concat_ws",
+        "format",
+        "initcap",
+        "left",
+        "length",
+        "lower",
+        "lpad",
+        "ltrim",
+        "md5",
+        "octet_length",
+        "overlay",
+        "position",
+        "quote_ident",
+        "quote_literal",
+        "quote_nullable",
+        "regexp_count",
+        "regexp_instr",
+        "regexp_like",
+        "regexp_match",
+        "regexp_matches",
+        "regexp_replace",
+        "regexp_split_to_array",
+        "regexp_split_to_table",
+        "regexp_substr",
+        "repeat",
+        "replace",
+        "reverse",
+        "right",
+        "rpad",
+        "rtrim",
+        "split_part",
+        "starts_with",
+        "strpos",
+        "substr",
+        "substring",
+        "to_ascii",
+        "to_hex",
+        "translate",
+        "upper",
+        "unistr",
+        "normalize",
+        "encode",
+        "decode",
+        "sha224",
+        "sha256",
+        "sha384",
+        "sha512",
+        "string_to_array",
+        "string_to_table",
+        "array_to_string",
+        "to_char",
+        "to_date",
+        "to_number",
+        "to_timestamp",
+        // date and time
+        "age",
+        "clock_timestamp",
+        "current_date",
+        "current_time",
+        "current_timestamp",
+        "date_bin",
+        "date_part",
+        "date_trunc",
+        "extract",
+        "isfinite",
+        "justify_days",
+        "justify_hours",
+        "justify_interval",
+        "localtime",
+        "localtimestamp",
+        "make_date",
+        "make_interval",
+        "make_time",
+        "make_timestamp",
+        "make_timestamptz",
+        "now",
+        "statement_timestamp",
+        "timeofday",
+        "transaction_timestamp",
+        "timezone",
+        // conditionals and rows
+        "coalesce",
+        "nullif",
+        "greatest",
+        "least",
+        "num_nonnulls",
+        "num_nulls",
+        "row",
+        // JSON
+        "to_json",
+        "to_jsonb",
+        "array_to_json",
+        "row_to_json",
+        "json_build_array",
+        "jsonb_build_array",
+        "json_build_object",
+        "jsonb_build_object",
+        "json_object",
+        "jsonb_object",
+        "json_array_length",
+        "jsonb_array_length",
+        "json_each",
+        "jsonb_each",
+        "json_each_text",
+        "jsonb_each_text",
+        "json_extract_path",
+        "jsonb_extract_path",
+        "json_extract_path_text",
+        "jsonb_extract_path_text",
+        "json_object_keys",
+        "jsonb_object_keys",
+        "json_array_elements",
+        "jsonb_array_elements",
+        "json_array_elements_text",
+        "jsonb_array_elements_text",
+        "json_typeof",
+        "jsonb_typeof",
+        "json_strip_nulls",
+        "jsonb_strip_nulls",
+        "jsonb_set",
+        "jsonb_insert",
+        "jsonb_pretty",
+        "jsonb_path_exists",
+        "jsonb_path_match",
+        "jsonb_path_query",
+        "jsonb_path_query_array",
+        "jsonb_path_query_first",
+        "json_to_record",
+        "json_to_recordset",
+        "jsonb_to_record",
+        "jsonb_to_recordset",
+        // arrays and ranges
+        "array",
+        "array_append",
+        "array_cat",
+        "array_dims",
+        "array_fill",
+        "array_length",
+        "array_lower",
+        "array_ndims",
+        "array_position",
+        "array_positions",
+        "array_prepend",
+        "array_remove",
+        "array_replace",
+        "array_upper",
+        "cardinality",
+        "trim_array",
+        "unnest",
+        "generate_subscripts",
+        "generate_series",
+        "isempty",
+        "lower_inc",
+        "upper_inc",
+        "lower_inf",
+        "upper_inf",
+        "range_merge",
+        "int4range",
+        "int8range",
+        "numrange",
+        "daterange",
+        "tsrange",
+        "tstzrange",
+        // text search
+        "to_tsvector",
+        "to_tsquery",
+        "plainto_tsquery",
+        "phraseto_tsquery",
+        "websearch_to_tsquery",
+        "ts_rank",
+        "ts_rank_cd",
+        // type conversions written as calls
+        "int",
+        "int2",
+        "int4",
+        "int8",
+        "integer",
+        "smallint",
+        "bigint",
+        "text",
+        "varchar",
+        "numeric",
+        "decimal",
+        "float4",
+        "float8",
+        "real",
+        "bool",
+        "boolean",
+        "date",
+        "time",
+        "timestamp",
+        "timestamptz",
+        "interval",
+        "bpchar",
+        // what drivers ask when they connect
+        "version",
+        "current_schema",
+        "gen_random_uuid",
+    ]
+    .into_iter()
+    .collect()
+});
+
+/// Whether a built-in function (name folded, schema dropped if it was pg_catalog) is safe.
+pub fn is_safe_function(name: &str) -> bool {
+    SAFE_FUNCTIONS.contains(name)
+}
+
+/// Operators with PostgreSQL's built-in meaning only (custom and `OPERATOR(...)` forms refused).
+pub fn is_safe_binary_operator(op: &BinaryOperator) -> bool {
+    use BinaryOperator::*;
+    matches!(
+        op,
+        Plus | Minus
+            | Multiply
+            | Divide
+            | Modulo
+            | StringConcat
+            | Gt
+            | Lt
+            | GtEq
+            | LtEq
+            | Eq
+            | NotEq
+            | And
+            | Or
+            | BitwiseOr
+            | BitwiseAnd
+            | PGBitwiseXor
+            | PGBitwiseShiftLeft
+            | PGBitwiseShiftRight
+            | PGExp
+            | PGOverlap
+            | PGRegexMatch
+            | PGRegexIMatch
+            | PGRegexNotMatch
+            | PGRegexNotIMatch
+            | PGLikeMatch
+            | PGILikeMatch
+            | PGNotLikeMatch
+            | PGNotILikeMatch
+            | PGStartsWith
+            | Arrow
+            | LongArrow
+            | HashArrow
+            | HashLongArrow
+            | HashMinus
+            | AtArrow
+            | ArrowAt
+            | AtQuestion
+            | AtAt
+            | Question
+            | QuestionAnd
+            | QuestionPipe
+            | Overlaps
+    )
+}
+
+pub fn is_safe_unary_operator(op: &UnaryOperator) -> bool {
+    use UnaryOperator::*;
+    matches!(
+        op,
+        Plus | Minus | Not | BitwiseNot | PGSquareRoot | PGCubeRoot | PGAbs
+    )
+}
+
+/// Types whose input functions look names up in the catalog (`'pg_authid'::regclass`): casting
+/// to them probes for objects the user cannot see.
+const CATALOG_LOOKUP_TYPES: [&str; 11] = [
+    "regclass",
+    "regcollation",
+    "regconfig",
+    "regdictionary",
+    "regnamespace",
+    "regoper",
+    "regoperator",
+    "regproc",
+    "regprocedure",
+    "regrole",
+    "regtype",
+];
+
+/// Why a type may not be used in a cast, if it may not.
+pub fn refused_type(data_type: &DataType) -> Option<String> {
+    match data_type {
+        DataType::Custom(name, modifiers) => {
+            if !modifiers.is_empty() {
+                return Some(format!("type modifiers of `{data_type}`"));
+            }
+            let last = name.0.last().map(|p| p.to_string().to_ascii_lowercase());
+            let last = last.as_deref().unwrap_or("").trim_matches('"');
+            CATALOG_LOOKUP_TYPES
+                .contains(&last)
+                .then(|| format!("the catalog lookup type {last}"))
+        }
+        DataType::Regclass => Some("the catalog lookup type regclass".into()),
+        DataType::Array(inner) => match inner {
+            sqlparser::ast::ArrayElemTypeDef::AngleBracket(t)
+            | sqlparser::ast::ArrayElemTypeDef::SquareBracket(t, _)
+            | sqlparser::ast::ArrayElemTypeDef::Parenthesis(t)
+            | sqlparser::ast::ArrayElemTypeDef::ParenthesisNotNull(t) => refused_type(t),
+            sqlparser::ast::ArrayElemTypeDef::None => None,
+            sqlparser::ast::ArrayElemTypeDef::Qualified(t, _) => refused_type(t),
+        },
+        _ => None,
+    }
+}

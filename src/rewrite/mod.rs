@@ -1,0 +1,123 @@
+//! The rewriter: from a client's SQL text to the SQL tablegate forwards, or a refusal.
+//!
+//! Parse with sqlparser (PostgreSQL dialect); walk every statement with the user's [`Access`]
+//! ([`statement`], [`query`], [`expr`]), resolving names as PostgreSQL would ([`scope`],
+//! [`search_path`]), replacing each relation by its protected source and refusing what cannot
+//! be checked; then make the tree safe to print ([`printable`]). Anything that does not parse is
+//! refused with the parser's message: nothing unparsed is ever forwarded.
+
+mod colname;
+mod expr;
+pub mod functions;
+mod printable;
+mod query;
+mod scope;
+pub mod search_path;
+mod statement;
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::catalog::Catalog;
+use crate::policy::Access;
+use crate::refusal::{Refusal, RefusalKind};
+pub use search_path::SearchPath;
+pub use statement::SessionEffect;
+
+/// What a rewrite needs to know about the session.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub catalog: &'a Catalog,
+    pub access: &'a Access,
+    pub search_path: &'a SearchPath,
+}
+
+/// A statement string, rewritten.
+#[derive(Clone, Debug)]
+pub struct Rewritten {
+    pub statements: Vec<Statement>,
+    /// Messages for the client (stripped and hidden columns), sent as NOTICEs.
+    pub notices: Vec<String>,
+    pub effect: Option<SessionEffect>,
+}
+
+impl Rewritten {
+    /// The SQL to forward.
+    pub fn sql(&self) -> String {
+        let mut out = String::new();
+        for (i, s) in self.statements.iter().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            use std::fmt::Write;
+            let _ = write!(out, "{s}");
+        }
+        out
+    }
+}
+
+pub(crate) struct Walker<'a> {
+    catalog: &'a Catalog,
+    access: &'a Access,
+    search_path: &'a SearchPath,
+    notices: Vec<String>,
+}
+
+impl Walker<'_> {
+    fn notice(&mut self, message: String) {
+        if !self.notices.contains(&message) {
+            self.notices.push(message);
+        }
+    }
+}
+
+/// Parses SQL text the way tablegate reads every statement.
+pub fn parse(sql: &str) -> Result<Vec<Statement>, Refusal> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+        let detail = e.to_string();
+        let detail = detail.strip_prefix("sql parser error: ").unwrap_or(&detail);
+        Refusal::new(
+            RefusalKind::Syntax,
+            format!("tablegate could not parse the statement: {detail}"),
+        )
+        .with_hint("tablegate forwards only SQL it can parse and check")
+    })
+}
+
+/// Rewrites a statement string: all of it, or none (one refused statement refuses the string).
+pub fn rewrite(sql: &str, context: &Context) -> Result<Rewritten, Refusal> {
+    rewrite_statements(parse(sql)?, context)
+}
+
+pub fn rewrite_statements(
+    mut statements: Vec<Statement>,
+    context: &Context,
+) -> Result<Rewritten, Refusal> {
+    let mut walker = Walker {
+        catalog: context.catalog,
+        access: context.access,
+        search_path: context.search_path,
+        notices: Vec::new(),
+    };
+    let mut effect = None;
+    for statement in statements.iter_mut() {
+        if let Some(e) = walker.statement(statement)? {
+            effect = Some(e);
+        }
+    }
+    if effect.is_some() && statements.len() > 1 {
+        return Err(Refusal::new(
+            RefusalKind::Setting,
+            "SET search_path must be sent on its own, not together with other statements",
+        ));
+    }
+    for statement in statements.iter_mut() {
+        printable::make_printable(statement)?;
+    }
+    Ok(Rewritten {
+        statements,
+        notices: walker.notices,
+        effect,
+    })
+}

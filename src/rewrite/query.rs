@@ -1,0 +1,1255 @@
+//! Queries, set operations, SELECT and FROM: where relations are found and protected.
+//!
+//! Every relation occurrence — in FROM or JOIN, in a CTE, a subquery anywhere, a LATERAL item —
+//! is replaced by its protected source, a derived table that keeps the name (or alias) the
+//! query used, so the rest of the query reads it unchanged and outer joins keep their meaning.
+//! Hidden columns named in the top-level select list are stripped (with a notice); named
+//! anywhere else they refuse the statement.
+
+use sqlparser::ast::{
+    Distinct, Expr, GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause,
+    ObjectName, ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectFlavor, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor, TableWithJoins, Value,
+    WildcardAdditionalOptions,
+};
+
+use super::Walker;
+use super::colname::output_name;
+use super::scope::{CteDef, Frame, FromItem, ItemColumn, Resolved};
+use crate::catalog::SYSTEM_SCHEMAS;
+use crate::names::{QualifiedName, fold, quoted};
+use crate::policy::Source;
+use crate::refusal::{Refusal, RefusalKind};
+use crate::sql;
+
+/// The columns a query returns, by name.
+pub(super) struct Output {
+    pub names: Vec<String>,
+    /// Some columns could not be named (a `*` over an item with unknown columns).
+    pub open: bool,
+}
+
+/// Set-returning functions whose single output column is named after the function (or alias).
+const SCALAR_SET_FUNCTIONS: [&str; 13] = [
+    "generate_series",
+    "unnest",
+    "generate_subscripts",
+    "regexp_split_to_table",
+    "regexp_matches",
+    "string_to_table",
+    "json_array_elements",
+    "jsonb_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements_text",
+    "json_object_keys",
+    "jsonb_object_keys",
+    "jsonb_path_query",
+];
+
+impl Walker<'_> {
+    pub(super) fn query(
+        &mut self,
+        query: &mut Query,
+        outer: &Frame,
+        top: bool,
+    ) -> Result<Output, Refusal> {
+        let Query {
+            with,
+            body,
+            order_by,
+            limit_clause,
+            fetch,
+            locks,
+            for_clause,
+            settings,
+            format_clause,
+            pipe_operators,
+        } = query;
+        if !locks.is_empty() {
+            return Err(Refusal::new(
+                RefusalKind::Statement,
+                "SELECT ... FOR UPDATE/SHARE locks rows, which read-only access does not allow",
+            )
+            .with_hint("remove the locking clause"));
+        }
+        if for_clause.is_some()
+            || settings.is_some()
+            || format_clause.is_some()
+            || !pipe_operators.is_empty()
+        {
+            return Err(Refusal::unsupported(
+                "this query clause (not PostgreSQL syntax)",
+            ));
+        }
+        let mut ctes: Vec<CteDef> = Vec::new();
+        if let Some(with) = with {
+            for cte in &mut with.cte_tables {
+                if cte.from.is_some() {
+                    return Err(Refusal::unsupported("this WITH clause form"));
+                }
+                let name = fold(&cte.alias.name);
+                let alias_columns = alias_column_names(&cte.alias)?;
+                if with.recursive {
+                    // A recursive CTE sees itself; its columns are known once its body is read.
+                    ctes.push(CteDef {
+                        name: name.clone(),
+                        open: alias_columns.is_empty(),
+                        columns: alias_columns.clone(),
+                    });
+                }
+                let frame = Frame {
+                    parent: Some(outer),
+                    ctes: &ctes,
+                    items: &[],
+                };
+                let output = self.query(&mut cte.query, &frame, false)?;
+                let def = CteDef {
+                    name,
+                    columns: rename(output.names, &alias_columns),
+                    open: output.open,
+                };
+                if with.recursive {
+                    ctes.pop();
+                }
+                ctes.push(def);
+            }
+        }
+        let frame = Frame {
+            parent: Some(outer),
+            ctes: &ctes,
+            items: &[],
+        };
+        let output = self.set_expr(body, &frame, top, order_by.as_mut())?;
+        if let Some(limit) = limit_clause {
+            match limit {
+                LimitClause::LimitOffset {
+                    limit,
+                    offset,
+                    limit_by,
+                } => {
+                    if !limit_by.is_empty() {
+                        return Err(Refusal::unsupported("LIMIT BY"));
+                    }
+                    if let Some(limit) = limit {
+                        self.expr(limit, &frame, "LIMIT")?;
+                    }
+                    if let Some(offset) = offset {
+                        self.expr(&mut offset.value, &frame, "OFFSET")?;
+                    }
+                }
+                LimitClause::OffsetCommaLimit { .. } => {
+                    return Err(Refusal::unsupported("LIMIT offset, count (MySQL syntax)"));
+                }
+            }
+        }
+        if let Some(quantity) = fetch.as_mut().and_then(|f| f.quantity.as_mut()) {
+            self.expr(quantity, &frame, "FETCH")?;
+        }
+        Ok(output)
+    }
+
+    fn set_expr(
+        &mut self,
+        body: &mut SetExpr,
+        frame: &Frame,
+        top: bool,
+        order_by: Option<&mut OrderBy>,
+    ) -> Result<Output, Refusal> {
+        match body {
+            SetExpr::Select(select) => self.select(select, frame, top, order_by),
+            SetExpr::Query(query) => {
+                let output = self.query(query, frame, top)?;
+                self.order_by_outputs(order_by, &output, frame)?;
+                Ok(output)
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                let output = self.set_expr(left, frame, false, None)?;
+                self.set_expr(right, frame, false, None)?;
+                self.order_by_outputs(order_by, &output, frame)?;
+                Ok(output)
+            }
+            SetExpr::Values(values) => {
+                let mut width = 0;
+                for row in &mut values.rows {
+                    width = width.max(row.len());
+                    for e in row.iter_mut() {
+                        self.expr(e, frame, "VALUES")?;
+                    }
+                }
+                let output = Output {
+                    names: (1..=width).map(|i| format!("column{i}")).collect(),
+                    open: false,
+                };
+                self.order_by_outputs(order_by, &output, frame)?;
+                Ok(output)
+            }
+            SetExpr::Table(table) => {
+                // `TABLE t` is `SELECT * FROM t`.
+                let name: Vec<Ident> = table
+                    .schema_name
+                    .iter()
+                    .chain(table.table_name.iter())
+                    .cloned()
+                    .collect();
+                let mut select = match sql::select(
+                    vec![SelectItem::Wildcard(WildcardAdditionalOptions::default())],
+                    sql::table(ObjectName::from(name), None),
+                    None,
+                )
+                .body
+                .as_ref()
+                {
+                    SetExpr::Select(s) => s.clone(),
+                    _ => unreachable!("sql::select builds a SELECT"),
+                };
+                let output = self.select(&mut select, frame, top, order_by)?;
+                *body = SetExpr::Select(select);
+                Ok(output)
+            }
+            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                Err(Refusal::new(
+                    RefusalKind::Statement,
+                    "data-modifying statements are not allowed: access is read-only",
+                ))
+            }
+        }
+    }
+
+    /// ORDER BY after a set operation or parenthesised query: it can only name output columns.
+    fn order_by_outputs(
+        &mut self,
+        order_by: Option<&mut OrderBy>,
+        output: &Output,
+        outer: &Frame,
+    ) -> Result<(), Refusal> {
+        let Some(order_by) = order_by else {
+            return Ok(());
+        };
+        let items = [FromItem::named(None, output.names.clone(), output.open)];
+        let frame = Frame {
+            parent: Some(outer),
+            ctes: &[],
+            items: &items,
+        };
+        for e in order_by_exprs(order_by)? {
+            self.expr(e, &frame, "ORDER BY")?;
+        }
+        Ok(())
+    }
+
+    fn select(
+        &mut self,
+        select: &mut Select,
+        outer: &Frame,
+        top: bool,
+        order_by: Option<&mut OrderBy>,
+    ) -> Result<Output, Refusal> {
+        let Select {
+            select_token: _,
+            optimizer_hints,
+            distinct,
+            select_modifiers,
+            top: top_clause,
+            top_before_distinct: _,
+            projection,
+            exclude,
+            into,
+            from,
+            lateral_views,
+            prewhere,
+            selection,
+            connect_by,
+            group_by,
+            cluster_by,
+            distribute_by,
+            sort_by,
+            having,
+            named_window,
+            qualify,
+            window_before_qualify: _,
+            value_table_mode,
+            flavor,
+        } = select;
+        if into.is_some() {
+            return Err(Refusal::new(
+                RefusalKind::Statement,
+                "SELECT INTO creates a table, which read-only access does not allow",
+            ));
+        }
+        if !optimizer_hints.is_empty()
+            || select_modifiers.is_some()
+            || top_clause.is_some()
+            || exclude.is_some()
+            || !lateral_views.is_empty()
+            || prewhere.is_some()
+            || !connect_by.is_empty()
+            || !cluster_by.is_empty()
+            || !distribute_by.is_empty()
+            || !sort_by.is_empty()
+            || qualify.is_some()
+            || value_table_mode.is_some()
+            || *flavor != SelectFlavor::Standard
+        {
+            return Err(Refusal::unsupported(
+                "a SELECT clause that PostgreSQL does not have",
+            ));
+        }
+
+        let mut items: Vec<FromItem> = Vec::new();
+        for element in from.iter_mut() {
+            self.join_tree(element, outer, &mut items)?;
+        }
+        check_unique_refnames(&items)?;
+        let frame = Frame {
+            parent: Some(outer),
+            ctes: &[],
+            items: &items,
+        };
+
+        if let Some(selection) = selection {
+            self.expr(selection, &frame, "WHERE")?;
+        }
+        let projection_before = projection.len();
+        let stripped = if top {
+            self.strip_hidden(projection, &frame)?
+        } else {
+            Vec::new()
+        };
+        if !stripped.is_empty() {
+            if projection.is_empty() {
+                return Err(Refusal::new(
+                    RefusalKind::Column,
+                    format!(
+                        "nothing left to return: every requested column is hidden by policy ({})",
+                        stripped
+                            .iter()
+                            .map(|s| s.label.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .with_hint("select columns you are allowed to see"));
+            }
+            if distinct.is_some() {
+                return Err(hidden_column_refusal(&stripped[0].label, "SELECT DISTINCT"));
+            }
+        }
+        let positions = ProjectionPositions {
+            before: projection_before,
+            stripped: &stripped,
+        };
+        let mut output = Output {
+            names: Vec::new(),
+            open: false,
+        };
+        for item in projection.iter_mut() {
+            self.select_item(item, &frame, &mut output)?;
+        }
+        match group_by {
+            GroupByExpr::Expressions(exprs, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err(Refusal::unsupported(
+                        "GROUP BY modifiers (WITH ROLLUP, TOTALS)",
+                    ));
+                }
+                for e in exprs {
+                    self.positional(e, &frame, "GROUP BY", &positions, projection, false)?;
+                }
+            }
+            GroupByExpr::All(_) => return Err(Refusal::unsupported("GROUP BY ALL")),
+        }
+        if let Some(having) = having {
+            self.expr(having, &frame, "HAVING")?;
+        }
+        for window in named_window.iter_mut() {
+            match &mut window.1 {
+                sqlparser::ast::NamedWindowExpr::WindowSpec(spec) => {
+                    self.window_spec(spec, &frame)?
+                }
+                sqlparser::ast::NamedWindowExpr::NamedWindow(_) => {}
+            }
+        }
+        if let Some(Distinct::On(exprs)) = distinct {
+            for e in exprs {
+                self.positional(e, &frame, "DISTINCT ON", &positions, projection, true)?;
+            }
+        }
+        if let Some(order_by) = order_by {
+            for e in order_by_exprs(order_by)? {
+                self.positional(e, &frame, "ORDER BY", &positions, projection, true)?;
+            }
+        }
+        Ok(output)
+    }
+
+    /// Removes bare references to hidden columns from a top-level select list.
+    fn strip_hidden(
+        &mut self,
+        projection: &mut Vec<SelectItem>,
+        frame: &Frame,
+    ) -> Result<Vec<Stripped>, Refusal> {
+        let mut stripped = Vec::new();
+        let mut kept = Vec::with_capacity(projection.len());
+        for (position, item) in std::mem::take(projection).into_iter().enumerate() {
+            let (expr, alias) = match &item {
+                SelectItem::UnnamedExpr(e) => (Some(e), None),
+                SelectItem::ExprWithAlias { expr, alias } => (Some(expr), Some(fold(alias))),
+                _ => (None, None),
+            };
+            let hidden = expr.and_then(|e| {
+                let parts = column_parts(e)?;
+                match frame.resolve(&parts) {
+                    Resolved::Column { item, column } if column.hidden => Some((
+                        qualified_label(item, &column.name),
+                        alias.unwrap_or_else(|| column.name.clone()),
+                    )),
+                    _ => None,
+                }
+            });
+            match hidden {
+                Some((label, output_name)) => stripped.push(Stripped {
+                    position,
+                    label,
+                    output_name,
+                }),
+                None => kept.push(item),
+            }
+        }
+        *projection = kept;
+        if !stripped.is_empty() {
+            self.notice(format!(
+                "tablegate: hidden by policy and left out of the result: {}",
+                stripped
+                    .iter()
+                    .map(|s| s.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(stripped)
+    }
+
+    fn select_item(
+        &mut self,
+        item: &mut SelectItem,
+        frame: &Frame,
+        output: &mut Output,
+    ) -> Result<(), Refusal> {
+        match item {
+            SelectItem::UnnamedExpr(e) => {
+                self.expr(e, frame, "the select list")?;
+                output.names.push(output_name(e));
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                self.expr(expr, frame, "the select list")?;
+                output.names.push(fold(alias));
+            }
+            SelectItem::Wildcard(options) => {
+                check_plain_wildcard(options)?;
+                let covered: Vec<&FromItem> = frame.items.iter().collect();
+                for item in frame.items.iter().filter(|i| i.unqualified_visible) {
+                    output
+                        .names
+                        .extend(item.visible_columns().map(str::to_owned));
+                    output.open |= item.open;
+                }
+                self.notice_wildcard(&covered);
+            }
+            SelectItem::QualifiedWildcard(kind, options) => {
+                check_plain_wildcard(options)?;
+                let SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
+                    return Err(Refusal::unsupported("`(expression).*`"));
+                };
+                let parts = object_name_parts(name)?;
+                match self.wildcard_item(&parts, frame) {
+                    Some(item) => {
+                        output
+                            .names
+                            .extend(item.visible_columns().map(str::to_owned));
+                        output.open |= item.open;
+                        self.notice_wildcard(&[item]);
+                    }
+                    None => output.open = true,
+                }
+            }
+            SelectItem::ExprWithAliases { .. } => {
+                return Err(Refusal::unsupported("multiple aliases for one expression"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The FROM item `t.*` (or `s.t.*`) names.
+    pub(super) fn wildcard_item<'f>(
+        &self,
+        parts: &[String],
+        frame: &Frame<'f>,
+    ) -> Option<&'f FromItem> {
+        match parts {
+            [name] => frame.item(name),
+            [schema, name] => frame
+                .item(name)
+                .filter(|i| i.schema.is_none() || i.schema.as_deref() == Some(schema.as_str())),
+            _ => None,
+        }
+    }
+
+    fn notice_wildcard(&mut self, items: &[&FromItem]) {
+        let hidden: Vec<String> = items
+            .iter()
+            .filter(|i| i.relation.is_some())
+            .flat_map(|i| i.hidden_columns().map(|c| qualified_label(i, c)))
+            .collect();
+        if !hidden.is_empty() {
+            self.notice(format!(
+                "tablegate: hidden by policy and left out of *: {}",
+                hidden.join(", ")
+            ));
+        }
+    }
+
+    /// A GROUP BY, DISTINCT ON or ORDER BY item, which may be an output column's position or
+    /// (for DISTINCT ON and ORDER BY, first) an output column's name.
+    fn positional(
+        &mut self,
+        e: &mut Expr,
+        frame: &Frame,
+        clause: &'static str,
+        positions: &ProjectionPositions,
+        projection: &[SelectItem],
+        names_first: bool,
+    ) -> Result<(), Refusal> {
+        if let Expr::Value(v) = e
+            && let Value::Number(n, _) = &v.value
+            && let Ok(original) = n.parse::<usize>()
+        {
+            if !positions.stripped.is_empty() && original >= 1 && original <= positions.before {
+                if let Some(s) = positions
+                    .stripped
+                    .iter()
+                    .find(|s| s.position + 1 == original)
+                {
+                    return Err(hidden_column_refusal(&s.label, clause));
+                }
+                let shift = positions
+                    .stripped
+                    .iter()
+                    .filter(|s| s.position + 1 < original)
+                    .count();
+                // A new literal: the rewrite depended on this number's value.
+                *e = Expr::value(Value::Number((original - shift).to_string(), false));
+            }
+            return Ok(());
+        }
+        if let Expr::Identifier(id) = e {
+            let name = fold(id);
+            // ORDER BY and DISTINCT ON take a bare name as an output column first; GROUP BY takes
+            // it as an input column first.
+            let as_output = names_first
+                || matches!(
+                    frame.resolve(std::slice::from_ref(&name)),
+                    Resolved::Unknown | Resolved::WholeRow
+                );
+            if as_output {
+                let names_output = projection.iter().any(|item| match item {
+                    SelectItem::ExprWithAlias { alias, .. } => fold(alias) == name,
+                    SelectItem::UnnamedExpr(e) => output_name(e) == name,
+                    _ => false,
+                });
+                if names_output {
+                    return Ok(());
+                }
+                if let Some(s) = positions.stripped.iter().find(|s| s.output_name == name) {
+                    return Err(hidden_column_refusal(&s.label, clause));
+                }
+            }
+        }
+        self.expr(e, frame, clause)
+    }
+
+    /// One comma-separated FROM element and its joins.
+    fn join_tree(
+        &mut self,
+        element: &mut TableWithJoins,
+        outer: &Frame,
+        items: &mut Vec<FromItem>,
+    ) -> Result<(), Refusal> {
+        let start = items.len();
+        self.table_factor(&mut element.relation, outer, items)?;
+        for Join {
+            relation,
+            global,
+            join_operator,
+        } in element.joins.iter_mut()
+        {
+            if *global {
+                return Err(Refusal::unsupported("GLOBAL JOIN"));
+            }
+            let right_start = items.len();
+            self.table_factor(relation, outer, items)?;
+            let constraint = match join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::FullOuter(c)
+                | JoinOperator::CrossJoin(c) => c,
+                _ => return Err(Refusal::unsupported("this kind of join")),
+            };
+            self.join_constraint(constraint, outer, items, start, right_start)?;
+        }
+        Ok(())
+    }
+
+    fn join_constraint(
+        &mut self,
+        constraint: &mut JoinConstraint,
+        outer: &Frame,
+        items: &mut Vec<FromItem>,
+        left_start: usize,
+        right_start: usize,
+    ) -> Result<(), Refusal> {
+        let merged: Vec<String> = match constraint {
+            JoinConstraint::None => return Ok(()),
+            JoinConstraint::On(e) => {
+                let frame = Frame {
+                    parent: Some(outer),
+                    ctes: &[],
+                    items,
+                };
+                return self.expr(e, &frame, "JOIN ... ON");
+            }
+            JoinConstraint::Using(names) => {
+                let mut merged = Vec::with_capacity(names.len());
+                for name in names.iter() {
+                    let [column] = object_name_parts(name)?
+                        .try_into()
+                        .map_err(|_| Refusal::unsupported("a qualified name in JOIN ... USING"))?;
+                    for side in [&items[left_start..right_start], &items[right_start..]] {
+                        if let Some(item) = unqualified_column(side, &column)
+                            .filter(|(_, c)| c.hidden)
+                            .map(|(i, _)| i)
+                        {
+                            return Err(hidden_column_refusal(
+                                &qualified_label(item, &column),
+                                "JOIN ... USING",
+                            ));
+                        }
+                    }
+                    merged.push(column);
+                }
+                merged
+            }
+            JoinConstraint::Natural => {
+                // Hidden columns do not exist for the user, so they are never common columns.
+                let left: Vec<&str> = items[left_start..right_start]
+                    .iter()
+                    .filter(|i| i.unqualified_visible)
+                    .flat_map(|i| i.visible_columns())
+                    .collect();
+                items[right_start..]
+                    .iter()
+                    .filter(|i| i.unqualified_visible)
+                    .flat_map(|i| i.visible_columns())
+                    .filter(|c| left.contains(c))
+                    .map(str::to_owned)
+                    .collect()
+            }
+            JoinConstraint::UsingAlias(..) => {
+                return Err(Refusal::unsupported("JOIN ... USING ... AS"));
+            }
+        };
+        let mut columns: Vec<ItemColumn> = merged
+            .iter()
+            .map(|name| ItemColumn {
+                name: name.clone(),
+                hidden: false,
+            })
+            .collect();
+        for item in items[left_start..]
+            .iter_mut()
+            .filter(|i| i.unqualified_visible)
+        {
+            columns.extend(
+                item.columns
+                    .iter()
+                    .filter(|c| !merged.contains(&c.name))
+                    .cloned(),
+            );
+            item.unqualified_visible = false;
+        }
+        let open = items[left_start..].iter().any(|i| i.open);
+        items.push(FromItem {
+            refname: None,
+            schema: None,
+            columns,
+            open,
+            unqualified_visible: true,
+            relation: None,
+        });
+        Ok(())
+    }
+
+    fn table_factor(
+        &mut self,
+        factor: &mut TableFactor,
+        outer: &Frame,
+        items: &mut Vec<FromItem>,
+    ) -> Result<(), Refusal> {
+        match factor {
+            TableFactor::Table { args: Some(_), .. } | TableFactor::Function { .. } => {
+                let item = self.function_factor(factor, outer, items)?;
+                items.push(item);
+            }
+            TableFactor::Table { .. } => {
+                let item = self.relation_factor(factor, outer)?;
+                items.push(item);
+            }
+            TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                sample,
+            } => {
+                if sample.is_some() {
+                    return Err(Refusal::unsupported("TABLESAMPLE on a subquery"));
+                }
+                let lateral_frame = Frame {
+                    parent: Some(outer),
+                    ctes: &[],
+                    items,
+                };
+                let frame = if *lateral { &lateral_frame } else { outer };
+                let output = self.query(subquery, frame, false)?;
+                let (refname, columns) = match alias {
+                    Some(alias) => (
+                        Some(fold(&alias.name)),
+                        rename(output.names, &alias_column_names(alias)?),
+                    ),
+                    None => (None, output.names),
+                };
+                items.push(FromItem::named(refname, columns, output.open));
+            }
+            TableFactor::UNNEST {
+                alias,
+                array_exprs,
+                with_offset,
+                with_offset_alias,
+                with_ordinality,
+            } => {
+                if *with_offset || with_offset_alias.is_some() {
+                    return Err(Refusal::unsupported("UNNEST ... WITH OFFSET"));
+                }
+                let frame = Frame {
+                    parent: Some(outer),
+                    ctes: &[],
+                    items,
+                };
+                for e in array_exprs.iter_mut() {
+                    self.expr(e, &frame, "FROM")?;
+                }
+                let single = array_exprs.len() == 1;
+                let item = function_item("unnest", alias.as_ref(), single, *with_ordinality)?;
+                items.push(item);
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => match alias {
+                None => self.join_tree(table_with_joins, outer, items)?,
+                Some(alias) => {
+                    let mut inner = Vec::new();
+                    self.join_tree(table_with_joins, outer, &mut inner)?;
+                    let columns: Vec<ItemColumn> = inner
+                        .iter()
+                        .filter(|i| i.unqualified_visible)
+                        .flat_map(|i| i.columns.iter().cloned())
+                        .collect();
+                    let names = alias_column_names(alias)?;
+                    let columns = columns
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, c)| ItemColumn {
+                            name: names.get(i).cloned().unwrap_or(c.name),
+                            hidden: c.hidden,
+                        })
+                        .collect();
+                    items.push(FromItem {
+                        refname: Some(fold(&alias.name)),
+                        schema: None,
+                        columns,
+                        open: inner.iter().any(|i| i.open),
+                        unqualified_visible: true,
+                        relation: None,
+                    });
+                }
+            },
+            _ => return Err(Refusal::unsupported("this kind of FROM item")),
+        }
+        Ok(())
+    }
+
+    /// A function in FROM: implicitly LATERAL, so its arguments see the items before it.
+    fn function_factor(
+        &mut self,
+        factor: &mut TableFactor,
+        outer: &Frame,
+        items: &[FromItem],
+    ) -> Result<FromItem, Refusal> {
+        let frame = Frame {
+            parent: Some(outer),
+            ctes: &[],
+            items,
+        };
+        let (name, alias, with_ordinality) = match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
+                with_hints,
+                version,
+                with_ordinality,
+                partitions,
+                json_path,
+                sample,
+                index_directives,
+                inheritance,
+            } => {
+                if !with_hints.is_empty()
+                    || version.is_some()
+                    || !partitions.is_empty()
+                    || json_path.is_some()
+                    || sample.is_some()
+                    || !index_directives.is_empty()
+                    || inheritance.is_some()
+                    || args.settings.is_some()
+                {
+                    return Err(Refusal::unsupported("this form of function call in FROM"));
+                }
+                for arg in args.args.iter_mut() {
+                    self.function_arg(arg, &frame, "FROM")?;
+                }
+                (name, alias, *with_ordinality)
+            }
+            TableFactor::Function {
+                name,
+                args,
+                with_ordinality,
+                alias,
+                lateral: _,
+            } => {
+                for arg in args.iter_mut() {
+                    self.function_arg(arg, &frame, "FROM")?;
+                }
+                (name, alias, *with_ordinality)
+            }
+            _ => unreachable!("function_factor is called for function FROM items"),
+        };
+        let function = self.check_function_name(name)?;
+        let single = SCALAR_SET_FUNCTIONS.contains(&function.as_str());
+        match function.as_str() {
+            "json_each" | "jsonb_each" | "json_each_text" | "jsonb_each_text"
+                if alias.as_ref().is_none_or(|a| a.columns.is_empty()) =>
+            {
+                let mut item = function_item(&function, alias.as_ref(), false, with_ordinality)?;
+                item.columns.splice(
+                    0..0,
+                    ["key", "value"].map(|n| ItemColumn {
+                        name: n.into(),
+                        hidden: false,
+                    }),
+                );
+                item.open = false;
+                Ok(item)
+            }
+            _ => function_item(&function, alias.as_ref(), single, with_ordinality),
+        }
+    }
+
+    /// A relation or CTE named in FROM.
+    fn relation_factor(
+        &mut self,
+        factor: &mut TableFactor,
+        outer: &Frame,
+    ) -> Result<FromItem, Refusal> {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            with_hints,
+            version,
+            with_ordinality,
+            partitions,
+            json_path,
+            sample,
+            index_directives,
+            inheritance,
+        } = factor
+        else {
+            unreachable!("relation_factor is called for plain table references");
+        };
+        if !with_hints.is_empty()
+            || version.is_some()
+            || *with_ordinality
+            || !partitions.is_empty()
+            || json_path.is_some()
+            || !index_directives.is_empty()
+        {
+            return Err(Refusal::unsupported("this form of table reference"));
+        }
+        let alias_columns = match alias {
+            Some(a) => alias_column_names(a)?,
+            None => Vec::new(),
+        };
+        let parts = object_name_parts(name)?;
+        if let [cte_name] = parts.as_slice()
+            && let Some(cte) = outer.cte(cte_name)
+        {
+            {
+                if sample.is_some() || inheritance.is_some() {
+                    return Err(Refusal::unsupported("ONLY or TABLESAMPLE on a CTE"));
+                }
+                let refname = alias
+                    .as_ref()
+                    .map_or_else(|| cte.name.clone(), |a| fold(&a.name));
+                return Ok(FromItem::named(
+                    Some(refname),
+                    rename(cte.columns.clone(), &alias_columns),
+                    cte.open,
+                ));
+            }
+        }
+        let written = name.to_string();
+        let qualified = self.resolve_relation(&parts, &written)?;
+        let id = self
+            .catalog
+            .lookup(&qualified)
+            .ok_or_else(|| no_such_relation(&written))?;
+        let relation = self.catalog.relation(id);
+        let access = self
+            .access
+            .table(id)
+            .ok_or_else(|| no_such_relation(&written))?;
+        let source = access.source.clone()?;
+
+        let refname = alias
+            .as_ref()
+            .map_or_else(|| relation.name.name.clone(), |a| fold(&a.name));
+        let item = FromItem {
+            refname: Some(refname.clone()),
+            schema: alias.is_none().then(|| relation.name.schema.clone()),
+            columns: relation
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ItemColumn {
+                    name: alias_columns
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| c.name.clone()),
+                    hidden: !access.visible[i],
+                })
+                .collect(),
+            open: false,
+            unqualified_visible: true,
+            relation: Some(id),
+        };
+        let alias_ident = alias
+            .as_ref()
+            .map_or_else(|| quoted(&relation.name.name), |a| a.name.clone());
+        let object = sql::object_name(&relation.name);
+        *factor = match source {
+            Source::Whole => {
+                let mut table = sql::table(
+                    object,
+                    Some(TableAlias {
+                        explicit: true,
+                        name: alias_ident,
+                        columns: alias
+                            .as_ref()
+                            .map(|a| a.columns.clone())
+                            .unwrap_or_default(),
+                        at: None,
+                    }),
+                );
+                if let TableFactor::Table {
+                    sample: s,
+                    inheritance: i,
+                    ..
+                } = &mut table
+                {
+                    *s = sample.take();
+                    *i = inheritance.take();
+                }
+                table
+            }
+            Source::Protected(mut body) => {
+                let SetExpr::Select(select) = body.body.as_mut() else {
+                    unreachable!("protected sources are SELECTs");
+                };
+                if let TableFactor::Table {
+                    sample: s,
+                    inheritance: i,
+                    ..
+                } = &mut select.from[0].relation
+                {
+                    *s = sample.take();
+                    *i = inheritance.take();
+                }
+                if !alias_columns.is_empty() {
+                    rename_source_columns(select, &access.visible, &alias_columns, relation);
+                }
+                TableFactor::Derived {
+                    lateral: false,
+                    subquery: body,
+                    alias: Some(sql::alias(alias_ident)),
+                    sample: None,
+                }
+            }
+        };
+        Ok(item)
+    }
+
+    /// The relation a name means: schema-qualified, or the first match along the search_path.
+    fn resolve_relation(&self, parts: &[String], written: &str) -> Result<QualifiedName, Refusal> {
+        let qualified = match parts {
+            [name] => self
+                .search_path
+                .schemas(self.catalog)
+                .map(|schema| QualifiedName::new(schema, name.as_str()))
+                .find(|q| self.catalog.lookup(q).is_some())
+                .ok_or_else(|| no_such_relation(written))?,
+            [schema, name] => QualifiedName::new(schema.as_str(), name.as_str()),
+            _ => {
+                return Err(Refusal::new(
+                    RefusalKind::Relation,
+                    format!("`{written}`: references to other databases are not supported"),
+                )
+                .with_hint("name relations as table or schema.table"));
+            }
+        };
+        if SYSTEM_SCHEMAS.contains(&qualified.schema.as_str()) {
+            return Err(Refusal::new(
+                RefusalKind::Relation,
+                format!("permission denied for {qualified}: system catalogs are not available through tablegate"),
+            )
+            .with_hint("ask about your data's tables directly"));
+        }
+        Ok(qualified)
+    }
+}
+
+/// A stripped select-list item: where it stood, what it showed, and the output name it had.
+pub(super) struct Stripped {
+    position: usize,
+    label: String,
+    output_name: String,
+}
+
+pub(super) struct ProjectionPositions<'a> {
+    before: usize,
+    stripped: &'a [Stripped],
+}
+
+fn order_by_exprs(order_by: &mut OrderBy) -> Result<impl Iterator<Item = &mut Expr>, Refusal> {
+    if order_by.interpolate.is_some() {
+        return Err(Refusal::unsupported("ORDER BY ... INTERPOLATE"));
+    }
+    match &mut order_by.kind {
+        OrderByKind::Expressions(exprs) => {
+            for e in exprs.iter() {
+                if e.with_fill.is_some() {
+                    return Err(Refusal::unsupported("ORDER BY ... WITH FILL"));
+                }
+                if matches!(e.options.sort, Some(sqlparser::ast::OrderBySort::Using(_))) {
+                    return Err(Refusal::unsupported("ORDER BY ... USING an operator"));
+                }
+            }
+            Ok(exprs.iter_mut().map(|e| &mut e.expr))
+        }
+        OrderByKind::All(_) => Err(Refusal::unsupported("ORDER BY ALL")),
+    }
+}
+
+fn check_plain_wildcard(options: &WildcardAdditionalOptions) -> Result<(), Refusal> {
+    let WildcardAdditionalOptions {
+        wildcard_token: _,
+        opt_ilike,
+        opt_exclude,
+        opt_except,
+        opt_replace,
+        opt_rename,
+        opt_alias,
+    } = options;
+    if opt_ilike.is_some()
+        || opt_exclude.is_some()
+        || opt_except.is_some()
+        || opt_replace.is_some()
+        || opt_rename.is_some()
+        || opt_alias.is_some()
+    {
+        return Err(Refusal::unsupported(
+            "`*` with EXCLUDE/EXCEPT/REPLACE/RENAME",
+        ));
+    }
+    Ok(())
+}
+
+fn check_unique_refnames(items: &[FromItem]) -> Result<(), Refusal> {
+    for (i, a) in items.iter().enumerate() {
+        let Some(name) = &a.refname else { continue };
+        if items[i + 1..].iter().any(|b| {
+            b.refname.as_ref() == Some(name) && a.relation.is_some() && b.relation.is_some()
+        }) {
+            return Err(Refusal::new(
+                RefusalKind::Unsupported,
+                format!("two relations in one FROM are both called `{name}`"),
+            )
+            .with_hint("give each an alias"));
+        }
+    }
+    Ok(())
+}
+
+fn unqualified_column<'a>(
+    items: &'a [FromItem],
+    name: &str,
+) -> Option<(&'a FromItem, &'a ItemColumn)> {
+    items
+        .iter()
+        .filter(|i| i.unqualified_visible)
+        .find_map(|i| i.columns.iter().find(|c| c.name == name).map(|c| (i, c)))
+}
+
+/// Parts of an object name, folded; function-call parts are refused.
+pub(super) fn object_name_parts(name: &ObjectName) -> Result<Vec<String>, Refusal> {
+    name.0
+        .iter()
+        .map(|part| match part {
+            ObjectNamePart::Identifier(id) => Ok(fold(id)),
+            ObjectNamePart::Function(_) => {
+                Err(Refusal::unsupported("a function call inside a name"))
+            }
+        })
+        .collect()
+}
+
+/// The folded parts of a bare column reference.
+pub(super) fn column_parts(e: &Expr) -> Option<Vec<String>> {
+    match e {
+        Expr::Identifier(id) => Some(vec![fold(id)]),
+        Expr::CompoundIdentifier(ids) => Some(ids.iter().map(fold).collect()),
+        _ => None,
+    }
+}
+
+fn alias_column_names(alias: &TableAlias) -> Result<Vec<String>, Refusal> {
+    alias
+        .columns
+        .iter()
+        .map(|c| match c.data_type {
+            None => Ok(fold(&c.name)),
+            Some(_) => Err(Refusal::unsupported("column definitions in an alias")),
+        })
+        .collect()
+}
+
+/// Applies an alias column list: the first names are replaced, the rest keep theirs.
+fn rename(mut names: Vec<String>, aliases: &[String]) -> Vec<String> {
+    for (name, alias) in names.iter_mut().zip(aliases) {
+        *name = alias.clone();
+    }
+    names
+}
+
+/// The item for a function in FROM, with PostgreSQL's column naming for scalar results.
+fn function_item(
+    function: &str,
+    alias: Option<&TableAlias>,
+    single: bool,
+    with_ordinality: bool,
+) -> Result<FromItem, Refusal> {
+    let alias_columns = match alias {
+        Some(a) => alias_column_names_allowing_types(a),
+        None => Vec::new(),
+    };
+    let refname = alias.map_or_else(|| function.to_owned(), |a| fold(&a.name));
+    let (mut columns, open) = if !alias_columns.is_empty() {
+        (alias_columns, false)
+    } else if single {
+        (vec![refname.clone()], false)
+    } else {
+        (Vec::new(), true)
+    };
+    if with_ordinality && alias.is_none_or(|a| a.columns.is_empty()) {
+        columns.push("ordinality".into());
+    }
+    Ok(FromItem::named(Some(refname), columns, open))
+}
+
+/// Alias column names for functions, where `AS x(a int, b text)` column definitions are allowed.
+fn alias_column_names_allowing_types(alias: &TableAlias) -> Vec<String> {
+    alias.columns.iter().map(|c| fold(&c.name)).collect()
+}
+
+/// Puts a query's alias column list (`FROM t AS x(a, b)`) onto the protected source's columns,
+/// by their position in the table.
+fn rename_source_columns(
+    select: &mut Select,
+    visible: &[bool],
+    aliases: &[String],
+    relation: &crate::catalog::Relation,
+) {
+    let visible_positions: Vec<usize> = (0..relation.columns.len())
+        .filter(|&i| visible[i])
+        .collect();
+    for (item, &position) in select.projection.iter_mut().zip(&visible_positions) {
+        let Some(alias) = aliases.get(position) else {
+            continue;
+        };
+        let expr = match std::mem::replace(
+            item,
+            SelectItem::Wildcard(WildcardAdditionalOptions::default()),
+        ) {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            other => {
+                *item = other;
+                continue;
+            }
+        };
+        *item = SelectItem::ExprWithAlias {
+            expr,
+            alias: quoted(alias),
+        };
+    }
+}
+
+/// `table.column` as the user would name it.
+pub(super) fn qualified_label(item: &FromItem, column: &str) -> String {
+    match &item.refname {
+        Some(r) => format!(
+            "{}.{}",
+            crate::names::display_ident(r),
+            crate::names::display_ident(column)
+        ),
+        None => crate::names::display_ident(column),
+    }
+}
+
+pub(super) fn hidden_column_refusal(label: &str, clause: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Column,
+        format!("permission denied for column {label}: it is hidden by policy and cannot be used in {clause}"),
+    )
+    .with_hint("remove the column from the query; hidden columns can be neither shown nor used in conditions, joins, grouping or ordering")
+}
+
+fn no_such_relation(written: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Relation,
+        format!("permission denied for relation {written}: it does not exist or you have no access to it"),
+    )
+    .with_hint("ask your DBA which tables your roles grant")
+}

@@ -1,0 +1,186 @@
+//! Name resolution: which FROM item and column an identifier means, as PostgreSQL decides it.
+//!
+//! Each query level contributes a [`Frame`] of FROM items (PostgreSQL's range-table entries) and
+//! the CTEs its WITH clause defines; frames link to the enclosing level, so correlated references
+//! and CTE names resolve outward exactly as in PostgreSQL. Relation items carry *all* their
+//! columns, hidden ones included and marked: a name must resolve to what it means in the
+//! original query, so a hidden column is recognised and refused rather than silently resolving
+//! to some other column once the protected source no longer has it.
+
+use crate::catalog::RelationId;
+
+#[derive(Clone, Debug)]
+pub(super) struct ItemColumn {
+    pub name: String,
+    /// The column exists but the user may not see it.
+    pub hidden: bool,
+}
+
+/// A FROM item: a relation, CTE, derived table, function, or the merged output of a join.
+#[derive(Clone, Debug)]
+pub(super) struct FromItem {
+    /// What the query calls it: the alias, or the relation's or CTE's name. `None` for an
+    /// unaliased subquery and for the merged columns of a USING or NATURAL join.
+    pub refname: Option<String>,
+    /// The schema of a relation referenced without alias: `schema.table.column` reaches it too.
+    pub schema: Option<String>,
+    pub columns: Vec<ItemColumn>,
+    /// It may have columns tablegate cannot name (a function returning records).
+    pub open: bool,
+    /// False for the inputs of a USING or NATURAL join: PostgreSQL reaches their columns
+    /// unqualified only through the join's merged item.
+    pub unqualified_visible: bool,
+    pub relation: Option<RelationId>,
+}
+
+impl FromItem {
+    pub fn named(refname: Option<String>, columns: Vec<String>, open: bool) -> FromItem {
+        FromItem {
+            refname,
+            schema: None,
+            columns: columns
+                .into_iter()
+                .map(|name| ItemColumn {
+                    name,
+                    hidden: false,
+                })
+                .collect(),
+            open,
+            unqualified_visible: true,
+            relation: None,
+        }
+    }
+
+    fn column(&self, name: &str) -> Option<&ItemColumn> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn visible_columns(&self) -> impl Iterator<Item = &str> {
+        self.columns
+            .iter()
+            .filter(|c| !c.hidden)
+            .map(|c| c.name.as_str())
+    }
+
+    pub fn hidden_columns(&self) -> impl Iterator<Item = &str> {
+        self.columns
+            .iter()
+            .filter(|c| c.hidden)
+            .map(|c| c.name.as_str())
+    }
+}
+
+/// A CTE visible by name.
+#[derive(Clone, Debug)]
+pub(super) struct CteDef {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub open: bool,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct Frame<'a> {
+    pub parent: Option<&'a Frame<'a>>,
+    pub ctes: &'a [CteDef],
+    pub items: &'a [FromItem],
+}
+
+/// What a column reference means.
+pub(super) enum Resolved<'a> {
+    Column {
+        item: &'a FromItem,
+        column: &'a ItemColumn,
+    },
+    /// A relation's name used as a value: its whole (visible) row.
+    WholeRow,
+    /// tablegate cannot tell; PostgreSQL will either raise an error or find the column in an
+    /// item whose columns tablegate cannot name — never a hidden one, which its source lacks.
+    Unknown,
+}
+
+impl<'a> Frame<'a> {
+    pub const ROOT: Frame<'static> = Frame {
+        parent: None,
+        ctes: &[],
+        items: &[],
+    };
+
+    fn levels(&self) -> impl Iterator<Item = &Frame<'a>> {
+        std::iter::successors(Some(self), |f| f.parent)
+    }
+
+    pub fn cte(&self, name: &str) -> Option<&'a CteDef> {
+        self.levels()
+            .find_map(|f| f.ctes.iter().rev().find(|c| c.name == name))
+    }
+
+    /// An item by its reference name, innermost level first.
+    pub fn item(&self, refname: &str) -> Option<&'a FromItem> {
+        self.levels().find_map(|f| {
+            f.items
+                .iter()
+                .find(|i| i.refname.as_deref() == Some(refname))
+        })
+    }
+
+    /// Resolves `parts` (already folded) as PostgreSQL's transformColumnRef does.
+    pub fn resolve(&self, parts: &[String]) -> Resolved<'a> {
+        match parts {
+            [name] => self.resolve_unqualified(name),
+            [first, column] => match self.item(first) {
+                Some(item) => Self::in_item(item, column),
+                // `a.b` may also be field b of a composite column a.
+                None => self.resolve_unqualified(first),
+            },
+            [schema, table, column] => {
+                let qualified = self.levels().find_map(|f| {
+                    f.items.iter().find(|i| {
+                        i.refname.as_deref() == Some(table.as_str())
+                            && i.schema.as_deref() == Some(schema.as_str())
+                    })
+                });
+                match qualified {
+                    Some(item) => Self::in_item(item, column),
+                    None => self.resolve(&parts[..2]),
+                }
+            }
+            _ => Resolved::Unknown,
+        }
+    }
+
+    fn in_item(item: &'a FromItem, column: &str) -> Resolved<'a> {
+        match item.column(column) {
+            Some(c) => Resolved::Column { item, column: c },
+            None => Resolved::Unknown,
+        }
+    }
+
+    fn resolve_unqualified(&self, name: &str) -> Resolved<'a> {
+        for frame in self.levels() {
+            let mut found: Option<Resolved<'a>> = None;
+            let mut open = false;
+            for item in frame.items.iter().filter(|i| i.unqualified_visible) {
+                if let Some(column) = item.column(name) {
+                    // Ambiguous names are PostgreSQL's error to raise, unless one candidate is
+                    // hidden: then the reference is refused for that column.
+                    let hidden_first =
+                        matches!(found, Some(Resolved::Column { column: c, .. }) if c.hidden);
+                    if !hidden_first {
+                        found = Some(Resolved::Column { item, column });
+                    }
+                }
+                open |= item.open;
+            }
+            if let Some(found) = found {
+                return found;
+            }
+            if open {
+                return Resolved::Unknown;
+            }
+        }
+        if self.item(name).is_some() {
+            return Resolved::WholeRow;
+        }
+        Resolved::Unknown
+    }
+}

@@ -1,0 +1,263 @@
+//! Statements: which kinds may run, and what the session-level ones change.
+//!
+//! Read-only: queries (SELECT, WITH, VALUES, TABLE), EXPLAIN without ANALYZE, SHOW of settings
+//! drivers read, SET of settings drivers write, and transaction control. Everything else is
+//! refused by name.
+
+use sqlparser::ast::{Expr, Reset, Set, Statement, Value};
+
+use super::Walker;
+use super::scope::Frame;
+use super::search_path::SearchPath;
+use crate::names::fold;
+use crate::refusal::{Refusal, RefusalKind};
+
+/// Settings a client may change. Everything that alters how text is lexed or who the session is
+/// (standard_conforming_strings, role, session_authorization) is pinned by tablegate.
+const SETTABLE: [&str; 7] = [
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "application_name",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+];
+
+/// Settings a client may read.
+const SHOWABLE: [&str; 22] = [
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "time zone",
+    "search_path",
+    "standard_conforming_strings",
+    "transaction_isolation",
+    "transaction isolation level",
+    "transaction_read_only",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "integer_datetimes",
+    "intervalstyle",
+    "extra_float_digits",
+    "application_name",
+    "max_identifier_length",
+    "lc_messages",
+    "lc_monetary",
+    "lc_numeric",
+];
+
+/// What a statement does to the session, beyond its result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEffect {
+    /// `SET search_path`: names resolve along this path from the next statement on.
+    SearchPath(SearchPath),
+    /// `RESET search_path` / `RESET ALL` / `SET search_path TO DEFAULT`.
+    DefaultSearchPath,
+}
+
+impl Walker<'_> {
+    pub(super) fn statement(
+        &mut self,
+        statement: &mut Statement,
+    ) -> Result<Option<SessionEffect>, Refusal> {
+        match statement {
+            Statement::Query(query) => {
+                self.query(query, &Frame::ROOT, true)?;
+                Ok(None)
+            }
+            Statement::Explain {
+                describe_alias,
+                analyze,
+                statement: inner,
+                options,
+                query_plan,
+                estimate,
+                ..
+            } => {
+                let analyze_option = options
+                    .iter()
+                    .flatten()
+                    .any(|o| o.name.value.eq_ignore_ascii_case("analyze"));
+                if *analyze || analyze_option {
+                    return Err(Refusal::new(
+                        RefusalKind::Statement,
+                        "EXPLAIN ANALYZE runs the statement and reports row counts of every plan node; it is not allowed",
+                    )
+                    .with_hint("use EXPLAIN without ANALYZE"));
+                }
+                if *describe_alias != sqlparser::ast::DescribeAlias::Explain
+                    || *query_plan
+                    || *estimate
+                {
+                    return Err(Refusal::unsupported("this EXPLAIN form"));
+                }
+                match inner.as_mut() {
+                    Statement::Query(query) => {
+                        self.query(query, &Frame::ROOT, true)?;
+                        Ok(None)
+                    }
+                    other => Err(refused_statement(other)),
+                }
+            }
+            Statement::Set(set) => set_statement(set),
+            Statement::Reset(reset) => match &reset.reset {
+                Reset::ALL => Ok(Some(SessionEffect::DefaultSearchPath)),
+                Reset::ConfigurationParameter(name) => {
+                    let variable = settable(&name.to_string())?;
+                    Ok((variable == "search_path").then_some(SessionEffect::DefaultSearchPath))
+                }
+                Reset::SessionAuthorization => Err(refused_statement(statement)),
+            },
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(fold).collect::<Vec<_>>().join(" ");
+                if SHOWABLE.contains(&name.as_str()) {
+                    Ok(None)
+                } else {
+                    Err(Refusal::new(
+                        RefusalKind::Setting,
+                        format!("SHOW {name} is not available through tablegate"),
+                    )
+                    .with_hint(format!("available: {}", SHOWABLE.join(", "))))
+                }
+            }
+            Statement::StartTransaction {
+                statements,
+                exception,
+                has_end_keyword,
+                ..
+            } => {
+                if !statements.is_empty() || exception.is_some() || *has_end_keyword {
+                    return Err(Refusal::unsupported("a BEGIN ... END block"));
+                }
+                Ok(None)
+            }
+            Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. } => Ok(None),
+            other => Err(refused_statement(other)),
+        }
+    }
+}
+
+fn set_statement(set: &mut Set) -> Result<Option<SessionEffect>, Refusal> {
+    match set {
+        Set::SingleAssignment {
+            scope,
+            hivevar,
+            variable,
+            values,
+        } => {
+            if *hivevar {
+                return Err(Refusal::unsupported("SET with a variable namespace"));
+            }
+            let variable = settable(&variable.to_string())?;
+            let local = matches!(scope, Some(sqlparser::ast::ContextModifier::Local));
+            let default = matches!(values.as_slice(), [Expr::Identifier(id)] if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
+            match variable {
+                "search_path" => {
+                    if local {
+                        return Err(Refusal::new(
+                            RefusalKind::Setting,
+                            "SET LOCAL search_path is not supported",
+                        )
+                        .with_hint("use SET search_path outside a transaction block"));
+                    }
+                    if default {
+                        return Ok(Some(SessionEffect::DefaultSearchPath));
+                    }
+                    SearchPath::from_set_values(values).map(|p| Some(SessionEffect::SearchPath(p)))
+                }
+                "client_encoding" => {
+                    let utf8 = matches!(values.as_slice(), [v] if is_utf8_name(v));
+                    if utf8 || default {
+                        Ok(None)
+                    } else {
+                        Err(Refusal::new(
+                            RefusalKind::Setting,
+                            "tablegate speaks UTF8 only: client_encoding cannot be changed",
+                        ))
+                    }
+                }
+                _ => {
+                    for v in values.iter() {
+                        plain_setting_value(v)?;
+                    }
+                    Ok(None)
+                }
+            }
+        }
+        Set::SetTimeZone { value, .. } => plain_setting_value(value).map(|_| None),
+        Set::SetNames { charset_name, .. }
+            if is_utf8_name(&Expr::Identifier(charset_name.clone())) =>
+        {
+            Ok(None)
+        }
+        Set::SetTransaction { snapshot: None, .. } => Ok(None),
+        _ => Err(Refusal::new(
+            RefusalKind::Setting,
+            format!("`{set}` is not allowed: tablegate fixes the session's identity and lexing"),
+        )),
+    }
+}
+
+fn settable(name: &str) -> Result<&'static str, Refusal> {
+    let folded = name.trim_matches('"').to_ascii_lowercase();
+    SETTABLE
+        .iter()
+        .find(|s| **s == folded)
+        .copied()
+        .ok_or_else(|| {
+            Refusal::new(RefusalKind::Setting, format!("SET {name} is not allowed")).with_hint(
+                format!("settings a client may change: {}", SETTABLE.join(", ")),
+            )
+        })
+}
+
+fn is_utf8_name(value: &Expr) -> bool {
+    let text = match value {
+        Expr::Identifier(id) => id.value.clone(),
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => s.clone(),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    matches!(
+        text.to_ascii_lowercase().as_str(),
+        "utf8" | "utf-8" | "unicode"
+    )
+}
+
+/// A setting's value must be a literal or a name, never an expression.
+fn plain_setting_value(value: &Expr) -> Result<(), Refusal> {
+    match value {
+        Expr::Identifier(_) => Ok(()),
+        Expr::Value(v) if !matches!(v.value, Value::Placeholder(_)) => Ok(()),
+        Expr::UnaryOp { expr, .. } if matches!(expr.as_ref(), Expr::Value(_)) => Ok(()),
+        Expr::Interval(_) => Ok(()),
+        _ => Err(Refusal::new(
+            RefusalKind::Setting,
+            format!("setting values must be literals, not `{value}`"),
+        )),
+    }
+}
+
+fn refused_statement(statement: &Statement) -> Refusal {
+    let text = statement.to_string();
+    let keyword: String = text
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase();
+    Refusal::new(
+        RefusalKind::Statement,
+        format!("{keyword} is not allowed: tablegate permits read-only queries only"),
+    )
+    .with_hint("use SELECT; data changes and DDL go through other channels")
+}
