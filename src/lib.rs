@@ -5,6 +5,7 @@
 //! then forwarded to the real database. See ARCHITECTURE.md for the map.
 
 pub mod catalog;
+pub mod config;
 pub mod directory;
 pub mod names;
 pub mod policy;

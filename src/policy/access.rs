@@ -13,7 +13,7 @@ use sqlparser::ast::{Expr, Query, SelectItem};
 
 use super::assignment::{Entitlements, HeldRole};
 use super::filter::BindError;
-use super::set::{Grant, PolicySet, function_key};
+use super::set::{Grant, PolicySet};
 use crate::catalog::{Catalog, RelationId, SYSTEM_SCHEMAS};
 use crate::directory::User;
 use crate::names::quoted;
@@ -161,11 +161,6 @@ impl Access {
     pub fn granted_tables(&self) -> impl Iterator<Item = (RelationId, &TableAccess)> {
         self.tables.iter().map(|(id, t)| (*id, t))
     }
-}
-
-/// A function name as written in SQL, in the form policies list it.
-pub fn function_name_key(parts: &[String]) -> String {
-    function_key(&parts.join("."))
 }
 
 struct TableBuilder<'a> {
@@ -324,7 +319,12 @@ impl TableBuilder<'_> {
 }
 
 /// Whether a deny pattern (`table.column` or `schema.table.column`) covers a column.
-fn denies(pattern: &crate::names::NamePattern, schema: &str, table: &str, column: &str) -> bool {
+pub(super) fn denies(
+    pattern: &crate::names::NamePattern,
+    schema: &str,
+    table: &str,
+    column: &str,
+) -> bool {
     match pattern.len() {
         3 => pattern.matches(&[schema, table, column]),
         _ => pattern.matches(&[table, column]),

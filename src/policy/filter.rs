@@ -84,6 +84,13 @@ impl RowFilter {
         collector.columns
     }
 
+    /// The filter with NULL for every variable: for type-checking it without a user.
+    pub fn bind_nulls(&self) -> Expr {
+        let mut expr = self.template.clone();
+        let _ = VisitMut::visit(&mut expr, &mut NullBinder);
+        expr
+    }
+
     /// The filter with the user's values in place of its placeholders.
     pub fn bind(
         &self,
@@ -197,6 +204,20 @@ impl Visitor for ColumnCollector {
                 Expr::CompoundIdentifier(ids) => self.columns.push(ids.iter().map(fold).collect()),
                 _ => {}
             }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct NullBinder;
+
+impl VisitorMut for NullBinder {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Value(v) = expr
+            && placeholder_index(&v.value).is_some()
+        {
+            *expr = Expr::value(Value::Null);
         }
         ControlFlow::Continue(())
     }

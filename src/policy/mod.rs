@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod assignment;
+pub mod check;
 pub mod filter;
 pub mod origin;
 pub mod set;

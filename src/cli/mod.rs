@@ -1,0 +1,51 @@
+//! Command implementations; each returns the exit code, or an error message for exit status 2.
+
+pub mod check;
+pub mod rewrite;
+
+use std::path::Path;
+
+use tablegate::catalog::Catalog;
+use tablegate::config::Config;
+use tablegate::directory::{User, users_file};
+use tablegate::policy::PolicySet;
+
+pub struct Loaded {
+    pub config: Config,
+    pub policies: PolicySet,
+    pub users: Vec<User>,
+}
+
+pub fn load(config_path: &Path) -> Result<Loaded, String> {
+    let config = Config::load(config_path)?;
+    let policies =
+        PolicySet::load_dir(&config.path(&config.policies)).map_err(|e| e.to_string())?;
+    let users = match &config.directory.users_file {
+        Some(file) => users_file::load(&config.path(file))?,
+        None => Vec::new(),
+    };
+    Ok(Loaded {
+        config,
+        policies,
+        users,
+    })
+}
+
+/// Connects to a datasource's upstream database with the service credentials.
+pub async fn connect(config: &Config, datasource: &str) -> Result<tokio_postgres::Client, String> {
+    let pg = config
+        .datasource(datasource)?
+        .postgres_config(&config.base)?;
+    let (client, connection) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to datasource `{datasource}`: {e}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+pub async fn catalog(client: &tokio_postgres::Client, datasource: &str) -> Result<Catalog, String> {
+    Catalog::load(client)
+        .await
+        .map_err(|e| format!("cannot read the catalog of datasource `{datasource}`: {e}"))
+}
