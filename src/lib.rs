@@ -4,6 +4,7 @@
 //! user's policy and rewritten so that it can only read the rows and columns the user may see,
 //! then forwarded to the real database. See ARCHITECTURE.md for the map.
 
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod directory;

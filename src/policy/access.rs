@@ -20,6 +20,8 @@ use crate::names::quoted;
 use crate::refusal::{Refusal, RefusalKind};
 use crate::sql;
 
+static NEXT_ACCESS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// How a granted relation is read.
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -56,6 +58,8 @@ pub struct Access {
     functions: HashSet<String>,
     /// Identifies what this access contains: equal keys, equal access (same policy and catalog).
     key: String,
+    /// Unique per instance: the rewrite cache keys entries on it.
+    id: u64,
 }
 
 impl Access {
@@ -136,7 +140,13 @@ impl Access {
             tables,
             functions,
             key,
+            id: NEXT_ACCESS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// This instance's identity (never reused within the process).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The user's access to a relation; `None` means no grant: the relation does not exist for them.

@@ -309,7 +309,6 @@ impl Walker<'_> {
         if let Some(selection) = selection {
             self.expr(selection, &frame, "WHERE")?;
         }
-        let projection_before = projection.len();
         let stripped = if top {
             self.strip_hidden(projection, &frame)?
         } else {
@@ -335,7 +334,6 @@ impl Walker<'_> {
             }
         }
         let positions = ProjectionPositions {
-            before: projection_before,
             stripped: &stripped,
         };
         let mut output = Output {
@@ -523,7 +521,7 @@ impl Walker<'_> {
             && let Value::Number(n, _) = &v.value
             && let Ok(original) = n.parse::<usize>()
         {
-            if !positions.stripped.is_empty() && original >= 1 && original <= positions.before {
+            if !positions.stripped.is_empty() {
                 if let Some(s) = positions
                     .stripped
                     .iter()
@@ -536,7 +534,8 @@ impl Walker<'_> {
                     .iter()
                     .filter(|s| s.position + 1 < original)
                     .count();
-                // A new literal: the rewrite depended on this number's value.
+                // Always a new literal: the rewrite depended on this number's value, so the
+                // rewrite cache must not treat it as a slot.
                 *e = Expr::value(Value::Number((original - shift).to_string(), false));
             }
             return Ok(());
@@ -1049,7 +1048,6 @@ pub(super) struct Stripped {
 }
 
 pub(super) struct ProjectionPositions<'a> {
-    before: usize,
     stripped: &'a [Stripped],
 }
 
