@@ -83,6 +83,43 @@ impl DatasourceConfig {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Refuse clients that do not use TLS.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A trusted service (AskTable's query engine) that logs in with its own secret and names, per
+/// connection, the end user it acts for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccount {
+    pub name: String,
+    pub secret: SecretSource,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `stdout`, `off`, or a file path (JSON lines, appended).
+    #[serde(default = "defaults::audit_output")]
+    pub output: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            output: defaults::audit_output(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
@@ -103,6 +140,14 @@ pub struct Config {
     pub directory: DirectoryConfig,
     #[serde(default)]
     pub datasource: BTreeMap<String, DatasourceConfig>,
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub service_account: Vec<ServiceAccount>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Statement rewrites kept in the cache (shared by all sessions).
+    #[serde(default = "defaults::rewrite_cache_entries")]
+    pub rewrite_cache_entries: usize,
     /// The folder holding this file: relative paths start here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -123,6 +168,12 @@ mod defaults {
     }
     pub fn catalog_refresh_secs() -> u64 {
         300
+    }
+    pub fn audit_output() -> String {
+        "stdout".into()
+    }
+    pub fn rewrite_cache_entries() -> usize {
+        10_000
     }
 }
 

@@ -4,12 +4,17 @@
 //! user's policy and rewritten so that it can only read the rows and columns the user may see,
 //! then forwarded to the real database. See ARCHITECTURE.md for the map.
 
+pub mod audit;
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod datasource;
 pub mod directory;
 pub mod names;
 pub mod policy;
+pub mod proxy;
 pub mod refusal;
 pub mod rewrite;
 pub mod sql;
+pub mod upstream;
+pub mod wire;

@@ -35,6 +35,11 @@ enum Command {
         search_path: Option<String>,
         sql: String,
     },
+    /// Run the proxy.
+    Serve {
+        #[arg(long, default_value = "tablegate.toml")]
+        config: PathBuf,
+    },
     /// Validate the policies against the live databases.
     Check {
         #[arg(long, default_value = "tablegate.toml")]
@@ -54,6 +59,7 @@ async fn main() -> ExitCode {
             sql,
         } => cli::rewrite::run(&config, &user, &database, search_path.as_deref(), &sql).await,
         Command::Check { config } => cli::check::run(&config).await,
+        Command::Serve { config } => cli::serve::run(&config).await,
     };
     match result {
         Ok(code) => code,

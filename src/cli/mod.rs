@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod rewrite;
+pub mod serve;
 
 use std::path::Path;
 
@@ -21,7 +22,10 @@ pub fn load(config_path: &Path) -> Result<Loaded, String> {
     let policies =
         PolicySet::load_dir(&config.path(&config.policies)).map_err(|e| e.to_string())?;
     let users = match &config.directory.users_file {
-        Some(file) => users_file::load(&config.path(file))?,
+        Some(file) => users_file::load(&config.path(file))?
+            .into_iter()
+            .map(|l| l.user)
+            .collect(),
         None => Vec::new(),
     };
     Ok(Loaded {

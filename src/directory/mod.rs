@@ -5,9 +5,12 @@
 //! sub-departments), position and custom attributes. Users come from a local users file
 //! ([`users_file`]) or, in production, from WeCom.
 
+pub mod password;
 pub mod users_file;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,5 +61,38 @@ impl User {
     /// Whether `userid` names this user (WeCom userids compare case-insensitively).
     pub fn is(&self, userid: &str) -> bool {
         self.userid.eq_ignore_ascii_case(userid)
+    }
+}
+
+/// What the directory knows about someone logging in.
+#[derive(Clone, Debug)]
+pub struct Login {
+    pub user: User,
+    /// SCRAM-SHA-256 verifier of the user's password, if they have one.
+    pub verifier: Option<String>,
+}
+
+pub type Lookup<'a> = Pin<Box<dyn Future<Output = Result<Option<Login>, String>> + Send + 'a>>;
+
+/// The directory as the proxy uses it: find a user by userid (case-insensitively).
+pub trait Directory: Send + Sync + 'static {
+    fn lookup<'a>(&'a self, userid: &'a str) -> Lookup<'a>;
+}
+
+/// A directory held in memory (a users file).
+pub struct StaticDirectory {
+    logins: Vec<Login>,
+}
+
+impl StaticDirectory {
+    pub fn new(logins: Vec<Login>) -> StaticDirectory {
+        StaticDirectory { logins }
+    }
+}
+
+impl Directory for StaticDirectory {
+    fn lookup<'a>(&'a self, userid: &'a str) -> Lookup<'a> {
+        let found = self.logins.iter().find(|l| l.user.is(userid)).cloned();
+        Box::pin(async move { Ok(found) })
     }
 }

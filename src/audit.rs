@@ -1,0 +1,107 @@
+//! Audit records: one JSON line per statement, to a file or stdout, through `tracing`.
+//!
+//! Each record names the user, datasource, client address, the SQL as sent, what was forwarded
+//! (or why it was refused), the outcome, the duration and the rows returned. Passwords and
+//! login credentials never reach these records: only statement text does.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::AuditConfig;
+
+/// The tracing target audit records are emitted under.
+pub const TARGET: &str = "tablegate::audit";
+
+/// Who a session is, for its audit records.
+#[derive(Clone, Debug)]
+pub struct Subject {
+    pub user: String,
+    pub datasource: String,
+    pub client: SocketAddr,
+}
+
+pub enum Outcome<'a> {
+    Ok { rows: u64 },
+    Error { message: &'a str },
+    Refused { reason: &'a str, kind: &'a str },
+}
+
+pub fn record(
+    subject: &Subject,
+    sql: &str,
+    forwarded: Option<&str>,
+    outcome: Outcome<'_>,
+    duration: Duration,
+) {
+    let duration_us = duration.as_micros() as u64;
+    let forwarded = forwarded.unwrap_or("");
+    match outcome {
+        Outcome::Ok { rows } => tracing::info!(
+            target: TARGET,
+            user = %subject.user, datasource = %subject.datasource, client = %subject.client,
+            sql, forwarded, outcome = "ok", rows, duration_us
+        ),
+        Outcome::Error { message } => tracing::info!(
+            target: TARGET,
+            user = %subject.user, datasource = %subject.datasource, client = %subject.client,
+            sql, forwarded, outcome = "error", error = message, duration_us
+        ),
+        Outcome::Refused { reason, kind } => tracing::info!(
+            target: TARGET,
+            user = %subject.user, datasource = %subject.datasource, client = %subject.client,
+            sql, outcome = "refused", refusal = kind, reason, duration_us
+        ),
+    }
+}
+
+/// Sets up logging: operational logs to stderr (`RUST_LOG`, default info), audit records as JSON
+/// lines to the configured output. Keep the guard alive: dropping it flushes the audit writer.
+pub fn init(
+    config: &AuditConfig,
+    base: &std::path::Path,
+) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() != TARGET
+        }));
+    let audit_only = Targets::new().with_target(TARGET, tracing::Level::INFO);
+    let (audit, guard) = match config.output.as_str() {
+        "off" => (None, None),
+        "stdout" => {
+            let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+            (Some(writer), Some(guard))
+        }
+        path => {
+            let path = base.join(path);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("cannot open the audit file {}: {e}", path.display()))?;
+            let (writer, guard) = tracing_appender::non_blocking(file);
+            (Some(writer), Some(guard))
+        }
+    };
+    let audit_layer = audit.map(|writer| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer)
+            .with_filter(audit_only)
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(audit_layer)
+        .try_init()
+        .map_err(|e| format!("cannot set up logging: {e}"))?;
+    Ok(guard)
+}

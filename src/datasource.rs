@@ -1,0 +1,94 @@
+//! A datasource at run time: its upstream pool, its live catalog, and the accesses built for it.
+//!
+//! Sessions of users with the same roles and variable values share one [`Access`] (and so one
+//! set of rewrite-cache entries). A catalog refresh replaces the snapshot and forgets the
+//! accesses built on the old one; sessions notice the new generation at their next statement.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+
+use crate::catalog::Catalog;
+use crate::config::DatasourceConfig;
+use crate::directory::User;
+use crate::policy::{Access, PolicySet};
+use crate::upstream::{Pool, Target};
+
+pub struct Datasource {
+    pub name: String,
+    pub pool: Arc<Pool>,
+    connection: tokio_postgres::Config,
+    catalog: RwLock<Arc<Catalog>>,
+    catalog_generation: AtomicU64,
+    accesses: DashMap<String, Arc<Access>>,
+}
+
+impl Datasource {
+    /// Connects once to read the catalog; fails if the database cannot be reached.
+    pub async fn open(
+        name: &str,
+        config: &DatasourceConfig,
+        base: &std::path::Path,
+    ) -> Result<Datasource, String> {
+        let connection = config.postgres_config(base)?;
+        let target = Target::from_config(&connection)?;
+        let catalog = load_catalog(name, &connection).await?;
+        Ok(Datasource {
+            name: name.to_owned(),
+            pool: Pool::new(target, config.pool_size),
+            connection,
+            catalog_generation: AtomicU64::new(catalog.generation()),
+            catalog: RwLock::new(Arc::new(catalog)),
+            accesses: DashMap::new(),
+        })
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// The generation of the current catalog snapshot (cheap: for per-statement checks).
+    pub fn catalog_generation(&self) -> u64 {
+        self.catalog_generation.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the catalog from the database.
+    pub async fn refresh_catalog(&self) -> Result<(), String> {
+        let catalog = Arc::new(load_catalog(&self.name, &self.connection).await?);
+        let generation = catalog.generation();
+        *self.catalog.write().expect("catalog lock") = catalog;
+        self.accesses.clear();
+        self.catalog_generation.store(generation, Ordering::Release);
+        Ok(())
+    }
+
+    /// The access of `user` under `policies` on the current catalog, shared with every session
+    /// whose user has the same roles and variable values.
+    pub fn access_for(&self, policies: &PolicySet, user: &User) -> Arc<Access> {
+        let built = Access::build(policies, &self.catalog(), user, &self.name);
+        self.accesses
+            .entry(built.key().to_owned())
+            .or_insert_with(|| Arc::new(built))
+            .clone()
+    }
+
+    /// Forgets shared accesses (after a policy reload).
+    pub fn forget_accesses(&self) {
+        self.accesses.clear();
+    }
+}
+
+async fn load_catalog(name: &str, config: &tokio_postgres::Config) -> Result<Catalog, String> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to datasource `{name}`: {e}"))?;
+    let task = tokio::spawn(connection);
+    let catalog = Catalog::load(&client)
+        .await
+        .map_err(|e| format!("cannot read the catalog of datasource `{name}`: {e}"));
+    drop(client);
+    let _ = task.await;
+    catalog
+}

@@ -1,0 +1,98 @@
+//! The front side: a PostgreSQL server that clients connect to.
+//!
+//! [`startup`] negotiates TLS and reads the startup packet; [`auth`] establishes who the client
+//! is; [`session`] rewrites every statement and forwards it, while [`relay`] streams results
+//! back; [`gate`] holds what sessions share.
+
+pub mod auth;
+pub mod gate;
+pub mod relay;
+pub mod session;
+pub mod startup;
+pub mod stream;
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::wire::Report;
+pub use gate::Gate;
+
+/// An error that ends the connection, sent to the client as a FATAL ErrorResponse.
+#[derive(Debug)]
+pub struct Fatal {
+    code: String,
+    message: String,
+    hint: Option<String>,
+}
+
+impl Fatal {
+    pub fn new(code: &str, message: impl Into<String>) -> Fatal {
+        Fatal {
+            code: code.to_owned(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Fatal {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn io(e: io::Error) -> Fatal {
+        Fatal::new("08006", format!("connection failure: {e}"))
+    }
+
+    pub fn protocol(message: &str) -> Fatal {
+        Fatal::new("08P01", message)
+    }
+
+    /// The client went away mid-conversation.
+    pub fn gone() -> Fatal {
+        Fatal::new("08006", "the client closed the connection")
+    }
+
+    pub fn encode(&self, out: &mut BytesMut) {
+        Report {
+            severity: "FATAL",
+            code: &self.code,
+            message: &self.message,
+            detail: None,
+            hint: self.hint.as_deref(),
+        }
+        .error(out);
+    }
+
+    pub async fn send(&self, stream: &mut stream::ClientStream) {
+        let mut out = BytesMut::new();
+        self.encode(&mut out);
+        let _ = stream.write_all(&out).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+/// Accepts clients on `listener` until the task is dropped.
+pub async fn serve(gate: Arc<Gate>, listener: TcpListener) -> io::Result<()> {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        tokio::spawn(session::run(gate.clone(), socket, peer));
+    }
+}

@@ -1,0 +1,748 @@
+//! One client session: from authentication to Terminate.
+//!
+//! After login the session leases an upstream connection and runs two halves in one task: the
+//! forwarder reads client messages, rewrites every statement (simple Query and Parse) and sends
+//! the result upstream; the [`relay`](super::relay) streams upstream responses back. The halves
+//! agree through [`Shared`]: the queue of what upstream will answer, in order.
+//!
+//! A refused statement is never answered locally, because local answers could overtake
+//! responses still in flight. Instead the forwarder sends upstream a *refusal marker*: a
+//! statement that is a syntax error naming a per-session nonce. PostgreSQL answers it in order,
+//! with exactly the protocol effects of an error (the transaction fails, the extended protocol
+//! skips to Sync); the relay replaces that error with the refusal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::Fatal;
+use super::auth::{self, ACT_AS};
+use super::gate::Gate;
+use super::relay::{Item, Relay, Shared};
+use super::startup::{self, Opening};
+use super::stream::{ClientRead, ClientStream, split_upstream};
+use crate::audit::{self, Outcome, Subject};
+use crate::catalog::Catalog;
+use crate::datasource::Datasource;
+use crate::directory::User;
+use crate::policy::Access;
+use crate::policy::value::text_literal;
+use crate::refusal::Refusal;
+use crate::rewrite::{Context, SearchPath, SessionEffect};
+use crate::upstream::{Connection, Lease};
+use crate::wire::{self, Frame, FrameReader, take_cstring};
+
+/// Startup settings a client may give, applied with SET (the same rules as SET statements).
+const STARTUP_SETTINGS: [&str; 6] = [
+    "datestyle",
+    "timezone",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "application_name",
+];
+
+pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
+    let Opening::Session(mut stream, mut reader, params) = startup::open(&gate, socket).await
+    else {
+        return;
+    };
+    match establish(&gate, &mut stream, &mut reader, &params, peer).await {
+        Ok(session) => session.serve(stream, reader).await,
+        Err(fatal) => fatal.send(&mut stream).await,
+    }
+}
+
+/// Settings from the startup packet: direct parameters and `-c name=value` in `options`.
+fn startup_settings(params: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Fatal> {
+    let mut settings = BTreeMap::new();
+    for (key, value) in params {
+        match key.as_str() {
+            "user" | "database" | "options" => {}
+            k if k.starts_with("_pq_.") => {}
+            "replication" => {
+                return Err(Fatal::new(
+                    "0A000",
+                    "replication connections are not supported",
+                ));
+            }
+            k => {
+                settings.insert(k.to_ascii_lowercase(), value.clone());
+            }
+        }
+    }
+    if let Some(options) = params.get("options") {
+        let mut words = split_options(options).into_iter();
+        while let Some(word) = words.next() {
+            let assignment = match word.as_str() {
+                "-c" => words.next().unwrap_or_default(),
+                w if w.starts_with("--") => w[2..].to_owned(),
+                w if w.starts_with("-c") => w[2..].to_owned(),
+                w => {
+                    return Err(Fatal::new(
+                        "0A000",
+                        format!("option `{w}` is not supported through tablegate"),
+                    ));
+                }
+            };
+            let (name, value) = assignment.split_once('=').ok_or_else(|| {
+                Fatal::new(
+                    "42601",
+                    format!("`{assignment}` in options should be name=value"),
+                )
+            })?;
+            settings.insert(
+                name.to_ascii_lowercase().replace('-', "_"),
+                value.to_owned(),
+            );
+        }
+    }
+    Ok(settings)
+}
+
+/// Splits libpq's `options` string: spaces separate, a backslash escapes the next character.
+fn split_options(options: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+async fn establish(
+    gate: &Arc<Gate>,
+    stream: &mut ClientStream,
+    reader: &mut FrameReader,
+    params: &BTreeMap<String, String>,
+    peer: SocketAddr,
+) -> Result<Session, Fatal> {
+    let login = params
+        .get("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| Fatal::new("28000", "no user name given"))?;
+    let mut settings = startup_settings(params)?;
+    let identity = auth::authenticate(gate, stream, reader, login, &settings).await?;
+    settings.remove(ACT_AS);
+    let database = params
+        .get("database")
+        .cloned()
+        .unwrap_or_else(|| login.clone());
+    let policies = gate.policies();
+    let no_access = || {
+        Fatal::new(
+            "3D000",
+            format!("database \"{database}\" does not exist or you have no access to it"),
+        )
+        .with_hint(
+            "connect to a datasource your roles grant (the database name is the datasource name)",
+        )
+    };
+    let datasource = gate
+        .datasources
+        .get(&database)
+        .filter(|_| policies.datasources.contains_key(&database))
+        .ok_or_else(no_access)?
+        .clone();
+    let access = datasource.access_for(&policies, &identity.user);
+    if access.is_empty() {
+        return Err(no_access());
+    }
+    if let Some(encoding) = settings.remove("client_encoding")
+        && !matches!(
+            encoding.to_ascii_lowercase().as_str(),
+            "utf8" | "utf-8" | "unicode"
+        )
+    {
+        return Err(Fatal::new(
+            "22023",
+            format!("client_encoding {encoding} is not supported: tablegate speaks UTF8"),
+        ));
+    }
+    for name in settings.keys() {
+        if !STARTUP_SETTINGS.contains(&name.as_str()) {
+            return Err(Fatal::new(
+                "42501",
+                format!("setting \"{name}\" cannot be set through tablegate"),
+            )
+            .with_hint(format!(
+                "settable at startup: {}",
+                STARTUP_SETTINGS.join(", ")
+            )));
+        }
+    }
+    let (connection, lease) = datasource
+        .pool
+        .lease(std::time::Duration::from_secs(
+            gate.config.datasource[&database].connect_timeout_secs,
+        ))
+        .await
+        .map_err(|e| match e {
+            crate::upstream::pool::LeaseError::Exhausted => Fatal::new(
+                "53300",
+                format!("datasource \"{database}\" has no free connection; try again later"),
+            ),
+            crate::upstream::pool::LeaseError::Connect(e) => {
+                tracing::warn!(datasource = %database, error = %e, "upstream connection failed");
+                Fatal::new(
+                    "08006",
+                    format!("datasource \"{database}\" is unavailable; try again later"),
+                )
+            }
+        })?;
+    let catalog = datasource.catalog();
+    let search_path = SearchPath::parse_setting(catalog.default_search_path())
+        .unwrap_or_else(|_| SearchPath::parse_setting("public").expect("valid"));
+    let subject = Subject {
+        user: identity.user.userid.clone(),
+        datasource: database.clone(),
+        client: peer,
+    };
+    tracing::info!(user = %subject.user, datasource = %database, client = %peer, service = ?identity.service, "session opened");
+    let mut session = Session {
+        gate: gate.clone(),
+        datasource,
+        user: identity.user,
+        subject,
+        policy_generation: gate.policy_generation(),
+        catalog,
+        access,
+        search_path_key: Arc::from(search_path.to_string()),
+        search_path,
+        upstream: Some(connection),
+        lease: Some(lease),
+        cancel_key: (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>()),
+        nonce: format!("{:016x}", rand::random::<u64>()),
+        statements: HashMap::new(),
+        portals: HashMap::new(),
+        skipping: false,
+        application_name: settings.remove("application_name").unwrap_or_default(),
+    };
+    session.greet(stream, settings).await?;
+    Ok(session)
+}
+
+/// A prepared statement as the client named it.
+#[derive(Clone)]
+struct Statement {
+    sql: Arc<str>,
+    forwarded: Arc<str>,
+    effect: Option<SessionEffect>,
+}
+
+struct Session {
+    gate: Arc<Gate>,
+    datasource: Arc<Datasource>,
+    user: User,
+    subject: Subject,
+    policy_generation: u64,
+    catalog: Arc<Catalog>,
+    access: Arc<Access>,
+    search_path: SearchPath,
+    search_path_key: Arc<str>,
+    upstream: Option<Connection>,
+    lease: Option<Lease>,
+    cancel_key: (i32, i32),
+    /// Names this session's refusal markers.
+    nonce: String,
+    statements: HashMap<String, Statement>,
+    portals: HashMap<String, Statement>,
+    /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
+    skipping: bool,
+    application_name: String,
+}
+
+impl Session {
+    /// Authentication succeeded: report parameters and the cancel key, apply startup settings.
+    async fn greet(
+        &mut self,
+        stream: &mut ClientStream,
+        settings: BTreeMap<String, String>,
+    ) -> Result<(), Fatal> {
+        let upstream = self.upstream.as_ref().expect("a leased connection");
+        let mut out = BytesMut::new();
+        wire::encode(&Authentication::Ok, &mut out);
+        for (name, value) in &upstream.parameters {
+            let value = match name.as_str() {
+                "session_authorization" => self.user.userid.clone(),
+                "is_superuser" => "off".into(),
+                "application_name" => self.application_name.clone(),
+                _ => value.clone(),
+            };
+            wire::encode(&ParameterStatus::new(name.clone(), value), &mut out);
+        }
+        wire::encode(
+            &BackendKeyData::new(self.cancel_key.0, SecretKey::I32(self.cancel_key.1)),
+            &mut out,
+        );
+        self.gate
+            .cancels
+            .insert(self.cancel_key, upstream.cancel_key.clone());
+
+        // Startup settings run as SET statements, checked like any statement from the client.
+        let mut statements: Vec<String> = Vec::new();
+        for (name, value) in settings {
+            let sql = if name == "search_path" {
+                let path = SearchPath::parse_setting(&value).map_err(|e| Fatal::new("22023", e))?;
+                format!("SET search_path = {path}")
+            } else {
+                format!("SET {name} = {}", text_literal(&value))
+            };
+            statements.push(sql);
+        }
+        for sql in &statements {
+            let prepared = self
+                .rewrite(sql)
+                .map_err(|r| Fatal::new(Refusal::SQLSTATE, r.message))?;
+            if let Some(effect) = &prepared.effect {
+                self.apply(effect);
+            }
+            let mut query = BytesMut::new();
+            wire::query(&prepared.sql, &mut query);
+            let upstream = &mut self.upstream.as_mut().expect("a leased connection").stream;
+            upstream.write_all(&query).await.map_err(Fatal::io)?;
+            let mut reader = FrameReader::new();
+            loop {
+                match reader.next(upstream).await.map_err(Fatal::io)? {
+                    Some(Frame { tag: b'E', body }) => {
+                        return Err(Fatal::new(
+                            "22023",
+                            crate::upstream::connection::error_message(body),
+                        ));
+                    }
+                    Some(Frame { tag: b'Z', .. }) => break,
+                    Some(Frame {
+                        tag: b'S',
+                        mut body,
+                    }) => {
+                        let name = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let value = take_cstring(&mut body).map_err(Fatal::io)?;
+                        wire::encode(&ParameterStatus::new(name, value), &mut out);
+                    }
+                    Some(_) => {}
+                    None => return Err(Fatal::gone()),
+                }
+            }
+        }
+        wire::ready_for_query(b'I', &mut out);
+        stream.write_all(&out).await.map_err(Fatal::io)
+    }
+
+    fn apply(&mut self, effect: &SessionEffect) {
+        self.search_path = match effect {
+            SessionEffect::SearchPath(path) => path.clone(),
+            SessionEffect::DefaultSearchPath => {
+                SearchPath::parse_setting(self.catalog.default_search_path())
+                    .unwrap_or_else(|_| self.search_path.clone())
+            }
+        };
+        self.search_path_key = Arc::from(self.search_path.to_string());
+    }
+
+    /// Rebuilds the access if the policies or the catalog changed since the last statement.
+    fn refresh_access(&mut self) {
+        let policy_generation = self.gate.policy_generation();
+        if policy_generation != self.policy_generation
+            || self.datasource.catalog_generation() != self.catalog.generation()
+        {
+            self.catalog = self.datasource.catalog();
+            self.access = self
+                .datasource
+                .access_for(&self.gate.policies(), &self.user);
+            self.policy_generation = policy_generation;
+        }
+    }
+
+    fn rewrite(&mut self, sql: &str) -> Result<crate::cache::Prepared, Refusal> {
+        self.refresh_access();
+        let context = Context {
+            catalog: &self.catalog,
+            access: &self.access,
+            search_path: &self.search_path,
+        };
+        self.gate
+            .cache
+            .rewrite(sql, &context, &self.search_path_key)
+            .map(|(p, _)| p)
+    }
+
+    /// Runs the session until the client leaves or a side fails.
+    async fn serve(mut self, stream: ClientStream, mut reader: FrameReader) {
+        let lease = self.lease.take().expect("a leased connection");
+        let Connection {
+            stream: upstream,
+            parameters,
+            cancel_key,
+        } = self.upstream.take().expect("a leased connection");
+        let (client_read, client_write) = stream.split();
+        let (up_read, up_write) = split_upstream(upstream);
+        let shared = Arc::new(Mutex::new(Shared::new(
+            self.nonce.clone(),
+            self.subject.clone(),
+        )));
+        let mut relay = Relay::new(up_read, client_write, shared.clone());
+        let mut forwarder = Forwarder {
+            session: &mut self,
+            client: client_read,
+            upstream: up_write,
+            out: BytesMut::with_capacity(8192),
+            shared: shared.clone(),
+        };
+        let ending = tokio::select! {
+            biased;
+            end = forwarder.run(&mut reader) => Ending::Client(end),
+            end = relay.run() => Ending::Upstream(end),
+        };
+        let up_write = forwarder.upstream;
+        let quiet = shared.lock().expect("session state").is_quiet();
+        let (up_read, mut client_write) = relay.into_parts();
+        self.gate.cancels.remove(&self.cancel_key);
+        match ending {
+            Ending::Client(Ok(())) if quiet => {
+                if let Some(stream) = super::stream::reunite(up_read, up_write) {
+                    let connection = Connection {
+                        stream,
+                        parameters,
+                        cancel_key,
+                    };
+                    tokio::spawn(lease.give_back(connection));
+                }
+            }
+            Ending::Client(Err(fatal)) => fatal.send_to(&mut client_write).await,
+            Ending::Upstream(e) => {
+                tracing::warn!(user = %self.subject.user, datasource = %self.subject.datasource, error = %e, "upstream connection lost");
+                Fatal::new(
+                    "08006",
+                    "the connection to the database was lost; reconnect to continue",
+                )
+                .send_to(&mut client_write)
+                .await;
+            }
+            Ending::Client(Ok(())) => {}
+        }
+        tracing::info!(user = %self.subject.user, datasource = %self.subject.datasource, "session closed");
+    }
+}
+
+enum Ending {
+    Client(Result<(), Fatal>),
+    Upstream(std::io::Error),
+}
+
+struct Forwarder<'s> {
+    session: &'s mut Session,
+    client: ClientRead,
+    upstream: super::stream::UpstreamWrite,
+    /// Messages for upstream, written at Query, Sync and Flush.
+    out: BytesMut,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Forwarder<'_> {
+    async fn run(&mut self, reader: &mut FrameReader) -> Result<(), Fatal> {
+        loop {
+            let Some(mut frame) = reader.next(&mut self.client).await.map_err(Fatal::io)? else {
+                return Ok(());
+            };
+            match frame.tag {
+                b'Q' => {
+                    let sql = take_cstring(&mut frame.body).map_err(Fatal::io)?;
+                    self.simple_query(sql);
+                    self.flush().await?;
+                }
+                b'P' => self.parse(frame.body)?,
+                b'B' => {
+                    if !self.skipping() {
+                        let mut body = frame.body.clone();
+                        let portal = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let statement = take_cstring(&mut body).map_err(Fatal::io)?;
+                        if let Some(s) = self.session.statements.get(&statement).cloned() {
+                            self.session.portals.insert(portal, s);
+                        }
+                        wire::put_message(b'B', &frame.body, &mut self.out);
+                    }
+                }
+                b'E' => {
+                    if !self.skipping() {
+                        let mut body = frame.body.clone();
+                        let portal = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let statement = self.session.portals.get(&portal).cloned();
+                        if let Some(effect) = statement.as_ref().and_then(|s| s.effect.clone()) {
+                            self.session.apply(&effect);
+                        }
+                        self.push(Item::execute(statement.map(|s| (s.sql, s.forwarded))));
+                        wire::put_message(b'E', &frame.body, &mut self.out);
+                    }
+                }
+                b'D' => {
+                    if !self.skipping() {
+                        wire::put_message(b'D', &frame.body, &mut self.out);
+                    }
+                }
+                b'C' => {
+                    if !self.skipping() {
+                        let mut body = frame.body.clone();
+                        let kind = body.get_u8();
+                        let name = take_cstring(&mut body).map_err(Fatal::io)?;
+                        match kind {
+                            b'S' => {
+                                self.session.statements.remove(&name);
+                            }
+                            _ => {
+                                self.session.portals.remove(&name);
+                            }
+                        }
+                        wire::put_message(b'C', &frame.body, &mut self.out);
+                    }
+                }
+                b'H' => {
+                    if !self.skipping() {
+                        wire::put_message(b'H', &[], &mut self.out);
+                    }
+                    self.flush().await?;
+                }
+                b'S' => {
+                    self.session.skipping = false;
+                    self.push(Item::Sync);
+                    wire::put_message(b'S', &[], &mut self.out);
+                    self.flush().await?;
+                }
+                b'X' => return Ok(()),
+                b'F' => {
+                    let refusal = Refusal::new(
+                        crate::refusal::RefusalKind::Statement,
+                        "function calls by object id (the fastpath interface) are not allowed",
+                    );
+                    self.refuse_simple("<fastpath function call>", refusal);
+                    self.flush().await?;
+                }
+                b'd' | b'c' | b'f' => {}
+                other => {
+                    return Err(Fatal::protocol(&format!(
+                        "unexpected message type {:?}",
+                        other as char
+                    )));
+                }
+            }
+        }
+    }
+
+    fn skipping(&self) -> bool {
+        self.session.skipping
+    }
+
+    fn push(&self, item: Item) {
+        self.shared.lock().expect("session state").push(item);
+    }
+
+    async fn flush(&mut self) -> Result<(), Fatal> {
+        if !self.out.is_empty() {
+            self.upstream
+                .write_all(&self.out)
+                .await
+                .map_err(Fatal::io)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn simple_query(&mut self, sql: String) {
+        let started = Instant::now();
+        let status = self
+            .shared
+            .lock()
+            .expect("session state")
+            .transaction_status;
+        match self
+            .session
+            .rewrite(&sql)
+            .and_then(|p| effect_allowed(p, status))
+        {
+            Ok(prepared) => {
+                if let Some(effect) = &prepared.effect {
+                    self.session.apply(effect);
+                }
+                let rewritten = prepared.sql != sql;
+                wire::query(&prepared.sql, &mut self.out);
+                let mut shared = self.shared.lock().expect("session state");
+                shared.notices.extend(prepared.notices.iter().cloned());
+                shared.push(Item::query(sql, prepared.sql, rewritten, started));
+            }
+            Err(refusal) => self.refuse_simple(&sql, refusal),
+        }
+    }
+
+    /// Sends a refusal marker as a simple query; the relay answers with the refusal.
+    fn refuse_simple(&mut self, sql: &str, refusal: Refusal) {
+        audit::record(
+            &self.session.subject,
+            sql,
+            None,
+            Outcome::Refused {
+                reason: &refusal.message,
+                kind: refusal.kind.as_str(),
+            },
+            std::time::Duration::ZERO,
+        );
+        wire::query(&self.marker(), &mut self.out);
+        let mut shared = self.shared.lock().expect("session state");
+        shared.push(Item::Refused(refusal));
+        shared.push(Item::Sync);
+    }
+
+    fn marker(&self) -> String {
+        format!("TABLEGATE_REFUSED_{}", self.session.nonce)
+    }
+
+    fn parse(&mut self, mut body: BytesMut) -> Result<(), Fatal> {
+        if self.skipping() {
+            return Ok(());
+        }
+        let name = take_cstring(&mut body).map_err(Fatal::io)?;
+        let sql = take_cstring(&mut body).map_err(Fatal::io)?;
+        let status = self
+            .shared
+            .lock()
+            .expect("session state")
+            .transaction_status;
+        let prepared = self
+            .session
+            .rewrite(&sql)
+            .and_then(|p| single_statement(&sql, p))
+            .and_then(|p| effect_allowed(p, status));
+        match prepared {
+            Ok(prepared) => {
+                let mut message =
+                    BytesMut::with_capacity(name.len() + prepared.sql.len() + body.len() + 2);
+                message.extend_from_slice(name.as_bytes());
+                message.extend_from_slice(&[0]);
+                message.extend_from_slice(prepared.sql.as_bytes());
+                message.extend_from_slice(&[0]);
+                // Declared parameter types, as the client sent them.
+                message.extend_from_slice(&body);
+                wire::put_message(b'P', &message, &mut self.out);
+                self.shared
+                    .lock()
+                    .expect("session state")
+                    .notices
+                    .extend(prepared.notices.iter().cloned());
+                self.session.statements.insert(
+                    name,
+                    Statement {
+                        sql: Arc::from(sql),
+                        forwarded: Arc::from(prepared.sql),
+                        effect: prepared.effect,
+                    },
+                );
+            }
+            Err(refusal) => {
+                audit::record(
+                    &self.session.subject,
+                    &sql,
+                    None,
+                    Outcome::Refused {
+                        reason: &refusal.message,
+                        kind: refusal.kind.as_str(),
+                    },
+                    std::time::Duration::ZERO,
+                );
+                self.session.statements.remove(&name);
+                let mut message = BytesMut::new();
+                message.extend_from_slice(&[0]);
+                message.extend_from_slice(self.marker().as_bytes());
+                message.extend_from_slice(&[0, 0, 0]);
+                wire::put_message(b'P', &message, &mut self.out);
+                self.push(Item::Refused(refusal));
+                self.session.skipping = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn single_statement(
+    sql: &str,
+    prepared: crate::cache::Prepared,
+) -> Result<crate::cache::Prepared, Refusal> {
+    let count = crate::rewrite::parse(sql).map(|s| s.len()).unwrap_or(0);
+    if count > 1 {
+        return Err(Refusal::new(
+            crate::refusal::RefusalKind::Syntax,
+            "cannot insert multiple commands into a prepared statement",
+        ));
+    }
+    Ok(prepared)
+}
+
+/// SET search_path is tracked by tablegate, so it may only run outside transaction blocks
+/// (inside one, a rollback would undo it upstream but not in tablegate).
+fn effect_allowed(
+    prepared: crate::cache::Prepared,
+    status: u8,
+) -> Result<crate::cache::Prepared, Refusal> {
+    if prepared.effect.is_some() && status != b'I' {
+        return Err(Refusal::new(
+            crate::refusal::RefusalKind::Setting,
+            "SET search_path is only allowed outside a transaction block",
+        )
+        .with_hint("set the search_path before BEGIN"));
+    }
+    Ok(prepared)
+}
+
+impl Fatal {
+    pub async fn send_to(&self, out: &mut (impl tokio::io::AsyncWrite + Unpin)) {
+        let mut buf = BytesMut::new();
+        self.encode(&mut buf);
+        let _ = out.write_all(&buf).await;
+        let _ = out.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_split_like_libpq() {
+        assert_eq!(
+            split_options(r"-c a=b  -c c=d\ e --f=g"),
+            ["-c", "a=b", "-c", "c=d e", "--f=g"]
+        );
+    }
+
+    #[test]
+    fn startup_settings_come_from_parameters_and_options() {
+        let params: BTreeMap<String, String> = [
+            ("user", "u"),
+            ("DateStyle", "ISO"),
+            ("options", "-c tablegate.act_as=alice --search-path=public"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let settings = startup_settings(&params).unwrap();
+        assert_eq!(settings["datestyle"], "ISO");
+        assert_eq!(settings["tablegate.act_as"], "alice");
+        assert_eq!(settings["search_path"], "public");
+        assert!(startup_settings(&[("options".to_string(), "-X".to_string())].into()).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! The start of a client connection: TLS negotiation, cancel requests, and the startup packet.
+//!
+//! Bytes a client sends after SSLRequest but before the TLS handshake are refused (they would be
+//! read as if they had come over TLS). Startup parameters are returned as sent; the session
+//! decides which to honour, and none is ever passed upstream as it is.
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::Fatal;
+use super::gate::Gate;
+use super::stream::ClientStream;
+use crate::wire::{self, FrameReader, take_cstring};
+
+const SSL_REQUEST: u32 = 80877103;
+const GSSENC_REQUEST: u32 = 80877104;
+const CANCEL_REQUEST: u32 = 80877102;
+const PROTOCOL_3: u32 = 3 << 16;
+
+pub enum Opening {
+    /// A client that wants a session, with its startup parameters.
+    Session(ClientStream, FrameReader, BTreeMap<String, String>),
+    /// A cancel request (handled), a refused or vanished connection.
+    Done,
+}
+
+enum Step {
+    /// Read the next startup packet on this stream.
+    Again(ClientStream),
+    Finished(Opening),
+    Failed(ClientStream, Fatal),
+}
+
+/// Negotiates the connection; a fatal error is sent to the client here.
+pub async fn open(gate: &Gate, socket: TcpStream) -> Opening {
+    let _ = socket.set_nodelay(true);
+    let mut stream = ClientStream::Plain(socket);
+    let mut reader = FrameReader::new();
+    loop {
+        match step(gate, stream, &mut reader).await {
+            Step::Again(s) => {
+                stream = s;
+                reader = FrameReader::new();
+            }
+            Step::Finished(Opening::Session(s, _, params)) => {
+                return Opening::Session(s, reader, params);
+            }
+            Step::Finished(done) => return done,
+            Step::Failed(mut s, fatal) => {
+                fatal.send(&mut s).await;
+                return Opening::Done;
+            }
+        }
+    }
+}
+
+async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -> Step {
+    let mut packet = match reader.next_startup(&mut stream).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Step::Finished(Opening::Done),
+        Err(e) => return Step::Failed(stream, Fatal::io(e)),
+    };
+    let code = packet.get_u32();
+    match code {
+        SSL_REQUEST | GSSENC_REQUEST => {
+            if reader.has_buffered() {
+                return Step::Failed(
+                    stream,
+                    Fatal::protocol("received unencrypted data after SSL request"),
+                );
+            }
+            match (&gate.tls, code, stream) {
+                (Some(acceptor), SSL_REQUEST, ClientStream::Plain(mut socket)) => {
+                    if socket.write_all(b"S").await.is_err() {
+                        return Step::Finished(Opening::Done);
+                    }
+                    match acceptor.accept(socket).await {
+                        Ok(tls) => Step::Again(ClientStream::Tls(Box::new(tls))),
+                        Err(_) => Step::Finished(Opening::Done),
+                    }
+                }
+                (_, _, mut other) => match other.write_all(b"N").await {
+                    Ok(()) => Step::Again(other),
+                    Err(_) => Step::Finished(Opening::Done),
+                },
+            }
+        }
+        CANCEL_REQUEST => {
+            if packet.len() >= 8 {
+                let key = (packet.get_i32(), packet.get_i32());
+                if let Some(upstream) = gate.cancels.get(&key).map(|k| k.clone()) {
+                    let _ = crate::upstream::connection::cancel(&upstream).await;
+                }
+            }
+            Step::Finished(Opening::Done)
+        }
+        version if version >> 16 == 3 => {
+            let params = match parameters(&mut packet) {
+                Ok(p) => p,
+                Err(f) => return Step::Failed(stream, f),
+            };
+            let unknown: Vec<&String> = params.keys().filter(|k| k.starts_with("_pq_.")).collect();
+            if version != PROTOCOL_3 || !unknown.is_empty() {
+                // Answer with the version and options tablegate speaks, as PostgreSQL does.
+                let mut body = BytesMut::new();
+                body.extend_from_slice(&(PROTOCOL_3 as i32).to_be_bytes());
+                body.extend_from_slice(&(unknown.len() as i32).to_be_bytes());
+                for option in &unknown {
+                    body.extend_from_slice(option.as_bytes());
+                    body.extend_from_slice(&[0]);
+                }
+                let mut out = BytesMut::new();
+                wire::put_message(b'v', &body, &mut out);
+                if stream.write_all(&out).await.is_err() {
+                    return Step::Finished(Opening::Done);
+                }
+            }
+            if gate.config.tls.as_ref().is_some_and(|t| t.required) && !stream.is_tls() {
+                return Step::Failed(
+                    stream,
+                    Fatal::new(
+                        "28000",
+                        "tablegate requires TLS: connect with sslmode=require",
+                    ),
+                );
+            }
+            Step::Finished(Opening::Session(stream, FrameReader::new(), params))
+        }
+        _ => Step::Failed(
+            stream,
+            Fatal::new(
+                "0A000",
+                format!(
+                    "unsupported frontend protocol {}.{}: tablegate speaks 3.0",
+                    code >> 16,
+                    code & 0xffff
+                ),
+            ),
+        ),
+    }
+}
+
+fn parameters(packet: &mut BytesMut) -> Result<BTreeMap<String, String>, Fatal> {
+    let mut params = BTreeMap::new();
+    while !packet.is_empty() && packet[0] != 0 {
+        let key = take_cstring(packet).map_err(Fatal::io)?;
+        let value = take_cstring(packet).map_err(Fatal::io)?;
+        params.insert(key, value);
+    }
+    Ok(params)
+}

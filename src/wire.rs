@@ -1,0 +1,195 @@
+//! PostgreSQL wire-protocol framing shared by the client and upstream sides.
+//!
+//! Messages are a type byte, a big-endian length that counts itself, and a body. tablegate
+//! decodes only what it must act on (startup, authentication, queries, and the few response
+//! types it watches); everything else moves as bytes. Messages tablegate writes itself are
+//! encoded with pgwire's message types.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use pgwire::messages::Message;
+use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// No client message tablegate accepts is larger (PostgreSQL's own limit is 1 GB).
+pub const MAX_MESSAGE_LENGTH: usize = 1 << 30;
+
+/// One message: its type byte and body (length header removed).
+#[derive(Debug)]
+pub struct Frame {
+    pub tag: u8,
+    pub body: BytesMut,
+}
+
+/// Reads whole messages from a stream through a reusable buffer.
+#[derive(Default)]
+pub struct FrameReader {
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    pub fn new() -> FrameReader {
+        FrameReader {
+            buf: BytesMut::with_capacity(8192),
+        }
+    }
+
+    /// The next message, or `None` at a clean end of stream.
+    pub async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+    ) -> io::Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = self.split_frame()? {
+                return Ok(Some(frame));
+            }
+            if stream.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed mid-message",
+                    ))
+                };
+            }
+        }
+    }
+
+    /// Reads the untyped startup-phase packet (SSLRequest, StartupMessage, CancelRequest).
+    pub async fn next_startup<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+    ) -> io::Result<Option<BytesMut>> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+                if !(8..=10_000).contains(&len) {
+                    return Err(invalid("invalid startup packet length"));
+                }
+                if self.buf.len() >= len {
+                    let mut packet = self.buf.split_to(len);
+                    packet.advance(4);
+                    return Ok(Some(packet));
+                }
+            }
+            if stream.read_buf(&mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn split_frame(&mut self) -> io::Result<Option<Frame>> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes(self.buf[1..5].try_into().expect("4 bytes")) as usize;
+        if !(4..=MAX_MESSAGE_LENGTH).contains(&len) {
+            return Err(invalid("invalid message length"));
+        }
+        if self.buf.len() < len + 1 {
+            self.buf.reserve(len + 1 - self.buf.len());
+            return Ok(None);
+        }
+        let mut frame = self.buf.split_to(len + 1);
+        let tag = frame[0];
+        frame.advance(5);
+        Ok(Some(Frame { tag, body: frame }))
+    }
+
+    /// Bytes read but not yet returned as messages (a client may pipeline).
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Gives up the buffer, e.g. to hand buffered bytes to a TLS layer (never needed for
+    /// plain text: a client must wait for the SSLRequest answer before sending more).
+    pub fn into_buffered(self) -> BytesMut {
+        self.buf
+    }
+}
+
+pub fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+}
+
+/// Reads a NUL-terminated string from the front of `buf`.
+pub fn take_cstring(buf: &mut BytesMut) -> io::Result<String> {
+    let end = buf
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| invalid("unterminated string in message"))?;
+    let s = std::str::from_utf8(&buf[..end])
+        .map_err(|_| invalid("message text is not UTF-8"))?
+        .to_owned();
+    buf.advance(end + 1);
+    Ok(s)
+}
+
+pub fn encode(message: &impl Message, out: &mut BytesMut) {
+    message
+        .encode(out)
+        .expect("encoding a well-formed message into memory cannot fail");
+}
+
+/// Fields of an ErrorResponse or NoticeResponse, as PostgreSQL names them.
+pub struct Report<'a> {
+    pub severity: &'a str,
+    pub code: &'a str,
+    pub message: &'a str,
+    pub detail: Option<&'a str>,
+    pub hint: Option<&'a str>,
+}
+
+impl Report<'_> {
+    fn fields(&self) -> Vec<(u8, String)> {
+        let mut fields = vec![
+            (b'S', self.severity.to_owned()),
+            (b'V', self.severity.to_owned()),
+            (b'C', self.code.to_owned()),
+            (b'M', self.message.to_owned()),
+        ];
+        if let Some(d) = self.detail {
+            fields.push((b'D', d.to_owned()));
+        }
+        if let Some(h) = self.hint {
+            fields.push((b'H', h.to_owned()));
+        }
+        fields
+    }
+
+    pub fn error(&self, out: &mut BytesMut) {
+        encode(&ErrorResponse::new(self.fields()), out);
+    }
+
+    pub fn notice(&self, out: &mut BytesMut) {
+        encode(&NoticeResponse::new(self.fields()), out);
+    }
+}
+
+pub fn ready_for_query(status: u8, out: &mut BytesMut) {
+    let status = match status {
+        b'T' => TransactionStatus::Transaction,
+        b'E' => TransactionStatus::Error,
+        _ => TransactionStatus::Idle,
+    };
+    encode(&ReadyForQuery::new(status), out);
+}
+
+/// Appends a message with a type byte and body.
+pub fn put_message(tag: u8, body: &[u8], out: &mut BytesMut) {
+    out.reserve(5 + body.len());
+    out.extend_from_slice(&[tag]);
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+}
+
+/// A simple Query message for `sql`.
+pub fn query(sql: &str, out: &mut BytesMut) {
+    out.reserve(6 + sql.len());
+    out.extend_from_slice(b"Q");
+    out.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    out.extend_from_slice(sql.as_bytes());
+    out.extend_from_slice(&[0]);
+}
