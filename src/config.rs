@@ -62,6 +62,9 @@ pub struct DatasourceConfig {
     pub pool_size: usize,
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// How long a new client session waits for a free upstream connection.
+    #[serde(default = "defaults::pool_wait_secs")]
+    pub pool_wait_secs: u64,
     /// How often the live catalog is re-read (0: only at start and on demand).
     #[serde(default = "defaults::catalog_refresh_secs")]
     pub catalog_refresh_secs: u64,
@@ -165,6 +168,9 @@ mod defaults {
     }
     pub fn connect_timeout_secs() -> u64 {
         5
+    }
+    pub fn pool_wait_secs() -> u64 {
+        30
     }
     pub fn catalog_refresh_secs() -> u64 {
         300

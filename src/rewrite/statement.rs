@@ -248,13 +248,16 @@ fn plain_setting_value(value: &Expr) -> Result<(), Refusal> {
 }
 
 fn refused_statement(statement: &Statement) -> Refusal {
+    const OBJECTS: [&str; 14] = [
+        "TABLE", "INDEX", "VIEW", "SCHEMA", "DATABASE", "ROLE", "USER", "FUNCTION", "PROCEDURE",
+        "TRIGGER", "SEQUENCE", "TYPE", "EXTENSION", "INTO",
+    ];
     let text = statement.to_string();
-    let keyword: String = text
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_uppercase();
+    let mut words = text.split_whitespace().map(str::to_uppercase);
+    let mut keyword = words.next().unwrap_or_default();
+    if let Some(object) = words.next().filter(|w| OBJECTS.contains(&w.as_str())) {
+        keyword = format!("{keyword} {object}");
+    }
     Refusal::new(
         RefusalKind::Statement,
         format!("{keyword} is not allowed: tablegate permits read-only queries only"),
