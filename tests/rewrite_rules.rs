@@ -1,7 +1,7 @@
 //! The rewrite contract, rule by rule, each with hostile variants. No database needed: the
 //! catalog is declared here; `tests/differential.rs` checks results against real PostgreSQL.
 
-use tablegate::catalog::{Catalog, catalog_of_tables};
+use tablegate::catalog::{Catalog, catalog_with_keys};
 use tablegate::directory::users_file;
 use tablegate::policy::{Access, PolicySet};
 use tablegate::refusal::{Refusal, RefusalKind};
@@ -13,8 +13,9 @@ deny_columns = ["*.phone"]
 functions = ["pg_sleep"]
 
 [role.rep.datasource.d]
-tables = ["public.orders", "public.customers", "public.regions"]
+tables = ["public.orders", "public.customers", "public.regions", "public.visits"]
 rows."public.orders" = "region IN ({{user.regions}})"
+rows."public.visits" = "day > '2020'"
 
 [role.employee.datasource.d]
 tables = ["public.employees"]
@@ -73,24 +74,34 @@ userid = "nobody_vars"
 "#;
 
 fn catalog() -> Catalog {
-    catalog_of_tables(&[
-        (
-            "public",
-            "orders",
-            &["id", "region", "amount", "customer_id", "note"],
-        ),
-        ("public", "customers", &["id", "name", "phone", "region"]),
-        ("public", "regions", &["region", "manager"]),
-        (
-            "public",
-            "employees",
-            &["employee_id", "name", "salary", "phone", "manager_id"],
-        ),
-        ("public", "secret", &["x"]),
-        ("hr", "employees", &["employee_id", "grade"]),
-        ("sales", "orders", &["id", "total"]),
-        ("public", "Mixed Case", &["Id", "Value"]),
-    ])
+    catalog_with_keys(
+        &[
+            (
+                "public",
+                "orders",
+                &["id", "region", "amount", "customer_id", "note"],
+            ),
+            ("public", "customers", &["id", "name", "phone", "region"]),
+            ("public", "regions", &["region", "manager"]),
+            (
+                "public",
+                "employees",
+                &["employee_id", "name", "salary", "phone", "manager_id"],
+            ),
+            ("public", "secret", &["x"]),
+            ("hr", "employees", &["employee_id", "grade"]),
+            ("sales", "orders", &["id", "total"]),
+            ("public", "Mixed Case", &["Id", "Value"]),
+            ("public", "visits", &["customer_id", "day", "note"]),
+        ],
+        &[
+            ("public", "orders", &["id"]),
+            ("public", "customers", &["id"]),
+            ("public", "employees", &["employee_id"]),
+            ("hr", "employees", &["employee_id"]),
+            ("public", "visits", &["customer_id", "day"]),
+        ],
+    )
 }
 
 struct Harness {
@@ -490,6 +501,92 @@ fn alias_column_lists_name_the_protected_columns() {
         "SELECT n FROM customers AS x(i, n, p) WHERE p = '1'",
     );
     assert!(e.message.contains("x.p"), "{e}");
+}
+
+// ---- GROUP BY a primary key --------------------------------------------------------------------
+
+#[test]
+fn grouping_by_a_primary_key_keeps_its_dependent_columns_valid() {
+    // PostgreSQL accepts c.name ungrouped because c.id is customers' key; over the protected
+    // source (a derived table) it would not, so the columns the query uses are grouped too.
+    assert_eq!(
+        ok(
+            "alice",
+            "SELECT c.id, c.name, count(*) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id"
+        ),
+        format!(
+            "SELECT c.id, c.name, pg_catalog.count(*) FROM {CUSTOMERS} AS c JOIN {ORDERS_EAST_NORTH} AS o \
+             ON o.customer_id = c.id GROUP BY c.id, \"c\".\"name\""
+        )
+    );
+    // Unqualified, positional, used only in HAVING or ORDER BY, or through `*`.
+    let out = ok("alice", "SELECT id, name FROM customers GROUP BY 1");
+    assert!(out.ends_with("GROUP BY 1, \"customers\".\"name\""), "{out}");
+    let out = ok(
+        "alice",
+        "SELECT id FROM customers GROUP BY id HAVING max(region) > 'E' ORDER BY name",
+    );
+    assert!(
+        out.ends_with("GROUP BY id, \"customers\".\"name\", \"customers\".\"region\" HAVING pg_catalog.max(region) > 'E' ORDER BY name"),
+        "{out}"
+    );
+    let out = ok("alice", "SELECT c.* FROM customers c GROUP BY c.id");
+    assert!(
+        out.ends_with("GROUP BY c.id, \"c\".\"name\", \"c\".\"region\""),
+        "{out}"
+    );
+    // A key of two columns counts only when both are grouped.
+    let out = ok(
+        "alice",
+        "SELECT customer_id, note FROM visits GROUP BY customer_id, day",
+    );
+    assert!(
+        out.ends_with("GROUP BY customer_id, day, \"visits\".\"note\""),
+        "{out}"
+    );
+    let out = ok(
+        "alice",
+        "SELECT customer_id, count(*) FROM visits GROUP BY customer_id",
+    );
+    assert!(out.ends_with("GROUP BY customer_id"), "{out}");
+}
+
+#[test]
+fn grouping_by_a_key_never_adds_hidden_or_foreign_columns() {
+    // The hidden phone is stripped from the result and never grouped: the source lacks it.
+    let (out, notices) = ok_notices(
+        "alice",
+        "SELECT c.id, c.phone, c.name FROM customers c GROUP BY c.id",
+    );
+    assert!(!out.contains("phone"), "{out}");
+    assert!(out.ends_with("GROUP BY c.id, \"c\".\"name\""), "{out}");
+    assert!(notices[0].contains("c.phone"), "{notices:?}");
+    // ...and still refused wherever it is used rather than shown.
+    assert_eq!(
+        refused(
+            "alice",
+            "SELECT c.id FROM customers c GROUP BY c.id ORDER BY c.phone"
+        )
+        .kind,
+        RefusalKind::Column
+    );
+    // An outer query's key grouped inside a subquery is not this level's key.
+    let out = ok(
+        "alice",
+        "SELECT (SELECT count(*) FROM orders o GROUP BY c.id LIMIT 1) FROM customers c",
+    );
+    assert!(out.contains("GROUP BY c.id LIMIT 1"), "{out}");
+    // Grouping sets, and tables read whole (PostgreSQL sees their key), are left alone.
+    let out = ok(
+        "alice",
+        "SELECT id, name FROM customers GROUP BY ROLLUP (id)",
+    );
+    assert!(out.ends_with("GROUP BY ROLLUP (id)"), "{out}");
+    let out = ok(
+        "carol",
+        "SELECT grade FROM hr.employees e GROUP BY e.employee_id",
+    );
+    assert!(out.ends_with("GROUP BY e.employee_id"), "{out}");
 }
 
 // ---- Variables ---------------------------------------------------------------------------------

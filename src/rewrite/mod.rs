@@ -3,12 +3,14 @@
 //! Parse with sqlparser (PostgreSQL dialect); walk every statement with the user's [`Access`]
 //! ([`statement`], [`query`], [`expr`]), resolving names as PostgreSQL would ([`scope`],
 //! [`search_path`]), replacing each relation by its protected source and refusing what cannot
-//! be checked; then make the tree safe to print ([`printable`]). Anything that does not parse is
+//! be checked, and keeping GROUP BY a primary key valid over protected sources ([`grouping`]);
+//! then make the tree safe to print ([`printable`]). Anything that does not parse is
 //! refused with the parser's message: nothing unparsed is ever forwarded.
 
 mod colname;
 mod expr;
 pub mod functions;
+mod grouping;
 mod printable;
 mod query;
 mod scope;

@@ -15,6 +15,7 @@ use sqlparser::ast::{
 
 use super::Walker;
 use super::colname::output_name;
+use super::grouping::GroupedUses;
 use super::scope::{CteDef, Frame, FromItem, ItemColumn, Resolved};
 use crate::catalog::SYSTEM_SCHEMAS;
 use crate::names::{QualifiedName, fold, quoted};
@@ -374,10 +375,21 @@ impl Walker<'_> {
                 self.positional(e, &frame, "DISTINCT ON", &positions, projection, true)?;
             }
         }
-        if let Some(order_by) = order_by {
+        let mut order_by = order_by;
+        if let Some(order_by) = order_by.as_deref_mut() {
             for e in order_by_exprs(order_by)? {
                 self.positional(e, &frame, "ORDER BY", &positions, projection, true)?;
             }
+        }
+        if let GroupByExpr::Expressions(exprs, _) = group_by {
+            let uses = GroupedUses {
+                projection,
+                having: having.as_ref(),
+                order_by: order_by.as_deref(),
+                distinct: distinct.as_ref(),
+                windows: named_window,
+            };
+            self.add_key_dependent_columns(exprs, &uses, &frame);
         }
         Ok(output)
     }
