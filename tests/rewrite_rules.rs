@@ -535,6 +535,9 @@ fn grouping_by_a_primary_key_keeps_its_dependent_columns_valid() {
         out.ends_with("GROUP BY c.id, \"c\".\"name\", \"c\".\"region\""),
         "{out}"
     );
+    // The whole row: grouped as a row, where the bare name means the row.
+    let out = ok("alice", "SELECT c FROM customers c GROUP BY c.id");
+    assert!(out.ends_with("GROUP BY c.id, \"c\""), "{out}");
     // A key of two columns counts only when both are grouped.
     let out = ok(
         "alice",
@@ -570,6 +573,12 @@ fn grouping_by_a_key_never_adds_hidden_or_foreign_columns() {
         .kind,
         RefusalKind::Column
     );
+    // A bare name that is some other item's column is that column, not c's row.
+    let out = ok(
+        "alice",
+        "SELECT c FROM customers AS x JOIN (SELECT 1 AS c) AS o ON true GROUP BY x.id",
+    );
+    assert!(out.ends_with("GROUP BY x.id"), "{out}");
     // An outer query's key grouped inside a subquery is not this level's key.
     let out = ok(
         "alice",

@@ -77,14 +77,24 @@ impl Walker<'_> {
             if !self.key_grouped(item, &is_grouped) {
                 continue;
             }
-            let whole_row = used.all || used.rows.contains(refname);
+            let every_column = used.all || used.expanded.contains(refname);
             for column in item.columns.iter().filter(|c| !c.hidden) {
-                if !is_grouped(&column.name) && (whole_row || used.names.contains(&column.name)) {
+                if !is_grouped(&column.name) && (every_column || used.names.contains(&column.name))
+                {
                     added.push(Expr::CompoundIdentifier(vec![
                         quoted(refname),
                         quoted(&column.name),
                     ]));
                 }
+            }
+            // `SELECT t` (the whole row) needs the row itself grouped; written unqualified, so
+            // only where that name means the row and not some column.
+            let name = [refname.to_owned()];
+            if used.whole_rows.contains(refname)
+                && matches!(frame.resolve(&name), Resolved::WholeRow)
+                && frame.item(refname).is_some_and(|i| std::ptr::eq(i, item))
+            {
+                added.push(Expr::Identifier(quoted(refname)));
             }
         }
         group_by.extend(added);
@@ -120,13 +130,14 @@ fn positional_target<'a>(e: &Expr, projection: &'a [SelectItem]) -> Option<&'a E
     }
 }
 
-/// The column names a query's clauses use, by their last part (`t.name` → `name`), and the
-/// items they use as whole rows (`t.*`, or a bare `t`; `*` takes every item). Matching by name
-/// over-approximates, which is harmless: an extra dependent column in the GROUP BY changes no
-/// group.
+/// What a query's clauses use: column names by their last part (`t.name` → `name`), bare
+/// names that may be FROM items used as whole rows (`SELECT t`), items expanded by `t.*`, and
+/// whether a `*` expands every item. Matching by name over-approximates, which is harmless: an
+/// extra dependent column in the GROUP BY changes no group.
 struct UsedNames {
     names: HashSet<String>,
-    rows: HashSet<String>,
+    whole_rows: HashSet<String>,
+    expanded: HashSet<String>,
     all: bool,
 }
 
@@ -134,7 +145,8 @@ impl UsedNames {
     fn of(uses: &GroupedUses) -> UsedNames {
         let mut used = UsedNames {
             names: HashSet::new(),
-            rows: HashSet::new(),
+            whole_rows: HashSet::new(),
+            expanded: HashSet::new(),
             all: false,
         };
         for item in uses.projection {
@@ -145,7 +157,7 @@ impl UsedNames {
                     _,
                 ) => {
                     if let Ok(parts) = object_name_parts(n) {
-                        used.rows.extend(parts.last().cloned());
+                        used.expanded.extend(parts.last().cloned());
                     }
                 }
                 _ => {}
@@ -173,9 +185,8 @@ impl Visitor for UsedNames {
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         match expr {
             Expr::Identifier(id) => {
-                // A column, or a FROM item's name used as its whole row.
                 self.names.insert(fold(id));
-                self.rows.insert(fold(id));
+                self.whole_rows.insert(fold(id));
             }
             Expr::CompoundIdentifier(ids) => {
                 self.names.extend(ids.last().map(fold));
