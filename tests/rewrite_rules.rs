@@ -788,6 +788,41 @@ fn safe_built_ins_run_pinned_to_pg_catalog_and_policy_functions_are_allowed() {
     );
 }
 
+#[test]
+fn casts_to_table_row_types_are_refused_whether_or_not_the_table_exists() {
+    // A table's name is also its row type: `row_to_json('(,,,)'::customers)` listed every
+    // column, hidden phone included, and `NULL::secret` answered whether an ungranted table
+    // exists. Only PostgreSQL's built-in types may be named, decided by the name alone.
+    let granted = refused("alice", "SELECT row_to_json('(,,,)'::customers)");
+    let ungranted = refused("alice", "SELECT NULL::secret IS NULL");
+    let missing = refused("alice", "SELECT NULL::no_such_table IS NULL");
+    assert_eq!(granted.kind, RefusalKind::Function, "{granted}");
+    assert_eq!(
+        ungranted.message.replace("secret", "X"),
+        missing.message.replace("no_such_table", "X"),
+        "an ungranted table and a missing name must be refused alike"
+    );
+    for sql in [
+        "SELECT to_jsonb(ROW(1, 'a', 'b', 'c')::customers)",
+        "SELECT CAST(NULL AS public.orders)",
+        "SELECT '(1)'::\"Mixed Case\"",
+        "SELECT ARRAY[]::secret[]",
+        "SELECT secret '(1)'",
+        "SELECT * FROM json_to_record('{}') AS x(a secret)",
+        "SELECT NULL::sales.orders",
+        "SELECT 'x'::xml",
+    ] {
+        assert_eq!(refused("alice", sql).kind, RefusalKind::Function, "{sql}");
+    }
+    for sql in [
+        "SELECT '1.2.3.4'::inet, '[1,2)'::int4range, '1'::pg_catalog.int4, '1'::oid",
+        "SELECT NULL::text[], '{}'::jsonb, 'a'::\"char\", CAST(id AS numeric) FROM orders",
+        "SELECT * FROM json_to_record('{\"a\": 1}') AS x(a int, b text)",
+    ] {
+        ok("alice", sql);
+    }
+}
+
 // ---- Lexical hostility -------------------------------------------------------------------------
 
 #[test]

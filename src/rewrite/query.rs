@@ -15,6 +15,7 @@ use sqlparser::ast::{
 
 use super::Walker;
 use super::colname::output_name;
+use super::expr::check_type;
 use super::grouping::GroupedUses;
 use super::scope::{CteDef, Frame, FromItem, ItemColumn, Resolved};
 use crate::catalog::SYSTEM_SCHEMAS;
@@ -1184,7 +1185,7 @@ fn function_item(
     with_ordinality: bool,
 ) -> Result<FromItem, Refusal> {
     let alias_columns = match alias {
-        Some(a) => alias_column_names_allowing_types(a),
+        Some(a) => alias_column_names_allowing_types(a)?,
         None => Vec::new(),
     };
     let refname = alias.map_or_else(|| function.to_owned(), |a| fold(&a.name));
@@ -1201,9 +1202,19 @@ fn function_item(
     Ok(FromItem::named(Some(refname), columns, open))
 }
 
-/// Alias column names for functions, where `AS x(a int, b text)` column definitions are allowed.
-fn alias_column_names_allowing_types(alias: &TableAlias) -> Vec<String> {
-    alias.columns.iter().map(|c| fold(&c.name)).collect()
+/// Alias column names for functions, where `AS x(a int, b text)` column definitions are allowed
+/// (the types are casts of the function's values, checked as casts are).
+fn alias_column_names_allowing_types(alias: &TableAlias) -> Result<Vec<String>, Refusal> {
+    alias
+        .columns
+        .iter()
+        .map(|c| {
+            if let Some(data_type) = &c.data_type {
+                check_type(data_type)?;
+            }
+            Ok(fold(&c.name))
+        })
+        .collect()
 }
 
 /// Puts a query's alias column list (`FROM t AS x(a, b)`) onto the protected source's columns,
