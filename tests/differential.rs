@@ -16,7 +16,12 @@
 
 mod support;
 
-use support::database::run;
+use tablegate::catalog::Catalog;
+use tablegate::directory::users_file;
+use tablegate::policy::{Access, PolicySet};
+use tablegate::rewrite::{Context, SearchPath, rewrite};
+
+use support::database::{TempDatabase, run};
 use support::fixture::{Extras, Fixture};
 use support::policy::Scenario;
 use support::sql::{ident, qualified};
@@ -192,4 +197,68 @@ async fn masked_values(fixture: &Fixture) -> usize {
         }
     }
     masked
+}
+
+/// Found while probing beyond the corpus, now fixed: PostgreSQL flattened protected sources and
+/// evaluated a query's cheap conditions before the row filter, so a condition that fails on some
+/// value was an oracle on rows the user may not see. Here the user sees the East orders (amounts
+/// 20, 40, …); `sqrt(amount - 15)` failed because a West order has amount 10 (`- 5` did not),
+/// and bisecting the constant read that amount exactly.
+#[tokio::test]
+async fn row_filters_run_before_conditions_that_could_fail() {
+    let database = TempDatabase::create().await;
+    let client = database.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
+             INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END, g * 10
+               FROM generate_series(1, 1000) g;
+             ANALYZE public.orders;",
+        )
+        .await
+        .expect("the orders table");
+    let policies = PolicySet::from_str(
+        "p.toml",
+        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\"]\n\
+         rows.\"public.orders\" = \"region IN ({{user.regions}})\"\n\
+         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n\
+         vars = { regions = [\"East\", \"North\", \"South\", \"Central\", \"Islands\", \"Overseas\"] }\n",
+    )
+    .expect("policy");
+    let users = users_file::parse("[[user]]\nuserid = \"alice\"\n", "u").expect("users");
+    let catalog = Catalog::load(&client).await.expect("catalog");
+    let access = Access::build(&policies, &catalog, &users[0], "d");
+    let search_path = SearchPath::parse_setting("public").expect("path");
+    let context = Context {
+        catalog: &catalog,
+        access: &access,
+        search_path: &search_path,
+    };
+    for probe in [
+        "SELECT count(*) FROM orders WHERE sqrt(amount - 15) IS NOT NULL",
+        "SELECT count(*) FROM orders WHERE sqrt(amount - 5) IS NOT NULL",
+    ] {
+        let forwarded = rewrite(probe, &context).expect("accepted").sql();
+        let result = run(&client, &forwarded).await;
+        assert_eq!(
+            result.map(|r| r.rows),
+            Ok(vec![vec![Some("500".to_owned())]]),
+            "{probe}\n-> {forwarded}"
+        );
+    }
+    // The same source without the fence is what tablegate forwarded before: on this server the
+    // first probe then fails, which is what makes the test a test of the fence.
+    let forwarded = rewrite(
+        "SELECT count(*) FROM orders WHERE sqrt(amount - 15) IS NOT NULL",
+        &context,
+    )
+    .expect("accepted")
+    .sql();
+    let unfenced = forwarded.replace(" OFFSET 0)", ")");
+    assert_ne!(unfenced, forwarded);
+    assert!(
+        run(&client, &unfenced).await.is_err(),
+        "the unfenced query no longer fails on this server, so this test no longer shows the \
+         attack; find a condition PostgreSQL evaluates before the filter: {unfenced}"
+    );
 }

@@ -8,9 +8,9 @@
 
 use sqlparser::ast::{
     Distinct, Expr, GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause,
-    ObjectName, ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectFlavor, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor, TableWithJoins, Value,
-    WildcardAdditionalOptions,
+    ObjectName, ObjectNamePart, Offset, OffsetRows, OrderBy, OrderByKind, Query, Select,
+    SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor,
+    TableWithJoins, Value, WildcardAdditionalOptions,
 };
 
 use super::Walker;
@@ -1013,6 +1013,17 @@ impl Walker<'_> {
                 }
                 if !alias_columns.is_empty() {
                     rename_source_columns(select, &access.visible, &alias_columns, relation);
+                }
+                if self.fence && select.selection.is_some() {
+                    // See `leakproof`: the row filter runs before the query's conditions.
+                    body.limit_clause = Some(LimitClause::LimitOffset {
+                        limit: None,
+                        offset: Some(Offset {
+                            value: Expr::value(Value::Number("0".into(), false)),
+                            rows: OffsetRows::None,
+                        }),
+                        limit_by: vec![],
+                    });
                 }
                 TableFactor::Derived {
                     lateral: false,

@@ -39,6 +39,8 @@ pub struct Equal {
     pub rows: usize,
     /// The original on the full data returns something else: the policy mattered here.
     pub filtered: bool,
+    /// tablegate fenced the row-filtered sources (`OFFSET 0`: a condition could fail).
+    pub fenced: bool,
 }
 
 pub struct Checker<'a> {
@@ -110,6 +112,7 @@ impl Checker<'_> {
                     tie_break,
                     rows: w.rows.len(),
                     filtered: full.as_ref().is_ok_and(|f| !same(f, w)),
+                    fenced: rewritten.sql().contains(" OFFSET 0)"),
                     ..Equal::default()
                 }),
                 Err(detail) => differs(detail),

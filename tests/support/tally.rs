@@ -19,6 +19,7 @@ pub struct Tally {
     pub equal_both_error: usize,
     pub equal_nonempty: usize,
     pub equal_filtered: usize,
+    pub equal_fenced: usize,
     pub touches_hidden: usize,
     pub touches_hidden_checked: usize,
     /// Refused, and the query names a hidden column: correct.
@@ -50,6 +51,7 @@ impl Tally {
                 self.equal_both_error += usize::from(e.both_error);
                 self.equal_nonempty += usize::from(e.rows > 0);
                 self.equal_filtered += usize::from(e.filtered);
+                self.equal_fenced += usize::from(e.fenced);
             }
             Outcome::TouchesHidden { checked } => {
                 self.touches_hidden += 1;
@@ -111,6 +113,11 @@ impl Tally {
             &mut out,
             "    of which the policy changed the answer",
             self.equal_filtered,
+        );
+        row(
+            &mut out,
+            "    of which read row-filtered sources fenced (OFFSET 0)",
+            self.equal_fenced,
         );
         row(
             &mut out,
