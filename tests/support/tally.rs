@@ -158,9 +158,9 @@ impl Tally {
         );
         top_reasons(
             &mut out,
-            "PostgreSQL's rejections (top 8)",
+            "PostgreSQL's rejections (top 12)",
             &self.not_postgres_reasons,
-            8,
+            12,
         );
         for d in &self.differs {
             let _ = writeln!(out, "DIFFERS {d}");
