@@ -10,7 +10,9 @@ use tokio_postgres::Client;
 use super::corpus::SpiderQuery;
 use super::database::{DbError, ResultSet, run};
 use super::sql::ident;
-use super::transform::{limit_levels, stripped_labels, tie_broken, without_columns};
+use super::transform::{
+    limit_levels, stripped_labels, tie_broken, without_columns, without_top_limit,
+};
 
 /// What happened to one query.
 #[derive(Debug)]
@@ -179,8 +181,22 @@ impl Checker<'_> {
         if !limits.any() {
             return Err(describe_difference(got, want));
         }
-        if limits.top && !limits.nested && got.rows.len() != want.rows.len() {
-            return Err(describe_difference(got, want));
+        if limits.top && !limits.nested {
+            // Determined as they are: the row count, and that every row returned is a row of
+            // the copy's unlimited answer.
+            if got.rows.len() != want.rows.len() {
+                return Err(describe_difference(got, want));
+            }
+            let unlimited = without_top_limit(copy_sql).ok_or("cannot drop the LIMIT")?;
+            let all = self
+                .run_in(copy, &unlimited)
+                .await
+                .map_err(|e| format!("the copy's unlimited query failed: {e:?}"))?;
+            if let Some(row) = not_contained(got, &all) {
+                return Err(format!(
+                    "returned {row:?}, which is not in the copy's answer without LIMIT"
+                ));
+            }
         }
         let (Some(forwarded), Some(copy_sql)) = (tie_broken(forwarded), tie_broken(copy_sql))
         else {
@@ -198,6 +214,21 @@ impl Checker<'_> {
         }
     }
 }
+
+/// A row of `part` that `whole` does not hold as often (multisets), if any.
+fn not_contained(part: &ResultSet, whole: &ResultSet) -> Option<Vec<Option<String>>> {
+    let mut left = whole.sorted_rows();
+    for row in part.sorted_rows() {
+        match left.iter().position(|r| *r == row) {
+            Some(i) => {
+                left.remove(i);
+            }
+            None => return Some(row),
+        }
+    }
+    None
+}
+
 /// Same columns, same rows as multisets.
 pub fn same(a: &ResultSet, b: &ResultSet) -> bool {
     a.columns == b.columns && a.sorted_rows() == b.sorted_rows()

@@ -65,6 +65,18 @@ pub fn limit_levels(sql: &str) -> LimitLevels {
     finder.levels
 }
 
+/// The query without its top level's LIMIT, OFFSET and FETCH: every row a limited answer may
+/// hold.
+pub fn without_top_limit(sql: &str) -> Option<String> {
+    let mut statement = parse_one(sql)?;
+    let Statement::Query(query) = &mut statement else {
+        return None;
+    };
+    query.limit_clause = None;
+    query.fetch = None;
+    Some(statement.to_string())
+}
+
 /// The query with every limited level's ORDER BY extended by all its output columns
 /// (`ORDER BY <keys>, 1, 2, …`), which makes the rows a LIMIT keeps a function of the data:
 /// rows that still tie are equal in every column, so which one is kept does not matter. `None`
