@@ -48,6 +48,15 @@ user = "dave"
 roles = ["rep", "auditor"]
 vars = { regions = ["West"] }
 
+[role.visit_auditor.datasource.d]
+tables = ["public.visits"]
+columns."public.visits" = ["day", "note"]
+
+[[assign]]
+user = "erin"
+roles = ["rep", "visit_auditor"]
+vars = { regions = ["East"] }
+
 [[assign]]
 user = "mallory"
 roles = ["rep"]
@@ -67,6 +76,8 @@ userid = "bob"
 userid = "carol"
 [[user]]
 userid = "dave"
+[[user]]
+userid = "erin"
 [[user]]
 userid = "mallory"
 [[user]]
@@ -558,6 +569,14 @@ fn grouping_by_a_primary_key_keeps_its_dependent_columns_valid() {
         "SELECT customer_id, count(*) FROM visits GROUP BY customer_id",
     );
     assert!(out.ends_with("GROUP BY customer_id"), "{out}");
+    // erin's second role sees every visit but not customer_id: it is NULL on the visits only
+    // that role admits, so it identifies no row and nothing is added.
+    let out = ok(
+        "erin",
+        "SELECT customer_id, note FROM visits GROUP BY customer_id, day",
+    );
+    assert!(out.contains("CASE WHEN"), "{out}");
+    assert!(out.ends_with("GROUP BY customer_id, day"), "{out}");
 }
 
 #[test]

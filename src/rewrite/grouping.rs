@@ -15,7 +15,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     Distinct, Expr, NamedWindowDefinition, OrderBy, SelectItem, SelectItemQualifiedWildcardKind,
-    Value, Visit, Visitor,
+    SetExpr, Value, Visit, Visitor,
 };
 
 use super::Walker;
@@ -100,21 +100,35 @@ impl Walker<'_> {
         group_by.extend(added);
     }
 
-    /// Whether the item is a protected relation whose every primary key column is grouped.
+    /// Whether the item is a protected relation whose every primary key column is grouped, and
+    /// is the table's own value in the source. With several roles a key column one role does not
+    /// grant is NULL on the rows only that role admits; it no longer identifies a row, and the
+    /// query is left to fail as it would on the permitted data.
     fn key_grouped(&self, item: &FromItem, is_grouped: &dyn Fn(&str) -> bool) -> bool {
         let Some(id) = item.relation else {
             return false;
         };
-        let protected = self
-            .access
-            .table(id)
-            .is_some_and(|t| matches!(t.source, Ok(Source::Protected(_))));
+        let Some(access) = self.access.table(id) else {
+            return false;
+        };
+        let Ok(Source::Protected(source)) = &access.source else {
+            return false;
+        };
+        let SetExpr::Select(select) = source.body.as_ref() else {
+            return false;
+        };
         let key = &self.catalog.relation(id).primary_key;
-        protected
-            && !key.is_empty()
-            && key
-                .iter()
-                .all(|&k| item.columns.get(k).is_some_and(|c| is_grouped(&c.name)))
+        !key.is_empty()
+            && key.iter().all(|&k| {
+                // The source lists the visible columns in table order.
+                let position = access.visible[..k].iter().filter(|&&v| v).count();
+                access.visible.get(k) == Some(&true)
+                    && matches!(
+                        select.projection.get(position),
+                        Some(SelectItem::UnnamedExpr(Expr::Identifier(_)))
+                    )
+                    && item.columns.get(k).is_some_and(|c| is_grouped(&c.name))
+            })
     }
 }
 
