@@ -5,8 +5,8 @@
 //! [`search_path`]), replacing each relation by its protected source and refusing what cannot
 //! be checked, fencing filtered sources when a condition could fail on filtered-out rows
 //! ([`leakproof`]) and keeping GROUP BY a primary key valid over protected sources
-//! ([`grouping`]); then make the tree safe to print ([`printable`]). Anything that does not parse is
-//! refused with the parser's message: nothing unparsed is ever forwarded.
+//! ([`grouping`]); then make the tree safe to print ([`printable`]). Anything that does not
+//! parse is refused with the parser's message: nothing unparsed is ever forwarded.
 
 mod colname;
 mod expr;
