@@ -57,6 +57,9 @@ pub struct Relation {
     /// A partition or an inheritance child: reachable through its parent too.
     pub is_child: bool,
     pub columns: Vec<Column>,
+    /// Positions (in `columns`) of the primary key's columns; empty without one. PostgreSQL lets
+    /// a query grouped by a table's primary key use the table's other columns ungrouped.
+    pub primary_key: Vec<usize>,
 }
 
 impl Relation {
@@ -147,7 +150,10 @@ impl Catalog {
                         coalesce(array_agg(a.attname::text ORDER BY a.attnum) \
                                  FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
                         coalesce(array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) \
-                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}') \
+                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
+                        coalesce((SELECT array_agg(k.attname::text) FROM pg_catalog.pg_constraint con \
+                                  JOIN pg_catalog.pg_attribute k ON k.attrelid = con.conrelid AND k.attnum = ANY (con.conkey) \
+                                  WHERE con.conrelid = c.oid AND con.contype = 'p'), '{}') \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
@@ -163,10 +169,15 @@ impl Catalog {
                 let kind = RelationKind::from_relkind(row.get(2))?;
                 let names: Vec<String> = row.get(4);
                 let types: Vec<String> = row.get(5);
+                let key: Vec<String> = row.get(6);
                 Some(Relation {
                     name: QualifiedName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
                     kind,
                     is_child: row.get(3),
+                    primary_key: key
+                        .iter()
+                        .filter_map(|k| names.iter().position(|n| n == k))
+                        .collect(),
                     columns: names
                         .into_iter()
                         .zip(types)
@@ -223,6 +234,7 @@ pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
             name: QualifiedName::new(*schema, *name),
             kind: RelationKind::Table,
             is_child: false,
+            primary_key: Vec::new(),
             columns: columns
                 .iter()
                 .map(|c| Column {
@@ -233,4 +245,34 @@ pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
         })
         .collect();
     Catalog::new(relations, [], "tablegate", "\"$user\", public")
+}
+
+/// [`catalog_of_tables`] with primary keys: `("public", "orders", &["id"])`.
+pub fn catalog_with_keys(
+    tables: &[(&str, &str, &[&str])],
+    keys: &[(&str, &str, &[&str])],
+) -> Catalog {
+    let base = catalog_of_tables(tables);
+    let relations = base
+        .relations
+        .into_iter()
+        .map(|mut r| {
+            if let Some((_, _, key)) = keys
+                .iter()
+                .find(|(s, t, _)| r.name == QualifiedName::new(*s, *t))
+            {
+                r.primary_key = key
+                    .iter()
+                    .map(|k| r.column_index(k).expect("a key column of the table"))
+                    .collect();
+            }
+            r
+        })
+        .collect();
+    Catalog::new(
+        relations,
+        base.schemas,
+        base.session_user,
+        base.default_search_path,
+    )
 }

@@ -187,9 +187,14 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
-        let mut config: Config =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        config.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, base).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// A configuration from text; relative paths in it start at `base`.
+    pub fn parse(text: &str, base: PathBuf) -> Result<Config, String> {
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.base = base;
         Ok(config)
     }
 

@@ -531,14 +531,14 @@ impl Walker<'_> {
     }
 }
 
-fn check_type(data_type: &sqlparser::ast::DataType) -> Result<(), Refusal> {
+pub(super) fn check_type(data_type: &sqlparser::ast::DataType) -> Result<(), Refusal> {
     match refused_type(data_type) {
         None => Ok(()),
         Some(what) => Err(Refusal::new(
             RefusalKind::Function,
             format!("casts to {what} are not allowed"),
         )
-        .with_hint("casts to catalog lookup types would reveal objects outside your grants")),
+        .with_hint("cast to PostgreSQL's built-in types; catalog lookup types and table row types would reveal objects outside your grants")),
     }
 }
 

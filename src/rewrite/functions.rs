@@ -408,6 +408,71 @@ const CATALOG_LOOKUP_TYPES: [&str; 11] = [
     "regtype",
 ];
 
+/// PostgreSQL's own types that sqlparser has no keyword for (it parses them as custom names).
+/// Every other custom name is refused: it may be a table's row type — `'(,,)'::secret` and
+/// `row_to_json('(,,)'::orders)` answer whether a table exists and list its columns, hidden
+/// ones included, whatever the user's grants — or a domain whose CHECK runs functions
+/// tablegate has not vetted. The decision depends on the name alone, never on the catalog, so
+/// it reveals nothing either.
+const BUILTIN_NAMED_TYPES: &[&str] = &[
+    // spelled as keywords elsewhere; named like this when schema-qualified or by their alias
+    "bool",
+    "int2",
+    "int4",
+    "int8",
+    "float4",
+    "float8",
+    "numeric",
+    "text",
+    "varchar",
+    "bpchar",
+    "char",
+    "name",
+    "date",
+    "time",
+    "timetz",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
+    "jsonpath",
+    "bytea",
+    "bit",
+    "varbit",
+    "tsvector",
+    "tsquery",
+    // network, money, geometry
+    "inet",
+    "cidr",
+    "macaddr",
+    "macaddr8",
+    "money",
+    "point",
+    "line",
+    "lseg",
+    "box",
+    "path",
+    "polygon",
+    "circle",
+    // ranges and multiranges
+    "int4range",
+    "int8range",
+    "numrange",
+    "tsrange",
+    "tstzrange",
+    "daterange",
+    "int4multirange",
+    "int8multirange",
+    "nummultirange",
+    "tsmultirange",
+    "tstzmultirange",
+    "datemultirange",
+    // object identifiers as plain numbers (the regclass family above looks names up)
+    "oid",
+];
+
 /// Why a type may not be used in a cast, if it may not.
 pub fn refused_type(data_type: &DataType) -> Option<String> {
     match data_type {
@@ -415,11 +480,31 @@ pub fn refused_type(data_type: &DataType) -> Option<String> {
             if !modifiers.is_empty() {
                 return Some(format!("type modifiers of `{data_type}`"));
             }
-            let last = name.0.last().map(|p| p.to_string().to_ascii_lowercase());
-            let last = last.as_deref().unwrap_or("").trim_matches('"');
-            CATALOG_LOOKUP_TYPES
-                .contains(&last)
-                .then(|| format!("the catalog lookup type {last}"))
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| match p {
+                    sqlparser::ast::ObjectNamePart::Identifier(id) => crate::names::fold(id),
+                    sqlparser::ast::ObjectNamePart::Function(_) => String::new(),
+                })
+                .collect();
+            let not_builtin = || {
+                Some(format!(
+                    "the type {name}, which is not built into PostgreSQL,"
+                ))
+            };
+            let last = match parts.as_slice() {
+                [last] => last.as_str(),
+                [schema, last] if schema == "pg_catalog" => last.as_str(),
+                _ => return not_builtin(),
+            };
+            if CATALOG_LOOKUP_TYPES.contains(&last) {
+                Some(format!("the catalog lookup type {last}"))
+            } else if BUILTIN_NAMED_TYPES.contains(&last) {
+                None
+            } else {
+                not_builtin()
+            }
         }
         DataType::Regclass => Some("the catalog lookup type regclass".into()),
         DataType::Array(inner) => match inner {

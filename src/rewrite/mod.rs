@@ -3,12 +3,16 @@
 //! Parse with sqlparser (PostgreSQL dialect); walk every statement with the user's [`Access`]
 //! ([`statement`], [`query`], [`expr`]), resolving names as PostgreSQL would ([`scope`],
 //! [`search_path`]), replacing each relation by its protected source and refusing what cannot
-//! be checked; then make the tree safe to print ([`printable`]). Anything that does not parse is
-//! refused with the parser's message: nothing unparsed is ever forwarded.
+//! be checked, fencing filtered sources when a condition could fail on filtered-out rows
+//! ([`leakproof`]) and keeping GROUP BY a primary key valid over protected sources
+//! ([`grouping`]); then make the tree safe to print ([`printable`]). Anything that does not
+//! parse is refused with the parser's message: nothing unparsed is ever forwarded.
 
 mod colname;
 mod expr;
 pub mod functions;
+mod grouping;
+mod leakproof;
 mod printable;
 mod query;
 mod scope;
@@ -62,6 +66,9 @@ pub(crate) struct Walker<'a> {
     access: &'a Access,
     search_path: &'a SearchPath,
     notices: Vec<String>,
+    /// The statement has conditions that could fail on rows a filter rejects: row-filtered
+    /// sources are fenced ([`leakproof`]).
+    fence: bool,
 }
 
 impl Walker<'_> {
@@ -99,9 +106,11 @@ pub fn rewrite_statements(
         access: context.access,
         search_path: context.search_path,
         notices: Vec::new(),
+        fence: false,
     };
     let mut effect = None;
     for statement in statements.iter_mut() {
+        walker.fence = leakproof::needs_fence(statement);
         if let Some(e) = walker.statement(statement)? {
             effect = Some(e);
         }

@@ -8,13 +8,15 @@
 
 use sqlparser::ast::{
     Distinct, Expr, GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause,
-    ObjectName, ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectFlavor, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor, TableWithJoins, Value,
-    WildcardAdditionalOptions,
+    ObjectName, ObjectNamePart, Offset, OffsetRows, OrderBy, OrderByKind, Query, Select,
+    SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor,
+    TableWithJoins, Value, WildcardAdditionalOptions,
 };
 
 use super::Walker;
 use super::colname::output_name;
+use super::expr::check_type;
+use super::grouping::GroupedUses;
 use super::scope::{CteDef, Frame, FromItem, ItemColumn, Resolved};
 use crate::catalog::SYSTEM_SCHEMAS;
 use crate::names::{QualifiedName, fold, quoted};
@@ -372,10 +374,21 @@ impl Walker<'_> {
                 self.positional(e, &frame, "DISTINCT ON", &positions, projection, true)?;
             }
         }
-        if let Some(order_by) = order_by {
+        let mut order_by = order_by;
+        if let Some(order_by) = order_by.as_deref_mut() {
             for e in order_by_exprs(order_by)? {
                 self.positional(e, &frame, "ORDER BY", &positions, projection, true)?;
             }
+        }
+        if let GroupByExpr::Expressions(exprs, _) = group_by {
+            let uses = GroupedUses {
+                projection,
+                having: having.as_ref(),
+                order_by: order_by.as_deref(),
+                distinct: distinct.as_ref(),
+                windows: named_window,
+            };
+            self.add_key_dependent_columns(exprs, &uses, &frame);
         }
         Ok(output)
     }
@@ -1000,6 +1013,17 @@ impl Walker<'_> {
                 if !alias_columns.is_empty() {
                     rename_source_columns(select, &access.visible, &alias_columns, relation);
                 }
+                if self.fence && select.selection.is_some() {
+                    // See `leakproof`: the row filter runs before the query's conditions.
+                    body.limit_clause = Some(LimitClause::LimitOffset {
+                        limit: None,
+                        offset: Some(Offset {
+                            value: Expr::value(Value::Number("0".into(), false)),
+                            rows: OffsetRows::None,
+                        }),
+                        limit_by: vec![],
+                    });
+                }
                 TableFactor::Derived {
                     lateral: false,
                     subquery: body,
@@ -1170,7 +1194,7 @@ fn function_item(
     with_ordinality: bool,
 ) -> Result<FromItem, Refusal> {
     let alias_columns = match alias {
-        Some(a) => alias_column_names_allowing_types(a),
+        Some(a) => alias_column_names_allowing_types(a)?,
         None => Vec::new(),
     };
     let refname = alias.map_or_else(|| function.to_owned(), |a| fold(&a.name));
@@ -1187,9 +1211,19 @@ fn function_item(
     Ok(FromItem::named(Some(refname), columns, open))
 }
 
-/// Alias column names for functions, where `AS x(a int, b text)` column definitions are allowed.
-fn alias_column_names_allowing_types(alias: &TableAlias) -> Vec<String> {
-    alias.columns.iter().map(|c| fold(&c.name)).collect()
+/// Alias column names for functions, where `AS x(a int, b text)` column definitions are allowed
+/// (the types are casts of the function's values, checked as casts are).
+fn alias_column_names_allowing_types(alias: &TableAlias) -> Result<Vec<String>, Refusal> {
+    alias
+        .columns
+        .iter()
+        .map(|c| {
+            if let Some(data_type) = &c.data_type {
+                check_type(data_type)?;
+            }
+            Ok(fold(&c.name))
+        })
+        .collect()
 }
 
 /// Puts a query's alias column list (`FROM t AS x(a, b)`) onto the protected source's columns,

@@ -4,7 +4,7 @@
 //! drivers read, SET of settings drivers write, and transaction control. Everything else is
 //! refused by name.
 
-use sqlparser::ast::{Expr, Reset, Set, Statement, Value};
+use sqlparser::ast::{Expr, Ident, Reset, Set, Statement, UtilityOption, Value};
 
 use super::Walker;
 use super::scope::Frame;
@@ -72,11 +72,12 @@ impl Walker<'_> {
             Statement::Explain {
                 describe_alias,
                 analyze,
+                verbose,
                 statement: inner,
                 options,
                 query_plan,
                 estimate,
-                ..
+                format,
             } => {
                 let analyze_option = options
                     .iter()
@@ -92,9 +93,11 @@ impl Walker<'_> {
                 if *describe_alias != sqlparser::ast::DescribeAlias::Explain
                     || *query_plan
                     || *estimate
+                    || format.is_some()
                 {
                     return Err(Refusal::unsupported("this EXPLAIN form"));
                 }
+                without_costs(verbose, options);
                 match inner.as_mut() {
                     Statement::Query(query) => {
                         self.query(query, &Frame::ROOT, true)?;
@@ -205,6 +208,29 @@ fn set_statement(set: &mut Set) -> Result<Option<SessionEffect>, Refusal> {
     }
 }
 
+/// EXPLAIN shows the plan, never the planner's estimates: those come from statistics over all
+/// of a table's rows, so `EXPLAIN SELECT * FROM employees WHERE salary > 5000` estimating 250
+/// rows, where the user's own rows have none, would describe the rows the policy filters out.
+/// `COSTS false` (rows, width and cost) is forced; `VERBOSE` moves into the option list, the
+/// only form PostgreSQL accepts next to it.
+fn without_costs(verbose: &mut bool, options: &mut Option<Vec<UtilityOption>>) {
+    let options = options.get_or_insert_with(Vec::new);
+    if std::mem::take(verbose) {
+        options.insert(
+            0,
+            UtilityOption {
+                name: Ident::new("VERBOSE"),
+                arg: None,
+            },
+        );
+    }
+    options.retain(|o| !o.name.value.eq_ignore_ascii_case("costs"));
+    options.push(UtilityOption {
+        name: Ident::new("COSTS"),
+        arg: Some(Expr::value(Value::Boolean(false))),
+    });
+}
+
 fn settable(name: &str) -> Result<&'static str, Refusal> {
     let folded = name.trim_matches('"').to_ascii_lowercase();
     SETTABLE
@@ -249,8 +275,20 @@ fn plain_setting_value(value: &Expr) -> Result<(), Refusal> {
 
 fn refused_statement(statement: &Statement) -> Refusal {
     const OBJECTS: [&str; 14] = [
-        "TABLE", "INDEX", "VIEW", "SCHEMA", "DATABASE", "ROLE", "USER", "FUNCTION", "PROCEDURE",
-        "TRIGGER", "SEQUENCE", "TYPE", "EXTENSION", "INTO",
+        "TABLE",
+        "INDEX",
+        "VIEW",
+        "SCHEMA",
+        "DATABASE",
+        "ROLE",
+        "USER",
+        "FUNCTION",
+        "PROCEDURE",
+        "TRIGGER",
+        "SEQUENCE",
+        "TYPE",
+        "EXTENSION",
+        "INTO",
     ];
     let text = statement.to_string();
     let mut words = text.split_whitespace().map(str::to_uppercase);

@@ -1,0 +1,153 @@
+//! tablegate serving a test database on an ephemeral port, in process, and the seed scenario.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tablegate::config::Config;
+use tablegate::directory::{StaticDirectory, users_file};
+use tablegate::policy::PolicySet;
+use tablegate::proxy::{self, Gate};
+use tokio_postgres::{Client, NoTls};
+
+use super::database::TempDatabase;
+
+/// tablegate serving one datasource (`shop`) backed by a test database.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub gate: Arc<Gate>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// `config` is extra operator configuration (TOML), e.g. `[tls]` or service accounts.
+    pub async fn start(db: &TempDatabase, policy: &str, users: &str, config: &str) -> Proxy {
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\n{config}\n[datasource.shop]\nurl = \"{}\"\npool_size = 40\ncatalog_refresh_secs = 0\n",
+            db.url()
+        );
+        let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let config = Config::parse(&text, base).expect("test configuration");
+        let policies = PolicySet::from_str("test-policy.toml", policy).expect("test policy");
+        let logins = users_file::parse_logins(users, "test-users.toml").expect("test users");
+        let gate = Arc::new(
+            Gate::open(config, policies, Arc::new(StaticDirectory::new(logins)))
+                .await
+                .expect("gate"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                let _ = proxy::serve(gate, listener).await;
+            }
+        });
+        Proxy { addr, gate, task }
+    }
+
+    pub fn url(&self, user: &str, password: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname=shop sslmode=disable",
+            self.addr.port()
+        )
+    }
+
+    pub async fn client(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url(user, password), NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The seed scenario's data: orders by region, customers with phones, employees with salaries.
+pub const SHOP: &str = "
+CREATE TABLE orders (id int PRIMARY KEY, region text, amount numeric, customer_id int);
+CREATE TABLE customers (id int PRIMARY KEY, name text, phone text, region text);
+CREATE TABLE employees (employee_id int PRIMARY KEY, name text, salary int, phone text);
+CREATE TABLE secret (x text);
+INSERT INTO orders SELECT g, (ARRAY['East','West','North','South'])[1 + g % 4], g * 10, 1 + g % 5 FROM generate_series(1, 40) g;
+INSERT INTO customers SELECT g, 'customer ' || g, '555-01' || g, (ARRAY['East','West','North','South'])[1 + g % 4] FROM generate_series(1, 5) g;
+INSERT INTO employees VALUES (7, 'Bob', 5000, '555-7'), (9, 'Carol', 9000, '555-9'), (11, 'Dan', 4000, '555-11');
+INSERT INTO secret VALUES ('do not read');
+";
+
+pub const SHOP_POLICY: &str = r#"
+[datasource.shop]
+deny_columns = ["*.phone"]
+functions = ["pg_sleep"]
+
+[role.sales_rep.datasource.shop]
+tables = ["public.orders", "public.customers"]
+rows."public.orders" = "region IN ({{user.regions}})"
+
+[role.employee.datasource.shop]
+tables = ["public.employees"]
+rows."public.employees" = "employee_id = {{user.employee_id}}"
+
+[role.hr_manager.datasource.shop]
+tables = ["public.employees"]
+
+[[assign]]
+department = "Sales"
+roles = ["sales_rep"]
+
+[[assign]]
+user = "alice"
+roles = ["sales_rep"]
+vars = { regions = ["East", "North"] }
+
+[[assign]]
+user = "sam"
+roles = ["sales_rep"]
+vars = { regions = ["West"] }
+
+[[assign]]
+users = ["bob", "carol"]
+roles = ["employee"]
+
+[[assign]]
+user = "bob"
+roles = ["employee"]
+vars = { employee_id = 7 }
+
+[[assign]]
+user = "carol"
+roles = ["hr_manager"]
+vars = { employee_id = 9 }
+"#;
+
+pub const SHOP_USERS: &str = r#"
+[[user]]
+userid = "alice"
+password = "alice-secret"
+departments = ["Sales/East"]
+
+[[user]]
+userid = "sam"
+password = "sam-secret"
+departments = ["Sales/West"]
+
+[[user]]
+userid = "bob"
+password = "bob-secret"
+
+[[user]]
+userid = "carol"
+password = "carol-secret"
+
+[[user]]
+userid = "mute"
+password = "mute-secret"
+enabled = false
+"#;
