@@ -83,11 +83,89 @@ impl DatasourceConfig {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
-    /// A static users file (development, tests).
+    /// A static, read-only users file (development, tests, installations without WeCom).
     pub users_file: Option<PathBuf>,
+    /// The embedded directory store: one SQLite file. Ignored when `postgres_url` is set.
+    #[serde(default = "defaults::directory_sqlite")]
+    pub sqlite: PathBuf,
+    /// A shared PostgreSQL database for the directory, for several proxy replicas.
+    pub postgres_url: Option<String>,
+    #[serde(default)]
+    pub postgres_password: SecretSource,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> DirectoryConfig {
+        DirectoryConfig {
+            users_file: None,
+            sqlite: defaults::directory_sqlite(),
+            postgres_url: None,
+            postgres_password: SecretSource::default(),
+        }
+    }
+}
+
+/// The WeCom app tablegate syncs users from and logs them in through (a self-built app).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeComConfig {
+    /// 企业ID, from the admin console's "My Company" page.
+    pub corp_id: String,
+    /// The self-built app's AgentId.
+    pub agent_id: u64,
+    /// The app's Secret.
+    pub secret: SecretSource,
+    /// Email for users WeCom gives none: `<userid>@<email_suffix>`.
+    pub email_suffix: String,
+    /// The password new users get (stored only as a SCRAM verifier); unset: new users have no
+    /// password and log in through WeCom only.
+    #[serde(default)]
+    pub initial_password: SecretSource,
+    #[serde(default = "defaults::wecom_base_url")]
+    pub base_url: String,
+    #[serde(default = "defaults::wecom_authorize_url")]
+    pub authorize_url: String,
+    #[serde(default = "defaults::wecom_qr_login_url")]
+    pub qr_login_url: String,
+    /// Seconds between background syncs while serving (0: only on demand).
+    #[serde(default = "defaults::wecom_sync_interval_secs")]
+    pub sync_interval_secs: u64,
+    /// user/list calls in flight at once during a sync.
+    #[serde(default = "defaults::wecom_concurrency")]
+    pub concurrency: usize,
+    /// Calls per minute per API tablegate allows itself (WeCom's limit is 10,000).
+    #[serde(default = "defaults::wecom_requests_per_minute")]
+    pub requests_per_minute: u32,
+}
+
+/// Password-free login through WeCom.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Where browsers reach tablegate's HTTP side, e.g. `https://tablegate.example.com`; its
+    /// host (and port) must be the WeCom app's trusted domain.
+    pub public_url: String,
+    /// Signs login credentials (HMAC-SHA256); at least 32 characters.
+    pub credential_key: SecretSource,
+    /// How long a login credential stays valid.
+    #[serde(default = "defaults::credential_ttl_secs")]
+    pub credential_ttl_secs: u64,
+    /// Where the browser goes after login, with `user` and `credential` query parameters; unset:
+    /// the credential is shown with a psql command line.
+    pub asktable_url: Option<String>,
+    /// The host name shown in the psql command line (default: the `listen` address).
+    pub psql_host: Option<String>,
+}
+
+/// The admin HTTP endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for `POST /admin/wecom/sync`.
+    pub token: SecretSource,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +181,9 @@ pub struct Config {
     pub directory: DirectoryConfig,
     #[serde(default)]
     pub datasource: BTreeMap<String, DatasourceConfig>,
+    pub wecom: Option<WeComConfig>,
+    pub login: Option<LoginConfig>,
+    pub admin: Option<AdminConfig>,
     /// The folder holding this file: relative paths start here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -124,6 +205,30 @@ mod defaults {
     pub fn catalog_refresh_secs() -> u64 {
         300
     }
+    pub fn directory_sqlite() -> std::path::PathBuf {
+        "data/directory.db".into()
+    }
+    pub fn wecom_base_url() -> String {
+        "https://qyapi.weixin.qq.com".into()
+    }
+    pub fn wecom_authorize_url() -> String {
+        "https://open.weixin.qq.com/connect/oauth2/authorize".into()
+    }
+    pub fn wecom_qr_login_url() -> String {
+        "https://login.work.weixin.qq.com/wwlogin/sso/login".into()
+    }
+    pub fn wecom_sync_interval_secs() -> u64 {
+        3600
+    }
+    pub fn wecom_concurrency() -> usize {
+        8
+    }
+    pub fn wecom_requests_per_minute() -> u32 {
+        9000
+    }
+    pub fn credential_ttl_secs() -> u64 {
+        600
+    }
 }
 
 impl Config {
@@ -138,6 +243,12 @@ impl Config {
 
     pub fn path(&self, relative: &Path) -> PathBuf {
         self.base.join(relative)
+    }
+
+    pub fn wecom(&self) -> Result<&WeComConfig, String> {
+        self.wecom.as_ref().ok_or_else(|| {
+            "WeCom is not configured: add a [wecom] section with corp_id, agent_id, secret and email_suffix".to_string()
+        })
     }
 
     pub fn datasource(&self, name: &str) -> Result<&DatasourceConfig, String> {
