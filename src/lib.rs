@@ -12,3 +12,4 @@ pub mod policy;
 pub mod refusal;
 pub mod rewrite;
 pub mod sql;
+pub mod wecom;
