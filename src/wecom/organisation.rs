@@ -118,7 +118,8 @@ pub async fn fetch_organisation(
         ..Organisation::default()
     };
 
-    let mut members = stream::iter(departments.iter().map(|d| d.id))
+    let department_ids: Vec<u64> = departments.iter().map(|d| d.id).collect();
+    let mut members = stream::iter(department_ids)
         .map(|id| async move { client.department_members(id).await.map(|m| (id, m)) })
         .buffer_unordered(concurrency.max(1));
     while let Some((department_id, list)) = members.try_next().await? {

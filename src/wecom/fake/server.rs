@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
@@ -318,7 +318,11 @@ fn login_page(
             "state",
             p.get("state").map(String::as_str).unwrap_or_default(),
         );
-    Redirect::to(redirect.as_str()).into_response()
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, redirect.as_str().to_owned())],
+    )
+        .into_response()
 }
 
 async fn authorize(State(state): State<Shared>, caller: Caller, Query(p): Params) -> Response {

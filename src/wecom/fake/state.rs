@@ -88,16 +88,6 @@ pub struct FakeState {
     hints: u64,
 }
 
-pub fn random_text(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = vec![0u8; len];
-    rand::fill(&mut bytes[..]);
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
-}
-
 impl FakeState {
     pub fn new(org: FakeOrg) -> FakeState {
         FakeState {
@@ -179,7 +169,7 @@ impl FakeState {
 
     /// A new token and its lifetime in seconds.
     pub fn issue_token(&mut self) -> (String, u64) {
-        let token = random_text(128);
+        let token = crate::random::alphanumeric(128);
         let expires_at = self.now() + self.token_lifetime;
         self.tokens.insert(
             token.clone(),
@@ -199,7 +189,7 @@ impl FakeState {
     }
 
     pub fn issue_code(&mut self, login: FakeLogin) -> String {
-        let code = random_text(32);
+        let code = crate::random::alphanumeric(32);
         let issued_at = self.now();
         self.codes
             .insert(code.clone(), CodeRecord { login, issued_at });
