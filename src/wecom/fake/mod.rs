@@ -134,6 +134,11 @@ impl FakeWeCom {
         self.with(FakeState::invalidate_tokens);
     }
 
+    /// Every access token issued so far (to check none leaks into messages).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.with(|s| s.issued_tokens())
+    }
+
     /// Lifetime of tokens issued from now on (default 7200 s).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.with(|s| s.token_lifetime = lifetime);

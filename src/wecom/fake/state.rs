@@ -181,6 +181,10 @@ impl FakeState {
         (token, self.token_lifetime.as_secs())
     }
 
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+
     /// WeCom may invalidate tokens early: every token issued so far stops working (40014).
     pub fn invalidate_tokens(&mut self) {
         for record in self.tokens.values_mut() {
