@@ -42,6 +42,18 @@ impl AdminService {
         })
     }
 
+    /// The admin service with `[admin] token`.
+    pub fn from_config(
+        config: &crate::config::Config,
+        sync: Arc<DirectorySync>,
+    ) -> Result<AdminService, String> {
+        let admin = config
+            .admin
+            .as_ref()
+            .ok_or("the admin endpoint is not configured: add an [admin] section with a token")?;
+        AdminService::new(&admin.token.resolve("[admin] token", &config.base)?, sync)
+    }
+
     fn authorised(&self, headers: &HeaderMap) -> bool {
         headers
             .get(header::AUTHORIZATION)

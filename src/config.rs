@@ -257,3 +257,43 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wecom_login_and_admin_sections_parse_with_defaults() {
+        let config: Config = toml::from_str(
+            r#"
+            [directory]
+            postgres_url = "postgres://tablegate@db/tablegate"
+            [wecom]
+            corp_id = "ww1"
+            agent_id = 1000002
+            secret = { env = "WECOM_SECRET" }
+            email_suffix = "example.com"
+            [login]
+            public_url = "https://tablegate.example.com"
+            credential_key = { file = "login.key" }
+            [admin]
+            token = { value = "0123456789abcdef" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.directory.sqlite, PathBuf::from("data/directory.db"));
+        let wecom = config.wecom().unwrap();
+        assert_eq!(wecom.base_url, "https://qyapi.weixin.qq.com");
+        assert_eq!(wecom.concurrency, 8);
+        assert!(!wecom.initial_password.is_set());
+        assert_eq!(config.login.unwrap().credential_ttl_secs, 600);
+        assert!(format!("{:?}", config.admin).contains("redacted"));
+    }
+
+    #[test]
+    fn a_missing_wecom_section_says_what_to_add() {
+        let config: Config = toml::from_str("").unwrap();
+        assert!(config.wecom().unwrap_err().contains("[wecom]"));
+        assert_eq!(config.directory.sqlite, PathBuf::from("data/directory.db"));
+    }
+}
