@@ -55,13 +55,17 @@ fn syncer_with(credentials: WeComCredentials, store: Arc<dyn DirectoryStore>) ->
 struct Case {
     wecom: FakeWeCom,
     store: Arc<dyn DirectoryStore>,
-    _kind: StoreKind,
+    kind: StoreKind,
 }
 
 impl Case {
-    /// A directory already synced once.
+    /// A SQLite directory already synced once.
     async fn new() -> Case {
-        let (kind, store) = StoreKind::open_sqlite().await;
+        Case::with_store(StoreKind::open_sqlite().await).await
+    }
+
+    /// A directory in `store` already synced once.
+    async fn with_store((kind, store): (StoreKind, Arc<dyn DirectoryStore>)) -> Case {
         let wecom = FakeWeCom::start(org()).await;
         syncer_with(wecom.credentials(), Arc::clone(&store))
             .run(&ProgressBar::hidden())
@@ -72,11 +76,7 @@ impl Case {
             org.user_mut("b4").unwrap().status = 5;
         });
         wecom.reset_calls();
-        Case {
-            wecom,
-            store,
-            _kind: kind,
-        }
+        Case { wecom, store, kind }
     }
 
     /// A sync with a fresh client (no cached token) that must fail; checks that the directory
@@ -176,6 +176,16 @@ async fn a_failure_in_the_middle_changes_nothing() {
         4,
         "the walk stops at the failure"
     );
+}
+
+#[tokio::test]
+async fn a_failure_in_the_middle_changes_nothing_on_postgres() {
+    let case = Case::with_store(StoreKind::open_postgres("midsync").await).await;
+    case.wecom
+        .inject(Injection::new(Endpoint::UserList, 45033).after(2));
+    let message = case.failing_sync().await;
+    assert!(message.contains("45033"), "{message}");
+    case.kind.cleanup().await;
 }
 
 #[tokio::test]

@@ -143,10 +143,7 @@ async fn wecom_client_logs_in_and_gets_a_credential() {
         "{page}"
     );
     assert_eq!(
-        s.service
-            .signer()
-            .verify_login_credential(&credential)
-            .unwrap(),
+        s.service.verify_login_credential(&credential).unwrap(),
         "ZhangSan"
     );
     let user = s
@@ -183,10 +180,7 @@ async fn desktop_browsers_go_through_the_qr_login() {
         .unwrap();
     let credential = credential_in(&page);
     assert_eq!(
-        s.service
-            .signer()
-            .verify_login_credential(&credential)
-            .unwrap(),
+        s.service.verify_login_credential(&credential).unwrap(),
         "ZhangSan"
     );
 }
@@ -208,7 +202,6 @@ async fn asktable_gets_the_credential() {
     assert_eq!(query["user"], "ZhangSan");
     assert_eq!(
         s.service
-            .signer()
             .verify_login_credential(&query["credential"])
             .unwrap(),
         "ZhangSan"

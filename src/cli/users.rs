@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use tablegate::config::Config;
-use tablegate::directory::{self, Directory, StoredUser};
+use tablegate::directory::{self, Directory, StoredUser, User};
+use unicode_width::UnicodeWidthStr;
 
 async fn open(config_path: &Path) -> Result<Directory, String> {
     directory::open(&Config::load(config_path)?).await
@@ -23,43 +24,51 @@ fn status(stored: &StoredUser) -> &'static str {
     }
 }
 
+/// `text` padded to `width` terminal columns (Chinese characters take two).
+fn pad(text: &str, width: usize) -> String {
+    format!("{text}{}", " ".repeat(width.saturating_sub(text.width())))
+}
+
+fn print_row(userid: &str, name: &str, source: &str, status: &str, departments: &str) {
+    println!(
+        "{} {} {} {} {departments}",
+        pad(userid, 24),
+        pad(name, 16),
+        pad(source, 7),
+        pad(status, 18)
+    );
+}
+
+fn department_paths(user: &User) -> String {
+    user.departments
+        .iter()
+        .map(|d| d.path_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub async fn list(config_path: &Path) -> Result<ExitCode, String> {
     let directory = open(config_path).await?;
     let stored = directory.store().users().await.map_err(|e| e.to_string())?;
-    println!(
-        "{:<24} {:<16} {:<7} {:<18} DEPARTMENTS",
-        "USERID", "NAME", "SOURCE", "STATUS"
-    );
+    print_row("USERID", "NAME", "SOURCE", "STATUS", "DEPARTMENTS");
     for record in &stored {
-        let departments: Vec<String> = record
-            .user
-            .departments
-            .iter()
-            .map(|d| d.path_string())
-            .collect();
-        println!(
-            "{:<24} {:<16} {:<7} {:<18} {}",
-            record.user.userid,
-            record.user.name,
+        print_row(
+            &record.user.userid,
+            &record.user.name,
             record.source.as_str(),
             status(record),
-            departments.join(", ")
+            &department_paths(&record.user),
         );
     }
     for user in directory.users().await.map_err(|e| e.to_string())? {
         if !stored.iter().any(|s| s.user.is(&user.userid)) {
             let status = if user.enabled { "enabled" } else { "disabled" };
-            println!(
-                "{:<24} {:<16} {:<7} {:<18} {}",
-                user.userid,
-                user.name,
+            print_row(
+                &user.userid,
+                &user.name,
                 "file",
                 status,
-                user.departments
-                    .iter()
-                    .map(|d| d.path_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                &department_paths(&user),
             );
         }
     }

@@ -101,9 +101,10 @@ impl LoginService {
         Ok(LoginService::new(client, directory, signer, settings))
     }
 
-    /// The signer, for the proxy to verify credentials without a directory lookup.
-    pub fn signer(&self) -> &CredentialSigner {
-        &self.signer
+    /// The userid a credential was issued to, if it is genuine and unexpired (no directory
+    /// lookup: see [`LoginService::authenticate`] for the full check).
+    pub fn verify_login_credential(&self, token: &str) -> Result<String, CredentialRejection> {
+        self.signer.verify_login_credential(token)
     }
 
     /// Checks a credential sent as a PostgreSQL password for `userid`: genuine, not expired,
