@@ -55,7 +55,7 @@ fn syncer_with(credentials: WeComCredentials, store: Arc<dyn DirectoryStore>) ->
 struct Case {
     wecom: FakeWeCom,
     store: Arc<dyn DirectoryStore>,
-    kind: StoreKind,
+    _kind: StoreKind,
 }
 
 impl Case {
@@ -76,7 +76,11 @@ impl Case {
             org.user_mut("b4").unwrap().status = 5;
         });
         wecom.reset_calls();
-        Case { wecom, store, kind }
+        Case {
+            wecom,
+            store,
+            _kind: kind,
+        }
     }
 
     /// A sync with a fresh client (no cached token) that must fail; checks that the directory
@@ -185,7 +189,6 @@ async fn a_failure_in_the_middle_changes_nothing_on_postgres() {
         .inject(Injection::new(Endpoint::UserList, 45033).after(2));
     let message = case.failing_sync().await;
     assert!(message.contains("45033"), "{message}");
-    case.kind.cleanup().await;
 }
 
 #[tokio::test]

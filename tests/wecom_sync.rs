@@ -182,21 +182,19 @@ async fn full_sync_then_changes(store: Arc<dyn DirectoryStore>) {
 
 #[tokio::test]
 async fn sqlite_full_sync_then_changes() {
-    let (kind, store) = StoreKind::open_sqlite().await;
+    let (_kind, store) = StoreKind::open_sqlite().await;
     full_sync_then_changes(store).await;
-    kind.cleanup().await;
 }
 
 #[tokio::test]
 async fn postgres_full_sync_then_changes() {
-    let (kind, store) = StoreKind::open_postgres("sync").await;
+    let (_kind, store) = StoreKind::open_postgres("sync").await;
     full_sync_then_changes(store).await;
-    kind.cleanup().await;
 }
 
 #[tokio::test]
 async fn email_comes_from_wecom_when_the_app_may_read_it() {
-    let (kind, store) = StoreKind::open_sqlite().await;
+    let (_kind, store) = StoreKind::open_sqlite().await;
     let mut org = nested_org();
     org.post_2022_app = false;
     let wecom = FakeWeCom::start(org).await;
@@ -208,12 +206,11 @@ async fn email_comes_from_wecom_when_the_app_may_read_it() {
         user(&store, "zhangsan").await.user.email.as_deref(),
         Some("zhangsan@mail.example.com")
     );
-    kind.cleanup().await;
 }
 
 #[tokio::test]
 async fn policies_read_synced_users() {
-    let (kind, store) = StoreKind::open_sqlite().await;
+    let (_kind, store) = StoreKind::open_sqlite().await;
     let wecom = FakeWeCom::start(nested_org()).await;
     syncer(&wecom, Arc::clone(&store))
         .run(&ProgressBar::hidden())
@@ -249,5 +246,4 @@ async fn policies_read_synced_users() {
     // Disabled in WeCom: no roles.
     let zhaoliu = directory.user("zhaoliu").await.unwrap().unwrap();
     assert!(policies.entitlements(&zhaoliu).roles.is_empty());
-    kind.cleanup().await;
 }

@@ -54,12 +54,6 @@ pub struct DirectoryChanges {
     pub synced_at: Option<Timestamp>,
 }
 
-impl DirectoryChanges {
-    pub fn is_empty(&self) -> bool {
-        self.create.is_empty() && self.update.is_empty() && self.seen.is_empty()
-    }
-}
-
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
     /// Every stored user, ordered by userid (case-insensitively).

@@ -31,6 +31,7 @@ fn found(location: &str) -> Response {
         [
             (header::LOCATION, location.to_owned()),
             (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
         ],
     )
         .into_response()

@@ -9,7 +9,8 @@ use tablegate::directory::DirectoryStore;
 use tablegate::directory::postgres::PostgresStore;
 use tablegate::directory::sqlite::SqliteStore;
 
-/// A PostgreSQL database created for one test and dropped with it.
+/// A PostgreSQL database created for one test and dropped when it goes out of scope, even when
+/// the test panics.
 pub struct TestDatabase {
     pub name: String,
 }
@@ -54,17 +55,28 @@ impl TestDatabase {
         config.dbname(&self.name);
         config
     }
+}
 
-    pub async fn drop_now(self) {
-        admin_client()
-            .await
-            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .await
-            .unwrap();
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await: a thread with its own runtime does it, and is waited for.
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async { admin_client().await.batch_execute(&statement).await })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
     }
 }
 
-/// The two store kinds, so each scenario runs against both.
+/// What keeps a test's store alive: its temporary folder or its database. Dropping it removes
+/// the store.
 pub enum StoreKind {
     Sqlite(tempfile::TempDir),
     Postgres(TestDatabase),
@@ -83,11 +95,5 @@ impl StoreKind {
         let db = TestDatabase::create(purpose).await;
         let store = PostgresStore::connect(db.config()).await.unwrap();
         (StoreKind::Postgres(db), Arc::new(store))
-    }
-
-    pub async fn cleanup(self) {
-        if let StoreKind::Postgres(db) = self {
-            db.drop_now().await;
-        }
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use errors::errmsg_text;
 pub use org::{FakeAttr, FakeDepartment, FakeOrg, FakeUser};
-pub use state::{CODE_LIFETIME, FakeLogin, Injection, Times};
+pub use state::{FakeLogin, Injection, Times};
 
 use crate::wecom::api::Endpoint;
 use crate::wecom::client::WeComCredentials;
@@ -105,10 +105,6 @@ impl FakeWeCom {
 
     pub fn inject(&self, injection: Injection) {
         self.with(|s| s.injections.push(injection));
-    }
-
-    pub fn clear_injections(&self) {
-        self.with(|s| s.injections.clear());
     }
 
     /// Calls made to `endpoint`, failed ones included.

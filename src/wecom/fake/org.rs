@@ -58,11 +58,6 @@ impl FakeUser {
         self
     }
 
-    pub fn email(mut self, email: &str) -> FakeUser {
-        self.email = email.into();
-        self
-    }
-
     pub fn status(mut self, status: i64) -> FakeUser {
         self.status = status;
         self

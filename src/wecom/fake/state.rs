@@ -9,7 +9,7 @@ use super::org::{FakeOrg, FakeUser};
 use crate::wecom::api::Endpoint;
 
 /// A login code lives this long.
-pub const CODE_LIFETIME: Duration = Duration::from_secs(300);
+const CODE_LIFETIME: Duration = Duration::from_secs(300);
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Who the fake WeCom client (or QR scan) logs in as.
