@@ -123,11 +123,89 @@ impl Default for AuditConfig {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
-    /// A static users file (development, tests).
+    /// A static, read-only users file (development, tests, installations without WeCom).
     pub users_file: Option<PathBuf>,
+    /// The embedded directory store: one SQLite file. Ignored when `postgres_url` is set.
+    #[serde(default = "defaults::directory_sqlite")]
+    pub sqlite: PathBuf,
+    /// A shared PostgreSQL database for the directory, for several proxy replicas.
+    pub postgres_url: Option<String>,
+    #[serde(default)]
+    pub postgres_password: SecretSource,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> DirectoryConfig {
+        DirectoryConfig {
+            users_file: None,
+            sqlite: defaults::directory_sqlite(),
+            postgres_url: None,
+            postgres_password: SecretSource::default(),
+        }
+    }
+}
+
+/// The WeCom app tablegate syncs users from and logs them in through (a self-built app).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeComConfig {
+    /// 企业ID, from the admin console's "My Company" page.
+    pub corp_id: String,
+    /// The self-built app's AgentId.
+    pub agent_id: u64,
+    /// The app's Secret.
+    pub secret: SecretSource,
+    /// Email for users WeCom gives none: `<userid>@<email_suffix>`.
+    pub email_suffix: String,
+    /// The password new users get (stored only as a SCRAM verifier); unset: new users have no
+    /// password and log in through WeCom only.
+    #[serde(default)]
+    pub initial_password: SecretSource,
+    #[serde(default = "defaults::wecom_base_url")]
+    pub base_url: String,
+    #[serde(default = "defaults::wecom_authorize_url")]
+    pub authorize_url: String,
+    #[serde(default = "defaults::wecom_qr_login_url")]
+    pub qr_login_url: String,
+    /// Seconds between background syncs while serving (0: only on demand).
+    #[serde(default = "defaults::wecom_sync_interval_secs")]
+    pub sync_interval_secs: u64,
+    /// user/list calls in flight at once during a sync.
+    #[serde(default = "defaults::wecom_concurrency")]
+    pub concurrency: usize,
+    /// Calls per minute per API tablegate allows itself (WeCom's limit is 10,000).
+    #[serde(default = "defaults::wecom_requests_per_minute")]
+    pub requests_per_minute: u32,
+}
+
+/// Password-free login through WeCom.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Where browsers reach tablegate's HTTP side, e.g. `https://tablegate.example.com`; its
+    /// host (and port) must be the WeCom app's trusted domain.
+    pub public_url: String,
+    /// Signs login credentials (HMAC-SHA256); at least 32 characters.
+    pub credential_key: SecretSource,
+    /// How long a login credential stays valid.
+    #[serde(default = "defaults::credential_ttl_secs")]
+    pub credential_ttl_secs: u64,
+    /// Where the browser goes after login, with `user` and `credential` query parameters; unset:
+    /// the credential is shown with a psql command line.
+    pub asktable_url: Option<String>,
+    /// The host name shown in the psql command line (default: the `listen` address).
+    pub psql_host: Option<String>,
+}
+
+/// The admin HTTP endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for `POST /admin/wecom/sync`.
+    pub token: SecretSource,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +214,9 @@ pub struct Config {
     /// Where PostgreSQL clients connect.
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// Where the HTTP side listens: WeCom login pages, the admin API, health and metrics.
+    #[serde(default = "defaults::http_listen")]
+    pub http_listen: String,
     /// The policies folder.
     #[serde(default = "defaults::policies")]
     pub policies: PathBuf,
@@ -151,6 +232,9 @@ pub struct Config {
     /// Statement rewrites kept in the cache (shared by all sessions).
     #[serde(default = "defaults::rewrite_cache_entries")]
     pub rewrite_cache_entries: usize,
+    pub wecom: Option<WeComConfig>,
+    pub login: Option<LoginConfig>,
+    pub admin: Option<AdminConfig>,
     /// The folder holding this file: relative paths start here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -159,6 +243,9 @@ pub struct Config {
 mod defaults {
     pub fn listen() -> String {
         "127.0.0.1:6432".into()
+    }
+    pub fn http_listen() -> String {
+        "127.0.0.1:8080".into()
     }
     pub fn policies() -> std::path::PathBuf {
         "policies".into()
@@ -181,6 +268,30 @@ mod defaults {
     pub fn rewrite_cache_entries() -> usize {
         10_000
     }
+    pub fn directory_sqlite() -> std::path::PathBuf {
+        "data/directory.db".into()
+    }
+    pub fn wecom_base_url() -> String {
+        "https://qyapi.weixin.qq.com".into()
+    }
+    pub fn wecom_authorize_url() -> String {
+        "https://open.weixin.qq.com/connect/oauth2/authorize".into()
+    }
+    pub fn wecom_qr_login_url() -> String {
+        "https://login.work.weixin.qq.com/wwlogin/sso/login".into()
+    }
+    pub fn wecom_sync_interval_secs() -> u64 {
+        3600
+    }
+    pub fn wecom_concurrency() -> usize {
+        8
+    }
+    pub fn wecom_requests_per_minute() -> u32 {
+        9000
+    }
+    pub fn credential_ttl_secs() -> u64 {
+        600
+    }
 }
 
 impl Config {
@@ -202,9 +313,55 @@ impl Config {
         self.base.join(relative)
     }
 
+    pub fn wecom(&self) -> Result<&WeComConfig, String> {
+        self.wecom.as_ref().ok_or_else(|| {
+            "WeCom is not configured: add a [wecom] section with corp_id, agent_id, secret and email_suffix".to_string()
+        })
+    }
+
     pub fn datasource(&self, name: &str) -> Result<&DatasourceConfig, String> {
         self.datasource.get(name).ok_or_else(|| {
             format!("datasource `{name}` has no [datasource.{name}] section in the configuration")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wecom_login_and_admin_sections_parse_with_defaults() {
+        let config: Config = toml::from_str(
+            r#"
+            [directory]
+            postgres_url = "postgres://tablegate@db/tablegate"
+            [wecom]
+            corp_id = "ww1"
+            agent_id = 1000002
+            secret = { env = "WECOM_SECRET" }
+            email_suffix = "example.com"
+            [login]
+            public_url = "https://tablegate.example.com"
+            credential_key = { file = "login.key" }
+            [admin]
+            token = { value = "0123456789abcdef" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.directory.sqlite, PathBuf::from("data/directory.db"));
+        let wecom = config.wecom().unwrap();
+        assert_eq!(wecom.base_url, "https://qyapi.weixin.qq.com");
+        assert_eq!(wecom.concurrency, 8);
+        assert!(!wecom.initial_password.is_set());
+        assert_eq!(config.login.unwrap().credential_ttl_secs, 600);
+        assert!(format!("{:?}", config.admin).contains("redacted"));
+    }
+
+    #[test]
+    fn a_missing_wecom_section_says_what_to_add() {
+        let config: Config = toml::from_str("").unwrap();
+        assert!(config.wecom().unwrap_err().contains("[wecom]"));
+        assert_eq!(config.directory.sqlite, PathBuf::from("data/directory.db"));
     }
 }

@@ -4,17 +4,21 @@
 //! user's policy and rewritten so that it can only read the rows and columns the user may see,
 //! then forwarded to the real database. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod audit;
 pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod datasource;
 pub mod directory;
+pub mod login;
 pub mod names;
 pub mod policy;
 pub mod proxy;
+pub mod random;
 pub mod refusal;
 pub mod rewrite;
 pub mod sql;
 pub mod upstream;
+pub mod wecom;
 pub mod wire;

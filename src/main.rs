@@ -45,6 +45,40 @@ enum Command {
         #[arg(long, default_value = "tablegate.toml")]
         config: PathBuf,
     },
+    /// Look at and manage the users in the directory.
+    Users {
+        #[arg(long, default_value = "tablegate.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Work with the WeCom app users come from.
+    Wecom {
+        #[arg(long, default_value = "tablegate.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: WecomCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Every user: source, status, departments.
+    List,
+    /// One user in full.
+    Show { userid: String },
+    /// Set a user's database password (read without echo, or one line from standard input).
+    SetPassword { userid: String },
+    /// Stop a user from connecting; WeCom syncs do not undo this.
+    Disable { userid: String },
+    /// Undo `disable`.
+    Enable { userid: String },
+}
+
+#[derive(Subcommand)]
+enum WecomCommand {
+    /// Sync the directory from WeCom now.
+    Sync,
 }
 
 #[tokio::main]
@@ -60,6 +94,22 @@ async fn main() -> ExitCode {
         } => cli::rewrite::run(&config, &user, &database, search_path.as_deref(), &sql).await,
         Command::Check { config } => cli::check::run(&config).await,
         Command::Serve { config } => cli::serve::run(&config).await,
+        Command::Users { config, command } => match command {
+            UsersCommand::List => cli::users::list(&config).await,
+            UsersCommand::Show { userid } => cli::users::show(&config, &userid).await,
+            UsersCommand::SetPassword { userid } => {
+                cli::users::set_password(&config, &userid).await
+            }
+            UsersCommand::Disable { userid } => {
+                cli::users::set_disabled(&config, &userid, true).await
+            }
+            UsersCommand::Enable { userid } => {
+                cli::users::set_disabled(&config, &userid, false).await
+            }
+        },
+        Command::Wecom { config, command } => match command {
+            WecomCommand::Sync => cli::wecom::sync(&config).await,
+        },
     };
     match result {
         Ok(code) => code,

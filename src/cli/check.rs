@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use tablegate::policy::check::{Findings, check_datasource};
 
 pub async fn run(config_path: &Path) -> Result<ExitCode, String> {
-    let loaded = match super::load(config_path) {
+    let loaded = match super::load(config_path).await {
         Ok(l) => l,
         Err(message) => {
             eprintln!("{message}");

@@ -3,12 +3,14 @@
 pub mod check;
 pub mod rewrite;
 pub mod serve;
+pub mod users;
+pub mod wecom;
 
 use std::path::Path;
 
 use tablegate::catalog::Catalog;
 use tablegate::config::Config;
-use tablegate::directory::{User, users_file};
+use tablegate::directory::{self, User};
 use tablegate::policy::PolicySet;
 
 pub struct Loaded {
@@ -17,17 +19,16 @@ pub struct Loaded {
     pub users: Vec<User>,
 }
 
-pub fn load(config_path: &Path) -> Result<Loaded, String> {
+/// The configuration, the policies and every user in the directory (store and users file).
+pub async fn load(config_path: &Path) -> Result<Loaded, String> {
     let config = Config::load(config_path)?;
     let policies =
         PolicySet::load_dir(&config.path(&config.policies)).map_err(|e| e.to_string())?;
-    let users = match &config.directory.users_file {
-        Some(file) => users_file::load(&config.path(file))?
-            .into_iter()
-            .map(|l| l.user)
-            .collect(),
-        None => Vec::new(),
-    };
+    let users = directory::open(&config)
+        .await?
+        .users()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Loaded {
         config,
         policies,

@@ -13,7 +13,7 @@ pub async fn run(
     search_path: Option<&str>,
     sql: &str,
 ) -> Result<ExitCode, String> {
-    let loaded = super::load(config_path)?;
+    let loaded = super::load(config_path).await?;
     let user = loaded
         .users
         .iter()

@@ -3,14 +3,27 @@
 //! A [`User`] carries what policies match on and read as `{{user.…}}` variables: the userid,
 //! name, email, departments (with their ancestry, so a department assignment covers its
 //! sub-departments), position and custom attributes. Users come from a local users file
-//! ([`users_file`]) or, in production, from WeCom.
+//! ([`users_file`]) or, in production, from WeCom, synced into a [`store`] (SQLite by default,
+//! PostgreSQL for several replicas); [`Directory`] shows both as one.
 
-pub mod password;
+pub mod postgres;
+pub mod record;
+pub mod row;
+pub mod scram;
+pub mod sqlite;
+pub mod store;
 pub mod users_file;
+pub mod view;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
+
+pub use record::{StoredUser, Timestamp, UserSource};
+pub use scram::ScramVerifier;
+pub use store::{DirectoryChanges, DirectoryStore, StoreError};
+pub use view::Directory;
+
+use crate::config::Config;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,35 +77,38 @@ impl User {
     }
 }
 
-/// What the directory knows about someone logging in.
-#[derive(Clone, Debug)]
-pub struct Login {
-    pub user: User,
-    /// SCRAM-SHA-256 verifier of the user's password, if they have one.
-    pub verifier: Option<String>,
-}
-
-pub type Lookup<'a> = Pin<Box<dyn Future<Output = Result<Option<Login>, String>> + Send + 'a>>;
-
-/// The directory as the proxy uses it: find a user by userid (case-insensitively).
-pub trait Directory: Send + Sync + 'static {
-    fn lookup<'a>(&'a self, userid: &'a str) -> Lookup<'a>;
-}
-
-/// A directory held in memory (a users file).
-pub struct StaticDirectory {
-    logins: Vec<Login>,
-}
-
-impl StaticDirectory {
-    pub fn new(logins: Vec<Login>) -> StaticDirectory {
-        StaticDirectory { logins }
-    }
-}
-
-impl Directory for StaticDirectory {
-    fn lookup<'a>(&'a self, userid: &'a str) -> Lookup<'a> {
-        let found = self.logins.iter().find(|l| l.user.is(userid)).cloned();
-        Box::pin(async move { Ok(found) })
-    }
+/// Opens the configured store (PostgreSQL if `postgres_url` is set, else the SQLite file) and
+/// loads the users file, if any.
+pub async fn open(config: &Config) -> Result<Directory, String> {
+    let settings = &config.directory;
+    let store: Arc<dyn DirectoryStore> = match &settings.postgres_url {
+        Some(url) => {
+            let mut pg: tokio_postgres::Config = url
+                .parse()
+                .map_err(|e| format!("[directory] postgres_url does not parse: {e}"))?;
+            if settings.postgres_password.is_set() {
+                pg.password(
+                    settings
+                        .postgres_password
+                        .resolve("[directory] postgres_password", &config.base)?,
+                );
+            }
+            pg.application_name("tablegate directory");
+            Arc::new(
+                postgres::PostgresStore::connect(pg)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => Arc::new(
+            sqlite::SqliteStore::open(&config.path(&settings.sqlite))
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let file_users = match &settings.users_file {
+        Some(file) => users_file::load(&config.path(file))?,
+        None => Vec::new(),
+    };
+    Ok(Directory::new(store, file_users))
 }

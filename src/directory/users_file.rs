@@ -7,7 +7,6 @@
 //! departments = ["Sales/East"]     # paths from the root, by name
 //! position = "Sales Representative"
 //! attributes = { region = "East" }
-//! password = "..."                 # development only; prefer password_verifier
 //! ```
 
 use std::collections::BTreeMap;
@@ -15,7 +14,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Department, DepartmentNode, Login, User, password};
+use super::{Department, DepartmentNode, User};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,10 +36,6 @@ struct UserEntry {
     attributes: BTreeMap<String, String>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
-    /// A cleartext password, for development and tests; a verifier is derived at load.
-    password: Option<String>,
-    /// A SCRAM-SHA-256 verifier, as PostgreSQL stores them.
-    password_verifier: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -49,28 +44,13 @@ fn enabled_by_default() -> bool {
 
 /// Parses a users file's text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<User>, String> {
-    parse_logins(text, origin).map(|logins| logins.into_iter().map(|l| l.user).collect())
-}
-
-/// Parses a users file with the users' password verifiers.
-pub fn parse_logins(text: &str, origin: &str) -> Result<Vec<Login>, String> {
     let file: UsersFile = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-    let mut logins: Vec<Login> = Vec::with_capacity(file.user.len());
+    let mut users: Vec<User> = Vec::with_capacity(file.user.len());
     for entry in file.user {
-        if logins.iter().any(|l| l.user.is(&entry.userid)) {
+        if users.iter().any(|u| u.is(&entry.userid)) {
             return Err(format!("{origin}: user `{}` is listed twice", entry.userid));
         }
-        let verifier = match (entry.password, entry.password_verifier) {
-            (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{origin}: user `{}` has both password and password_verifier",
-                    entry.userid
-                ));
-            }
-            (Some(p), None) => Some(password::make_verifier(&p)),
-            (None, v) => v,
-        };
-        let user = User {
+        users.push(User {
             name: entry.name.unwrap_or_else(|| entry.userid.clone()),
             userid: entry.userid,
             email: entry.email,
@@ -90,16 +70,15 @@ pub fn parse_logins(text: &str, origin: &str) -> Result<Vec<Login>, String> {
             position: entry.position,
             attributes: entry.attributes,
             enabled: entry.enabled,
-        };
-        logins.push(Login { user, verifier });
+        });
     }
-    Ok(logins)
+    Ok(users)
 }
 
-pub fn load(path: &Path) -> Result<Vec<Login>, String> {
+pub fn load(path: &Path) -> Result<Vec<User>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read users file {}: {e}", path.display()))?;
-    parse_logins(&text, &path.display().to_string())
+    parse(&text, &path.display().to_string())
 }
 
 #[cfg(test)]

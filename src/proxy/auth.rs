@@ -1,6 +1,6 @@
 //! Authentication of a client: who is connecting, and as whom they act.
 //!
-//! Over TLS the client sends its password in clear text, which allows a short-lived login
+//! Over TLS the client sends its password in clear text, which allows a short-lived WeCom login
 //! credential as well as a password; without TLS only SCRAM-SHA-256 is offered, against the
 //! directory's verifier. Service accounts (AskTable's engine) authenticate with their own secret
 //! and name the user they act for in the `tablegate.act_as` setting. Every failure answers the
@@ -9,14 +9,15 @@
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BytesMut};
-use pgwire::api::auth::sasl::scram::ScramServerAuth;
+use pgwire::api::auth::sasl::scram::{ScramSecret, ScramServerAuth};
 use pgwire::messages::startup::Authentication;
 use tokio::io::AsyncWriteExt;
 
 use super::Fatal;
-use super::gate::Gate;
+use super::gate::{Gate, ServiceAccount};
 use super::stream::ClientStream;
-use crate::directory::{Login, User, password};
+use crate::directory::{ScramVerifier, User};
+use crate::login::CREDENTIAL_PREFIX;
 use crate::wire::{self, FrameReader, take_cstring};
 
 /// The startup setting a service account uses to name the user it acts for.
@@ -30,8 +31,13 @@ pub struct Identity {
 }
 
 enum Principal<'a> {
-    Service(&'a super::gate::ServiceAccount),
-    User(Option<Login>),
+    Service(&'a ServiceAccount),
+    /// A directory user (if one has this userid) and their password's verifier (if any).
+    User(Option<User>, Option<ScramVerifier>),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Fatal {
+    Fatal::new("58000", format!("the user directory is unavailable: {e}"))
 }
 
 pub async fn authenticate(
@@ -41,30 +47,15 @@ pub async fn authenticate(
     login: &str,
     settings: &BTreeMap<String, String>,
 ) -> Result<Identity, Fatal> {
-    let principal =
-        match gate.service_account(login) {
-            Some(account) => Principal::Service(account),
-            None => Principal::User(gate.directory.lookup(login).await.map_err(|e| {
-                Fatal::new("58000", format!("the user directory is unavailable: {e}"))
-            })?),
-        };
-    let verified = if stream.is_tls() {
-        let password = cleartext_password(stream, reader).await?;
-        match &principal {
-            Principal::Service(account) => account.check_secret(&password),
-            Principal::User(Some(login)) => login
-                .verifier
-                .as_deref()
-                .is_some_and(|v| password::check_password(v, &password)),
-            Principal::User(None) => false,
-        }
-    } else {
-        let verifier = match &principal {
-            Principal::Service(account) => Some(account.verifier.as_str()),
-            Principal::User(Some(login)) => login.verifier.as_deref(),
-            Principal::User(None) => None,
-        };
-        scram(stream, reader, verifier).await?
+    let principal = match gate.service_account(login) {
+        Some(account) => Principal::Service(account),
+        None => Principal::User(
+            gate.directory.user(login).await.map_err(unavailable)?,
+            gate.directory
+                .password_verifier(login)
+                .await
+                .map_err(unavailable)?,
+        ),
     };
     let failed = || {
         Fatal::new(
@@ -72,15 +63,40 @@ pub async fn authenticate(
             format!("password authentication failed for user \"{login}\""),
         )
     };
+    let verified = if stream.is_tls() {
+        let password = cleartext_password(stream, reader).await?;
+        match (&principal, &gate.login) {
+            (Principal::User(..), Some(service)) if password.starts_with(CREDENTIAL_PREFIX) => {
+                // A WeCom login credential: signed for this user, unexpired, user still enabled.
+                let user = service
+                    .authenticate(login, &password)
+                    .await
+                    .map_err(|_| failed())?;
+                return Ok(Identity {
+                    user,
+                    service: None,
+                });
+            }
+            (Principal::Service(account), _) => account.verifier.matches_password(&password),
+            (Principal::User(_, Some(verifier)), _) => verifier.matches_password(&password),
+            (Principal::User(_, None), _) => false,
+        }
+    } else {
+        let verifier = match &principal {
+            Principal::Service(account) => Some(&account.verifier),
+            Principal::User(_, verifier) => verifier.as_ref(),
+        };
+        scram(stream, reader, verifier).await?
+    };
     if !verified {
         return Err(failed());
     }
     match principal {
-        Principal::User(Some(login)) if login.user.enabled => Ok(Identity {
-            user: login.user,
+        Principal::User(Some(user), _) if user.enabled => Ok(Identity {
+            user,
             service: None,
         }),
-        Principal::User(_) => Err(failed()),
+        Principal::User(..) => Err(failed()),
         Principal::Service(account) => {
             let Some(userid) = settings.get(ACT_AS) else {
                 return Err(Fatal::new(
@@ -92,18 +108,14 @@ pub async fn authenticate(
                 )
                 .with_hint("set tablegate.act_as, e.g. options='-c tablegate.act_as=<userid>'"));
             };
-            match gate.directory.lookup(userid).await {
-                Ok(Some(login)) if login.user.enabled => Ok(Identity {
-                    user: login.user,
+            match gate.directory.user(userid).await.map_err(unavailable)? {
+                Some(user) if user.enabled => Ok(Identity {
+                    user,
                     service: Some(account.name.clone()),
                 }),
-                Ok(_) => Err(Fatal::new(
+                _ => Err(Fatal::new(
                     "28000",
                     format!("user \"{userid}\" does not exist or is disabled"),
-                )),
-                Err(e) => Err(Fatal::new(
-                    "58000",
-                    format!("the user directory is unavailable: {e}"),
                 )),
             }
         }
@@ -141,14 +153,23 @@ async fn cleartext_password(
 async fn scram(
     stream: &mut ClientStream,
     reader: &mut FrameReader,
-    verifier: Option<&str>,
+    verifier: Option<&ScramVerifier>,
 ) -> Result<bool, Fatal> {
-    let secret = verifier
-        .and_then(password::parse_verifier)
-        .unwrap_or_else(|| {
-            password::parse_verifier(&password::make_verifier(&random_text()))
-                .expect("a fresh verifier parses")
-        });
+    let known = verifier.is_some();
+    let decoy;
+    let verifier = match verifier {
+        Some(v) => v,
+        None => {
+            decoy = ScramVerifier::new(&crate::random::alphanumeric(24));
+            &decoy
+        }
+    };
+    let secret = ScramSecret::Verifier {
+        salt: verifier.salt.clone(),
+        iterations: verifier.iterations as usize,
+        stored_key: verifier.stored_key.to_vec(),
+        server_key: verifier.server_key.to_vec(),
+    };
     send(stream, Authentication::SASL(vec!["SCRAM-SHA-256".into()])).await?;
     let mut first = password_message(stream, reader).await?;
     let mechanism = take_cstring(&mut first).map_err(Fatal::io)?;
@@ -159,8 +180,8 @@ async fn scram(
     if len < 0 || len as usize != first.len() {
         return Err(Fatal::protocol("malformed SASL message"));
     }
-    let server = ScramServerAuth::new();
-    let Ok((server_first, waiting)) = server.on_client_first_message_with_secret(&first, secret)
+    let Ok((server_first, waiting)) =
+        ScramServerAuth::new().on_client_first_message_with_secret(&first, secret)
     else {
         return Ok(false);
     };
@@ -171,7 +192,7 @@ async fn scram(
     .await?;
     let last = password_message(stream, reader).await?;
     match waiting.on_client_final_message(&last) {
-        Ok(server_final) if verifier.is_some() => {
+        Ok(server_final) if known => {
             send(
                 stream,
                 Authentication::SASLFinal(server_final.into_bytes().into()),
@@ -181,11 +202,4 @@ async fn scram(
         }
         _ => Ok(false),
     }
-}
-
-fn random_text() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -15,28 +15,24 @@ use tokio_rustls::TlsAcceptor;
 use crate::cache::RewriteCache;
 use crate::config::Config;
 use crate::datasource::Datasource;
-use crate::directory::{Directory, password};
+use crate::directory::{Directory, ScramVerifier};
+use crate::login::LoginService;
 use crate::policy::PolicySet;
 use crate::upstream::CancelKey;
 
-/// A service account with its secret and the verifier SCRAM needs.
+/// A service account, known by the verifier of its secret (the secret itself is not kept).
 pub struct ServiceAccount {
     pub name: String,
-    secret: String,
-    pub verifier: String,
-}
-
-impl ServiceAccount {
-    pub fn check_secret(&self, candidate: &str) -> bool {
-        password::constant_time_eq(self.secret.as_bytes(), candidate.as_bytes())
-    }
+    pub verifier: ScramVerifier,
 }
 
 pub struct Gate {
     pub config: Config,
     policies: RwLock<Arc<PolicySet>>,
     policy_generation: AtomicU64,
-    pub directory: Arc<dyn Directory>,
+    pub directory: Directory,
+    /// Verifies WeCom login credentials, when password-free login is configured.
+    pub login: Option<Arc<LoginService>>,
     pub datasources: BTreeMap<String, Arc<Datasource>>,
     pub cache: RewriteCache,
     /// (process id, secret) tablegate gave a client → the upstream backend's cancel key.
@@ -50,7 +46,8 @@ impl Gate {
     pub async fn open(
         config: Config,
         policies: PolicySet,
-        directory: Arc<dyn Directory>,
+        directory: Directory,
+        login: Option<Arc<LoginService>>,
     ) -> Result<Gate, String> {
         let mut datasources = BTreeMap::new();
         for (name, ds) in &config.datasource {
@@ -76,8 +73,7 @@ impl Gate {
                 )?;
                 Ok(ServiceAccount {
                     name: a.name.clone(),
-                    verifier: password::make_verifier(&secret),
-                    secret,
+                    verifier: ScramVerifier::new(&secret),
                 })
             })
             .collect::<Result<_, String>>()?;
@@ -87,6 +83,7 @@ impl Gate {
             policies: RwLock::new(Arc::new(policies)),
             policy_generation: AtomicU64::new(1),
             directory,
+            login,
             datasources,
             cancels: DashMap::new(),
             tls,

@@ -53,6 +53,13 @@ impl TempDatabase {
         connect(&self.name).await
     }
 
+    /// Connection settings for this database (for stores and clients built from a config).
+    pub fn config(&self) -> tokio_postgres::Config {
+        format!("{SERVER} dbname={}", self.name)
+            .parse()
+            .expect("a valid configuration")
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
     }

@@ -12,5 +12,6 @@ pub mod policy;
 pub mod proxy;
 pub mod rng;
 pub mod sql;
+pub mod stores;
 pub mod tally;
 pub mod transform;

@@ -4,23 +4,32 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tablegate::config::Config;
-use tablegate::directory::{StaticDirectory, users_file};
+use tablegate::directory::{Directory, users_file};
 use tablegate::policy::PolicySet;
 use tablegate::proxy::{self, Gate};
 use tokio_postgres::{Client, NoTls};
 
 use super::database::TempDatabase;
+use super::stores::StoreKind;
 
 /// tablegate serving one datasource (`shop`) backed by a test database.
 pub struct Proxy {
     pub addr: SocketAddr,
     pub gate: Arc<Gate>,
     task: tokio::task::JoinHandle<()>,
+    _store: StoreKind,
 }
 
 impl Proxy {
-    /// `config` is extra operator configuration (TOML), e.g. `[tls]` or service accounts.
-    pub async fn start(db: &TempDatabase, policy: &str, users: &str, config: &str) -> Proxy {
+    /// `users` is a users file; `passwords` are set in the directory store, as `tablegate users
+    /// set-password` would. `config` is extra operator configuration (TOML), e.g. `[tls]`.
+    pub async fn start(
+        db: &TempDatabase,
+        policy: &str,
+        users: &str,
+        passwords: &[(&str, &str)],
+        config: &str,
+    ) -> Proxy {
         let text = format!(
             "listen = \"127.0.0.1:0\"\n{config}\n[datasource.shop]\nurl = \"{}\"\npool_size = 40\ncatalog_refresh_secs = 0\n",
             db.url()
@@ -28,9 +37,19 @@ impl Proxy {
         let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let config = Config::parse(&text, base).expect("test configuration");
         let policies = PolicySet::from_str("test-policy.toml", policy).expect("test policy");
-        let logins = users_file::parse_logins(users, "test-users.toml").expect("test users");
+        let (store_kind, store) = StoreKind::open_sqlite().await;
+        let directory = Directory::new(
+            store,
+            users_file::parse(users, "test-users.toml").expect("test users"),
+        );
+        for (userid, password) in passwords {
+            directory
+                .set_password(userid, password)
+                .await
+                .expect("set password");
+        }
         let gate = Arc::new(
-            Gate::open(config, policies, Arc::new(StaticDirectory::new(logins)))
+            Gate::open(config, policies, directory, None)
                 .await
                 .expect("gate"),
         );
@@ -42,7 +61,12 @@ impl Proxy {
                 let _ = proxy::serve(gate, listener).await;
             }
         });
-        Proxy { addr, gate, task }
+        Proxy {
+            addr,
+            gate,
+            task,
+            _store: store_kind,
+        }
     }
 
     pub fn url(&self, user: &str, password: &str) -> String {
@@ -130,24 +154,27 @@ vars = { employee_id = 9 }
 pub const SHOP_USERS: &str = r#"
 [[user]]
 userid = "alice"
-password = "alice-secret"
 departments = ["Sales/East"]
 
 [[user]]
 userid = "sam"
-password = "sam-secret"
 departments = ["Sales/West"]
 
 [[user]]
 userid = "bob"
-password = "bob-secret"
 
 [[user]]
 userid = "carol"
-password = "carol-secret"
 
 [[user]]
 userid = "mute"
-password = "mute-secret"
 enabled = false
 "#;
+
+pub const SHOP_PASSWORDS: &[(&str, &str)] = &[
+    ("alice", "alice-secret"),
+    ("sam", "sam-secret"),
+    ("bob", "bob-secret"),
+    ("carol", "carol-secret"),
+    ("mute", "mute-secret"),
+];

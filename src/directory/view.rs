@@ -1,0 +1,130 @@
+//! The directory as the rest of tablegate sees it: the store (WeCom users and local users the
+//! admin gave a password) and the read-only users file, as one list of users.
+//!
+//! A userid in the store comes from the store, except a `local` record, which only adds the
+//! admin's password and "disabled" flag to the users file's profile. The users file supplies the
+//! users the store does not have.
+
+use std::sync::Arc;
+
+use super::User;
+use super::record::{StoredUser, Timestamp, UserSource};
+use super::scram::ScramVerifier;
+use super::store::{DirectoryChanges, DirectoryStore, StoreError};
+
+#[derive(Clone)]
+pub struct Directory {
+    store: Arc<dyn DirectoryStore>,
+    file_users: Vec<User>,
+}
+
+impl Directory {
+    pub fn new(store: Arc<dyn DirectoryStore>, file_users: Vec<User>) -> Directory {
+        Directory { store, file_users }
+    }
+
+    pub fn store(&self) -> &Arc<dyn DirectoryStore> {
+        &self.store
+    }
+
+    fn file_user(&self, userid: &str) -> Option<&User> {
+        self.file_users.iter().find(|u| u.is(userid))
+    }
+
+    fn combine(&self, stored: Option<StoredUser>, userid: &str) -> Option<User> {
+        match (stored, self.file_user(userid)) {
+            (Some(stored), Some(file)) if stored.source == UserSource::Local => {
+                let mut user = file.clone();
+                user.enabled = file.enabled && !stored.disabled_by_admin;
+                Some(user)
+            }
+            (Some(stored), _) => Some(stored.effective()),
+            (None, file) => file.cloned(),
+        }
+    }
+
+    /// The user policies see for `userid` (case-insensitive), disabled ones included.
+    pub async fn user(&self, userid: &str) -> Result<Option<User>, StoreError> {
+        let stored = self.store.user(userid).await?;
+        Ok(self.combine(stored, userid))
+    }
+
+    /// Every user, stored ones first, then users-file users the store does not have.
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let stored = self.store.users().await?;
+        let mut users: Vec<User> = Vec::with_capacity(stored.len() + self.file_users.len());
+        for record in stored {
+            let userid = record.user.userid.clone();
+            users.extend(self.combine(Some(record), &userid));
+        }
+        for file in &self.file_users {
+            if !users.iter().any(|u| u.is(&file.userid)) {
+                users.push(file.clone());
+            }
+        }
+        Ok(users)
+    }
+
+    /// The SCRAM verifier the proxy checks a password against; `None` when the user is unknown,
+    /// disabled, or has no password.
+    pub async fn password_verifier(
+        &self,
+        userid: &str,
+    ) -> Result<Option<ScramVerifier>, StoreError> {
+        let Some(stored) = self.store.user(userid).await? else {
+            return Ok(None);
+        };
+        let verifier = stored.password_verifier.clone();
+        let enabled = self
+            .combine(Some(stored), userid)
+            .is_some_and(|user| user.enabled);
+        Ok(verifier.filter(|_| enabled))
+    }
+
+    /// Sets a user's password (only its verifier is stored). A users-file user is first copied
+    /// into the store as a `local` user so the password has a home.
+    pub async fn set_password(&self, userid: &str, password: &str) -> Result<(), StoreError> {
+        self.ensure_stored(userid).await?;
+        self.store
+            .set_password(userid, &ScramVerifier::new(password), Timestamp::now())
+            .await
+    }
+
+    /// Disables or re-enables a user on the admin's behalf; a sync never undoes this.
+    pub async fn set_disabled_by_admin(
+        &self,
+        userid: &str,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        self.ensure_stored(userid).await?;
+        self.store
+            .set_disabled_by_admin(userid, disabled, Timestamp::now())
+            .await
+    }
+
+    async fn ensure_stored(&self, userid: &str) -> Result<(), StoreError> {
+        if self.store.user(userid).await?.is_some() {
+            return Ok(());
+        }
+        let file = self
+            .file_user(userid)
+            .ok_or_else(|| StoreError::UnknownUser(userid.to_owned()))?;
+        let now = Timestamp::now();
+        let record = StoredUser {
+            user: file.clone(),
+            source: UserSource::Local,
+            wecom_status: None,
+            disabled_by_admin: false,
+            password_verifier: None,
+            created_at: now,
+            updated_at: now,
+            last_synced_at: None,
+        };
+        self.store
+            .apply(&DirectoryChanges {
+                create: vec![record],
+                ..DirectoryChanges::default()
+            })
+            .await
+    }
+}

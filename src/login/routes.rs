@@ -1,0 +1,191 @@
+//! The login endpoints: `GET /login/wecom` and `GET /login/wecom/callback`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::LoginService;
+use super::oauth_state::StateRejection;
+use super::pages;
+use crate::wecom::LoginIdentity;
+
+pub const LOGIN_PATH: &str = "/login/wecom";
+pub const CALLBACK_PATH: &str = "/login/wecom/callback";
+
+/// The login routes, for `serve` to mount.
+pub fn router(service: Arc<LoginService>) -> Router {
+    Router::new()
+        .route(LOGIN_PATH, get(start))
+        .route(CALLBACK_PATH, get(callback))
+        .with_state(service)
+}
+
+fn found(location: &str) -> Response {
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location.to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+fn with_query(base: &str, pairs: &[(&str, &str)]) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(base).map_err(|e| format!("`{base}` is not a valid URL: {e}"))?;
+    url.query_pairs_mut().extend_pairs(pairs);
+    Ok(url)
+}
+
+/// Sends the WeCom client to OAuth and desktop browsers to the QR login.
+async fn start(State(service): State<Arc<LoginService>>, headers: HeaderMap) -> Response {
+    let settings = &service.settings;
+    let in_wecom = headers
+        .get(header::USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .is_some_and(|ua| ua.to_ascii_lowercase().contains("wxwork"));
+    let state = service.states.issue();
+    let redirect_uri = format!("{}{CALLBACK_PATH}", settings.public_url);
+    let agent_id = service.client.agent_id().to_string();
+    let corp_id = service.client.corp_id();
+    let target = if in_wecom {
+        with_query(
+            &settings.authorize_url,
+            &[
+                ("appid", corp_id),
+                ("redirect_uri", &redirect_uri),
+                ("response_type", "code"),
+                ("scope", "snsapi_base"),
+                ("state", &state),
+                ("agentid", &agent_id),
+            ],
+        )
+        .map(|mut url| {
+            url.set_fragment(Some("wechat_redirect"));
+            url
+        })
+    } else {
+        with_query(
+            &settings.qr_login_url,
+            &[
+                ("login_type", "CorpApp"),
+                ("appid", corp_id),
+                ("agentid", &agent_id),
+                ("redirect_uri", &redirect_uri),
+                ("state", &state),
+            ],
+        )
+    };
+    match target {
+        Ok(url) => found(url.as_str()),
+        Err(e) => {
+            tracing::error!("WeCom login is misconfigured: {e}");
+            pages::refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "WeCom login is misconfigured; the administrator can see why in tablegate's log.",
+            )
+        }
+    }
+}
+
+async fn callback(
+    State(service): State<Arc<LoginService>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let refuse = |status, message: &str| pages::refusal(status, message);
+    match params.get("state").map(|s| service.states.take(s)) {
+        Some(Ok(())) => {}
+        Some(Err(StateRejection::Expired)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "This login took too long. Start again.",
+            );
+        }
+        Some(Err(StateRejection::Unknown)) | None => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "This login link is not valid here: it was already used, or it did not start at this tablegate. Start again.",
+            );
+        }
+    }
+    let Some(code) = params.get("code").filter(|c| !c.is_empty()) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "WeCom did not approve the login. Start again and confirm it in WeCom.",
+        );
+    };
+    let userid = match service.client.login_identity(code).await {
+        Ok(LoginIdentity::Member { userid }) => userid,
+        Ok(LoginIdentity::NonMember) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Only members of the company can log in to tablegate.",
+            );
+        }
+        Err(e) if e.code() == Some(40029) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "This login link was already used or is older than 5 minutes. Start again.",
+            );
+        }
+        Err(e) => {
+            tracing::error!("WeCom login failed: {e}");
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                "tablegate could not confirm the login with WeCom; the administrator can see why in tablegate's log.",
+            );
+        }
+    };
+    match service.directory.user(&userid).await {
+        Ok(Some(user)) if user.enabled => issue(&service, &user.userid),
+        Ok(Some(_)) => refuse(
+            StatusCode::FORBIDDEN,
+            "Your tablegate account is disabled. Ask your administrator.",
+        ),
+        Ok(None) => refuse(
+            StatusCode::FORBIDDEN,
+            "You are not in tablegate's directory yet. Ask your administrator to run a WeCom sync.",
+        ),
+        Err(e) => {
+            tracing::error!("directory lookup during login failed: {e}");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tablegate's directory is unavailable. Try again later.",
+            )
+        }
+    }
+}
+
+fn issue(service: &LoginService, userid: &str) -> Response {
+    let credential = service.signer.issue(userid);
+    let settings = &service.settings;
+    tracing::info!(userid, "WeCom login");
+    match &settings.asktable_url {
+        Some(asktable) => match with_query(
+            asktable,
+            &[("user", userid), ("credential", credential.as_str())],
+        ) {
+            Ok(url) => found(url.as_str()),
+            Err(e) => {
+                tracing::error!("[login] asktable_url: {e}");
+                pages::refusal(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The AskTable address is misconfigured; the administrator can see why in tablegate's log.",
+                )
+            }
+        },
+        None => pages::credential(
+            userid,
+            &credential,
+            service.signer.lifetime().as_secs() / 60,
+            &settings.psql_host,
+            settings.psql_port,
+        ),
+    }
+}

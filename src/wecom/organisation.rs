@@ -1,0 +1,159 @@
+//! Reading the organisation the app can see: the department tree, every department's direct
+//! members and the users the visible range names individually, as directory [`User`]s.
+//!
+//! Departments are walked with a bounded number of user/list calls in flight; each answer is
+//! turned into compact users at once and dropped, so memory grows with the number of users, not
+//! with the size of WeCom's answers. A user listed in several departments is one user. The
+//! first failing call stops the walk (no further calls) and is returned.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use indicatif::ProgressBar;
+
+use super::api::{ApiDepartment, ApiUser};
+use super::client::WeComClient;
+use super::error::WeComError;
+use crate::directory::record::userid_key;
+use crate::directory::{Department, DepartmentNode, User};
+
+/// A user as WeCom describes it now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FetchedUser {
+    /// `enabled` is false for WeCom status 2 (disabled) and 5 (left).
+    pub user: User,
+    pub wecom_status: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Organisation {
+    /// By [`userid_key`].
+    pub users: HashMap<String, FetchedUser>,
+    pub departments: usize,
+    /// Users the visible range names individually that WeCom no longer has (60111).
+    pub not_found: Vec<String>,
+}
+
+/// Every visible department's path from the highest visible ancestor down.
+struct DepartmentPaths(HashMap<u64, Department>);
+
+impl DepartmentPaths {
+    fn new(departments: &[ApiDepartment]) -> DepartmentPaths {
+        let by_id: HashMap<u64, &ApiDepartment> = departments.iter().map(|d| (d.id, d)).collect();
+        let mut paths = HashMap::with_capacity(departments.len());
+        for department in departments {
+            let mut path = vec![];
+            let mut current = Some(department);
+            // A parent outside the visible range ends the path; the length bound guards cycles.
+            while let Some(d) = current.filter(|_| path.len() <= departments.len()) {
+                path.push(DepartmentNode {
+                    id: Some(d.id),
+                    name: d.name.clone(),
+                });
+                current = by_id.get(&d.parentid).copied().filter(|p| p.id != d.id);
+            }
+            path.reverse();
+            paths.insert(department.id, Department { path });
+        }
+        DepartmentPaths(paths)
+    }
+}
+
+fn non_empty(text: Option<String>) -> Option<String> {
+    text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+fn to_user(
+    api: ApiUser,
+    listed_in: Option<u64>,
+    paths: &DepartmentPaths,
+    email_suffix: &str,
+) -> FetchedUser {
+    let department_ids = api
+        .department
+        .filter(|ids| !ids.is_empty())
+        .unwrap_or_else(|| listed_in.into_iter().collect());
+    let email = non_empty(api.email)
+        .or_else(|| non_empty(api.biz_mail))
+        .unwrap_or_else(|| format!("{}@{email_suffix}", api.userid));
+    let attributes = api
+        .extattr
+        .unwrap_or_default()
+        .attrs
+        .into_iter()
+        .filter(|attr| attr.kind == 0)
+        .filter_map(|attr| Some((attr.name, attr.text?.value)))
+        .collect();
+    FetchedUser {
+        user: User {
+            name: non_empty(api.name).unwrap_or_else(|| api.userid.clone()),
+            email: Some(email),
+            departments: department_ids
+                .iter()
+                .filter_map(|id| paths.0.get(id).cloned())
+                .collect(),
+            position: non_empty(api.position),
+            attributes,
+            enabled: !matches!(api.status, Some(2) | Some(5)),
+            userid: api.userid,
+        },
+        wecom_status: api.status,
+    }
+}
+
+/// Reads everything the app can see. `progress` counts departments.
+pub async fn fetch_organisation(
+    client: &WeComClient,
+    email_suffix: &str,
+    concurrency: usize,
+    progress: &ProgressBar,
+) -> Result<Organisation, WeComError> {
+    let departments = client.departments().await?;
+    let individually_visible = client.individually_visible_users().await?;
+    let paths = DepartmentPaths::new(&departments);
+    progress.set_length(departments.len() as u64);
+    let mut organisation = Organisation {
+        departments: departments.len(),
+        ..Organisation::default()
+    };
+
+    let department_ids: Vec<u64> = departments.iter().map(|d| d.id).collect();
+    let mut members = stream::iter(department_ids)
+        .map(|id| async move { client.department_members(id).await.map(|m| (id, m)) })
+        .buffer_unordered(concurrency.max(1));
+    while let Some((department_id, list)) = members.try_next().await? {
+        for api in list {
+            if let Entry::Vacant(slot) = organisation.users.entry(userid_key(&api.userid)) {
+                slot.insert(to_user(api, Some(department_id), &paths, email_suffix));
+            }
+        }
+        progress.inc(1);
+    }
+    drop(members);
+
+    let missing: Vec<String> = individually_visible
+        .into_iter()
+        .filter(|userid| !organisation.users.contains_key(&userid_key(userid)))
+        .collect();
+    let mut singles = stream::iter(missing)
+        .map(|userid| async move {
+            match client.user(&userid).await {
+                Ok(api) => Ok((userid, Some(api))),
+                Err(e) if e.code() == Some(60111) => Ok((userid, None)),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    while let Some((userid, api)) = singles.try_next().await? {
+        match api {
+            Some(api) => {
+                let user = to_user(api, None, &paths, email_suffix);
+                organisation.users.insert(userid_key(&userid), user);
+            }
+            None => organisation.not_found.push(userid),
+        }
+    }
+    organisation.not_found.sort();
+    Ok(organisation)
+}

@@ -1,0 +1,346 @@
+//! Password-free login against the fake WeCom: an HTTP client follows /login/wecom → WeCom's
+//! authorize (or QR) page → the callback, and gets a credential that verifies for that user.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use reqwest::redirect::Policy;
+use support::stores::StoreKind;
+use tablegate::admin::AdminService;
+use tablegate::directory::Directory;
+use tablegate::login::{CredentialSigner, LoginService, LoginSettings};
+use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom};
+use tablegate::wecom::{ClientOptions, DirectorySync, SyncSettings, WeComClient};
+
+const WECOM_UA: &str =
+    "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 wxwork/4.1.20 MicroMessenger/7.0.1";
+const DESKTOP_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";
+const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+struct Setup {
+    wecom: FakeWeCom,
+    service: Arc<LoginService>,
+    base: String,
+    _store: StoreKind,
+}
+
+fn org() -> FakeOrg {
+    FakeOrg::new("wwlogin", 1000002, "login-secret", "Company")
+        .department(2, "Sales", 1)
+        .user(FakeUser::new("ZhangSan", "张三", &[2]).attr("region", "East"))
+        .user(FakeUser::new("zhaoliu", "赵六", &[2]).status(2))
+}
+
+/// tablegate's HTTP side (login and admin routers) on a free port, after one sync.
+async fn setup(asktable_url: Option<String>, state_lifetime: Duration) -> Setup {
+    let (kind, store) = StoreKind::open_sqlite().await;
+    let wecom = FakeWeCom::start(org()).await;
+    let client = Arc::new(WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap());
+    let sync = Arc::new(DirectorySync::new(
+        Arc::clone(&client),
+        Arc::clone(&store),
+        SyncSettings {
+            email_suffix: "example.com".into(),
+            initial_password: None,
+            concurrency: 2,
+        },
+    ));
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let base = format!("http://{address}");
+    wecom.set_trusted_domain(Some(address.to_string()));
+    let settings = LoginSettings {
+        public_url: base.clone(),
+        authorize_url: wecom.authorize_url(),
+        qr_login_url: wecom.qr_login_url(),
+        asktable_url,
+        psql_host: "tablegate.example.com".into(),
+        psql_port: 6432,
+        state_lifetime,
+    };
+    let signer = CredentialSigner::new(&[42u8; 32], Duration::from_secs(600)).unwrap();
+    let service = Arc::new(LoginService::new(
+        client,
+        Directory::new(store, vec![]),
+        signer,
+        settings,
+    ));
+    let admin = Arc::new(AdminService::new(ADMIN_TOKEN, sync).unwrap());
+    let app = tablegate::login::router(Arc::clone(&service)).merge(tablegate::admin::router(admin));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Setup {
+        wecom,
+        service,
+        base,
+        _store: kind,
+    }
+}
+
+fn browser(user_agent: &str, follow: bool) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(user_agent)
+        .redirect(if follow {
+            Policy::limited(5)
+        } else {
+            Policy::none()
+        })
+        .build()
+        .unwrap()
+}
+
+fn credential_in(page: &str) -> String {
+    let start = page.find("<pre id=\"credential\">").unwrap() + "<pre id=\"credential\">".len();
+    page[start..start + page[start..].find("</pre>").unwrap()].to_owned()
+}
+
+async fn location(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        302,
+        "{url}: {}",
+        response.text().await.unwrap()
+    );
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The callback URL WeCom would send the browser to, without following it.
+async fn callback_url(s: &Setup) -> String {
+    let client = browser(WECOM_UA, false);
+    let authorize = location(&client, &format!("{}/login/wecom", s.base)).await;
+    location(&client, &authorize).await
+}
+
+fn state_of(url: &str) -> String {
+    let url = url::Url::parse(url).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+#[tokio::test]
+async fn wecom_client_logs_in_and_gets_a_credential() {
+    let s = setup(None, Duration::from_secs(300)).await;
+    s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
+    let response = browser(WECOM_UA, true)
+        .get(format!("{}/login/wecom", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    let credential = credential_in(&page);
+    assert!(
+        page.contains("host=tablegate.example.com port=6432 user=ZhangSan"),
+        "{page}"
+    );
+    assert_eq!(
+        s.service.verify_login_credential(&credential).unwrap(),
+        "ZhangSan"
+    );
+    let user = s
+        .service
+        .authenticate("zhangsan", &credential)
+        .await
+        .unwrap();
+    assert_eq!(user.attributes["region"], "East");
+    assert!(
+        s.service
+            .authenticate("zhaoliu", &credential)
+            .await
+            .is_err()
+    );
+    assert_eq!(s.wecom.calls(tablegate::wecom::api::Endpoint::Authorize), 1);
+    assert_eq!(s.wecom.calls(tablegate::wecom::api::Endpoint::QrLogin), 0);
+}
+
+#[tokio::test]
+async fn desktop_browsers_go_through_the_qr_login() {
+    let s = setup(None, Duration::from_secs(300)).await;
+    s.wecom.log_in_as(FakeLogin::Member("ZHANGSAN".into()));
+    let client = browser(DESKTOP_UA, false);
+    let qr = location(&client, &format!("{}/login/wecom", s.base)).await;
+    assert!(qr.starts_with(&s.wecom.qr_login_url()), "{qr}");
+    assert!(qr.contains("login_type=CorpApp"));
+    let page = browser(DESKTOP_UA, true)
+        .get(format!("{}/login/wecom", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let credential = credential_in(&page);
+    assert_eq!(
+        s.service.verify_login_credential(&credential).unwrap(),
+        "ZhangSan"
+    );
+}
+
+#[tokio::test]
+async fn asktable_gets_the_credential() {
+    let s = setup(
+        Some("https://asktable.example.com/login?from=tablegate".into()),
+        Duration::from_secs(300),
+    )
+    .await;
+    s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
+    let callback = callback_url(&s).await;
+    let target = location(&browser(WECOM_UA, false), &callback).await;
+    let url = url::Url::parse(&target).unwrap();
+    assert_eq!(url.host_str(), Some("asktable.example.com"));
+    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["from"], "tablegate");
+    assert_eq!(query["user"], "ZhangSan");
+    assert_eq!(
+        s.service
+            .verify_login_credential(&query["credential"])
+            .unwrap(),
+        "ZhangSan"
+    );
+}
+
+async fn refusal(url: &str) -> (u16, String) {
+    let response = browser(WECOM_UA, false).get(url).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn reused_codes_bad_states_and_outsiders_are_refused() {
+    let s = setup(None, Duration::from_secs(300)).await;
+    s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
+
+    let callback = callback_url(&s).await;
+    assert_eq!(refusal(&callback).await.0, 200);
+    // The same callback again: its state is used up.
+    let (status, page) = refusal(&callback).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("already used"), "{page}");
+    // The used code with a fresh state: WeCom says 40029.
+    let fresh = callback_url(&s).await;
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let reused = format!(
+        "{}/login/wecom/callback?code={code}&state={}",
+        s.base,
+        state_of(&fresh)
+    );
+    let (status, page) = refusal(&reused).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("older than 5 minutes"), "{page}");
+    // A code past its five minutes.
+    let old_code = s.wecom.issue_code(FakeLogin::Member("zhangsan".into()));
+    s.wecom.advance_clock(Duration::from_secs(301));
+    let state = state_of(
+        &location(
+            &browser(WECOM_UA, false),
+            &format!("{}/login/wecom", s.base),
+        )
+        .await,
+    );
+    let (status, _) = refusal(&format!(
+        "{}/login/wecom/callback?code={old_code}&state={state}",
+        s.base
+    ))
+    .await;
+    assert_eq!(status, 400);
+    // A forged state.
+    let (status, _) = refusal(&format!(
+        "{}/login/wecom/callback?code=abc&state=forged",
+        s.base
+    ))
+    .await;
+    assert_eq!(status, 400);
+
+    s.wecom.log_in_as(FakeLogin::NonMember("oAbCdEf".into()));
+    let (status, page) = refusal(&callback_url(&s).await).await;
+    assert_eq!(status, 403);
+    assert!(page.contains("Only members"), "{page}");
+
+    s.wecom.log_in_as(FakeLogin::Member("zhaoliu".into()));
+    let (status, page) = refusal(&callback_url(&s).await).await;
+    assert_eq!(status, 403);
+    assert!(page.contains("disabled"), "{page}");
+
+    s.wecom.log_in_as(FakeLogin::Member("stranger".into()));
+    let (status, page) = refusal(&callback_url(&s).await).await;
+    assert_eq!(status, 403);
+    assert!(page.contains("directory yet"), "{page}");
+}
+
+#[tokio::test]
+async fn expired_states_are_refused() {
+    let s = setup(None, Duration::ZERO).await;
+    s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
+    let callback = callback_url(&s).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let (status, page) = refusal(&callback).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("took too long"), "{page}");
+}
+
+#[tokio::test]
+async fn untrusted_redirect_domain_is_refused_by_wecom() {
+    let s = setup(None, Duration::from_secs(300)).await;
+    s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
+    s.wecom
+        .set_trusted_domain(Some("tablegate.example.com".into()));
+    let client = browser(WECOM_UA, false);
+    let authorize = location(&client, &format!("{}/login/wecom", s.base)).await;
+    let response = client.get(&authorize).send().await.unwrap();
+    assert_eq!(response.headers()["error-code"], "50001");
+}
+
+#[tokio::test]
+async fn admin_sync_endpoint_needs_the_token() {
+    let s = setup(None, Duration::from_secs(300)).await;
+    let http = browser(DESKTOP_UA, false);
+    let url = format!("{}/admin/wecom/sync", s.base);
+    let response = http.post(&url).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let response = http
+        .post(&url)
+        .bearer_auth("wrong-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let response = http
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["unchanged"], 2, "{body}");
+    s.wecom.inject(tablegate::wecom::fake::Injection::new(
+        tablegate::wecom::api::Endpoint::DepartmentList,
+        48002,
+    ));
+    let response = http
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("Contacts"),
+        "{body}"
+    );
+}

@@ -1,0 +1,249 @@
+//! Syncing the directory from the fake WeCom: a nested organisation, then changes, on both
+//! stores; policies reading synced users.
+
+mod support;
+
+use std::sync::Arc;
+
+use indicatif::ProgressBar;
+use support::stores::StoreKind;
+use tablegate::directory::{Directory, DirectoryStore, StoredUser};
+use tablegate::policy::PolicySet;
+use tablegate::wecom::fake::{FakeOrg, FakeUser, FakeWeCom};
+use tablegate::wecom::{ClientOptions, DirectorySync, SyncSettings, SyncSummary, WeComClient};
+
+const INITIAL_PASSWORD: &str = "Welcome-2026";
+
+/// Company(1, not visible) > Sales(2) > East(3); Engineering(4); Secret Lab(5, not visible).
+/// The app sees Sales and Engineering, and `boss` (in Secret Lab) individually.
+fn nested_org() -> FakeOrg {
+    let mut org = FakeOrg::new("wwnested", 1000002, "nested-secret", "Company")
+        .department(2, "Sales", 1)
+        .department(3, "East", 2)
+        .department(4, "Engineering", 1)
+        .department(5, "Secret Lab", 1)
+        .user(
+            FakeUser::new("ZhangSan", "张三", &[3, 4])
+                .position("Sales Rep")
+                .attr("region", "East")
+                .web_attr("homepage", "https://example.com/zhangsan"),
+        )
+        .user(FakeUser::new("lisi", "李四", &[2]).position("Manager"))
+        .user(FakeUser::new("wangwu", "王五", &[4]).status(4))
+        .user(FakeUser::new("zhaoliu", "赵六", &[4]).status(2))
+        .user(FakeUser::new("boss", "老板", &[5]).position("CEO"));
+    org.visible_departments = vec![2, 4];
+    org.visible_users = vec!["boss".into()];
+    org.post_2022_app = true;
+    org
+}
+
+fn syncer(wecom: &FakeWeCom, store: Arc<dyn DirectoryStore>) -> DirectorySync {
+    let client = WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap();
+    DirectorySync::new(
+        Arc::new(client),
+        store,
+        SyncSettings {
+            email_suffix: "example.com".into(),
+            initial_password: Some(INITIAL_PASSWORD.into()),
+            concurrency: 4,
+        },
+    )
+}
+
+async fn user(store: &Arc<dyn DirectoryStore>, userid: &str) -> StoredUser {
+    store.user(userid).await.unwrap().unwrap()
+}
+
+fn counts(s: &SyncSummary) -> (usize, usize, usize, usize) {
+    (s.created, s.updated, s.disabled, s.unchanged)
+}
+
+async fn full_sync_then_changes(store: Arc<dyn DirectoryStore>) {
+    let wecom = FakeWeCom::start(nested_org()).await;
+    let sync = syncer(&wecom, Arc::clone(&store));
+
+    let first = sync.run(&ProgressBar::hidden()).await.unwrap();
+    assert_eq!(counts(&first), (5, 0, 0, 0), "{first}");
+    assert_eq!(first.departments, 3);
+
+    let zhang = user(&store, "zhangsan").await;
+    assert_eq!(zhang.user.userid, "ZhangSan");
+    assert_eq!(zhang.user.email.as_deref(), Some("ZhangSan@example.com"));
+    let paths: Vec<String> = zhang
+        .user
+        .departments
+        .iter()
+        .map(|d| d.path_string())
+        .collect();
+    assert_eq!(paths, ["Sales/East", "Engineering"]);
+    assert_eq!(zhang.user.departments[0].node().id, Some(3));
+    assert_eq!(
+        zhang.user.attributes.get("region").map(String::as_str),
+        Some("East")
+    );
+    assert!(!zhang.user.attributes.contains_key("homepage"));
+    assert!(
+        zhang
+            .password_verifier
+            .as_ref()
+            .unwrap()
+            .matches_password(INITIAL_PASSWORD)
+    );
+    assert_eq!(zhang.wecom_status, Some(1));
+
+    let boss = user(&store, "boss").await;
+    assert!(boss.user.enabled);
+    assert!(
+        boss.user.departments.is_empty(),
+        "Secret Lab is not visible"
+    );
+    assert!(
+        user(&store, "wangwu").await.user.enabled,
+        "not activated is still a member"
+    );
+    assert!(
+        !user(&store, "zhaoliu").await.user.enabled,
+        "disabled in WeCom"
+    );
+
+    let directory = Directory::new(Arc::clone(&store), vec![]);
+    directory.set_password("lisi", "lisi's own").await.unwrap();
+
+    wecom.update_org(|org| {
+        org.user_mut("lisi").unwrap().status = 5;
+        org.users.retain(|u| u.userid != "wangwu");
+        org.visible_users.clear();
+        let zhang = org.user_mut("zhangsan").unwrap();
+        zhang.position = "Sales Lead".into();
+        zhang.attributes = vec![];
+        *zhang = zhang.clone().attr("region", "West");
+        org.users.push(FakeUser::new("newbie", "新人", &[3]));
+    });
+    let second = sync.run(&ProgressBar::hidden()).await.unwrap();
+    assert_eq!(counts(&second), (1, 1, 3, 1), "{second}");
+
+    let all = store.users().await.unwrap();
+    assert_eq!(all.len(), 6, "nobody is deleted");
+    let lisi = user(&store, "lisi").await;
+    assert!(!lisi.user.enabled);
+    assert_eq!(lisi.wecom_status, Some(5));
+    assert!(
+        lisi.password_verifier
+            .unwrap()
+            .matches_password("lisi's own")
+    );
+    assert!(
+        !user(&store, "wangwu").await.user.enabled,
+        "deleted from WeCom"
+    );
+    assert!(
+        !user(&store, "boss").await.user.enabled,
+        "out of the visible range"
+    );
+    let zhang_after = user(&store, "zhangsan").await;
+    assert_eq!(zhang_after.user.position.as_deref(), Some("Sales Lead"));
+    assert_eq!(zhang_after.created_at, zhang.created_at);
+    assert!(
+        zhang_after
+            .password_verifier
+            .unwrap()
+            .matches_password(INITIAL_PASSWORD)
+    );
+    assert!(
+        user(&store, "newbie")
+            .await
+            .password_verifier
+            .unwrap()
+            .matches_password(INITIAL_PASSWORD)
+    );
+
+    let before = store.dump().await.unwrap();
+    let third = sync.run(&ProgressBar::hidden()).await.unwrap();
+    assert_eq!(
+        (third.created, third.updated, third.disabled),
+        (0, 0, 0),
+        "{third}"
+    );
+    let after = store.dump().await.unwrap();
+    assert_eq!(before.lines().count(), after.lines().count());
+
+    // A user who comes back is enabled again; the admin's own "disabled" stays.
+    directory
+        .set_disabled_by_admin("zhaoliu", true)
+        .await
+        .unwrap();
+    wecom.update_org(|org| org.user_mut("zhaoliu").unwrap().status = 1);
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+    let zhaoliu = user(&store, "zhaoliu").await;
+    assert!(zhaoliu.user.enabled);
+    assert!(!zhaoliu.is_enabled(), "the admin disabled zhaoliu");
+}
+
+#[tokio::test]
+async fn sqlite_full_sync_then_changes() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    full_sync_then_changes(store).await;
+}
+
+#[tokio::test]
+async fn postgres_full_sync_then_changes() {
+    let (_kind, store) = StoreKind::open_postgres().await;
+    full_sync_then_changes(store).await;
+}
+
+#[tokio::test]
+async fn email_comes_from_wecom_when_the_app_may_read_it() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let mut org = nested_org();
+    org.post_2022_app = false;
+    let wecom = FakeWeCom::start(org).await;
+    syncer(&wecom, Arc::clone(&store))
+        .run(&ProgressBar::hidden())
+        .await
+        .unwrap();
+    assert_eq!(
+        user(&store, "zhangsan").await.user.email.as_deref(),
+        Some("zhangsan@mail.example.com")
+    );
+}
+
+#[tokio::test]
+async fn policies_read_synced_users() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let wecom = FakeWeCom::start(nested_org()).await;
+    syncer(&wecom, Arc::clone(&store))
+        .run(&ProgressBar::hidden())
+        .await
+        .unwrap();
+    let policies = PolicySet::from_str(
+        "p.toml",
+        "[datasource.d]\n[role.sales.datasource.d]\ntables=[\"public.orders\"]\n\
+         [[assign]]\ndepartment = \"Sales\"\nroles=[\"sales\"]\n\
+         [[assign]]\ndepartment_id = 4\nroles=[\"sales\"]\nvars = { level = 2 }\n",
+    )
+    .unwrap();
+    let directory = Directory::new(Arc::clone(&store), vec![]);
+    let zhang = directory.user("zhangsan").await.unwrap().unwrap();
+    let entitlements = policies.entitlements(&zhang);
+    assert_eq!(entitlements.roles.len(), 1);
+    assert_eq!(entitlements.roles[0].via, "department Sales");
+    assert_eq!(
+        entitlements.variable(&zhang, "region").unwrap().to_string(),
+        "\"East\""
+    );
+    assert_eq!(
+        entitlements.variable(&zhang, "level").unwrap().to_string(),
+        "2"
+    );
+    assert_eq!(
+        entitlements
+            .variable(&zhang, "department_ids")
+            .unwrap()
+            .to_string(),
+        "[3, 4]"
+    );
+    // Disabled in WeCom: no roles.
+    let zhaoliu = directory.user("zhaoliu").await.unwrap().unwrap();
+    assert!(policies.entitlements(&zhaoliu).roles.is_empty());
+}
