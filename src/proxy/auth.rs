@@ -33,7 +33,7 @@ pub struct Identity {
 enum Principal<'a> {
     Service(&'a ServiceAccount),
     /// A directory user (if one has this userid) and their password's verifier (if any).
-    User(Option<User>, Option<ScramVerifier>),
+    User(Box<Option<User>>, Option<ScramVerifier>),
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Fatal {
@@ -50,7 +50,7 @@ pub async fn authenticate(
     let principal = match gate.service_account(login) {
         Some(account) => Principal::Service(account),
         None => Principal::User(
-            gate.directory.user(login).await.map_err(unavailable)?,
+            Box::new(gate.directory.user(login).await.map_err(unavailable)?),
             gate.directory
                 .password_verifier(login)
                 .await
@@ -92,11 +92,13 @@ pub async fn authenticate(
         return Err(failed());
     }
     match principal {
-        Principal::User(Some(user), _) if user.enabled => Ok(Identity {
-            user,
-            service: None,
-        }),
-        Principal::User(..) => Err(failed()),
+        Principal::User(user, _) => match *user {
+            Some(user) if user.enabled => Ok(Identity {
+                user,
+                service: None,
+            }),
+            _ => Err(failed()),
+        },
         Principal::Service(account) => {
             let Some(userid) = settings.get(ACT_AS) else {
                 return Err(Fatal::new(
