@@ -77,8 +77,8 @@ pub async fn authenticate(
                     service: None,
                 });
             }
-            (Principal::Service(account), _) => account.verifier.matches_password(&password),
-            (Principal::User(_, Some(verifier)), _) => verifier.matches_password(&password),
+            (Principal::Service(account), _) => matches(account.verifier.clone(), password).await,
+            (Principal::User(_, Some(verifier)), _) => matches(verifier.clone(), password).await,
             (Principal::User(_, None), _) => false,
         }
     } else {
@@ -86,7 +86,13 @@ pub async fn authenticate(
             Principal::Service(account) => Some(&account.verifier),
             Principal::User(_, verifier) => verifier.as_ref(),
         };
-        scram(stream, reader, verifier).await?
+        scram(
+            stream,
+            reader,
+            verifier.unwrap_or(&gate.decoy_verifier),
+            verifier.is_some(),
+        )
+        .await?
     };
     if !verified {
         return Err(failed());
@@ -150,22 +156,21 @@ async fn cleartext_password(
     take_cstring(&mut body).map_err(Fatal::io)
 }
 
-/// Runs SCRAM-SHA-256; without a verifier it runs against a random one, so an unknown user
-/// fails the same way a wrong password does.
+/// Checks a cleartext password off the async threads: deriving the key costs milliseconds.
+async fn matches(verifier: ScramVerifier, password: String) -> bool {
+    tokio::task::spawn_blocking(move || verifier.matches_password(&password))
+        .await
+        .unwrap_or(false)
+}
+
+/// Runs SCRAM-SHA-256. For an unknown user it runs against a decoy verifier (`known` false), so
+/// the exchange looks and fails the same as for a wrong password.
 async fn scram(
     stream: &mut ClientStream,
     reader: &mut FrameReader,
-    verifier: Option<&ScramVerifier>,
+    verifier: &ScramVerifier,
+    known: bool,
 ) -> Result<bool, Fatal> {
-    let known = verifier.is_some();
-    let decoy;
-    let verifier = match verifier {
-        Some(v) => v,
-        None => {
-            decoy = ScramVerifier::new(&crate::random::alphanumeric(24));
-            &decoy
-        }
-    };
     let secret = ScramSecret::Verifier {
         salt: verifier.salt.clone(),
         iterations: verifier.iterations as usize,

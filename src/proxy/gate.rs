@@ -39,6 +39,8 @@ pub struct Gate {
     pub cancels: DashMap<(i32, i32), CancelKey>,
     pub tls: Option<TlsAcceptor>,
     pub service_accounts: Vec<ServiceAccount>,
+    /// What SCRAM runs against for an unknown user (its password is random and forgotten).
+    pub decoy_verifier: ScramVerifier,
 }
 
 impl Gate {
@@ -88,6 +90,7 @@ impl Gate {
             cancels: DashMap::new(),
             tls,
             service_accounts,
+            decoy_verifier: ScramVerifier::new(&crate::random::alphanumeric(32)),
         })
     }
 

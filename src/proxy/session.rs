@@ -141,7 +141,12 @@ async fn establish(
         .ok_or_else(|| Fatal::new("28000", "no user name given"))?;
     let mut settings = startup_settings(params)?;
     let identity = auth::authenticate(gate, stream, reader, login, &settings).await?;
-    settings.remove(ACT_AS);
+    if settings.remove(ACT_AS).is_some() && identity.service.is_none() {
+        return Err(Fatal::new(
+            "42501",
+            "only service accounts may act for another user",
+        ));
+    }
     let database = params
         .get("database")
         .cloned()

@@ -183,7 +183,8 @@ fn set_statement(set: &mut Set) -> Result<Option<SessionEffect>, Refusal> {
                         Err(Refusal::new(
                             RefusalKind::Setting,
                             "tablegate speaks UTF8 only: client_encoding cannot be changed",
-                        ))
+                        )
+                        .with_hint("use UTF8 and convert in the client"))
                     }
                 }
                 _ => {
@@ -204,7 +205,8 @@ fn set_statement(set: &mut Set) -> Result<Option<SessionEffect>, Refusal> {
         _ => Err(Refusal::new(
             RefusalKind::Setting,
             format!("`{set}` is not allowed: tablegate fixes the session's identity and lexing"),
-        )),
+        )
+        .with_hint("you act as yourself: your roles come from tablegate's policies, not from SET")),
     }
 }
 
@@ -269,7 +271,8 @@ fn plain_setting_value(value: &Expr) -> Result<(), Refusal> {
         _ => Err(Refusal::new(
             RefusalKind::Setting,
             format!("setting values must be literals, not `{value}`"),
-        )),
+        )
+        .with_hint("write the value as a literal, e.g. SET TimeZone = 'UTC'")),
     }
 }
 

@@ -1,0 +1,570 @@
+//! The wire proxy through real clients against real PostgreSQL: tokio-postgres (simple and
+//! extended protocol, pipelines, transactions, cancel), psql and psycopg 3 (TLS on and off).
+
+mod support;
+
+use std::time::Duration;
+use tokio::process::Command;
+
+use support::database::TempDatabase;
+use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use tokio_postgres::SimpleQueryMessage;
+
+async fn shop() -> (TempDatabase, Proxy) {
+    shop_with("").await
+}
+
+async fn shop_with(config: &str) -> (TempDatabase, Proxy) {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, config).await;
+    (db, proxy)
+}
+
+fn values(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_see_different_rows_for_the_same_query() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let sam = proxy.client("sam", "sam-secret").await.unwrap();
+    let sql = "SELECT DISTINCT region FROM orders ORDER BY region";
+    let seen_by_alice = values(&alice.simple_query(sql).await.unwrap());
+    let seen_by_sam = values(&sam.simple_query(sql).await.unwrap());
+    assert_eq!(
+        seen_by_alice,
+        [[Some("East".to_string())], [Some("North".to_string())]]
+    );
+    assert_eq!(seen_by_sam, [[Some("West".to_string())]]);
+
+    let bob = proxy.client("bob", "bob-secret").await.unwrap();
+    let carol = proxy.client("carol", "carol-secret").await.unwrap();
+    let salaries = "SELECT name, salary FROM employees ORDER BY name";
+    assert_eq!(
+        values(&bob.simple_query(salaries).await.unwrap()),
+        [[Some("Bob".to_string()), Some("5000".to_string())]]
+    );
+    assert_eq!(
+        values(&carol.simple_query(salaries).await.unwrap()).len(),
+        3,
+        "HR sees every salary"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_columns_are_stripped_with_a_notice_and_refused_elsewhere() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let rows = alice
+        .simple_query("SELECT name, phone FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    let described = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::RowDescription(d) => {
+            Some(d.iter().map(|c| c.name().to_owned()).collect::<Vec<_>>())
+        }
+        _ => None,
+    });
+    assert_eq!(described.unwrap(), ["name"]);
+    let e = alice
+        .simple_query("SELECT name FROM customers WHERE phone LIKE '555%'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    assert!(e.as_db_error().unwrap().message().contains("phone"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_sqlstate_42501_a_reason_and_a_hint() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    for sql in [
+        "SELECT * FROM secret",
+        "DELETE FROM orders",
+        "SELECT query_to_xml('select * from secret', true, true, '')",
+        "SELECT * FROM pg_catalog.pg_authid",
+        "SET ROLE postgres",
+    ] {
+        let e = alice.simple_query(sql).await.unwrap_err();
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!(db.code().code(), "42501", "{sql}: {}", db.message());
+        assert!(db.hint().is_some(), "{sql}: no hint");
+    }
+    // The session is still usable.
+    assert_eq!(
+        values(
+            &alice
+                .simple_query("SELECT count(*) FROM orders")
+                .await
+                .unwrap()
+        ),
+        [[Some("20".to_string())]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_are_rewritten_once_and_reused() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let statement = alice
+        .prepare("SELECT region, amount FROM orders WHERE id = $1")
+        .await
+        .unwrap();
+    let mut visible = 0;
+    for id in 1..=200 {
+        let rows = alice.query(&statement, &[&(id % 40 + 1)]).await.unwrap();
+        for row in &rows {
+            let region: String = row.get(0);
+            assert!(region == "East" || region == "North", "alice saw {region}");
+        }
+        visible += rows.len();
+    }
+    assert_eq!(visible, 100, "half of the ids are East or North");
+    // Typed parameters and result types survive the rewrite.
+    let statement = alice
+        .prepare_typed(
+            "SELECT sum(amount) FROM orders WHERE amount > $1",
+            &[tokio_postgres::types::Type::NUMERIC],
+        )
+        .await
+        .unwrap();
+    assert_eq!(statement.params(), [tokio_postgres::types::Type::NUMERIC]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_statement_in_a_pipeline_fails_alone() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    // tokio-postgres pipelines queries polled together: Parse/Bind/Execute/Sync for each.
+    let (first, refused, last) = tokio::join!(
+        alice.query("SELECT count(*) FROM orders", &[]),
+        alice.query("SELECT * FROM secret", &[]),
+        alice.query("SELECT count(*) FROM customers", &[]),
+    );
+    assert_eq!(first.unwrap()[0].get::<_, i64>(0), 20);
+    assert_eq!(sqlstate(&refused.unwrap_err()), "42501");
+    assert_eq!(last.unwrap()[0].get::<_, i64>(0), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_pass_through_and_a_refusal_fails_the_transaction() {
+    let (_db, proxy) = shop().await;
+    let mut alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let tx = alice.transaction().await.unwrap();
+    assert_eq!(
+        tx.query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        20
+    );
+    assert_eq!(
+        sqlstate(&tx.query("SELECT * FROM secret", &[]).await.unwrap_err()),
+        "42501"
+    );
+    // As in PostgreSQL: the failed transaction ignores everything until it ends.
+    assert_eq!(
+        sqlstate(&tx.query("SELECT 1", &[]).await.unwrap_err()),
+        "25P02"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        alice
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    // Read-only, even in a transaction.
+    let tx = alice.transaction().await.unwrap();
+    assert_eq!(
+        sqlstate(
+            &tx.execute("UPDATE orders SET amount = 0", &[])
+                .await
+                .unwrap_err()
+        ),
+        "42501"
+    );
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_the_query_running_upstream() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let token = alice.cancel_token();
+    let sleeping = tokio::spawn(async move { alice.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), sleeping)
+        .await
+        .expect("cancelled in time")
+        .unwrap();
+    assert_eq!(sqlstate(&outcome.unwrap_err()), "57014", "query_canceled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_unknown_users_and_unknown_databases_are_refused() {
+    let (_db, proxy) = shop().await;
+    let wrong = proxy.client("alice", "not-her-password").await.unwrap_err();
+    assert_eq!(sqlstate(&wrong), "28P01");
+    let unknown = proxy.client("mallory", "whatever").await.unwrap_err();
+    assert_eq!(sqlstate(&unknown), "28P01");
+    assert_eq!(
+        wrong.as_db_error().unwrap().message().replace("alice", "X"),
+        unknown
+            .as_db_error()
+            .unwrap()
+            .message()
+            .replace("mallory", "X")
+    );
+    let disabled = proxy.client("mute", "mute-secret").await.unwrap_err();
+    assert_eq!(sqlstate(&disabled), "28P01");
+    let url = proxy
+        .url("alice", "alice-secret")
+        .replace("dbname=shop", "dbname=elsewhere");
+    let e = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(sqlstate(&e), "3D000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_options_are_checked_not_forwarded() {
+    let (_db, proxy) = shop().await;
+    let forbidden = format!(
+        "{} options='-c role=postgres'",
+        proxy.url("alice", "alice-secret")
+    );
+    let e = tokio_postgres::connect(&forbidden, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(sqlstate(&e), "42501");
+    let honoured = format!(
+        "{} options='-c DateStyle=German'",
+        proxy.url("alice", "alice-secret")
+    );
+    let (client, connection) = tokio_postgres::connect(&honoured, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = values(&client.simple_query("SHOW DateStyle").await.unwrap());
+    assert_eq!(rows, [[Some("German, DMY".to_string())]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_path_is_tracked_for_name_resolution() {
+    let db = TempDatabase::with(&format!(
+        "{SHOP} CREATE SCHEMA archive; CREATE TABLE archive.orders (id int, region text);"
+    ))
+    .await;
+    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    alice
+        .simple_query("SET search_path = archive, public")
+        .await
+        .unwrap();
+    // `orders` now means archive.orders, which alice has no grant for.
+    let e = alice
+        .simple_query("SELECT * FROM orders")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+    alice.simple_query("RESET search_path").await.unwrap();
+    assert_eq!(
+        values(
+            &alice
+                .simple_query("SELECT count(*) FROM orders")
+                .await
+                .unwrap()
+        ),
+        [[Some("20".to_string())]]
+    );
+    // Inside a transaction block the path cannot change (a rollback would undo it upstream only).
+    alice.simple_query("BEGIN").await.unwrap();
+    assert_eq!(
+        sqlstate(
+            &alice
+                .simple_query("SET search_path = archive")
+                .await
+                .unwrap_err()
+        ),
+        "42501"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_reach_the_client_without_positions_into_rewritten_text() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let e = alice
+        .simple_query("SELECT amount / 0 FROM orders")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22012");
+    let e = alice
+        .simple_query("SELECT no_such_column FROM orders")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42703");
+    assert!(
+        db.position().is_none(),
+        "a position into the rewritten text would point at the wrong place"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_never_see_each_others_rows() {
+    let (_db, proxy) = shop().await;
+    let proxy = std::sync::Arc::new(proxy);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let proxy = proxy.clone();
+        tasks.push(tokio::spawn(async move {
+            let (user, password, allowed): (&str, &str, &[&str]) = if i % 2 == 0 {
+                ("alice", "alice-secret", &["East", "North"])
+            } else {
+                ("sam", "sam-secret", &["West"])
+            };
+            let client = proxy.client(user, password).await.expect("connect");
+            for _ in 0..5 {
+                for row in client
+                    .query("SELECT region FROM orders", &[])
+                    .await
+                    .expect("query")
+                {
+                    let region: String = row.get(0);
+                    assert!(allowed.contains(&region.as_str()), "{user} saw {region}");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a client failed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_upstream_connection_gives_a_clean_error_and_new_sessions_work() {
+    let (db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    alice.simple_query("SELECT 1").await.unwrap();
+    // Every upstream backend of this database goes away, as in a restart.
+    db.connect()
+        .await
+        .simple_query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'tablegate'",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let e = alice.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.code().code().starts_with("08") || d.code().code().starts_with("57"))
+            || e.is_closed(),
+        "{e}"
+    );
+    let fresh = proxy.client("alice", "alice-secret").await.unwrap();
+    assert_eq!(
+        values(
+            &fresh
+                .simple_query("SELECT count(*) FROM orders")
+                .await
+                .unwrap()
+        ),
+        [[Some("20".to_string())]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_act_for_a_named_user() {
+    let (_db, proxy) = shop_with(
+        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret\" }\n",
+    )
+    .await;
+    let url = |user: &str| {
+        format!(
+            "{} options='-c tablegate.act_as={user}'",
+            proxy.url("asktable", "engine-secret")
+        )
+    };
+    let (client, connection) = tokio_postgres::connect(&url("sam"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    assert_eq!(
+        values(
+            &client
+                .simple_query("SELECT DISTINCT region FROM orders")
+                .await
+                .unwrap()
+        ),
+        [[Some("West".to_string())]]
+    );
+    // Without naming a user, or naming a disabled one, the login fails.
+    let e = tokio_postgres::connect(
+        &proxy.url("asktable", "engine-secret"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(sqlstate(&e), "28000");
+    let e = tokio_postgres::connect(&url("mute"), tokio_postgres::NoTls)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(sqlstate(&e), "28000");
+    // A user cannot use act_as to become someone else.
+    let e = tokio_postgres::connect(
+        &format!(
+            "{} options='-c tablegate.act_as=carol'",
+            proxy.url("alice", "alice-secret")
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(sqlstate(&e), "42501");
+}
+
+fn tls_config() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.path().join("server.crt"), key.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("server.key"),
+        key.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let config = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.path().join("server.crt").display(),
+        dir.path().join("server.key").display()
+    );
+    (dir, config)
+}
+
+async fn psql(
+    proxy: &Proxy,
+    user: &str,
+    password: &str,
+    sslmode: &str,
+    sql: &str,
+) -> std::process::Output {
+    Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user={user} dbname=shop sslmode={sslmode}",
+            proxy.addr.port()
+        ))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", password)
+        .output()
+        .await
+        .expect("psql is installed (see .ci/run)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_over_tls_and_without_sees_each_users_rows() {
+    let (_dir, tls) = tls_config();
+    let (_db, proxy) = shop_with(&tls).await;
+    let sql = "SELECT string_agg(DISTINCT region, ',' ORDER BY region) FROM orders";
+    for sslmode in ["require", "disable"] {
+        let alice = psql(&proxy, "alice", "alice-secret", sslmode, sql).await;
+        assert!(
+            alice.status.success(),
+            "{}",
+            String::from_utf8_lossy(&alice.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&alice.stdout).trim(), "East,North");
+        let sam = psql(&proxy, "sam", "sam-secret", sslmode, sql).await;
+        assert_eq!(String::from_utf8_lossy(&sam.stdout).trim(), "West");
+    }
+    // The NOTICE about a stripped column reaches psql.
+    let out = psql(
+        &proxy,
+        "alice",
+        "alice-secret",
+        "require",
+        "SELECT name, phone FROM customers LIMIT 1",
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NOTICE:  tablegate: hidden by policy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = psql(&proxy, "alice", "wrong", "require", "SELECT 1").await;
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_can_be_required() {
+    let (_dir, tls) = tls_config();
+    let (_db, proxy) = shop_with(&tls.replace("[tls]\n", "[tls]\nrequired = true\n")).await;
+    let plain = psql(&proxy, "alice", "alice-secret", "disable", "SELECT 1").await;
+    assert!(!plain.status.success());
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("requires TLS"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let tls = psql(&proxy, "alice", "alice-secret", "require", "SELECT 1").await;
+    assert!(
+        tls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tls.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_clients_see_their_own_rows_with_and_without_tls() {
+    let (_dir, tls) = tls_config();
+    let (_db, proxy) = shop_with(&tls).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/psycopg_regions.py"
+    );
+    for sslmode in ["require", "disable"] {
+        let output = Command::new("python3")
+            .arg(script)
+            .arg(proxy.addr.port().to_string())
+            .arg(sslmode)
+            .output()
+            .await
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "psycopg check failed ({sslmode}):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "alice East,North\nsam West\nalice refused 42501"
+        );
+    }
+}
