@@ -732,12 +732,20 @@ fn only_read_only_statements_run() {
         "EXPLAIN DELETE FROM orders",
         "DISCARD ALL",
         "SELECT 1; DELETE FROM orders",
+        "BEGIN READ WRITE",
+        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+        "SET TRANSACTION READ WRITE",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "SET default_transaction_read_only = off",
     ] {
         let e = refused("alice", sql);
         assert!(
             matches!(
                 e.kind,
-                RefusalKind::Statement | RefusalKind::Syntax | RefusalKind::Unsupported
+                RefusalKind::Statement
+                    | RefusalKind::Syntax
+                    | RefusalKind::Unsupported
+                    | RefusalKind::Setting
             ),
             "{sql}: {e:?}"
         );

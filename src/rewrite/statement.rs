@@ -4,7 +4,10 @@
 //! drivers read, SET of settings drivers write, and transaction control. Everything else is
 //! refused by name.
 
-use sqlparser::ast::{Expr, Ident, Reset, Set, Statement, UtilityOption, Value};
+use sqlparser::ast::{
+    Expr, Ident, Reset, Set, Statement, TransactionAccessMode, TransactionMode, UtilityOption,
+    Value,
+};
 
 use super::Walker;
 use super::scope::Frame;
@@ -128,6 +131,7 @@ impl Walker<'_> {
                 }
             }
             Statement::StartTransaction {
+                modes,
                 statements,
                 exception,
                 has_end_keyword,
@@ -136,7 +140,7 @@ impl Walker<'_> {
                 if !statements.is_empty() || exception.is_some() || *has_end_keyword {
                     return Err(Refusal::unsupported("a BEGIN ... END block"));
                 }
-                Ok(None)
+                read_only_modes(modes).map(|_| None)
             }
             Statement::Commit { .. }
             | Statement::Rollback { .. }
@@ -201,7 +205,11 @@ fn set_statement(set: &mut Set) -> Result<Option<SessionEffect>, Refusal> {
         {
             Ok(None)
         }
-        Set::SetTransaction { snapshot: None, .. } => Ok(None),
+        Set::SetTransaction {
+            modes,
+            snapshot: None,
+            ..
+        } => read_only_modes(modes).map(|_| None),
         _ => Err(Refusal::new(
             RefusalKind::Setting,
             format!("`{set}` is not allowed: tablegate fixes the session's identity and lexing"),
@@ -231,6 +239,24 @@ fn without_costs(verbose: &mut bool, options: &mut Option<Vec<UtilityOption>>) {
         name: Ident::new("COSTS"),
         arg: Some(Expr::value(Value::Boolean(false))),
     });
+}
+
+/// Transactions stay read-only: upstream sessions default to read-only, and READ WRITE would
+/// lift that second line of defence.
+fn read_only_modes(modes: &[TransactionMode]) -> Result<(), Refusal> {
+    if modes.iter().any(|m| {
+        matches!(
+            m,
+            TransactionMode::AccessMode(TransactionAccessMode::ReadWrite)
+        )
+    }) {
+        return Err(Refusal::new(
+            RefusalKind::Statement,
+            "READ WRITE transactions are not allowed: access is read-only",
+        )
+        .with_hint("use BEGIN or BEGIN READ ONLY"));
+    }
+    Ok(())
 }
 
 fn settable(name: &str) -> Result<&'static str, Refusal> {

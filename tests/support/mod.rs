@@ -10,6 +10,7 @@ pub mod database;
 pub mod fixture;
 pub mod policy;
 pub mod proxy;
+pub mod raw;
 pub mod rng;
 pub mod sql;
 pub mod stores;

@@ -1,0 +1,131 @@
+//! Protocol-level attacks and edge cases no driver produces, through a raw client.
+
+mod support;
+
+use support::database::TempDatabase;
+use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::raw::{self, RawClient, sqlstate, tags};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn shop() -> (TempDatabase, Proxy) {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    (db, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fastpath_function_calls_are_refused() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    // FunctionCall: pg_read_file's oid, no arguments worth sending: it must never reach upstream.
+    let mut body = Vec::new();
+    body.extend_from_slice(&2624i32.to_be_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    client.send(&raw::message(b'F', &body)).await;
+    let frames = client.until_ready().await;
+    assert_eq!(tags(&frames), "EZ");
+    assert_eq!(sqlstate(&frames[0]), "42501");
+    client.send(&raw::message(b'Q', b"SELECT 1\0")).await;
+    assert_eq!(
+        tags(&client.until_ready().await),
+        "TDCZ",
+        "the session goes on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_parse_in_a_pipeline_answers_in_order_and_skips_to_sync() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut pipeline = Vec::new();
+    for part in [
+        raw::parse("", "SELECT count(*) FROM orders"),
+        raw::bind("", ""),
+        raw::execute(""),
+        raw::parse("", "SELECT * FROM secret"),
+        raw::bind("", ""),
+        raw::execute(""),
+        raw::sync(),
+        raw::parse("", "SELECT 2"),
+        raw::bind("", ""),
+        raw::execute(""),
+        raw::sync(),
+    ] {
+        pipeline.extend_from_slice(&part);
+    }
+    client.send(&pipeline).await;
+    let first = client.until_ready().await;
+    // ParseComplete, BindComplete, DataRow, CommandComplete, then the refusal, then ready.
+    assert_eq!(tags(&first), "12DCEZ");
+    assert_eq!(sqlstate(&first[4]), "42501");
+    let second = client.until_ready().await;
+    assert_eq!(tags(&second), "12DCZ", "after Sync the next statement runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_delivers_responses_without_sync() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut messages = raw::parse("s1", "SELECT id, region FROM orders WHERE id = $1");
+    messages.extend_from_slice(&raw::describe_statement("s1"));
+    messages.extend_from_slice(&raw::flush());
+    client.send(&messages).await;
+    let frames = client.take(3).await;
+    // ParseComplete, ParameterDescription, RowDescription: no ReadyForQuery needed.
+    assert_eq!(tags(&frames), "1tT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_smuggled_after_an_ssl_request_end_the_connection() {
+    let db = TempDatabase::with(SHOP).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("c.pem"), key.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("k.pem"), key.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.path().join("c.pem").display(),
+        dir.path().join("k.pem").display()
+    );
+    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, &tls).await;
+    let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // SSLRequest and, in the same packet, a plaintext startup message meant to be read as if
+    // it had come over TLS (the CVE-2021-23222 pattern).
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&8u32.to_be_bytes());
+    packet.extend_from_slice(&80877103u32.to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0, 9, 0, 3, 0, 0, 0]);
+    socket.write_all(&packet).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        socket.read_to_end(&mut answer),
+    )
+    .await;
+    assert_eq!(answer.first(), Some(&b'E'), "a FATAL error, not 'S'");
+    assert!(String::from_utf8_lossy(&answer).contains("08P01"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_with_a_wrong_key_does_nothing() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&16u32.to_be_bytes());
+    packet.extend_from_slice(&80877102u32.to_be_bytes());
+    packet.extend_from_slice(&1i32.to_be_bytes());
+    packet.extend_from_slice(&2i32.to_be_bytes());
+    socket.write_all(&packet).await.unwrap();
+    let mut rest = Vec::new();
+    socket.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(
+        alice
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        20
+    );
+}

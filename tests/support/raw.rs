@@ -1,0 +1,153 @@
+//! A raw protocol client for tests that must send what no driver would.
+
+use bytes::{Buf, BytesMut};
+use pgwire::api::auth::sasl::scram::ScramClientAuth;
+use pgwire::messages::startup::{SASLInitialResponse, SASLResponse, Startup};
+use tablegate::wire::{self, Frame, FrameReader};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+pub struct RawClient {
+    pub stream: TcpStream,
+    reader: FrameReader,
+}
+
+impl RawClient {
+    /// Logs in through tablegate (SCRAM, no TLS) as `user` on datasource `shop`, sending only
+    /// `user` and `database`, and waits for the first ReadyForQuery.
+    pub async fn login(port: u16, user: &str, password: &str) -> RawClient {
+        let mut client = RawClient {
+            stream: TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+            reader: FrameReader::new(),
+        };
+        let mut startup = Startup::new();
+        startup.parameters.insert("user".into(), user.into());
+        startup.parameters.insert("database".into(), "shop".into());
+        let mut out = BytesMut::new();
+        wire::encode(&startup, &mut out);
+        client.send(&out).await;
+        let scram = ScramClientAuth::new(user.into(), password.into());
+        let (first, waiting) = scram.build_client_first().unwrap();
+        let sasl = client.take(1).await;
+        assert_eq!(sasl[0].tag, b'R', "tablegate asks for SASL");
+        out.clear();
+        let initial =
+            SASLInitialResponse::new("SCRAM-SHA-256".into(), Some(first.into_bytes().into()));
+        wire::encode(&initial, &mut out);
+        client.send(&out).await;
+        let server_first = client.take(1).await.remove(0);
+        let (last, _) = waiting.build_client_final(&server_first.body[4..]).unwrap();
+        out.clear();
+        wire::encode(&SASLResponse::new(last.into_bytes().into()), &mut out);
+        client.send(&out).await;
+        let greeting = client.until_ready().await;
+        assert!(greeting.iter().all(|f| f.tag != b'E'), "login failed");
+        client
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    /// Messages up to and including the next ReadyForQuery.
+    pub async fn until_ready(&mut self) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self
+                .reader
+                .next(&mut self.stream)
+                .await
+                .expect("read")
+                .expect("a message");
+            let done = frame.tag == b'Z';
+            frames.push(frame);
+            if done {
+                return frames;
+            }
+        }
+    }
+
+    /// The next `n` messages.
+    pub async fn take(&mut self, n: usize) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        for _ in 0..n {
+            frames.push(
+                self.reader
+                    .next(&mut self.stream)
+                    .await
+                    .expect("read")
+                    .expect("a message"),
+            );
+        }
+        frames
+    }
+}
+
+pub fn tags(frames: &[Frame]) -> String {
+    frames.iter().map(|f| f.tag as char).collect()
+}
+
+/// The SQLSTATE of an ErrorResponse frame.
+pub fn sqlstate(frame: &Frame) -> String {
+    let mut body = frame.body.clone();
+    while body.has_remaining() && body[0] != 0 {
+        let field = body.get_u8();
+        let value = wire::take_cstring(&mut body).unwrap();
+        if field == b'C' {
+            return value;
+        }
+    }
+    String::new()
+}
+
+fn cstring(out: &mut BytesMut, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(&[0]);
+}
+
+pub fn parse(name: &str, sql: &str) -> BytesMut {
+    let mut body = BytesMut::new();
+    cstring(&mut body, name);
+    cstring(&mut body, sql);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    message(b'P', &body)
+}
+
+pub fn bind(portal: &str, statement: &str) -> BytesMut {
+    let mut body = BytesMut::new();
+    cstring(&mut body, portal);
+    cstring(&mut body, statement);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    message(b'B', &body)
+}
+
+pub fn execute(portal: &str) -> BytesMut {
+    let mut body = BytesMut::new();
+    cstring(&mut body, portal);
+    body.extend_from_slice(&0i32.to_be_bytes());
+    message(b'E', &body)
+}
+
+pub fn describe_statement(name: &str) -> BytesMut {
+    let mut body = BytesMut::from(&b"S"[..]);
+    cstring(&mut body, name);
+    message(b'D', &body)
+}
+
+pub fn sync() -> BytesMut {
+    message(b'S', &[])
+}
+
+pub fn flush() -> BytesMut {
+    message(b'H', &[])
+}
+
+pub fn message(tag: u8, body: &[u8]) -> BytesMut {
+    let mut out = BytesMut::new();
+    wire::put_message(tag, body, &mut out);
+    out
+}
