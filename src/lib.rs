@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod random;
 pub mod refusal;
 pub mod rewrite;
+pub mod server;
 pub mod sql;
 pub mod upstream;
 pub mod wecom;
