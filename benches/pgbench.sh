@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# pgbench -S directly against PostgreSQL and through tablegate (a row filter on
+# pgbench_accounts), in the same run. Prints throughput, the ratio, and tablegate's CPU time per
+# query ((utime + stime) / transactions).
+#
+#   benches/pgbench.sh [seconds per run, default 20] [runs per mode, default 2]
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (trust, user postgres) and pgbench. Uses the database
+# tablegate_pgbench (recreated) and a release build of tablegate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=${1:-20}
+runs=${2:-2}
+clients=4
+threads=2
+scale=10
+port=16499
+db=tablegate_pgbench
+work=$(mktemp -d)
+trap 'kill $proxy 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cargo build --release --quiet
+bin=target/release/tablegate
+
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+pgbench -h 127.0.0.1 -U postgres -i -q -s $scale $db >/dev/null 2>&1
+
+mkdir -p "$work/policies"
+branches=$(seq -s, 1 $scale)
+cat >"$work/policies/bench.toml" <<TOML
+[datasource.$db]
+[role.teller.datasource.$db]
+tables = ["public.pgbench_*"]
+rows."public.pgbench_accounts" = "bid IN ({{user.branches}})"
+[[assign]]
+user = "bench"
+roles = ["teller"]
+vars = { branches = [$branches] }
+TOML
+cat >"$work/users.toml" <<TOML
+[[user]]
+userid = "bench"
+TOML
+cat >"$work/tablegate.toml" <<TOML
+listen = "127.0.0.1:$port"
+http_listen = "127.0.0.1:0"
+[directory]
+users_file = "users.toml"
+sqlite = "directory.db"
+[datasource.$db]
+url = "postgres://postgres@127.0.0.1:5432/$db"
+pool_size = 8
+[audit]
+output = "audit.jsonl"
+TOML
+echo bench | $bin users --config "$work/tablegate.toml" set-password bench >/dev/null
+
+$bin serve --config "$work/tablegate.toml" 2>"$work/serve.log" &
+proxy=$!
+for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p $port -q && break; sleep 0.2; done
+
+cpu_ticks() { awk '{print $14 + $15}' /proc/$proxy/stat; }
+tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+
+run() { # mode: simple|prepared; target: direct|tablegate
+    local mode=$1 target=$2 out
+    if [ "$target" = direct ]; then
+        out=$(pgbench -h 127.0.0.1 -p 5432 -U postgres -n -S -M "$mode" -c $clients -j $threads -T "$duration" $db 2>&1)
+    else
+        local before after
+        before=$(cpu_ticks)
+        out=$(PGPASSWORD=bench pgbench -h 127.0.0.1 -p $port -U bench -n -S -M "$mode" -c $clients -j $threads -T "$duration" $db 2>&1)
+        after=$(cpu_ticks)
+        local tx
+        tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+        echo "$(( (after - before) * 1000000 / $(getconf CLK_TCK) / tx ))" >>"$work/cpu.$mode"
+    fi
+    echo "$out" | grep -q "^tps" || { echo "$out" >&2; exit 1; }
+    tps <<<"$out"
+}
+
+printf '%-9s %12s %12s %7s %18s\n' mode direct tablegate ratio 'tablegate µs/query'
+for mode in simple prepared; do
+    direct=() proxied=()
+    for _ in $(seq 1 "$runs"); do
+        direct+=("$(run $mode direct)")
+        proxied+=("$(run $mode tablegate)")
+    done
+    d=$(printf '%s\n' "${direct[@]}" | awk '{s+=$1} END {printf "%.0f", s/NR}')
+    p=$(printf '%s\n' "${proxied[@]}" | awk '{s+=$1} END {printf "%.0f", s/NR}')
+    cpu=$(awk '{s+=$1} END {printf "%.1f", s/NR}' "$work/cpu.$mode")
+    printf '%-9s %12s %12s %7.2f %18s\n' $mode "$d" "$p" "$(awk -v a="$p" -v b="$d" 'BEGIN {print a/b}')" "$cpu"
+done
+echo "($clients clients, $threads threads, scale $scale, ${duration}s x $runs runs per mode; audit on; tps averaged)"
