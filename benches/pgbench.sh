@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pgbench -S directly against PostgreSQL and through tablegate (a row filter on
 # pgbench_accounts), in the same run. Prints throughput, the ratio, and tablegate's CPU time per
-# query ((utime + stime) / transactions).
+# query ((utime + stime) / transactions), and its memory with 1,000 idle client connections.
 #
 #   benches/pgbench.sh [seconds per run, default 20] [runs per mode, default 2]
 #
@@ -93,3 +93,5 @@ for mode in simple prepared; do
     printf '%-9s %12s %12s %7.2f %18s\n' $mode "$d" "$p" "$(awk -v a="$p" -v b="$d" 'BEGIN {print a/b}')" "$cpu"
 done
 echo "($clients clients, $threads threads, scale $scale, ${duration}s x $runs runs per mode; audit on; tps averaged)"
+ulimit -n 4096 2>/dev/null || true
+python3 benches/idle_connections.py $port $proxy 1000

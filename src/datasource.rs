@@ -18,6 +18,9 @@ use crate::upstream::{Pool, Target};
 pub struct Datasource {
     pub name: String,
     pub pool: Arc<Pool>,
+    /// What the upstream server reports at login (server_version, encodings, DateStyle, …):
+    /// the same for every connection, told to clients before they hold one.
+    pub parameters: Vec<(String, String)>,
     connection: tokio_postgres::Config,
     catalog: RwLock<Arc<Catalog>>,
     catalog_generation: AtomicU64,
@@ -34,9 +37,17 @@ impl Datasource {
         let connection = config.postgres_config(base)?;
         let target = Target::from_config(&connection)?;
         let catalog = load_catalog(name, &connection).await?;
+        let pool = Pool::new(target, config.pool_size);
+        let (first, lease) = pool
+            .lease(std::time::Duration::from_secs(config.connect_timeout_secs))
+            .await
+            .map_err(|e| format!("datasource `{name}`: {e}"))?;
+        let parameters = first.parameters.clone();
+        lease.give_back(first).await;
         Ok(Datasource {
             name: name.to_owned(),
-            pool: Pool::new(target, config.pool_size),
+            pool,
+            parameters,
             connection,
             catalog_generation: AtomicU64::new(catalog.generation()),
             catalog: RwLock::new(Arc::new(catalog)),

@@ -569,3 +569,16 @@ async fn psycopg_clients_see_their_own_rows_with_and_without_tls() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn idle_clients_hold_no_upstream_connection() {
+    let (_db, proxy) = shop().await;
+    let pool = proxy.gate.datasources["shop"].pool.clone();
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(proxy.client("alice", "alice-secret").await.expect("connect"));
+    }
+    assert_eq!(pool.in_use(), 0, "logged-in clients that ran nothing hold no upstream connection");
+    clients[0].simple_query("SELECT 1").await.unwrap();
+    assert_eq!(pool.in_use(), 1);
+}

@@ -194,25 +194,6 @@ async fn establish(
             )));
         }
     }
-    let (connection, lease) = datasource
-        .pool
-        .lease(std::time::Duration::from_secs(
-            gate.config.datasource[&database].connect_timeout_secs,
-        ))
-        .await
-        .map_err(|e| match e {
-            crate::upstream::pool::LeaseError::Exhausted => Fatal::new(
-                "53300",
-                format!("datasource \"{database}\" has no free connection; try again later"),
-            ),
-            crate::upstream::pool::LeaseError::Connect(e) => {
-                tracing::warn!(datasource = %database, error = %e, "upstream connection failed");
-                Fatal::new(
-                    "08006",
-                    format!("datasource \"{database}\" is unavailable; try again later"),
-                )
-            }
-        })?;
     let catalog = datasource.catalog();
     let search_path = SearchPath::parse_setting(catalog.default_search_path())
         .unwrap_or_else(|_| SearchPath::parse_setting("public").expect("valid"));
@@ -232,8 +213,8 @@ async fn establish(
         access,
         search_path_key: Arc::from(search_path.to_string()),
         search_path,
-        upstream: Some(connection),
-        lease: Some(lease),
+        upstream: None,
+        lease: None,
         cancel_key: (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>()),
         nonce: format!("{:016x}", rand::random::<u64>()),
         statements: HashMap::new(),
@@ -282,10 +263,9 @@ impl Session {
         stream: &mut ClientStream,
         settings: BTreeMap<String, String>,
     ) -> Result<(), Fatal> {
-        let upstream = self.upstream.as_ref().expect("a leased connection");
         let mut out = BytesMut::new();
         wire::encode(&Authentication::Ok, &mut out);
-        for (name, value) in &upstream.parameters {
+        for (name, value) in &self.datasource.parameters {
             let value = match name.as_str() {
                 "session_authorization" => self.user.userid.clone(),
                 "is_superuser" => "off".into(),
@@ -298,9 +278,11 @@ impl Session {
             &BackendKeyData::new(self.cancel_key.0, SecretKey::I32(self.cancel_key.1)),
             &mut out,
         );
-        self.gate
-            .cancels
-            .insert(self.cancel_key, upstream.cancel_key.clone());
+        if !settings.is_empty() {
+            // Settings are applied (and their values checked by PostgreSQL) at login, as
+            // PostgreSQL would; that needs the upstream connection now.
+            self.lease().await?;
+        }
 
         // Startup settings run as SET statements, checked like any statement from the client.
         let mut statements: Vec<String> = Vec::new();
@@ -351,6 +333,26 @@ impl Session {
         stream.write_all(&out).await.map_err(Fatal::io)
     }
 
+    /// Takes an upstream connection from the pool for the rest of the session.
+    async fn lease(&mut self) -> Result<(), Fatal> {
+        let database = &self.subject.datasource;
+        let wait = std::time::Duration::from_secs(self.gate.config.datasource[database].pool_wait_secs);
+        let (connection, lease) = self.datasource.pool.lease(wait).await.map_err(|e| match e {
+            crate::upstream::pool::LeaseError::Exhausted => Fatal::new(
+                "53300",
+                format!("datasource \"{database}\" has no free connection; try again later"),
+            ),
+            crate::upstream::pool::LeaseError::Connect(e) => {
+                tracing::warn!(datasource = %database, error = %e, "upstream connection failed");
+                Fatal::new("08006", format!("datasource \"{database}\" is unavailable; try again later"))
+            }
+        })?;
+        self.gate.cancels.insert(self.cancel_key, connection.cancel_key.clone());
+        self.upstream = Some(connection);
+        self.lease = Some(lease);
+        Ok(())
+    }
+
     fn apply(&mut self, effect: &SessionEffect) {
         self.search_path = match effect {
             SessionEffect::SearchPath(path) => path.clone(),
@@ -390,7 +392,19 @@ impl Session {
     }
 
     /// Runs the session until the client leaves or a side fails.
-    async fn serve(mut self, stream: ClientStream, mut reader: FrameReader) {
+    async fn serve(mut self, mut stream: ClientStream, mut reader: FrameReader) {
+        // An idle client holds no upstream connection: lease at the first message.
+        let mut first = None;
+        if self.upstream.is_none() {
+            match reader.next(&mut stream).await {
+                Ok(Some(frame)) if frame.tag != b'X' => first = Some(frame),
+                _ => return,
+            }
+            if let Err(fatal) = self.lease().await {
+                fatal.send(&mut stream).await;
+                return;
+            }
+        }
         let lease = self.lease.take().expect("a leased connection");
         let Connection {
             stream: upstream,
@@ -413,7 +427,7 @@ impl Session {
         };
         let ending = tokio::select! {
             biased;
-            end = forwarder.run(&mut reader) => Ending::Client(end),
+            end = forwarder.run(&mut reader, first) => Ending::Client(end),
             end = relay.run() => Ending::Upstream(end),
         };
         let up_write = forwarder.upstream;
@@ -462,9 +476,13 @@ struct Forwarder<'s> {
 }
 
 impl Forwarder<'_> {
-    async fn run(&mut self, reader: &mut FrameReader) -> Result<(), Fatal> {
+    async fn run(&mut self, reader: &mut FrameReader, mut first: Option<Frame>) -> Result<(), Fatal> {
         loop {
-            let Some(mut frame) = reader.next(&mut self.client).await.map_err(Fatal::io)? else {
+            let next = match first.take() {
+                Some(frame) => Some(frame),
+                None => reader.next(&mut self.client).await.map_err(Fatal::io)?,
+            };
+            let Some(mut frame) = next else {
                 return Ok(());
             };
             match frame.tag {
