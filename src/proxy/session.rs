@@ -164,10 +164,11 @@ async fn establish(
     let datasource = gate
         .datasources
         .get(&database)
-        .filter(|_| policies.datasources.contains_key(&database))
+        .filter(|_| policies.set.datasources.contains_key(&database))
         .ok_or_else(no_access)?
         .clone();
-    let access = datasource.access_for(&policies, &identity.user);
+    let catalog = datasource.catalog();
+    let access = datasource.access_for(&policies, &catalog, &identity.user);
     if access.is_empty() {
         return Err(no_access());
     }
@@ -213,7 +214,6 @@ async fn establish(
                 )
             }
         })?;
-    let catalog = datasource.catalog();
     let search_path = SearchPath::parse_setting(catalog.default_search_path())
         .unwrap_or_else(|_| SearchPath::parse_setting("public").expect("valid"));
     let subject = Subject {
@@ -227,7 +227,7 @@ async fn establish(
         datasource,
         user: identity.user,
         subject,
-        policy_generation: gate.policy_generation(),
+        policy_generation: policies.generation,
         catalog,
         access,
         search_path_key: Arc::from(search_path.to_string()),
@@ -363,16 +363,18 @@ impl Session {
     }
 
     /// Rebuilds the access if the policies or the catalog changed since the last statement.
+    /// The set and its generation are read together, so the access is built from the set the
+    /// recorded generation names.
     fn refresh_access(&mut self) {
-        let policy_generation = self.gate.policy_generation();
-        if policy_generation != self.policy_generation
+        if self.gate.policy_generation() != self.policy_generation
             || self.datasource.catalog_generation() != self.catalog.generation()
         {
+            let policies = self.gate.policies();
             self.catalog = self.datasource.catalog();
             self.access = self
                 .datasource
-                .access_for(&self.gate.policies(), &self.user);
-            self.policy_generation = policy_generation;
+                .access_for(&policies, &self.catalog, &self.user);
+            self.policy_generation = policies.generation;
         }
     }
 
