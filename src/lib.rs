@@ -12,6 +12,7 @@ pub mod config;
 pub mod datasource;
 pub mod directory;
 pub mod login;
+pub mod metrics;
 pub mod names;
 pub mod policy;
 pub mod proxy;

@@ -5,7 +5,8 @@
 //! are swapped together under one lock, so nobody can pair a new generation with an old set;
 //! the generation is mirrored in an atomic so that the per-statement check is one load.
 //! Datasources hold pools and catalogs; the rewrite cache is shared by all sessions; the cancel
-//! table maps the keys tablegate gave clients to upstream backends.
+//! table maps the keys tablegate gave clients to upstream backends; the metrics count what
+//! sessions do.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::datasource::Datasource;
 use crate::directory::{Directory, ScramVerifier};
 use crate::login::LoginService;
+use crate::metrics::ProxyMetrics;
 use crate::policy::PolicySet;
 use crate::upstream::CancelKey;
 
@@ -51,6 +53,7 @@ pub struct Gate {
     pub service_accounts: Vec<ServiceAccount>,
     /// What SCRAM runs against for an unknown user (its password is random and forgotten).
     pub decoy_verifier: ScramVerifier,
+    pub metrics: Arc<ProxyMetrics>,
 }
 
 impl Gate {
@@ -104,6 +107,7 @@ impl Gate {
             tls,
             service_accounts,
             decoy_verifier: ScramVerifier::new(&crate::random::alphanumeric(32)),
+            metrics: Arc::default(),
         })
     }
 

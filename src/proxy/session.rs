@@ -54,7 +54,10 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
         return;
     };
     match establish(&gate, &mut stream, &mut reader, &params, peer).await {
-        Ok(session) => session.serve(stream, reader).await,
+        Ok(session) => {
+            let _open = gate.metrics.session_opened();
+            session.serve(stream, reader).await
+        }
         Err(fatal) => fatal.send(&mut stream).await,
     }
 }
@@ -378,17 +381,23 @@ impl Session {
         }
     }
 
+    /// Rewrites `sql` for this session; the time counted includes rebuilding the access after
+    /// a reload, which the statement waits for too.
     fn rewrite(&mut self, sql: &str) -> Result<crate::cache::Prepared, Refusal> {
+        let started = Instant::now();
         self.refresh_access();
         let context = Context {
             catalog: &self.catalog,
             access: &self.access,
             search_path: &self.search_path,
         };
-        self.gate
+        let result = self
+            .gate
             .cache
-            .rewrite(sql, &context, &self.search_path_key)
-            .map(|(p, _)| p)
+            .rewrite(sql, &context, &self.search_path_key);
+        let hit = matches!(result, Ok((_, outcome)) if outcome.hit);
+        self.gate.metrics.rewrote(hit, started.elapsed());
+        result.map(|(p, _)| p)
     }
 
     /// Runs the session until the client leaves or a side fails.
@@ -404,6 +413,7 @@ impl Session {
         let shared = Arc::new(Mutex::new(Shared::new(
             self.nonce.clone(),
             self.subject.clone(),
+            self.gate.metrics.clone(),
         )));
         let mut relay = Relay::new(up_read, client_write, shared.clone());
         let mut forwarder = Forwarder {
@@ -599,6 +609,7 @@ impl Forwarder<'_> {
 
     /// Sends a refusal marker as a simple query; the relay answers with the refusal.
     fn refuse_simple(&mut self, sql: &str, refusal: Refusal) {
+        self.session.gate.metrics.refused(refusal.kind);
         audit::record(
             &self.session.subject,
             sql,
@@ -661,6 +672,7 @@ impl Forwarder<'_> {
                 );
             }
             Err(refusal) => {
+                self.session.gate.metrics.refused(refusal.kind);
                 audit::record(
                     &self.session.subject,
                     &sql,
