@@ -18,6 +18,7 @@ pub mod policy;
 pub mod proxy;
 pub mod random;
 pub mod refusal;
+pub mod reload;
 pub mod rewrite;
 pub mod server;
 pub mod sql;

@@ -1,5 +1,6 @@
 //! A whole tablegate instance: the PostgreSQL listener and the HTTP side (WeCom login, admin
-//! API, health), wired from one configuration. `tablegate serve` and the quickstart run this.
+//! API, health), with policy hot reload on edits to the policies folder and on SIGHUP, wired
+//! from one configuration. `tablegate serve` and the quickstart run this.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::policy::PolicySet;
 use crate::proxy::{self, Gate};
+use crate::reload::{self, PolicyReloader};
 use crate::{admin, directory, login, wecom};
 
 /// A started instance.
@@ -95,8 +97,14 @@ pub async fn start(config: Config) -> Result<Running, String> {
 
     let listen = config.listen.clone();
     let http_listen = config.http_listen.clone();
+    let poll = Duration::from_millis(config.policies_poll_ms);
     let gate = Arc::new(Gate::open(config, policies, directory, login_service).await?);
     tasks.extend(catalog_refreshes(&gate));
+    let reloader = Arc::new(PolicyReloader::new(gate.clone()));
+    tasks.push(reload::signal::reload_on_sighup(reloader.clone())?);
+    if !poll.is_zero() {
+        tasks.push(tokio::spawn(reload::watch::watch(reloader, poll)));
+    }
 
     let listener = TcpListener::bind(&listen)
         .await

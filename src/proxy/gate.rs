@@ -1,6 +1,6 @@
 //! The running tablegate: everything sessions share.
 //!
-//! The policy set is replaced as a whole (hot reload); its generation
+//! The policy set is replaced as a whole (hot reload, see [`crate::reload`]); its generation
 //! tells sessions to rebuild their access at their next statement. A set and its generation
 //! are swapped together under one lock, so nobody can pair a new generation with an old set;
 //! the generation is mirrored in an atomic so that the per-statement check is one load.
