@@ -14,6 +14,7 @@ pub mod directory;
 pub mod login;
 pub mod metrics;
 pub mod names;
+pub mod ops;
 pub mod policy;
 pub mod proxy;
 pub mod random;
