@@ -201,7 +201,7 @@ async fn establish(
     let (connection, lease) = datasource
         .pool
         .lease(std::time::Duration::from_secs(
-            gate.config.datasource[&database].connect_timeout_secs,
+            gate.config.datasource[&database].pool_wait_secs,
         ))
         .await
         .map_err(|e| match e {
