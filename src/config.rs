@@ -220,6 +220,10 @@ pub struct Config {
     /// The policies folder.
     #[serde(default = "defaults::policies")]
     pub policies: PathBuf,
+    /// How often the policies folder is checked for edits, which are then reloaded (0: reload
+    /// only on SIGHUP).
+    #[serde(default = "defaults::policies_poll_ms")]
+    pub policies_poll_ms: u64,
     #[serde(default)]
     pub directory: DirectoryConfig,
     #[serde(default)]
@@ -249,6 +253,9 @@ mod defaults {
     }
     pub fn policies() -> std::path::PathBuf {
         "policies".into()
+    }
+    pub fn policies_poll_ms() -> u64 {
+        1000
     }
     pub fn pool_size() -> usize {
         20

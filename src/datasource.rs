@@ -1,8 +1,11 @@
 //! A datasource at run time: its upstream pool, its live catalog, and the accesses built for it.
 //!
 //! Sessions of users with the same roles and variable values share one [`Access`] (and so one
-//! set of rewrite-cache entries). A catalog refresh replaces the snapshot and forgets the
-//! accesses built on the old one; sessions notice the new generation at their next statement.
+//! set of rewrite-cache entries). Shared accesses are keyed by the policy and catalog
+//! generations they were built from, so an access built from an old policy or catalog by a
+//! session that raced a reload or refresh can never be handed to a session on the new one. A
+//! catalog refresh replaces the snapshot and forgets the accesses built on the old one;
+//! sessions notice the new generation at their next statement.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -12,7 +15,8 @@ use dashmap::DashMap;
 use crate::catalog::Catalog;
 use crate::config::DatasourceConfig;
 use crate::directory::User;
-use crate::policy::{Access, PolicySet};
+use crate::policy::Access;
+use crate::proxy::gate::LivePolicies;
 use crate::upstream::{Pool, Target};
 
 pub struct Datasource {
@@ -24,7 +28,8 @@ pub struct Datasource {
     connection: tokio_postgres::Config,
     catalog: RwLock<Arc<Catalog>>,
     catalog_generation: AtomicU64,
-    accesses: DashMap<String, Arc<Access>>,
+    /// (policy generation, catalog generation, access key) → the shared access.
+    accesses: DashMap<(u64, u64, String), Arc<Access>>,
 }
 
 impl Datasource {
@@ -74,12 +79,21 @@ impl Datasource {
         Ok(())
     }
 
-    /// The access of `user` under `policies` on the current catalog, shared with every session
-    /// whose user has the same roles and variable values.
-    pub fn access_for(&self, policies: &PolicySet, user: &User) -> Arc<Access> {
-        let built = Access::build(policies, &self.catalog(), user, &self.name);
+    /// The access of `user` under `policies` on `catalog`, shared with every session whose user
+    /// has the same roles and variable values on the same policy and catalog generations.
+    pub fn access_for(
+        &self,
+        policies: &LivePolicies,
+        catalog: &Catalog,
+        user: &User,
+    ) -> Arc<Access> {
+        let built = Access::build(&policies.set, catalog, user, &self.name);
         self.accesses
-            .entry(built.key().to_owned())
+            .entry((
+                policies.generation,
+                catalog.generation(),
+                built.key().to_owned(),
+            ))
             .or_insert_with(|| Arc::new(built))
             .clone()
     }

@@ -1,5 +1,6 @@
 //! A whole tablegate instance: the PostgreSQL listener and the HTTP side (WeCom login, admin
-//! API, health), wired from one configuration. `tablegate serve` and the quickstart run this.
+//! API, health, metrics), with policy hot reload on edits to the policies folder and on
+//! SIGHUP, wired from one configuration. `tablegate serve` and the quickstart run this.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +10,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::ops::{self, Ops};
 use crate::policy::PolicySet;
 use crate::proxy::{self, Gate};
+use crate::reload::{self, PolicyReloader};
 use crate::{admin, directory, login, wecom};
 
 /// A started instance.
@@ -62,6 +65,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
 
     let mut http = axum::Router::new();
     let mut login_service = None;
+    let mut directory_sync = None;
     if config.wecom.is_some() {
         let client = wecom::client_from_config(&config)?;
         let sync = Arc::new(wecom::sync_from_config(
@@ -87,16 +91,28 @@ pub async fn start(config: Config) -> Result<Running, String> {
         }
         if config.admin.is_some() {
             http = http.merge(admin::router(Arc::new(admin::AdminService::from_config(
-                &config, sync,
+                &config,
+                sync.clone(),
             )?)));
         }
+        directory_sync = Some(sync);
     }
-    http = http.route("/healthz", axum::routing::get(|| async { "ok" }));
 
     let listen = config.listen.clone();
     let http_listen = config.http_listen.clone();
+    let poll = Duration::from_millis(config.policies_poll_ms);
     let gate = Arc::new(Gate::open(config, policies, directory, login_service).await?);
     tasks.extend(catalog_refreshes(&gate));
+    let reloader = Arc::new(PolicyReloader::new(gate.clone()));
+    tasks.push(reload::signal::reload_on_sighup(reloader.clone())?);
+    if !poll.is_zero() {
+        tasks.push(tokio::spawn(reload::watch::watch(reloader.clone(), poll)));
+    }
+    http = http.merge(ops::router(Arc::new(Ops::new(
+        gate.clone(),
+        reloader,
+        directory_sync,
+    ))));
 
     let listener = TcpListener::bind(&listen)
         .await

@@ -576,9 +576,18 @@ async fn idle_clients_hold_no_upstream_connection() {
     let pool = proxy.gate.datasources["shop"].pool.clone();
     let mut clients = Vec::new();
     for _ in 0..50 {
-        clients.push(proxy.client("alice", "alice-secret").await.expect("connect"));
+        clients.push(
+            proxy
+                .client("alice", "alice-secret")
+                .await
+                .expect("connect"),
+        );
     }
-    assert_eq!(pool.in_use(), 0, "logged-in clients that ran nothing hold no upstream connection");
+    assert_eq!(
+        pool.in_use(),
+        0,
+        "logged-in clients that ran nothing hold no upstream connection"
+    );
     clients[0].simple_query("SELECT 1").await.unwrap();
     assert_eq!(pool.in_use(), 1);
 }

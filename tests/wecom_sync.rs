@@ -247,3 +247,52 @@ async fn policies_read_synced_users() {
     let zhaoliu = directory.user("zhaoliu").await.unwrap().unwrap();
     assert!(policies.entitlements(&zhaoliu).roles.is_empty());
 }
+
+#[tokio::test]
+async fn sync_outcomes_are_counted_for_metrics() {
+    use tablegate::metrics::text::Exposition;
+    use tablegate::wecom::api::Endpoint;
+    use tablegate::wecom::fake::Injection;
+
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let wecom = FakeWeCom::start(nested_org()).await;
+    let sync = syncer(&wecom, store);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+    wecom.inject(Injection::new(Endpoint::DepartmentList, -1).always());
+    sync.run(&ProgressBar::hidden()).await.unwrap_err();
+    assert_eq!((sync.stats().successes(), sync.stats().failures()), (1, 1));
+
+    let mut text = Exposition::default();
+    sync.stats().render(
+        &mut text,
+        "tablegate_wecom_syncs_total",
+        "tablegate_wecom_sync",
+        "WeCom directory sync",
+    );
+    let text = text.finish();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value("tablegate_wecom_syncs_total{result=\"success\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("tablegate_wecom_syncs_total{result=\"failure\"}"),
+        1.0
+    );
+    assert!(value("tablegate_wecom_sync_last_duration_seconds") > 0.0);
+    let last_success = value("tablegate_wecom_sync_last_success_timestamp_seconds");
+    assert!(
+        last_success >= started.floor(),
+        "{last_success} < {started}"
+    );
+}

@@ -1,9 +1,12 @@
 //! The running tablegate: everything sessions share.
 //!
-//! The policy set is replaced as a whole (hot reload); its generation tells sessions to rebuild
-//! their access at their next statement. Datasources hold pools and catalogs; the rewrite cache
-//! is shared by all sessions; the cancel table maps the keys tablegate gave clients to upstream
-//! backends.
+//! The policy set is replaced as a whole (hot reload, see [`crate::reload`]); its generation
+//! tells sessions to rebuild their access at their next statement. A set and its generation
+//! are swapped together under one lock, so nobody can pair a new generation with an old set;
+//! the generation is mirrored in an atomic so that the per-statement check is one load.
+//! Datasources hold pools and catalogs; the rewrite cache is shared by all sessions; the cancel
+//! table maps the keys tablegate gave clients to upstream backends; the metrics count what
+//! sessions do.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +20,7 @@ use crate::config::Config;
 use crate::datasource::Datasource;
 use crate::directory::{Directory, ScramVerifier};
 use crate::login::LoginService;
+use crate::metrics::ProxyMetrics;
 use crate::policy::PolicySet;
 use crate::upstream::CancelKey;
 
@@ -26,9 +30,17 @@ pub struct ServiceAccount {
     pub verifier: ScramVerifier,
 }
 
+/// The live policy set and its generation, always read and replaced together.
+#[derive(Clone)]
+pub struct LivePolicies {
+    pub generation: u64,
+    pub set: Arc<PolicySet>,
+}
+
 pub struct Gate {
     pub config: Config,
-    policies: RwLock<Arc<PolicySet>>,
+    policies: RwLock<LivePolicies>,
+    /// `policies.generation`, readable without the lock.
     policy_generation: AtomicU64,
     pub directory: Directory,
     /// Verifies WeCom login credentials, when password-free login is configured.
@@ -41,6 +53,7 @@ pub struct Gate {
     pub service_accounts: Vec<ServiceAccount>,
     /// What SCRAM runs against for an unknown user (its password is random and forgotten).
     pub decoy_verifier: ScramVerifier,
+    pub metrics: Arc<ProxyMetrics>,
 }
 
 impl Gate {
@@ -82,7 +95,10 @@ impl Gate {
         Ok(Gate {
             cache: RewriteCache::new(config.rewrite_cache_entries),
             config,
-            policies: RwLock::new(Arc::new(policies)),
+            policies: RwLock::new(LivePolicies {
+                generation: 1,
+                set: Arc::new(policies),
+            }),
             policy_generation: AtomicU64::new(1),
             directory,
             login,
@@ -91,25 +107,38 @@ impl Gate {
             tls,
             service_accounts,
             decoy_verifier: ScramVerifier::new(&crate::random::alphanumeric(32)),
+            metrics: Arc::default(),
         })
     }
 
-    pub fn policies(&self) -> Arc<PolicySet> {
+    /// The live set with its generation (build accesses from this, never from two reads).
+    pub fn policies(&self) -> LivePolicies {
         self.policies.read().expect("policy lock").clone()
     }
 
+    /// The live generation: one atomic load, cheap enough to check at every statement.
     pub fn policy_generation(&self) -> u64 {
         self.policy_generation.load(Ordering::Acquire)
     }
 
-    /// Makes `policies` live: sessions switch at their next statement.
-    pub fn replace_policies(&self, policies: PolicySet) {
-        *self.policies.write().expect("policy lock") = Arc::new(policies);
+    /// Makes `policies` live: sessions switch at their next statement. Returns the new
+    /// generation.
+    pub fn replace_policies(&self, policies: PolicySet) -> u64 {
+        let generation = {
+            let mut live = self.policies.write().expect("policy lock");
+            live.generation += 1;
+            live.set = Arc::new(policies);
+            self.policy_generation
+                .store(live.generation, Ordering::Release);
+            live.generation
+        };
+        // Accesses and rewrites of older generations can no longer be looked up (accesses are
+        // keyed by generation, rewrites by access); dropping them frees their memory.
         for ds in self.datasources.values() {
             ds.forget_accesses();
         }
         self.cache.clear();
-        self.policy_generation.fetch_add(1, Ordering::AcqRel);
+        generation
     }
 
     pub fn service_account(&self, name: &str) -> Option<&ServiceAccount> {

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::stream::{ClientWrite, UpstreamRead};
 use crate::audit::{self, Outcome, Subject};
+use crate::metrics::ProxyMetrics;
 use crate::refusal::Refusal;
 use crate::wire::{self, Report, take_cstring};
 
@@ -29,7 +30,10 @@ pub struct Run {
     sql: Arc<str>,
     forwarded: Arc<str>,
     rewritten: bool,
+    /// When the client's message arrived (audit duration: rewrite and upstream).
     started: Instant,
+    /// When the statement was queued for upstream (upstream latency).
+    sent: Instant,
     rows: u64,
     error: Option<String>,
 }
@@ -53,6 +57,7 @@ impl Item {
             forwarded: Arc::from(forwarded),
             rewritten,
             started,
+            sent: Instant::now(),
             rows: 0,
             error: None,
         })
@@ -60,11 +65,13 @@ impl Item {
 
     pub fn execute(statement: Option<(Arc<str>, Arc<str>)>) -> Item {
         let (sql, forwarded) = statement.unwrap_or_else(|| (Arc::from(""), Arc::from("")));
+        let now = Instant::now();
         Item::Execute(Run {
             rewritten: sql != forwarded,
             sql,
             forwarded,
-            started: Instant::now(),
+            started: now,
+            sent: now,
             rows: 0,
             error: None,
         })
@@ -80,16 +87,18 @@ pub struct Shared {
     pub notices: Vec<String>,
     marker: String,
     subject: Subject,
+    metrics: Arc<ProxyMetrics>,
 }
 
 impl Shared {
-    pub fn new(nonce: String, subject: Subject) -> Shared {
+    pub fn new(nonce: String, subject: Subject, metrics: Arc<ProxyMetrics>) -> Shared {
         Shared {
             transaction_status: b'I',
             items: VecDeque::new(),
             notices: Vec::new(),
             marker: format!("TABLEGATE_REFUSED_{nonce}"),
             subject,
+            metrics,
         }
     }
 
@@ -110,6 +119,8 @@ impl Shared {
     }
 
     fn finish(&self, run: Run) {
+        self.metrics
+            .finished(run.error.is_some(), run.sent.elapsed());
         let outcome = match &run.error {
             None => Outcome::Ok { rows: run.rows },
             Some(message) => Outcome::Error { message },

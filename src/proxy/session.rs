@@ -54,7 +54,10 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
         return;
     };
     match establish(&gate, &mut stream, &mut reader, &params, peer).await {
-        Ok(session) => session.serve(stream, reader).await,
+        Ok(session) => {
+            let _open = gate.metrics.session_opened();
+            session.serve(stream, reader).await
+        }
         Err(fatal) => fatal.send(&mut stream).await,
     }
 }
@@ -164,10 +167,11 @@ async fn establish(
     let datasource = gate
         .datasources
         .get(&database)
-        .filter(|_| policies.datasources.contains_key(&database))
+        .filter(|_| policies.set.datasources.contains_key(&database))
         .ok_or_else(no_access)?
         .clone();
-    let access = datasource.access_for(&policies, &identity.user);
+    let catalog = datasource.catalog();
+    let access = datasource.access_for(&policies, &catalog, &identity.user);
     if access.is_empty() {
         return Err(no_access());
     }
@@ -194,7 +198,6 @@ async fn establish(
             )));
         }
     }
-    let catalog = datasource.catalog();
     let search_path = SearchPath::parse_setting(catalog.default_search_path())
         .unwrap_or_else(|_| SearchPath::parse_setting("public").expect("valid"));
     let subject = Subject {
@@ -208,7 +211,7 @@ async fn establish(
         datasource,
         user: identity.user,
         subject,
-        policy_generation: gate.policy_generation(),
+        policy_generation: policies.generation,
         catalog,
         access,
         search_path_key: Arc::from(search_path.to_string()),
@@ -336,7 +339,8 @@ impl Session {
     /// Takes an upstream connection from the pool for the rest of the session.
     async fn lease(&mut self) -> Result<(), Fatal> {
         let database = &self.subject.datasource;
-        let wait = std::time::Duration::from_secs(self.gate.config.datasource[database].pool_wait_secs);
+        let wait =
+            std::time::Duration::from_secs(self.gate.config.datasource[database].pool_wait_secs);
         let (connection, lease) = self.datasource.pool.lease(wait).await.map_err(|e| match e {
             crate::upstream::pool::LeaseError::Exhausted => Fatal::new(
                 "53300",
@@ -347,7 +351,9 @@ impl Session {
                 Fatal::new("08006", format!("datasource \"{database}\" is unavailable; try again later"))
             }
         })?;
-        self.gate.cancels.insert(self.cancel_key, connection.cancel_key.clone());
+        self.gate
+            .cancels
+            .insert(self.cancel_key, connection.cancel_key.clone());
         self.upstream = Some(connection);
         self.lease = Some(lease);
         Ok(())
@@ -365,30 +371,38 @@ impl Session {
     }
 
     /// Rebuilds the access if the policies or the catalog changed since the last statement.
+    /// The set and its generation are read together, so the access is built from the set the
+    /// recorded generation names.
     fn refresh_access(&mut self) {
-        let policy_generation = self.gate.policy_generation();
-        if policy_generation != self.policy_generation
+        if self.gate.policy_generation() != self.policy_generation
             || self.datasource.catalog_generation() != self.catalog.generation()
         {
+            let policies = self.gate.policies();
             self.catalog = self.datasource.catalog();
             self.access = self
                 .datasource
-                .access_for(&self.gate.policies(), &self.user);
-            self.policy_generation = policy_generation;
+                .access_for(&policies, &self.catalog, &self.user);
+            self.policy_generation = policies.generation;
         }
     }
 
+    /// Rewrites `sql` for this session; the time counted includes rebuilding the access after
+    /// a reload, which the statement waits for too.
     fn rewrite(&mut self, sql: &str) -> Result<crate::cache::Prepared, Refusal> {
+        let started = Instant::now();
         self.refresh_access();
         let context = Context {
             catalog: &self.catalog,
             access: &self.access,
             search_path: &self.search_path,
         };
-        self.gate
+        let result = self
+            .gate
             .cache
-            .rewrite(sql, &context, &self.search_path_key)
-            .map(|(p, _)| p)
+            .rewrite(sql, &context, &self.search_path_key);
+        let hit = matches!(result, Ok((_, outcome)) if outcome.hit);
+        self.gate.metrics.rewrote(hit, started.elapsed());
+        result.map(|(p, _)| p)
     }
 
     /// Runs the session until the client leaves or a side fails.
@@ -416,6 +430,7 @@ impl Session {
         let shared = Arc::new(Mutex::new(Shared::new(
             self.nonce.clone(),
             self.subject.clone(),
+            self.gate.metrics.clone(),
         )));
         let mut relay = Relay::new(up_read, client_write, shared.clone());
         let mut forwarder = Forwarder {
@@ -476,7 +491,11 @@ struct Forwarder<'s> {
 }
 
 impl Forwarder<'_> {
-    async fn run(&mut self, reader: &mut FrameReader, mut first: Option<Frame>) -> Result<(), Fatal> {
+    async fn run(
+        &mut self,
+        reader: &mut FrameReader,
+        mut first: Option<Frame>,
+    ) -> Result<(), Fatal> {
         loop {
             let next = match first.take() {
                 Some(frame) => Some(frame),
@@ -615,6 +634,7 @@ impl Forwarder<'_> {
 
     /// Sends a refusal marker as a simple query; the relay answers with the refusal.
     fn refuse_simple(&mut self, sql: &str, refusal: Refusal) {
+        self.session.gate.metrics.refused(refusal.kind);
         audit::record(
             &self.session.subject,
             sql,
@@ -677,6 +697,7 @@ impl Forwarder<'_> {
                 );
             }
             Err(refusal) => {
+                self.session.gate.metrics.refused(refusal.kind);
                 audit::record(
                     &self.session.subject,
                     &sql,

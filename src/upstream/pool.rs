@@ -63,6 +63,11 @@ impl Pool {
         self.size - self.permits.available_permits()
     }
 
+    /// The most connections the pool holds at once (`pool_size`).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     pub fn idle(&self) -> usize {
         self.idle.lock().expect("pool lock").len()
     }
@@ -107,7 +112,9 @@ impl Pool {
 
 impl Lease {
     /// Resets the session and returns the connection to the pool; closes it if that fails.
-    pub async fn give_back(self, mut connection: Connection) {
+    /// Returns whether the connection went back (the reset is a round trip, so `true` also
+    /// says the upstream session works).
+    pub async fn give_back(self, mut connection: Connection) -> bool {
         let mut out = BytesMut::new();
         wire::query("DISCARD ALL", &mut out);
         let reset = async {
@@ -127,8 +134,13 @@ impl Lease {
                 }
             }
         };
-        if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(5), reset).await {
+        let reset = matches!(
+            tokio::time::timeout(Duration::from_secs(5), reset).await,
+            Ok(Ok(true))
+        );
+        if reset {
             self.pool.idle.lock().expect("pool lock").push(connection);
         }
+        reset
     }
 }

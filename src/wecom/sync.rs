@@ -24,6 +24,7 @@ use crate::directory::record::userid_key;
 use crate::directory::{
     DirectoryChanges, DirectoryStore, ScramVerifier, StoreError, StoredUser, Timestamp, UserSource,
 };
+use crate::metrics::runs::RunStats;
 
 /// How a sync treats the users it finds.
 #[derive(Clone)]
@@ -207,6 +208,8 @@ pub struct DirectorySync {
     store: Arc<dyn DirectoryStore>,
     settings: SyncSettings,
     running: tokio::sync::Mutex<()>,
+    /// Outcomes of every run, periodic or requested, for metrics.
+    stats: RunStats,
 }
 
 impl DirectorySync {
@@ -220,17 +223,36 @@ impl DirectorySync {
             store,
             settings,
             running: tokio::sync::Mutex::new(()),
+            stats: RunStats::default(),
         }
+    }
+
+    pub fn stats(&self) -> &RunStats {
+        &self.stats
     }
 
     /// One full sync. `progress` counts departments (use `ProgressBar::hidden()` when no one
     /// watches).
+    /// A run refused because another is under way is not counted in [`Self::stats`].
     pub async fn run(&self, progress: &ProgressBar) -> Result<SyncSummary, SyncError> {
         let _only_one = self
             .running
             .try_lock()
             .map_err(|_| SyncError::AlreadyRunning)?;
         let started = std::time::Instant::now();
+        let result = self.run_now(progress, started).await;
+        match &result {
+            Ok(summary) => self.stats.succeeded(summary.duration),
+            Err(_) => self.stats.failed(started.elapsed()),
+        }
+        result
+    }
+
+    async fn run_now(
+        &self,
+        progress: &ProgressBar,
+        started: std::time::Instant,
+    ) -> Result<SyncSummary, SyncError> {
         let organisation = fetch_organisation(
             &self.client,
             &self.settings.email_suffix,

@@ -31,7 +31,7 @@ impl Proxy {
         config: &str,
     ) -> Proxy {
         let text = format!(
-            "listen = \"127.0.0.1:0\"\n{config}\n[datasource.shop]\nurl = \"{}\"\npool_size = 8\ncatalog_refresh_secs = 0\n",
+            "listen = \"127.0.0.1:0\"\n{config}\n[datasource.shop]\nurl = \"{}\"\npool_size = 8\nconnect_timeout_secs = 30\ncatalog_refresh_secs = 0\n",
             db.url()
         );
         let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
