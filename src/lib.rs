@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod config;
 pub mod datasource;
 pub mod directory;
+pub mod explain;
 pub mod login;
 pub mod names;
 pub mod policy;

@@ -35,6 +35,22 @@ enum Command {
         search_path: Option<String>,
         sql: String,
     },
+    /// Print the SQL tablegate would forward for a user and why: roles, variables, row
+    /// filters, hidden and masked columns with their policy lines; or the refusal.
+    Explain {
+        #[arg(long, default_value = "tablegate.toml")]
+        config: PathBuf,
+        /// The user (userid) the statement runs as.
+        #[arg(long)]
+        user: String,
+        /// The datasource, as clients name it in the database connection parameter.
+        #[arg(long)]
+        database: String,
+        /// The session's search_path (default: the upstream database's).
+        #[arg(long)]
+        search_path: Option<String>,
+        sql: String,
+    },
     /// Run the proxy.
     Serve {
         #[arg(long, default_value = "tablegate.toml")]
@@ -92,6 +108,13 @@ async fn main() -> ExitCode {
             search_path,
             sql,
         } => cli::rewrite::run(&config, &user, &database, search_path.as_deref(), &sql).await,
+        Command::Explain {
+            config,
+            user,
+            database,
+            search_path,
+            sql,
+        } => cli::explain::run(&config, &user, &database, search_path.as_deref(), &sql).await,
         Command::Check { config } => cli::check::run(&config).await,
         Command::Serve { config } => cli::serve::run(&config).await,
         Command::Users { config, command } => match command {

@@ -1,6 +1,7 @@
 //! Command implementations; each returns the exit code, or an error message for exit status 2.
 
 pub mod check;
+pub mod explain;
 pub mod rewrite;
 pub mod serve;
 pub mod users;

@@ -65,6 +65,8 @@ pub enum ColumnEffect {
 
 #[derive(Clone, Debug)]
 pub struct TableAccess {
+    /// The user's roles that grant the relation, in the user's role order.
+    pub roles: Vec<String>,
     /// Per catalog column: may the user see it (plainly or masked)?
     pub visible: Vec<bool>,
     /// Per catalog column: does the user see it masked on some or all rows? Such a column may

@@ -17,7 +17,7 @@ mod source;
 pub mod value;
 
 pub use access::{Access, AppliedFilter, ColumnEffect, ColumnRule, Source, TableAccess};
-pub use assignment::{Entitlements, HeldRole, Matcher};
+pub use assignment::{Entitlements, HeldRole, Matcher, VariableSource};
 pub use mask::Mask;
 pub use origin::{Origin, PolicyError, PolicyErrors};
 pub use set::PolicySet;

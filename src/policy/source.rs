@@ -66,6 +66,7 @@ impl TableBuilder<'_> {
             None => Ok(self.source(&views, &visible, &mut masked)),
         };
         TableAccess {
+            roles: granting.iter().map(|(held, _)| held.role.clone()).collect(),
             visible,
             masked,
             source,

@@ -1021,6 +1021,7 @@ impl Walker<'_> {
             .access
             .table(id)
             .ok_or_else(|| no_such_relation(&written))?;
+        self.read(id);
         let source = access.source.clone()?;
 
         let refname = alias
@@ -1098,6 +1099,7 @@ impl Walker<'_> {
                 }
                 if self.fence && select.selection.is_some() {
                     // See `leakproof`: the row filter runs before the query's conditions.
+                    self.trace.fenced = true;
                     body.limit_clause = Some(LimitClause::LimitOffset {
                         limit: None,
                         offset: Some(Offset {
