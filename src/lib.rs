@@ -15,6 +15,7 @@ pub mod explain;
 pub mod login;
 pub mod names;
 pub mod policy;
+pub mod policy_tests;
 pub mod proxy;
 pub mod random;
 pub mod refusal;

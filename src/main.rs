@@ -61,6 +61,14 @@ enum Command {
         #[arg(long, default_value = "tablegate.toml")]
         config: PathBuf,
     },
+    /// Run the policy test cases against the live databases; fails if any case fails.
+    TestPolicies {
+        #[arg(long, default_value = "tablegate.toml")]
+        config: PathBuf,
+        /// The folder of test case files (default: the policies folder's `tests`).
+        #[arg(long)]
+        tests: Option<PathBuf>,
+    },
     /// Look at and manage the users in the directory.
     Users {
         #[arg(long, default_value = "tablegate.toml")]
@@ -116,6 +124,9 @@ async fn main() -> ExitCode {
             sql,
         } => cli::explain::run(&config, &user, &database, search_path.as_deref(), &sql).await,
         Command::Check { config } => cli::check::run(&config).await,
+        Command::TestPolicies { config, tests } => {
+            cli::test_policies::run(&config, tests.as_deref()).await
+        }
         Command::Serve { config } => cli::serve::run(&config).await,
         Command::Users { config, command } => match command {
             UsersCommand::List => cli::users::list(&config).await,

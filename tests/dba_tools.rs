@@ -155,3 +155,77 @@ async fn explain_prints_the_rewritten_sql_and_the_policy_lines_behind_it() {
     );
     assert!(text.contains("    column email: masked"), "{text}");
 }
+
+const CASES: &str = r#"[[case]]
+name = "reps see their regions only"
+user = "alice"
+database = "shop"
+query = "SELECT DISTINCT region FROM orders"
+expect.rows_where = "region IN ('East', 'North')"
+expect.row_count = 2
+
+[[case]]
+name = "a wrong expectation"
+user = "alice"
+database = "shop"
+query = "SELECT id, email FROM customers"
+expect.columns = ["id", "email", "phone"]
+
+[[case]]
+name = "phones cannot be searched"
+user = "alice"
+database = "shop"
+query = "SELECT id FROM customers WHERE phone = '555-0101'"
+expect.refused = true
+expect.refusal_contains = "hidden by policy"
+"#;
+
+#[tokio::test]
+async fn test_policies_reports_each_case_with_its_line_and_fails_on_any_failure() {
+    let db = TempDatabase::with(SCHEMA).await;
+    let dir = configuration(&db, &[("policies/tests/shop.toml", CASES)]);
+    let cases = dir
+        .path()
+        .join("policies/tests/shop.toml")
+        .display()
+        .to_string();
+    let output = tablegate(dir.path(), &["test-policies"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            format!("PASS {cases}:1  reps see their regions only"),
+            format!("FAIL {cases}:9  a wrong expectation"),
+            "       columns are [\"id\", \"email\"], expected [\"id\", \"email\", \"phone\"]"
+                .into(),
+            format!("PASS {cases}:16  phones cannot be searched"),
+            String::new(),
+            "3 cases: 2 passed, 1 failed".into(),
+        ]
+    );
+
+    // Only the passing cases: success. A folder given explicitly replaces policies/tests.
+    let passing = CASES.replace(
+        "expect.columns = [\"id\", \"email\", \"phone\"]",
+        "expect.columns = [\"id\", \"email\"]",
+    );
+    write(dir.path(), "other/cases.toml", &passing);
+    let other = dir.path().join("other").display().to_string();
+    let output = tablegate(dir.path(), &["test-policies", "--tests", &other]).await;
+    assert!(output.status.success(), "{}", stdout(&output));
+
+    // A mistake in a case file is reported at its line, before anything runs.
+    write(
+        dir.path(),
+        "other/broken.toml",
+        "[[case]]\nuser = \"alice\"\ndatabase = \"shop\"\nquery = \"SELECT 1\"\nexpect.rows_where = \"(SELECT true)\"\n",
+    );
+    let output = tablegate(dir.path(), &["test-policies", "--tests", &other]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        errors.contains("broken.toml:5: `rows_where` cannot contain a subquery"),
+        "{errors}"
+    );
+}

@@ -4,6 +4,7 @@ pub mod check;
 pub mod explain;
 pub mod rewrite;
 pub mod serve;
+pub mod test_policies;
 pub mod users;
 pub mod wecom;
 
