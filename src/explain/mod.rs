@@ -6,7 +6,7 @@
 //! with its policy line), whether the sources were fenced, and the SQL forwarded — or the
 //! refusal. [`Explanation`] is that chain as data, built from the same [`Access`] and
 //! [`Entitlements`](crate::policy::Entitlements) the proxy uses, so it cannot drift from what
-//! the proxy does; [`render`] prints it.
+//! the proxy does; its `Display` (in `render`) prints it for a terminal.
 
 mod render;
 

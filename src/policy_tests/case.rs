@@ -44,7 +44,7 @@ pub enum Expected {
     Accepted(ResultChecks),
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ResultChecks {
     /// The result's column names, in order.
     pub columns: Option<Vec<String>>,
