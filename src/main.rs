@@ -35,6 +35,22 @@ enum Command {
         search_path: Option<String>,
         sql: String,
     },
+    /// Print the SQL tablegate would forward for a user and why: roles, variables, row
+    /// filters, hidden and masked columns with their policy lines; or the refusal.
+    Explain {
+        #[arg(long, default_value = "tablegate.toml")]
+        config: PathBuf,
+        /// The user (userid) the statement runs as.
+        #[arg(long)]
+        user: String,
+        /// The datasource, as clients name it in the database connection parameter.
+        #[arg(long)]
+        database: String,
+        /// The session's search_path (default: the upstream database's).
+        #[arg(long)]
+        search_path: Option<String>,
+        sql: String,
+    },
     /// Run the proxy.
     Serve {
         #[arg(long, default_value = "tablegate.toml")]
@@ -44,6 +60,14 @@ enum Command {
     Check {
         #[arg(long, default_value = "tablegate.toml")]
         config: PathBuf,
+    },
+    /// Run the policy test cases against the live databases; fails if any case fails.
+    TestPolicies {
+        #[arg(long, default_value = "tablegate.toml")]
+        config: PathBuf,
+        /// The folder of test case files (default: the policies folder's `tests`).
+        #[arg(long)]
+        tests: Option<PathBuf>,
     },
     /// Look at and manage the users in the directory.
     Users {
@@ -92,7 +116,17 @@ async fn main() -> ExitCode {
             search_path,
             sql,
         } => cli::rewrite::run(&config, &user, &database, search_path.as_deref(), &sql).await,
+        Command::Explain {
+            config,
+            user,
+            database,
+            search_path,
+            sql,
+        } => cli::explain::run(&config, &user, &database, search_path.as_deref(), &sql).await,
         Command::Check { config } => cli::check::run(&config).await,
+        Command::TestPolicies { config, tests } => {
+            cli::test_policies::run(&config, tests.as_deref()).await
+        }
         Command::Serve { config } => cli::serve::run(&config).await,
         Command::Users { config, command } => match command {
             UsersCommand::List => cli::users::list(&config).await,

@@ -6,8 +6,9 @@
 
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    BinaryOperator, CaseWhen, Expr, GroupByExpr, ObjectName, Query, Select, SelectFlavor,
-    SelectItem, SetExpr, TableAlias, TableFactor, TableWithJoins,
+    BinaryOperator, CaseWhen, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, ObjectName, Query, Select,
+    SelectFlavor, SelectItem, SetExpr, TableAlias, TableFactor, TableWithJoins,
 };
 
 use crate::names::{QualifiedName, quoted};
@@ -116,16 +117,64 @@ fn combine(exprs: Vec<Expr>, op: BinaryOperator) -> Expr {
     })
 }
 
-/// `CASE WHEN (condition) THEN result END`.
-pub fn case_when(condition: Expr, result: Expr) -> Expr {
+/// `CASE WHEN (c1) THEN r1 WHEN (c2) THEN r2 … [ELSE e] END`; `arms` must not be empty.
+pub fn case(arms: Vec<(Expr, Expr)>, else_result: Option<Expr>) -> Expr {
     Expr::Case {
         case_token: AttachedToken::empty(),
         end_token: AttachedToken::empty(),
         operand: None,
-        conditions: vec![CaseWhen {
-            condition: nested(condition),
-            result,
-        }],
-        else_result: None,
+        conditions: arms
+            .into_iter()
+            .map(|(condition, result)| CaseWhen {
+                condition: nested(condition),
+                result,
+            })
+            .collect(),
+        else_result: else_result.map(Box::new),
+    }
+}
+
+/// `pg_catalog.name(args…)`: a built-in, pinned so no function of the same name in a schema on
+/// the session's search_path can stand in for it. `name` must be a plain lower-case word.
+pub fn builtin_call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            clauses: vec![],
+        }),
+        within_group: vec![],
+        filter: None,
+        null_treatment: None,
+        over: None,
+    })
+}
+
+/// `expr::data_type`.
+pub fn cast(expr: Expr, data_type: DataType) -> Expr {
+    Expr::Cast {
+        kind: CastKind::DoubleColon,
+        expr: Box::new(nested_unless_simple(expr)),
+        data_type,
+        format: None,
+    }
+}
+
+/// `::` binds tighter than any operator: a compound operand needs parentheses.
+fn nested_unless_simple(e: Expr) -> Expr {
+    match e {
+        Expr::Identifier(_)
+        | Expr::CompoundIdentifier(_)
+        | Expr::Value(_)
+        | Expr::Function(_)
+        | Expr::Nested(_)
+        | Expr::Cast { .. } => e,
+        e => Expr::Nested(Box::new(e)),
     }
 }

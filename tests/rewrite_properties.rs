@@ -21,6 +21,7 @@ deny_columns = ["customers.phone"]
 tables = ["public.orders", "public.customers"]
 rows."public.orders" = "region IN ({{user.regions}})"
 rows."public.customers" = "region <> 'Hidden'"
+mask."customers.email" = "hash"
 [[assign]]
 user = "alice"
 roles = ["rep"]
@@ -42,7 +43,11 @@ fn world() -> World {
             "orders",
             &["id", "region", "amount", "customer_id", "note"],
         ),
-        ("public", "customers", &["id", "name", "phone", "region"]),
+        (
+            "public",
+            "customers",
+            &["id", "name", "phone", "region", "email"],
+        ),
         ("public", "secret", &["x"]),
     ]);
     let policies = PolicySet::from_str("p.toml", POLICY).unwrap();
@@ -433,6 +438,23 @@ fn statements_whose_meaning_depends_on_a_literal_are_keyed_by_their_text() {
         refused.is_err(),
         "ordering by the hidden column must be refused, not served from the cache"
     );
+    // Nor is an ordinal where a masked column could be its target: ORDER BY 2 is the masked email.
+    for ordered in [
+        "SELECT name, email FROM customers ORDER BY {}",
+        "SELECT name, email FROM customers GROUP BY {}",
+        "SELECT name, email FROM customers UNION ALL SELECT name, email FROM customers ORDER BY {}",
+        "SELECT * FROM customers ORDER BY {}",
+    ] {
+        let masked = if ordered.contains('*') { "4" } else { "2" };
+        cache
+            .rewrite(&ordered.replace("{}", "1"), &world.context(), &path)
+            .unwrap();
+        let refused = cache.rewrite(&ordered.replace("{}", masked), &world.context(), &path);
+        assert!(
+            refused.is_err_and(|e| e.message.contains("masked")),
+            "ordering by the masked column must be refused, not served from the cache: {ordered}"
+        );
+    }
     // SET values are never slots.
     cache
         .rewrite("SET client_encoding = 'UTF8'", &world.context(), &path)
@@ -474,6 +496,7 @@ fn the_generators_exercise_accepted_queries_and_cache_hits() {
         "SELECT name FROM customers WHERE region IN ({s}, {s}) ORDER BY 1 LIMIT {n}",
         "WITH o AS (SELECT * FROM orders WHERE id = {n}) SELECT count(*) FROM o WHERE note LIKE {s}",
         "SELECT /* 'comment' 1 */ id FROM orders WHERE note = {s}",
+        "SELECT id, email FROM customers WHERE id = {n}",
     ];
     for shape in shapes {
         cache

@@ -65,6 +65,15 @@ vars = { regions = ["x' OR '1'='1", "a\\'; DROP TABLE orders; --"] }
 [[assign]]
 user = "nobody_vars"
 roles = ["employee"]
+
+[role.support.datasource.d]
+tables = ["public.customers", "public.orders"]
+mask."customers.name" = "last4"
+mask."orders.note" = "hash"
+
+[[assign]]
+user = "sue"
+roles = ["support"]
 "#;
 
 const USERS: &str = r#"
@@ -82,6 +91,8 @@ userid = "erin"
 userid = "mallory"
 [[user]]
 userid = "nobody_vars"
+[[user]]
+userid = "sue"
 "#;
 
 fn catalog() -> Catalog {
@@ -518,6 +529,153 @@ fn alias_column_lists_name_the_protected_columns() {
         "SELECT n FROM customers AS x(i, n, p) WHERE p = '1'",
     );
     assert!(e.message.contains("x.p"), "{e}");
+}
+
+// ---- Masked columns ----------------------------------------------------------------------------
+
+/// sue's customers: name masked (last4), phone hidden (the datasource denies it).
+const CUSTOMERS_MASKED: &str = "(SELECT \"id\", '****' || pg_catalog.right(\"name\"::TEXT, \
+    CASE WHEN (pg_catalog.length(\"name\"::TEXT) > 4) THEN 4 ELSE 0 END) AS \"name\", \"region\" \
+    FROM \"public\".\"customers\")";
+
+#[test]
+fn masked_columns_are_selected_as_their_masks_with_a_notice() {
+    let (out, notices) = ok_notices("sue", "SELECT c.id, c.name FROM customers c");
+    assert_eq!(
+        out,
+        format!("SELECT c.id, c.name FROM {CUSTOMERS_MASKED} AS c")
+    );
+    assert_eq!(
+        notices,
+        ["tablegate: masked by policy, shown masked: c.name"]
+    );
+    let (out, notices) = ok_notices("sue", "SELECT * FROM customers");
+    assert_eq!(
+        out,
+        format!("SELECT * FROM {CUSTOMERS_MASKED} AS \"customers\"")
+    );
+    assert!(
+        notices.contains(&"tablegate: masked by policy, shown masked: customers.name".to_string()),
+        "{notices:?}"
+    );
+    assert!(
+        notices.iter().any(|n| n.contains("hidden by policy")),
+        "{notices:?}"
+    );
+}
+
+#[test]
+fn masked_columns_pass_up_unchanged_through_subqueries_ctes_and_union_all() {
+    for sql in [
+        "SELECT n FROM (SELECT name AS n FROM customers) s",
+        "SELECT s.* FROM (SELECT * FROM customers) s ORDER BY 1",
+        "WITH c AS (SELECT id, name FROM customers) SELECT name FROM c WHERE id > 3 ORDER BY id",
+        "SELECT name FROM customers UNION ALL SELECT name FROM customers",
+        "SELECT c FROM customers c",
+        "SELECT DISTINCT ON (id) id, name FROM customers ORDER BY id",
+        "SELECT id FROM customers c WHERE EXISTS (SELECT * FROM customers d WHERE d.id = c.id)",
+        "SELECT customers.name, count(*) OVER () FROM customers",
+        "SELECT public.customers.name FROM public.customers",
+    ] {
+        ok("sue", sql);
+    }
+}
+
+#[test]
+fn masked_columns_anywhere_but_a_select_list_refuse_the_statement_naming_the_column() {
+    for sql in [
+        // Predicates, however disguised.
+        "SELECT id FROM customers WHERE name = '****1234'",
+        "SELECT id FROM customers WHERE right(name, 4) = '1234'",
+        "SELECT id FROM customers WHERE name LIKE '%1'",
+        "SELECT id FROM customers WHERE (name) IS NULL",
+        "SELECT id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.note = c.name)",
+        "SELECT region FROM customers GROUP BY region HAVING min(name) > 'a'",
+        // Joins.
+        "SELECT c.id FROM customers c JOIN orders o ON o.note = c.name",
+        "SELECT * FROM customers a JOIN customers b USING (name)",
+        "SELECT * FROM customers a NATURAL JOIN customers b",
+        // Grouping, by name, alias or position.
+        "SELECT name, count(*) FROM customers GROUP BY name",
+        "SELECT name, count(*) FROM customers GROUP BY 1",
+        "SELECT name AS n, count(*) FROM customers GROUP BY n",
+        // Ordering, by name, alias, position or through `*`.
+        "SELECT name FROM customers ORDER BY name",
+        "SELECT name FROM customers ORDER BY 1",
+        "SELECT name AS n FROM customers ORDER BY n",
+        "SELECT * FROM customers ORDER BY 2",
+        "SELECT id, name FROM customers ORDER BY length(name)",
+        "SELECT row_number() OVER (ORDER BY name) FROM customers",
+        "SELECT rank() OVER (PARTITION BY name ORDER BY id) FROM customers",
+        "SELECT id FROM customers WINDOW w AS (ORDER BY name)",
+        // Deduplication.
+        "SELECT DISTINCT name FROM customers",
+        "SELECT DISTINCT id, name FROM customers",
+        "SELECT DISTINCT ON (name) id FROM customers",
+        "SELECT name FROM customers UNION SELECT name FROM customers",
+        "SELECT name FROM customers INTERSECT SELECT name FROM customers",
+        "SELECT name FROM customers EXCEPT SELECT name FROM customers",
+        // Aggregates and expressions.
+        "SELECT count(DISTINCT name) FROM customers",
+        "SELECT max(name) FROM customers",
+        "SELECT string_agg(name, ',') FROM customers",
+        "SELECT length(name) FROM customers",
+        "SELECT upper(name) AS name FROM customers",
+        "SELECT name || '' FROM customers",
+        "SELECT name::int FROM customers",
+        "SELECT CASE WHEN name IS NULL THEN 1 END FROM customers",
+        "SELECT encode(sha256(note::bytea), 'hex') FROM orders",
+        // Passed up, then used.
+        "SELECT n FROM (SELECT name AS n FROM customers) s WHERE n = 'x'",
+        "SELECT n FROM (SELECT name AS n FROM customers) s ORDER BY 1",
+        "WITH c AS (SELECT name FROM customers) SELECT name FROM c ORDER BY name",
+        "SELECT x.b FROM customers AS x(a, b) ORDER BY x.b",
+        "SELECT name FROM customers UNION ALL SELECT name FROM customers ORDER BY 1",
+        "SELECT name FROM customers UNION ALL SELECT name FROM customers ORDER BY name",
+        "(SELECT region FROM customers) UNION ALL (SELECT name FROM customers) ORDER BY 1",
+        // As a value of a subquery.
+        "SELECT (SELECT name FROM customers LIMIT 1)",
+        "SELECT id FROM orders WHERE note IN (SELECT name FROM customers)",
+        "SELECT id FROM orders WHERE region IN (SELECT name FROM customers)",
+        "SELECT ARRAY(SELECT name FROM customers)",
+        "WITH RECURSIVE r(n) AS (SELECT name FROM customers UNION ALL SELECT n FROM r WHERE false) SELECT n FROM r",
+    ] {
+        let e = refused("sue", sql);
+        assert_eq!(e.kind, RefusalKind::Column, "{sql}: {e}");
+        assert!(e.message.contains("masked by policy"), "{sql}: {e}");
+        assert!(
+            e.message.contains("name") || e.message.contains("note") || e.message.contains(" n"),
+            "{sql}: {e}"
+        );
+    }
+}
+
+#[test]
+fn whole_rows_holding_a_masked_column_are_selected_only_as_they_are() {
+    for sql in [
+        "SELECT row_to_json(c) FROM customers c",
+        "SELECT c FROM customers c ORDER BY c",
+        "SELECT count(c.*) FROM customers c",
+        "SELECT id FROM customers c WHERE c IS NOT NULL",
+        "SELECT (c).name FROM customers c",
+    ] {
+        let e = refused("sue", sql);
+        assert!(
+            e.message.contains("c.name") || e.message.contains("column c:"),
+            "{sql}: {e}"
+        );
+        assert!(e.message.contains("masked by policy"), "{sql}: {e}");
+    }
+}
+
+#[test]
+fn refusals_of_masked_columns_say_what_to_do() {
+    let e = refused("sue", "SELECT id FROM customers ORDER BY name");
+    assert_eq!(
+        e.message,
+        "permission denied for column customers.name: it is masked by policy and can only be selected as it is, not used in ORDER BY"
+    );
+    assert!(e.hint.unwrap().contains("select the column on its own"));
 }
 
 // ---- GROUP BY a primary key --------------------------------------------------------------------

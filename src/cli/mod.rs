@@ -1,8 +1,10 @@
 //! Command implementations; each returns the exit code, or an error message for exit status 2.
 
 pub mod check;
+pub mod explain;
 pub mod rewrite;
 pub mod serve;
+pub mod test_policies;
 pub mod users;
 pub mod wecom;
 

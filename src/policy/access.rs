@@ -1,24 +1,25 @@
 //! Access: what one user may see on one datasource, resolved against one catalog snapshot.
 //!
 //! For every relation the user's roles grant, this fixes the visible columns and builds the
-//! *protected source*: `SELECT <visible columns> FROM "schema"."table" WHERE <row filters>` with
-//! the user's values bound as literals. The rewriter replaces each occurrence of the relation by
-//! that source. With several roles a row is visible if any role admits it, and a column's value
-//! only on rows admitted by a role that grants the column (NULL elsewhere).
+//! *protected source* ([`super::source`]): `SELECT <visible columns> FROM "schema"."table" WHERE
+//! <row filters>` with the user's values bound as literals and masked columns projected as their
+//! masks. The rewriter replaces each occurrence of the relation by that source. With several
+//! roles a row is visible if any role admits it, and a column's value shows on rows admitted by a
+//! role that grants the column (NULL elsewhere), plainly where such a role shows it plainly.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 
-use sqlparser::ast::{Expr, Query, SelectItem};
+use sqlparser::ast::Query;
 
-use super::assignment::{Entitlements, HeldRole};
-use super::filter::BindError;
+use super::assignment::HeldRole;
+use super::mask::Mask;
+use super::origin::Origin;
 use super::set::{Grant, PolicySet};
+use super::source::TableBuilder;
 use crate::catalog::{Catalog, RelationId, SYSTEM_SCHEMAS};
 use crate::directory::User;
-use crate::names::quoted;
-use crate::refusal::{Refusal, RefusalKind};
-use crate::sql;
+use crate::refusal::Refusal;
 
 static NEXT_ACCESS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -35,17 +36,47 @@ pub enum Source {
 #[derive(Clone, Debug)]
 pub struct AppliedFilter {
     pub role: String,
+    /// The filter as the policy writes it.
     pub text: String,
+    /// The filter with the user's values bound, as SQL.
     pub bound: String,
+    pub origin: Origin,
+}
+
+/// A policy line that keeps a column from one role (or, with `role` None, from everyone on the
+/// datasource) as it is (for `explain`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnRule {
+    pub column: String,
+    pub role: Option<String>,
+    pub effect: ColumnEffect,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ColumnEffect {
+    /// A `deny_columns` pattern hides it.
+    Denied,
+    /// The role's `columns` allow-list for the table leaves it out.
+    NotListed,
+    /// A `mask` shows it masked.
+    Masked(Mask),
 }
 
 #[derive(Clone, Debug)]
 pub struct TableAccess {
-    /// Per catalog column: may the user see it?
+    /// The user's roles that grant the relation, in the user's role order.
+    pub roles: Vec<String>,
+    /// Per catalog column: may the user see it (plainly or masked)?
     pub visible: Vec<bool>,
+    /// Per catalog column: does the user see it masked on some or all rows? Such a column may
+    /// only be selected as it is.
+    pub masked: Vec<bool>,
     /// The source to read, or why the relation cannot be read (a missing variable, a broken filter).
     pub source: Result<Source, Refusal>,
     pub filters: Vec<AppliedFilter>,
+    /// Every policy line that hides or masks a column for one of the user's roles.
+    pub column_rules: Vec<ColumnRule>,
 }
 
 #[derive(Debug)]
@@ -122,9 +153,7 @@ impl Access {
                     relation: id,
                     user,
                     entitlements: &entitlements,
-                    datasource_deny: datasource_policy
-                        .map(|d| d.deny_columns.as_slice())
-                        .unwrap_or_default(),
+                    datasource: datasource_policy,
                 };
                 tables.insert(id, builder.build(&granting));
             }
@@ -170,205 +199,6 @@ impl Access {
 
     pub fn granted_tables(&self) -> impl Iterator<Item = (RelationId, &TableAccess)> {
         self.tables.iter().map(|(id, t)| (*id, t))
-    }
-}
-
-struct TableBuilder<'a> {
-    catalog: &'a Catalog,
-    relation: RelationId,
-    user: &'a User,
-    entitlements: &'a Entitlements,
-    datasource_deny: &'a [super::set::Located<crate::names::NamePattern>],
-}
-
-/// One role's view of the relation: its filter (None: all rows) and its visible columns.
-struct RoleView {
-    filter: Option<Expr>,
-    columns: Vec<bool>,
-}
-
-impl TableBuilder<'_> {
-    fn build(&self, granting: &[&(&HeldRole, &Grant)]) -> TableAccess {
-        let relation = self.catalog.relation(self.relation);
-        let mut filters = Vec::new();
-        let mut views = Vec::with_capacity(granting.len());
-        let mut failure = None;
-        for (held, grant) in granting {
-            match self.role_view(held, grant, &mut filters) {
-                Ok(view) => views.push(view),
-                Err(refusal) => {
-                    failure.get_or_insert(refusal);
-                }
-            }
-        }
-        let visible: Vec<bool> = (0..relation.columns.len())
-            .map(|i| views.iter().any(|v| v.columns[i]))
-            .collect();
-        let source = match failure {
-            Some(refusal) => Err(refusal),
-            None => Ok(self.source(&views, &visible)),
-        };
-        TableAccess {
-            visible,
-            source,
-            filters,
-        }
-    }
-
-    fn role_view(
-        &self,
-        held: &HeldRole,
-        grant: &Grant,
-        applied: &mut Vec<AppliedFilter>,
-    ) -> Result<RoleView, Refusal> {
-        let relation = self.catalog.relation(self.relation);
-        let (schema, table) = (relation.name.schema.as_str(), relation.name.name.as_str());
-        let mut bound = Vec::new();
-        for (pattern, filter) in &grant.rows {
-            if !pattern.value.matches(&[schema, table]) {
-                continue;
-            }
-            for column in filter.value.columns() {
-                let known = match column.as_slice() {
-                    [c] => relation.column_index(c).is_some(),
-                    [t, c] => t == table && relation.column_index(c).is_some(),
-                    _ => false,
-                };
-                if !known {
-                    return Err(Refusal::new(
-                        RefusalKind::Policy,
-                        format!(
-                            "the row filter of role `{}` for {} ({}) reads `{}`, which is not a column of that table",
-                            held.role,
-                            relation.name,
-                            filter.origin,
-                            column.join(".")
-                        ),
-                    )
-                    .with_hint("ask the DBA to fix the policy; `tablegate check` finds such errors"));
-                }
-            }
-            let expr = filter
-                .value
-                .bind(|name| self.entitlements.variable(self.user, name))
-                .map_err(|e| {
-                    bind_refusal(e, &held.role, &relation.name.to_string(), &filter.origin)
-                })?;
-            applied.push(AppliedFilter {
-                role: held.role.clone(),
-                text: filter.value.text.clone(),
-                bound: expr.to_string(),
-            });
-            bound.push(expr);
-        }
-        let allow_lists: Vec<&Vec<String>> = grant
-            .columns
-            .iter()
-            .filter(|(p, _)| p.value.matches(&[schema, table]))
-            .map(|(_, names)| names)
-            .collect();
-        let columns = relation
-            .columns
-            .iter()
-            .map(|c| {
-                let allowed =
-                    allow_lists.is_empty() || allow_lists.iter().any(|l| l.contains(&c.name));
-                let denied = grant
-                    .deny_columns
-                    .iter()
-                    .chain(self.datasource_deny)
-                    .any(|p| denies(&p.value, schema, table, &c.name));
-                allowed && !denied
-            })
-            .collect();
-        Ok(RoleView {
-            filter: (!bound.is_empty()).then(|| sql::all_of(bound)),
-            columns,
-        })
-    }
-
-    fn source(&self, views: &[RoleView], visible: &[bool]) -> Source {
-        let relation = self.catalog.relation(self.relation);
-        let unfiltered = views.iter().any(|v| v.filter.is_none());
-        if unfiltered
-            && visible.iter().all(|&v| v)
-            && views.iter().all(|v| v.columns.iter().all(|&c| c))
-        {
-            return Source::Whole;
-        }
-        let rows = (!unfiltered)
-            .then(|| sql::any_of(views.iter().filter_map(|v| v.filter.clone()).collect()));
-        let projection = relation
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| visible[*i])
-            .map(|(i, column)| {
-                let value = Expr::Identifier(quoted(&column.name));
-                let granting: Vec<&RoleView> = views.iter().filter(|v| v.columns[i]).collect();
-                // The value shows on rows some granting role admits; when those are all the rows
-                // the WHERE clause lets through, no CASE is needed.
-                if granting.iter().any(|v| v.filter.is_none()) || granting.len() == views.len() {
-                    SelectItem::UnnamedExpr(value)
-                } else {
-                    let admitted =
-                        sql::any_of(granting.iter().filter_map(|v| v.filter.clone()).collect());
-                    SelectItem::ExprWithAlias {
-                        expr: sql::case_when(admitted, value),
-                        alias: quoted(&column.name),
-                    }
-                }
-            })
-            .collect();
-        Source::Protected(Box::new(sql::select(
-            projection,
-            sql::table(sql::object_name(&relation.name), None),
-            rows,
-        )))
-    }
-}
-
-/// Whether a deny pattern (`table.column` or `schema.table.column`) covers a column.
-pub(super) fn denies(
-    pattern: &crate::names::NamePattern,
-    schema: &str,
-    table: &str,
-    column: &str,
-) -> bool {
-    match pattern.len() {
-        3 => pattern.matches(&[schema, table, column]),
-        _ => pattern.matches(&[table, column]),
-    }
-}
-
-fn bind_refusal(
-    error: BindError,
-    role: &str,
-    table: &str,
-    origin: &super::origin::Origin,
-) -> Refusal {
-    match error {
-        BindError::Missing(name) => Refusal::new(
-            RefusalKind::Policy,
-            format!(
-                "the row filter of role `{role}` on {table} needs the variable user.{name}, which you do not have"
-            ),
-        )
-        .with_hint(format!(
-            "ask the DBA to set `{name}` for you (an assignment's vars, or a directory attribute); the filter is at {origin}"
-        )),
-        BindError::ListOutsideIn(name) => Refusal::new(
-            RefusalKind::Policy,
-            format!(
-                "the row filter of role `{role}` on {table} ({origin}) uses the list user.{name} outside IN (...)"
-            ),
-        )
-        .with_hint("ask the DBA to write the filter as `column IN ({{user.NAME}})`"),
-        BindError::Unresolved { variable, reason } => Refusal::new(
-            RefusalKind::Policy,
-            format!("the variable user.{variable} needed by role `{role}` on {table} is ambiguous: {reason}"),
-        )
-        .with_hint("ask the DBA to make the assignments agree"),
     }
 }
 
@@ -474,5 +304,180 @@ mod tests {
             .as_ref()
             .unwrap_err();
         assert!(err.message.contains("`regio`"), "{err}");
+    }
+
+    fn masked_access(policy: &str) -> (Catalog, Access) {
+        let column = |(name, type_name): &(&str, &str)| crate::catalog::Column {
+            name: name.to_string(),
+            type_name: type_name.to_string(),
+        };
+        let relation = |name: &str, columns: &[(&str, &str)]| crate::catalog::Relation {
+            name: crate::names::QualifiedName::new("public", name),
+            kind: crate::catalog::RelationKind::Table,
+            is_child: false,
+            columns: columns.iter().map(column).collect(),
+            primary_key: vec![0],
+        };
+        let catalog = Catalog::new(
+            vec![
+                relation(
+                    "customers",
+                    &[
+                        ("id", "integer"),
+                        ("name", "text"),
+                        ("phone", "character varying(20)"),
+                        ("born", "date"),
+                        ("region", "text"),
+                    ],
+                ),
+                relation("orders", &[("id", "integer"), ("region", "text")]),
+            ],
+            [],
+            "tablegate",
+            "public",
+        );
+        let policies = PolicySet::from_str("p.toml", policy).unwrap();
+        let access = Access::build(&policies, &catalog, &alice(), "d");
+        (catalog, access)
+    }
+
+    fn customers(catalog: &Catalog, access: &Access) -> TableAccess {
+        let id = catalog
+            .lookup(&crate::names::QualifiedName::new("public", "customers"))
+            .unwrap();
+        access.table(id).expect("granted").clone()
+    }
+
+    #[test]
+    fn a_masked_column_is_its_mask_under_its_own_name() {
+        let (catalog, access) = masked_access(
+            "[datasource.d]\nmask.\"*.born\" = \"year\"\n\
+             [role.rep.datasource.d]\ntables=[\"public.*\"]\nmask.\"customers.phone\" = \"last4\"\n\
+             [[assign]]\nuser=\"alice\"\nroles=[\"rep\"]\n",
+        );
+        assert_eq!(
+            source_sql(&catalog, &access, "public", "customers"),
+            "SELECT \"id\", \"name\", '****' || pg_catalog.right(\"phone\"::TEXT, \
+             CASE WHEN (pg_catalog.length(\"phone\"::TEXT) > 4) THEN 4 ELSE 0 END) AS \"phone\", \
+             pg_catalog.date_trunc('year', \"born\")::DATE AS \"born\", \"region\" \
+             FROM \"public\".\"customers\""
+        );
+        let table = customers(&catalog, &access);
+        assert_eq!(table.masked, [false, false, true, true, false]);
+        assert_eq!(table.visible, [true; 5]);
+        assert_eq!(table.column_rules.len(), 2);
+        assert_eq!(
+            table.column_rules[0],
+            ColumnRule {
+                column: "phone".into(),
+                role: Some("rep".into()),
+                effect: ColumnEffect::Masked(Mask::Last4),
+                origin: Origin {
+                    file: "p.toml".into(),
+                    line: 5
+                },
+            }
+        );
+        assert_eq!(table.column_rules[1].role, None, "the datasource's mask");
+        assert_eq!(
+            source_sql(&catalog, &access, "public", "orders"),
+            "WHOLE",
+            "tables without masked columns are read directly"
+        );
+    }
+
+    #[test]
+    fn a_role_showing_the_column_plainly_wins_on_the_rows_it_admits() {
+        let (catalog, access) = masked_access(
+            "[datasource.d]\n\
+             [role.east.datasource.d]\ntables=[\"public.customers\"]\nrows.\"public.customers\"=\"region = 'East'\"\n\
+             [role.all.datasource.d]\ntables=[\"public.customers\"]\nmask.\"customers.phone\"=\"null\"\nmask.\"customers.name\"=\"hash\"\n\
+             rows.\"public.customers\"=\"id > 0\"\n\
+             [[assign]]\nuser=\"alice\"\nroles=[\"all\", \"east\"]\n",
+        );
+        let sql = source_sql(&catalog, &access, "public", "customers");
+        assert!(
+            sql.contains(
+                "CASE WHEN (region = 'East') THEN \"phone\" ELSE CASE WHEN (false) THEN \"phone\" END END AS \"phone\""
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("CASE WHEN (region = 'East') THEN \"name\" ELSE pg_catalog.encode("),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("WHERE (id > 0) OR (region = 'East')"),
+            "{sql}"
+        );
+        assert_eq!(
+            customers(&catalog, &access).masked,
+            [false, true, true, false, false]
+        );
+
+        // An unfiltered role showing the column plainly shows it plainly everywhere.
+        let (catalog, access) = masked_access(
+            "[datasource.d]\n\
+             [role.all.datasource.d]\ntables=[\"public.customers\"]\n\
+             [role.masking.datasource.d]\ntables=[\"public.customers\"]\nmask.\"customers.phone\"=\"null\"\n\
+             [[assign]]\nuser=\"alice\"\nroles=[\"masking\", \"all\"]\n",
+        );
+        assert_eq!(customers(&catalog, &access).masked, [false; 5]);
+        assert_eq!(
+            source_sql(&catalog, &access, "public", "customers"),
+            "SELECT \"id\", \"name\", \"phone\", \"born\", \"region\" FROM \"public\".\"customers\""
+        );
+    }
+
+    #[test]
+    fn masks_of_several_roles_apply_on_the_rows_each_admits_and_deny_wins_over_mask() {
+        let (catalog, access) = masked_access(
+            "[datasource.d]\ndeny_columns=[\"customers.name\"]\n\
+             [role.a.datasource.d]\ntables=[\"public.customers\"]\nrows.\"public.customers\"=\"region = 'East'\"\n\
+             mask.\"customers.phone\"=\"last4\"\nmask.\"customers.name\"=\"hash\"\n\
+             [role.b.datasource.d]\ntables=[\"public.customers\"]\nrows.\"public.customers\"=\"region = 'West'\"\n\
+             mask.\"customers.phone\"=\"hash\"\n\
+             [[assign]]\nuser=\"alice\"\nroles=[\"a\", \"b\"]\n",
+        );
+        let sql = source_sql(&catalog, &access, "public", "customers");
+        assert!(
+            sql.contains("CASE WHEN (region = 'East') THEN '****' || pg_catalog.right("),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(") ELSE pg_catalog.encode(pg_catalog.sha256("),
+            "{sql}"
+        );
+        assert!(!sql.contains("\"name\""), "denied beats masked: {sql}");
+        let table = customers(&catalog, &access);
+        assert_eq!(table.visible, [true, false, true, true, true]);
+        assert!(
+            table.column_rules.iter().any(|r| r.column == "name"
+                && r.effect == ColumnEffect::Denied
+                && r.role.is_none()),
+            "{:?}",
+            table.column_rules
+        );
+    }
+
+    #[test]
+    fn conflicting_masks_or_a_mask_the_type_cannot_take_refuse_the_table() {
+        let (catalog, access) = masked_access(
+            "[datasource.d]\nmask.\"*.phone\"=\"null\"\n\
+             [role.r.datasource.d]\ntables=[\"public.customers\"]\nmask.\"customers.phone\"=\"last4\"\n\
+             [[assign]]\nuser=\"alice\"\nroles=[\"r\"]\n",
+        );
+        let err = customers(&catalog, &access).source.unwrap_err();
+        assert!(
+            err.message
+                .contains("has two masks for role `r`: `last4` (p.toml:5) and `null` (p.toml:2)"),
+            "{err}"
+        );
+        let (catalog, access) = masked_access(
+            "[datasource.d]\n[role.r.datasource.d]\ntables=[\"public.customers\"]\nmask.\"customers.name\"=\"year\"\n\
+             [[assign]]\nuser=\"alice\"\nroles=[\"r\"]\n",
+        );
+        let err = customers(&catalog, &access).source.unwrap_err();
+        assert!(err.message.contains("`name` is text (p.toml:4)"), "{err}");
     }
 }

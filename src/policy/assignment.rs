@@ -166,6 +166,44 @@ impl Entitlements {
     }
 }
 
+/// Where the value of a `{{user.x}}` variable comes from (for `explain`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum VariableSource {
+    /// A field of the user's directory entry (userid, name, email, position, departments).
+    Directory,
+    /// An assignment's `vars`, and the value that assignment sets.
+    Assignment { value: VarValue, origin: Origin },
+    /// A custom attribute of the user's directory entry.
+    Attribute,
+}
+
+impl Entitlements {
+    /// Where [`Entitlements::variable`] takes the value of `name` from; empty if nowhere.
+    pub fn variable_sources(&self, user: &User, name: &str) -> Vec<VariableSource> {
+        if RESERVED_VARIABLES.contains(&name) {
+            return vec![VariableSource::Directory];
+        }
+        if let Some(values) = self.assigned.get(name) {
+            return values
+                .iter()
+                .map(|(value, origin)| VariableSource::Assignment {
+                    value: value.clone(),
+                    origin: origin.clone(),
+                })
+                .collect();
+        }
+        if user.attributes.contains_key(name) {
+            return vec![VariableSource::Attribute];
+        }
+        Vec::new()
+    }
+
+    /// The variables the user's assignments set.
+    pub fn assigned_variables(&self) -> impl Iterator<Item = &str> {
+        self.assigned.keys().map(String::as_str)
+    }
+}
+
 fn merge(name: &str, values: &[(VarValue, Origin)]) -> Result<VarValue, BindError> {
     let (first, first_origin) = &values[0];
     if values.iter().all(|(v, _)| matches!(v, VarValue::List(_))) {
@@ -255,6 +293,25 @@ mod tests {
         assert_eq!(
             e.variable(&u, "nope"),
             Err(BindError::Missing("nope".into()))
+        );
+        let sources = e.variable_sources(&u, "regions");
+        assert_eq!(sources.len(), 2);
+        assert!(
+            matches!(&sources[1], VariableSource::Assignment { origin, .. } if origin.line == 8),
+            "{sources:?}"
+        );
+        assert_eq!(
+            e.variable_sources(&u, "region"),
+            [VariableSource::Attribute]
+        );
+        assert_eq!(
+            e.variable_sources(&u, "userid"),
+            [VariableSource::Directory]
+        );
+        assert!(e.variable_sources(&u, "nope").is_empty());
+        assert_eq!(
+            e.assigned_variables().collect::<Vec<_>>(),
+            ["level", "regions"]
         );
     }
 

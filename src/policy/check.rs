@@ -3,14 +3,15 @@
 //! Loading already rejects what is wrong in the files themselves. This adds what only the live
 //! schema and the directory can tell: patterns that match nothing (usually a typo that would
 //! silently grant or hide less than intended), filters reading columns a table lacks, variables
-//! nobody has, and filters PostgreSQL cannot plan.
+//! nobody has, filters PostgreSQL cannot plan, and masks a column's type cannot take or that
+//! conflict.
 
 use std::collections::BTreeSet;
 
-use super::access::denies;
 use super::assignment::RESERVED_VARIABLES;
 use super::origin::{Origin, PolicyError};
-use super::set::{Grant, PolicySet};
+use super::set::{Grant, Located, MaskRule, PolicySet};
+use super::source::denies;
 use crate::catalog::{Catalog, RelationId, SYSTEM_SCHEMAS};
 use crate::directory::User;
 use crate::names::QualifiedName;
@@ -78,6 +79,23 @@ pub async fn check_datasource(
         .map(|(id, r)| (id, &r.name))
         .collect();
 
+    let datasource_masks = policies
+        .datasources
+        .get(datasource)
+        .map_or(&[][..], |d| &d.masks);
+    for mask in datasource_masks {
+        let hits = check_mask(mask, catalog, &relations, findings);
+        if !hits {
+            findings.warnings.push(PolicyError {
+                origin: mask.origin.clone(),
+                message: format!(
+                    "mask `{}` matches no column of datasource `{datasource}`",
+                    mask.value.columns
+                ),
+            });
+        }
+    }
+
     if let Some(ds) = policies.datasources.get(datasource) {
         for pattern in &ds.deny_columns {
             let hits = relations.iter().any(|(id, name)| {
@@ -128,6 +146,14 @@ pub async fn check_datasource(
             }
         }
         check_columns(grant, &role.name, catalog, &granted, findings);
+        check_masks(
+            grant,
+            &role.name,
+            datasource_masks,
+            catalog,
+            &granted,
+            findings,
+        );
         for (pattern, filter) in &grant.rows {
             let targets: Vec<_> = granted
                 .iter()
@@ -245,5 +271,159 @@ fn check_columns(
                 ),
             );
         }
+    }
+}
+
+/// Whether a mask covers some column of `tables`; an error for each covered column whose type
+/// the mask cannot take.
+fn check_mask(
+    mask: &Located<MaskRule>,
+    catalog: &Catalog,
+    tables: &[(RelationId, &QualifiedName)],
+    findings: &mut Findings,
+) -> bool {
+    let mut hits = false;
+    for (id, name) in tables {
+        for column in &catalog.relation(*id).columns {
+            if !denies(&mask.value.columns, &name.schema, &name.name, &column.name) {
+                continue;
+            }
+            hits = true;
+            if let Err(message) = mask.value.mask.expression(&column.name, &column.type_name) {
+                findings.error(&mask.origin, format!("{message} (in {name})"));
+            }
+        }
+    }
+    hits
+}
+
+/// A role's masks: each covers a column of a granted table, fits its type, and no column gets
+/// two different masks (from two patterns, or the role's and the datasource's).
+fn check_masks(
+    grant: &Grant,
+    role: &str,
+    datasource_masks: &[Located<MaskRule>],
+    catalog: &Catalog,
+    granted: &[(RelationId, &QualifiedName)],
+    findings: &mut Findings,
+) {
+    for mask in &grant.masks {
+        if !check_mask(mask, catalog, granted, findings) {
+            findings.error(
+                &mask.origin,
+                format!(
+                    "mask `{}` of role `{role}` matches no column of a granted table",
+                    mask.value.columns
+                ),
+            );
+        }
+    }
+    for (id, name) in granted {
+        for column in &catalog.relation(*id).columns {
+            let covering: Vec<&Located<MaskRule>> = grant
+                .masks
+                .iter()
+                .chain(datasource_masks)
+                .filter(|m| denies(&m.value.columns, &name.schema, &name.name, &column.name))
+                .collect();
+            if let Some(other) = covering
+                .iter()
+                .find(|m| m.value.mask != covering[0].value.mask)
+            {
+                findings.error(
+                    &covering[0].origin,
+                    format!(
+                        "column {name}.{} gets two masks for role `{role}`: `{}` here and `{}` at {}; keep one",
+                        column.name, covering[0].value.mask, other.value.mask, other.origin
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Column, Relation, RelationKind};
+
+    /// Every filter plans: these tests are about what only the catalog can tell.
+    struct AnythingPlans;
+
+    impl Planner for AnythingPlans {
+        async fn plan(&mut self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn findings(policy: &str) -> Findings {
+        let catalog = Catalog::new(
+            vec![Relation {
+                name: QualifiedName::new("public", "customers"),
+                kind: RelationKind::Table,
+                is_child: false,
+                columns: [("id", "integer"), ("phone", "text"), ("born", "date")]
+                    .map(|(name, type_name)| Column {
+                        name: name.into(),
+                        type_name: type_name.into(),
+                    })
+                    .to_vec(),
+                primary_key: vec![0],
+            }],
+            [],
+            "tablegate",
+            "public",
+        );
+        let policies = PolicySet::from_str("p.toml", policy).unwrap();
+        let mut findings = Findings::default();
+        let mut planner = AnythingPlans;
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(check_datasource(
+                &policies,
+                "d",
+                &catalog,
+                &[],
+                &mut planner,
+                &mut findings,
+            ));
+        findings
+    }
+
+    #[test]
+    fn masks_must_match_fit_their_column_and_not_conflict() {
+        let found = findings(
+            "[datasource.d]\nmask.\"*.phone\" = \"hash\"\nmask.\"*.fax\" = \"null\"\n\
+             [role.r.datasource.d]\ntables = [\"public.customers\"]\n\
+             mask.\"customers.phone\" = \"last4\"\nmask.\"customers.id\" = \"year\"\n\
+             mask.\"customers.born\" = \"year\"\nmask.\"orders.note\" = \"null\"\n",
+        );
+        let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+        let warnings: Vec<String> = found.warnings.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            warnings,
+            ["p.toml:3: mask `*.fax` matches no column of datasource `d`"]
+        );
+        assert!(
+            errors.contains(
+                &"p.toml:7: the `year` mask applies to date and timestamp columns; `id` is integer (in public.customers)".to_string()
+            ),
+            "{errors:?}"
+        );
+        assert!(
+            errors.contains(
+                &"p.toml:9: mask `orders.note` of role `r` matches no column of a granted table"
+                    .to_string()
+            ),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with(
+                "p.toml:6: column public.customers.phone gets two masks for role `r`: `last4` here and `hash` at p.toml:2"
+            )),
+            "{errors:?}"
+        );
+        assert_eq!(errors.len(), 3, "{errors:?}");
     }
 }

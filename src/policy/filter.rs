@@ -37,6 +37,21 @@ pub enum BindError {
     Unresolved { variable: String, reason: String },
 }
 
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::Missing(name) => write!(
+                f,
+                "no value: no assignment sets `{name}` and the user's directory entry has no such attribute"
+            ),
+            BindError::ListOutsideIn(name) => {
+                write!(f, "the list `{name}` is used outside IN (...)")
+            }
+            BindError::Unresolved { reason, .. } => f.write_str(reason),
+        }
+    }
+}
+
 impl RowFilter {
     pub fn parse(text: &str) -> Result<RowFilter, String> {
         let (sql, variables) = replace_placeholders(text)?;

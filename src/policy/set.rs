@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::assignment::{Assignment, Matcher, RESERVED_VARIABLES};
 use super::filter::RowFilter;
+use super::mask::Mask;
 use super::origin::{Origin, PolicyError, PolicyErrors};
 use super::value::VarValue;
 use crate::names::{NamePattern, fold_str};
@@ -32,7 +33,17 @@ pub struct DatasourcePolicy {
     pub deny_columns: Vec<Located<NamePattern>>,
     /// Functions everybody may call on this datasource, beyond the built-in safe list.
     pub functions: Vec<Located<String>>,
+    /// Columns everybody sees masked on this datasource, whatever their roles.
+    pub masks: Vec<Located<MaskRule>>,
     pub origin: Origin,
+}
+
+/// `mask."pattern" = "kind"`: the columns a pattern covers are shown masked.
+#[derive(Clone, Debug)]
+pub struct MaskRule {
+    /// `table.column` or `schema.table.column`, as in `deny_columns`.
+    pub columns: NamePattern,
+    pub mask: Mask,
 }
 
 /// What one role may do on one datasource.
@@ -42,6 +53,7 @@ pub struct Grant {
     /// Allow-lists: for tables matching the pattern, only these columns.
     pub columns: Vec<(Located<NamePattern>, Vec<String>)>,
     pub deny_columns: Vec<Located<NamePattern>>,
+    pub masks: Vec<Located<MaskRule>>,
     pub rows: Vec<(Located<NamePattern>, Located<RowFilter>)>,
     pub functions: Vec<Located<String>>,
     pub origin: Origin,
@@ -170,6 +182,8 @@ struct RawDatasource {
     deny_columns: Vec<Spanned<String>>,
     #[serde(default)]
     functions: Vec<Spanned<String>>,
+    #[serde(default)]
+    mask: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +207,8 @@ struct RawGrant {
     rows: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     functions: Vec<Spanned<String>>,
+    #[serde(default)]
+    mask: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +271,7 @@ impl FileReader<'_> {
                 description: ds.description,
                 deny_columns: self.patterns(ds.deny_columns, &[2, 3]),
                 functions: self.functions(ds.functions),
+                masks: self.masks(ds.mask),
                 origin,
             };
             set.datasources.insert(name, policy);
@@ -322,6 +339,7 @@ impl FileReader<'_> {
             tables: self.patterns(raw.tables, &[2]),
             columns,
             deny_columns: self.patterns(raw.deny_columns, &[2, 3]),
+            masks: self.masks(raw.mask),
             rows,
             functions: self.functions(raw.functions),
             origin,
@@ -411,6 +429,28 @@ impl FileReader<'_> {
         raw.into_iter()
             .filter_map(|r| self.pattern(r, parts))
             .collect()
+    }
+
+    fn masks(&mut self, raw: BTreeMap<Spanned<String>, Spanned<String>>) -> Vec<Located<MaskRule>> {
+        let mut masks = Vec::new();
+        for (pattern, kind) in raw {
+            let Some(columns) = self.pattern(pattern, &[2, 3]) else {
+                continue;
+            };
+            match Mask::parse(kind.get_ref()) {
+                Ok(mask) => masks.push(Located {
+                    value: MaskRule {
+                        columns: columns.value,
+                        mask,
+                    },
+                    origin: columns.origin,
+                }),
+                Err(e) => self.error(kind.span().start, e),
+            }
+        }
+        // By line, as the DBA wrote them (TOML keys come back sorted).
+        masks.sort_by_key(|m| m.origin.line);
+        masks
     }
 
     fn functions(&mut self, raw: Vec<Spanned<String>>) -> Vec<Located<String>> {
@@ -553,6 +593,35 @@ vars = { regions = ["East", "North"] }
             .to_string();
         assert!(errors.starts_with("p.toml:2:"), "{errors}");
         assert!(errors.contains("deny_column"), "{errors}");
+    }
+
+    #[test]
+    fn masks_take_column_patterns_and_known_kinds() {
+        let set = PolicySet::from_str(
+            "p.toml",
+            "[datasource.d]\nmask.\"*.email\" = \"hash\"\n[role.r.datasource.d]\ntables=[\"public.t\"]\n\
+             mask.\"t.b\" = \"null\"\nmask.\"public.t.a\" = \"last4\"\n",
+        )
+        .unwrap();
+        let masks = &set.roles["r"].grants["d"].masks;
+        assert_eq!(masks.len(), 2);
+        assert_eq!((masks[0].value.mask, masks[0].origin.line), (Mask::Null, 5));
+        assert_eq!(masks[1].value.columns.len(), 3);
+        assert_eq!(set.datasources["d"].masks[0].value.mask, Mask::Hash);
+        let errors = PolicySet::from_str(
+            "p.toml",
+            "[datasource.d]\nmask.\"email\" = \"hash\"\nmask.\"t.phone\" = \"stars\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errors.contains("p.toml:2: `email` should have the form"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("p.toml:3: unknown mask `stars`; masks are `last4`"),
+            "{errors}"
+        );
     }
 
     #[test]

@@ -13,8 +13,10 @@ use super::Walker;
 use super::functions::{
     is_safe_binary_operator, is_safe_function, is_safe_unary_operator, refused_type,
 };
-use super::query::{column_parts, hidden_column_refusal, object_name_parts, qualified_label};
-use super::scope::{Frame, Resolved};
+use super::query::{
+    column_parts, hidden_column_refusal, masked_column_refusal, object_name_parts, qualified_label,
+};
+use super::scope::{ColumnState, Frame, FromItem, Resolved};
 use crate::policy::set::function_key;
 use crate::refusal::{Refusal, RefusalKind};
 
@@ -43,14 +45,8 @@ impl Walker<'_> {
         clause: &'static str,
     ) -> Result<(), Refusal> {
         match e {
-            Expr::Identifier(id) => self
-                .column_ref(std::slice::from_mut(id), frame, clause)
-                .map(|_| ()),
-            Expr::CompoundIdentifier(ids) => {
-                if let Some(shorter) = self.column_ref(ids, frame, clause)? {
-                    *ids = shorter;
-                }
-                Ok(())
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                self.column_expr(e, frame, clause, false).map(|_| ())
             }
             Expr::CompoundFieldAccess { root, access_chain } => {
                 self.expr(root, frame, clause)?;
@@ -106,7 +102,7 @@ impl Walker<'_> {
                 self.expr(expr, frame, clause)?;
                 match target {
                     InTarget::List(list) => self.exprs(list, frame, clause),
-                    InTarget::Subquery(q) => self.query(q, frame, false).map(|_| ()),
+                    InTarget::Subquery(q) => self.query(q, frame, false)?.refuse_masked("IN (...)"),
                     InTarget::Unnest(_) | InTarget::Table { .. } => {
                         Err(Refusal::unsupported("this form of IN"))
                     }
@@ -277,9 +273,11 @@ impl Walker<'_> {
                 }
                 Ok(())
             }
-            Expr::Exists { subquery, .. } | Expr::Subquery(subquery) => {
-                self.query(subquery, frame, false).map(|_| ())
-            }
+            // EXISTS ignores what its subquery selects.
+            Expr::Exists { subquery, .. } => self.query(subquery, frame, false).map(|_| ()),
+            Expr::Subquery(subquery) => self
+                .query(subquery, frame, false)?
+                .refuse_masked("a subquery's value"),
             Expr::GroupingSets(sets) | Expr::Cube(sets) | Expr::Rollup(sets) => {
                 for set in sets {
                     self.exprs(set, frame, clause)?;
@@ -319,14 +317,58 @@ impl Walker<'_> {
             .try_for_each(|e| self.expr(e, frame, clause))
     }
 
-    /// Checks a column reference; returns a shorter spelling when `schema.table.column` must
-    /// become `table.column` (the protected source keeps the table's name, not its schema).
+    /// A select-list expression: the one place a masked column (or a whole row holding one) may
+    /// appear, as a bare reference. Returns what the output column carries.
+    pub(super) fn selected_expr(
+        &mut self,
+        e: &mut Expr,
+        frame: &Frame,
+    ) -> Result<ColumnState, Refusal> {
+        match e {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                self.column_expr(e, frame, "the select list", true)
+            }
+            _ => {
+                self.expr(e, frame, "an expression in the select list")?;
+                Ok(ColumnState::Visible)
+            }
+        }
+    }
+
+    /// A column reference (`Expr::Identifier` or `Expr::CompoundIdentifier`), shortened in place
+    /// when needed; masked columns only `as_is`. Returns the state of what it reaches.
+    fn column_expr(
+        &mut self,
+        e: &mut Expr,
+        frame: &Frame,
+        clause: &'static str,
+        as_is: bool,
+    ) -> Result<ColumnState, Refusal> {
+        match e {
+            Expr::Identifier(id) => self
+                .column_ref(std::slice::from_mut(id), frame, clause, as_is)
+                .map(|(state, _)| state),
+            Expr::CompoundIdentifier(ids) => {
+                let (state, shorter) = self.column_ref(ids, frame, clause, as_is)?;
+                if let Some(shorter) = shorter {
+                    *ids = shorter;
+                }
+                Ok(state)
+            }
+            _ => unreachable!("column_expr is called for column references"),
+        }
+    }
+
+    /// Checks a column reference; returns the state of what it reaches, and a shorter spelling
+    /// when `schema.table.column` must become `table.column` (the protected source keeps the
+    /// table's name, not its schema).
     fn column_ref(
         &mut self,
         idents: &mut [Ident],
         frame: &Frame,
         clause: &'static str,
-    ) -> Result<Option<Vec<Ident>>, Refusal> {
+        as_is: bool,
+    ) -> Result<(ColumnState, Option<Vec<Ident>>), Refusal> {
         let parts = column_parts(&Expr::CompoundIdentifier(idents.to_vec())).expect("identifiers");
         if parts.len() > 3 {
             return Err(Refusal::new(
@@ -343,11 +385,24 @@ impl Walker<'_> {
         }
         match frame.resolve(&parts) {
             Resolved::Column { item, column } => {
-                if column.hidden {
-                    return Err(hidden_column_refusal(
-                        &qualified_label(item, &column.name),
-                        clause,
-                    ));
+                match column.state {
+                    ColumnState::Hidden => {
+                        return Err(hidden_column_refusal(
+                            &qualified_label(item, &column.name),
+                            clause,
+                        ));
+                    }
+                    ColumnState::Masked if !as_is => {
+                        return Err(masked_column_refusal(
+                            &qualified_label(item, &column.name),
+                            clause,
+                        ));
+                    }
+                    // Said once, where the column leaves its table.
+                    ColumnState::Masked if item.relation.is_some() => {
+                        self.notice_masked(&[qualified_label(item, &column.name)]);
+                    }
+                    ColumnState::Masked | ColumnState::Visible => {}
                 }
                 if parts.len() == 3 && item.schema.as_deref() == Some(parts[0].as_str()) {
                     // `schema.table.column` → `table.column`, if that reaches the same item.
@@ -363,11 +418,16 @@ impl Walker<'_> {
                         )
                         .with_hint("give the table an alias and use alias.column"));
                     }
-                    return Ok(Some(idents[1..].to_vec()));
+                    return Ok((column.state, Some(idents[1..].to_vec())));
                 }
-                Ok(None)
+                Ok((column.state, None))
             }
-            Resolved::WholeRow | Resolved::Unknown => Ok(None),
+            Resolved::WholeRow(item) => match item.masked_columns().next() {
+                Some(_) if as_is => Ok((ColumnState::Masked, None)),
+                Some(column) => Err(masked_row_refusal(item, column, clause)),
+                None => Ok((ColumnState::Visible, None)),
+            },
+            Resolved::Unknown => Ok((ColumnState::Visible, None)),
         }
     }
 
@@ -410,7 +470,8 @@ impl Walker<'_> {
         match args {
             FunctionArguments::None => {}
             FunctionArguments::Subquery(q) => {
-                self.query(q, frame, false)?;
+                self.query(q, frame, false)?
+                    .refuse_masked("a subquery's value")?;
             }
             FunctionArguments::List(list) => {
                 for arg in list.args.iter_mut() {
@@ -469,10 +530,16 @@ impl Walker<'_> {
             FunctionArgExpr::Expr(e) => self.expr(e, frame, clause),
             FunctionArgExpr::Wildcard => Ok(()),
             FunctionArgExpr::QualifiedWildcard(name) => {
-                // `count(t.*)`: the item's row, which holds only visible columns.
+                // `count(t.*)`: the item's row, which holds only visible columns; masked ones
+                // would be computed on.
                 let parts = object_name_parts(name)?;
-                let _ = self.wildcard_item(&parts, frame);
-                Ok(())
+                match self
+                    .wildcard_item(&parts, frame)
+                    .and_then(|item| Some((item, item.masked_columns().next()?)))
+                {
+                    Some((item, column)) => Err(masked_row_refusal(item, column, clause)),
+                    None => Ok(()),
+                }
             }
             FunctionArgExpr::WildcardWithOptions(_) => {
                 Err(Refusal::unsupported("`*` with options"))
@@ -554,6 +621,19 @@ fn check_value(value: &Value) -> Result<(), Refusal> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// A whole row (`t`, `t.*`) used in an expression, when it holds a masked column.
+fn masked_row_refusal(item: &FromItem, column: &str, clause: &str) -> Refusal {
+    let row = item.refname.as_deref().unwrap_or("the row");
+    Refusal::new(
+        RefusalKind::Column,
+        format!(
+            "permission denied for the row {row}: it holds {}, which is masked by policy, and rows holding masked columns can only be selected as they are, not used in {clause}",
+            qualified_label(item, column)
+        ),
+    )
+    .with_hint("name the columns you need instead of the whole row")
 }
 
 fn operator_refusal(op: &str) -> Refusal {

@@ -78,7 +78,7 @@ impl Walker<'_> {
                 continue;
             }
             let every_column = used.all || used.expanded.contains(refname);
-            for column in item.columns.iter().filter(|c| !c.hidden) {
+            for column in item.columns.iter().filter(|c| !c.is_hidden()) {
                 if !is_grouped(&column.name) && (every_column || used.names.contains(&column.name))
                 {
                     added.push(Expr::CompoundIdentifier(vec![
@@ -91,7 +91,7 @@ impl Walker<'_> {
             // only where that name means the row and not some column.
             let name = [refname.to_owned()];
             if used.whole_rows.contains(refname)
-                && matches!(frame.resolve(&name), Resolved::WholeRow)
+                && matches!(frame.resolve(&name), Resolved::WholeRow(_))
                 && frame.item(refname).is_some_and(|i| std::ptr::eq(i, item))
             {
                 added.push(Expr::Identifier(quoted(refname)));

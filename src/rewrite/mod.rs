@@ -23,7 +23,7 @@ use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, RelationId};
 use crate::policy::Access;
 use crate::refusal::{Refusal, RefusalKind};
 pub use search_path::SearchPath;
@@ -69,6 +69,7 @@ pub(crate) struct Walker<'a> {
     /// The statement has conditions that could fail on rows a filter rejects: row-filtered
     /// sources are fenced ([`leakproof`]).
     fence: bool,
+    trace: Trace,
 }
 
 impl Walker<'_> {
@@ -77,6 +78,24 @@ impl Walker<'_> {
             self.notices.push(message);
         }
     }
+
+    /// Notes that the statement reads a granted relation.
+    fn read(&mut self, relation: RelationId) {
+        if !self.trace.relations.contains(&relation) {
+            self.trace.relations.push(relation);
+        }
+    }
+}
+
+/// What a rewrite did, beyond its result, for `explain`: kept even when the statement is
+/// refused, so the explanation can show the policy behind the refusal.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    /// The granted relations the statements read, in the order first met.
+    pub relations: Vec<RelationId>,
+    /// Some row-filtered source was fenced ([`leakproof`]): the query has conditions that could
+    /// fail on rows a filter rejects.
+    pub fenced: bool,
 }
 
 /// Parses SQL text the way tablegate reads every statement.
@@ -98,16 +117,37 @@ pub fn rewrite(sql: &str, context: &Context) -> Result<Rewritten, Refusal> {
 }
 
 pub fn rewrite_statements(
-    mut statements: Vec<Statement>,
+    statements: Vec<Statement>,
     context: &Context,
 ) -> Result<Rewritten, Refusal> {
+    rewrite_traced(statements, context).0
+}
+
+/// [`rewrite_statements`], and what the rewrite read on the way, whatever its outcome.
+pub fn rewrite_traced(
+    mut statements: Vec<Statement>,
+    context: &Context,
+) -> (Result<Rewritten, Refusal>, Trace) {
     let mut walker = Walker {
         catalog: context.catalog,
         access: context.access,
         search_path: context.search_path,
         notices: Vec::new(),
         fence: false,
+        trace: Trace::default(),
     };
+    let result = walk(&mut walker, &mut statements).map(|effect| Rewritten {
+        statements,
+        notices: std::mem::take(&mut walker.notices),
+        effect,
+    });
+    (result, walker.trace)
+}
+
+fn walk(
+    walker: &mut Walker,
+    statements: &mut [Statement],
+) -> Result<Option<SessionEffect>, Refusal> {
     let mut effect = None;
     for statement in statements.iter_mut() {
         walker.fence = leakproof::needs_fence(statement);
@@ -124,9 +164,5 @@ pub fn rewrite_statements(
     for statement in statements.iter_mut() {
         printable::make_printable(statement)?;
     }
-    Ok(Rewritten {
-        statements,
-        notices: walker.notices,
-        effect,
-    })
+    Ok(effect)
 }

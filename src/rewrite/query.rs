@@ -4,31 +4,48 @@
 //! is replaced by its protected source, a derived table that keeps the name (or alias) the
 //! query used, so the rest of the query reads it unchanged and outer joins keep their meaning.
 //! Hidden columns named in the top-level select list are stripped (with a notice); named
-//! anywhere else they refuse the statement.
+//! anywhere else they refuse the statement. Masked columns may be selected as they are, at the
+//! top level or passed up unchanged through derived tables, CTEs and `UNION ALL`; any other use
+//! refuses the statement.
 
 use sqlparser::ast::{
     Distinct, Expr, GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause,
     ObjectName, ObjectNamePart, Offset, OffsetRows, OrderBy, OrderByKind, Query, Select,
-    SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableAlias, TableFactor,
-    TableWithJoins, Value, WildcardAdditionalOptions,
+    SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier,
+    TableAlias, TableFactor, TableWithJoins, Value, WildcardAdditionalOptions,
 };
 
 use super::Walker;
 use super::colname::output_name;
 use super::expr::check_type;
 use super::grouping::GroupedUses;
-use super::scope::{CteDef, Frame, FromItem, ItemColumn, Resolved};
+use super::scope::{ColumnState, CteDef, Frame, FromItem, ItemColumn, Resolved};
 use crate::catalog::SYSTEM_SCHEMAS;
-use crate::names::{QualifiedName, fold, quoted};
+use crate::names::{QualifiedName, display_ident, fold, quoted};
 use crate::policy::Source;
 use crate::refusal::{Refusal, RefusalKind};
 use crate::sql;
 
-/// The columns a query returns, by name.
+/// The columns a query returns: their names, and which of them pass on a masked column.
 pub(super) struct Output {
-    pub names: Vec<String>,
+    pub columns: Vec<ItemColumn>,
     /// Some columns could not be named (a `*` over an item with unknown columns).
     pub open: bool,
+}
+
+impl Output {
+    fn masked(&self) -> Option<&ItemColumn> {
+        self.columns.iter().find(|c| c.is_masked())
+    }
+
+    /// Refuses the output if it carries a masked column into `use_`, which would compare or
+    /// compute on it.
+    pub(super) fn refuse_masked(&self, use_: &str) -> Result<(), Refusal> {
+        match self.masked() {
+            Some(column) => Err(masked_column_refusal(&column.name, use_)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Set-returning functions whose single output column is named after the function (or alias).
@@ -96,7 +113,7 @@ impl Walker<'_> {
                     ctes.push(CteDef {
                         name: name.clone(),
                         open: alias_columns.is_empty(),
-                        columns: alias_columns.clone(),
+                        columns: alias_columns.iter().map(ItemColumn::visible).collect(),
                     });
                 }
                 let frame = Frame {
@@ -105,14 +122,16 @@ impl Walker<'_> {
                     items: &[],
                 };
                 let output = self.query(&mut cte.query, &frame, false)?;
-                let def = CteDef {
-                    name,
-                    columns: rename(output.names, &alias_columns),
-                    open: output.open,
-                };
                 if with.recursive {
+                    // Its recursive part read the columns before it was known which are masked.
+                    output.refuse_masked("a recursive CTE")?;
                     ctes.pop();
                 }
+                let def = CteDef {
+                    name,
+                    columns: rename(output.columns, &alias_columns),
+                    open: output.open,
+                };
                 ctes.push(def);
             }
         }
@@ -164,9 +183,29 @@ impl Walker<'_> {
                 self.order_by_outputs(order_by, &output, frame)?;
                 Ok(output)
             }
-            SetExpr::SetOperation { left, right, .. } => {
-                let output = self.set_expr(left, frame, false, None)?;
-                self.set_expr(right, frame, false, None)?;
+            SetExpr::SetOperation {
+                left,
+                right,
+                op,
+                set_quantifier,
+            } => {
+                let mut output = self.set_expr(left, frame, false, None)?;
+                let right = self.set_expr(right, frame, false, None)?;
+                let passes_rows_on =
+                    *op == SetOperator::Union && matches!(set_quantifier, SetQuantifier::All);
+                if passes_rows_on {
+                    // A column of UNION ALL is masked if either side's is.
+                    for (column, other) in output.columns.iter_mut().zip(&right.columns) {
+                        if other.is_masked() {
+                            column.state = ColumnState::Masked;
+                        }
+                    }
+                } else {
+                    // UNION, INTERSECT and EXCEPT compare whole rows.
+                    let clause = format!("{op}");
+                    output.refuse_masked(&clause)?;
+                    right.refuse_masked(&clause)?;
+                }
                 self.order_by_outputs(order_by, &output, frame)?;
                 Ok(output)
             }
@@ -179,7 +218,9 @@ impl Walker<'_> {
                     }
                 }
                 let output = Output {
-                    names: (1..=width).map(|i| format!("column{i}")).collect(),
+                    columns: (1..=width)
+                        .map(|i| ItemColumn::visible(format!("column{i}")))
+                        .collect(),
                     open: false,
                 };
                 self.order_by_outputs(order_by, &output, frame)?;
@@ -227,13 +268,20 @@ impl Walker<'_> {
         let Some(order_by) = order_by else {
             return Ok(());
         };
-        let items = [FromItem::named(None, output.names.clone(), output.open)];
+        let items = [FromItem::named(None, output.columns.clone(), output.open)];
         let frame = Frame {
             parent: Some(outer),
             ctes: &[],
             items: &items,
         };
         for e in order_by_exprs(order_by)? {
+            if let Some(position) = ordinal(e)
+                && output.masked().is_some()
+            {
+                refuse_masked_position(output, position, "ORDER BY")?;
+                // The decision read the number: see `positional`.
+                *e = fresh_ordinal(position);
+            }
             self.expr(e, &frame, "ORDER BY")?;
         }
         Ok(())
@@ -335,16 +383,20 @@ impl Walker<'_> {
                 return Err(hidden_column_refusal(&stripped[0].label, "SELECT DISTINCT"));
             }
         }
-        let positions = ProjectionPositions {
-            stripped: &stripped,
-        };
         let mut output = Output {
-            names: Vec::new(),
+            columns: Vec::new(),
             open: false,
         };
         for item in projection.iter_mut() {
             self.select_item(item, &frame, &mut output)?;
         }
+        if matches!(distinct, Some(Distinct::Distinct)) {
+            output.refuse_masked("SELECT DISTINCT")?;
+        }
+        let positions = ProjectionPositions {
+            stripped: &stripped,
+            output: &output,
+        };
         match group_by {
             GroupByExpr::Expressions(exprs, modifiers) => {
                 if !modifiers.is_empty() {
@@ -410,7 +462,7 @@ impl Walker<'_> {
             let hidden = expr.and_then(|e| {
                 let parts = column_parts(e)?;
                 match frame.resolve(&parts) {
-                    Resolved::Column { item, column } if column.hidden => Some((
+                    Resolved::Column { item, column } if column.is_hidden() => Some((
                         qualified_label(item, &column.name),
                         alias.unwrap_or_else(|| column.name.clone()),
                     )),
@@ -448,20 +500,24 @@ impl Walker<'_> {
     ) -> Result<(), Refusal> {
         match item {
             SelectItem::UnnamedExpr(e) => {
-                self.expr(e, frame, "the select list")?;
-                output.names.push(output_name(e));
+                let state = self.selected_expr(e, frame)?;
+                output.columns.push(ItemColumn {
+                    name: output_name(e),
+                    state,
+                });
             }
             SelectItem::ExprWithAlias { expr, alias } => {
-                self.expr(expr, frame, "the select list")?;
-                output.names.push(fold(alias));
+                let state = self.selected_expr(expr, frame)?;
+                output.columns.push(ItemColumn {
+                    name: fold(alias),
+                    state,
+                });
             }
             SelectItem::Wildcard(options) => {
                 check_plain_wildcard(options)?;
                 let covered: Vec<&FromItem> = frame.items.iter().collect();
                 for item in frame.items.iter().filter(|i| i.unqualified_visible) {
-                    output
-                        .names
-                        .extend(item.visible_columns().map(str::to_owned));
+                    output.columns.extend(item.visible_columns().cloned());
                     output.open |= item.open;
                 }
                 self.notice_wildcard(&covered);
@@ -474,9 +530,7 @@ impl Walker<'_> {
                 let parts = object_name_parts(name)?;
                 match self.wildcard_item(&parts, frame) {
                     Some(item) => {
-                        output
-                            .names
-                            .extend(item.visible_columns().map(str::to_owned));
+                        output.columns.extend(item.visible_columns().cloned());
                         output.open |= item.open;
                         self.notice_wildcard(&[item]);
                     }
@@ -506,15 +560,27 @@ impl Walker<'_> {
     }
 
     fn notice_wildcard(&mut self, items: &[&FromItem]) {
-        let hidden: Vec<String> = items
-            .iter()
-            .filter(|i| i.relation.is_some())
+        let relations = || items.iter().filter(|i| i.relation.is_some());
+        let hidden: Vec<String> = relations()
             .flat_map(|i| i.hidden_columns().map(|c| qualified_label(i, c)))
             .collect();
         if !hidden.is_empty() {
             self.notice(format!(
                 "tablegate: hidden by policy and left out of *: {}",
                 hidden.join(", ")
+            ));
+        }
+        let masked: Vec<String> = relations()
+            .flat_map(|i| i.masked_columns().map(|c| qualified_label(i, c)))
+            .collect();
+        self.notice_masked(&masked);
+    }
+
+    pub(super) fn notice_masked(&mut self, labels: &[String]) {
+        if !labels.is_empty() {
+            self.notice(format!(
+                "tablegate: masked by policy, shown masked: {}",
+                labels.join(", ")
             ));
         }
     }
@@ -530,26 +596,25 @@ impl Walker<'_> {
         projection: &[SelectItem],
         names_first: bool,
     ) -> Result<(), Refusal> {
-        if let Expr::Value(v) = e
-            && let Value::Number(n, _) = &v.value
-            && let Ok(original) = n.parse::<usize>()
-        {
-            if !positions.stripped.is_empty() {
-                if let Some(s) = positions
-                    .stripped
-                    .iter()
-                    .find(|s| s.position + 1 == original)
-                {
-                    return Err(hidden_column_refusal(&s.label, clause));
-                }
-                let shift = positions
-                    .stripped
-                    .iter()
-                    .filter(|s| s.position + 1 < original)
-                    .count();
-                // Always a new literal: the rewrite depended on this number's value, so the
-                // rewrite cache must not treat it as a slot.
-                *e = Expr::value(Value::Number((original - shift).to_string(), false));
+        if let Some(original) = ordinal(e) {
+            if let Some(s) = positions
+                .stripped
+                .iter()
+                .find(|s| s.position + 1 == original)
+            {
+                return Err(hidden_column_refusal(&s.label, clause));
+            }
+            let shift = positions
+                .stripped
+                .iter()
+                .filter(|s| s.position + 1 < original)
+                .count();
+            refuse_masked_position(positions.output, original - shift, clause)?;
+            if !positions.stripped.is_empty() || positions.output.masked().is_some() {
+                // Always a new literal: the rewrite depended on this number's value (which
+                // columns were stripped or masked), so the rewrite cache must not treat it as a
+                // slot.
+                *e = fresh_ordinal(original - shift);
             }
             return Ok(());
         }
@@ -560,9 +625,17 @@ impl Walker<'_> {
             let as_output = names_first
                 || matches!(
                     frame.resolve(std::slice::from_ref(&name)),
-                    Resolved::Unknown | Resolved::WholeRow
+                    Resolved::Unknown | Resolved::WholeRow(_)
                 );
             if as_output {
+                if positions
+                    .output
+                    .columns
+                    .iter()
+                    .any(|c| c.name == name && c.is_masked())
+                {
+                    return Err(masked_column_refusal(&display_ident(&name), clause));
+                }
                 let names_output = projection.iter().any(|item| match item {
                     SelectItem::ExprWithAlias { alias, .. } => fold(alias) == name,
                     SelectItem::UnnamedExpr(e) => output_name(e) == name,
@@ -640,14 +713,17 @@ impl Walker<'_> {
                         .try_into()
                         .map_err(|_| Refusal::unsupported("a qualified name in JOIN ... USING"))?;
                     for side in [&items[left_start..right_start], &items[right_start..]] {
-                        if let Some(item) = unqualified_column(side, &column)
-                            .filter(|(_, c)| c.hidden)
-                            .map(|(i, _)| i)
-                        {
-                            return Err(hidden_column_refusal(
-                                &qualified_label(item, &column),
-                                "JOIN ... USING",
-                            ));
+                        if let Some((item, c)) = unqualified_column(side, &column) {
+                            let label = qualified_label(item, &column);
+                            match c.state {
+                                ColumnState::Hidden => {
+                                    return Err(hidden_column_refusal(&label, "JOIN ... USING"));
+                                }
+                                ColumnState::Masked => {
+                                    return Err(masked_column_refusal(&label, "JOIN ... USING"));
+                                }
+                                ColumnState::Visible => {}
+                            }
                         }
                     }
                     merged.push(column);
@@ -655,31 +731,37 @@ impl Walker<'_> {
                 merged
             }
             JoinConstraint::Natural => {
-                // Hidden columns do not exist for the user, so they are never common columns.
-                let left: Vec<&str> = items[left_start..right_start]
+                // Hidden columns do not exist for the user, so they are never common columns;
+                // masked ones are, and would be compared.
+                let left: Vec<&ItemColumn> = items[left_start..right_start]
                     .iter()
                     .filter(|i| i.unqualified_visible)
                     .flat_map(|i| i.visible_columns())
                     .collect();
-                items[right_start..]
+                let mut common = Vec::new();
+                for column in items[right_start..]
                     .iter()
                     .filter(|i| i.unqualified_visible)
                     .flat_map(|i| i.visible_columns())
-                    .filter(|c| left.contains(c))
-                    .map(str::to_owned)
-                    .collect()
+                {
+                    let Some(other) = left.iter().find(|l| l.name == column.name) else {
+                        continue;
+                    };
+                    if column.is_masked() || other.is_masked() {
+                        return Err(masked_column_refusal(
+                            &display_ident(&column.name),
+                            "NATURAL JOIN",
+                        ));
+                    }
+                    common.push(column.name.clone());
+                }
+                common
             }
             JoinConstraint::UsingAlias(..) => {
                 return Err(Refusal::unsupported("JOIN ... USING ... AS"));
             }
         };
-        let mut columns: Vec<ItemColumn> = merged
-            .iter()
-            .map(|name| ItemColumn {
-                name: name.clone(),
-                hidden: false,
-            })
-            .collect();
+        let mut columns: Vec<ItemColumn> = merged.iter().map(ItemColumn::visible).collect();
         for item in items[left_start..]
             .iter_mut()
             .filter(|i| i.unqualified_visible)
@@ -738,9 +820,9 @@ impl Walker<'_> {
                 let (refname, columns) = match alias {
                     Some(alias) => (
                         Some(fold(&alias.name)),
-                        rename(output.names, &alias_column_names(alias)?),
+                        rename(output.columns, &alias_column_names(alias)?),
                     ),
-                    None => (None, output.names),
+                    None => (None, output.columns),
                 };
                 items.push(FromItem::named(refname, columns, output.open));
             }
@@ -785,7 +867,7 @@ impl Walker<'_> {
                         .enumerate()
                         .map(|(i, c)| ItemColumn {
                             name: names.get(i).cloned().unwrap_or(c.name),
-                            hidden: c.hidden,
+                            state: c.state,
                         })
                         .collect();
                     items.push(FromItem {
@@ -866,13 +948,8 @@ impl Walker<'_> {
                 if alias.as_ref().is_none_or(|a| a.columns.is_empty()) =>
             {
                 let mut item = function_item(&function, alias.as_ref(), false, with_ordinality)?;
-                item.columns.splice(
-                    0..0,
-                    ["key", "value"].map(|n| ItemColumn {
-                        name: n.into(),
-                        hidden: false,
-                    }),
-                );
+                item.columns
+                    .splice(0..0, ["key", "value"].map(ItemColumn::visible));
                 item.open = false;
                 Ok(item)
             }
@@ -944,6 +1021,7 @@ impl Walker<'_> {
             .access
             .table(id)
             .ok_or_else(|| no_such_relation(&written))?;
+        self.read(id);
         let source = access.source.clone()?;
 
         let refname = alias
@@ -961,7 +1039,13 @@ impl Walker<'_> {
                         .get(i)
                         .cloned()
                         .unwrap_or_else(|| c.name.clone()),
-                    hidden: !access.visible[i],
+                    state: if !access.visible[i] {
+                        ColumnState::Hidden
+                    } else if access.masked[i] {
+                        ColumnState::Masked
+                    } else {
+                        ColumnState::Visible
+                    },
                 })
                 .collect(),
             open: false,
@@ -1015,6 +1099,7 @@ impl Walker<'_> {
                 }
                 if self.fence && select.selection.is_some() {
                     // See `leakproof`: the row filter runs before the query's conditions.
+                    self.trace.fenced = true;
                     body.limit_clause = Some(LimitClause::LimitOffset {
                         limit: None,
                         offset: Some(Offset {
@@ -1073,6 +1158,44 @@ pub(super) struct Stripped {
 
 pub(super) struct ProjectionPositions<'a> {
     stripped: &'a [Stripped],
+    /// The select list's output, after stripping.
+    output: &'a Output,
+}
+
+/// The output position a GROUP BY, DISTINCT ON or ORDER BY item names by number.
+fn ordinal(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An ordinal tablegate writes itself: without a source position, so the rewrite cache keeps it
+/// as fixed text and keys the statement by its exact text.
+fn fresh_ordinal(position: usize) -> Expr {
+    Expr::value(Value::Number(position.to_string(), false))
+}
+
+/// Refuses an ordinal that names a masked output column. Behind a `*` over columns tablegate
+/// cannot name, positions are uncertain: with a masked column in the output, ordinals are
+/// refused.
+fn refuse_masked_position(output: &Output, position: usize, clause: &str) -> Result<(), Refusal> {
+    let Some(masked) = output.masked() else {
+        return Ok(());
+    };
+    if output.open {
+        return Err(masked_column_refusal(&display_ident(&masked.name), clause)
+            .with_hint("name the columns instead of using positions; masked columns can only be selected as they are"));
+    }
+    match position.checked_sub(1).and_then(|i| output.columns.get(i)) {
+        Some(column) if column.is_masked() => {
+            Err(masked_column_refusal(&display_ident(&column.name), clause))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn order_by_exprs(order_by: &mut OrderBy) -> Result<impl Iterator<Item = &mut Expr>, Refusal> {
@@ -1135,6 +1258,14 @@ fn check_unique_refnames(items: &[FromItem]) -> Result<(), Refusal> {
     Ok(())
 }
 
+pub(super) fn masked_column_refusal(label: &str, clause: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Column,
+        format!("permission denied for column {label}: it is masked by policy and can only be selected as it is, not used in {clause}"),
+    )
+    .with_hint("select the column on its own to see its masked value; masked columns cannot be compared, joined, grouped, ordered, deduplicated or computed on")
+}
+
 fn unqualified_column<'a>(
     items: &'a [FromItem],
     name: &str,
@@ -1179,11 +1310,11 @@ fn alias_column_names(alias: &TableAlias) -> Result<Vec<String>, Refusal> {
 }
 
 /// Applies an alias column list: the first names are replaced, the rest keep theirs.
-fn rename(mut names: Vec<String>, aliases: &[String]) -> Vec<String> {
-    for (name, alias) in names.iter_mut().zip(aliases) {
-        *name = alias.clone();
+fn rename(mut columns: Vec<ItemColumn>, aliases: &[String]) -> Vec<ItemColumn> {
+    for (column, alias) in columns.iter_mut().zip(aliases) {
+        column.name = alias.clone();
     }
-    names
+    columns
 }
 
 /// The item for a function in FROM, with PostgreSQL's column naming for scalar results.
@@ -1208,6 +1339,7 @@ fn function_item(
     if with_ordinality && alias.is_none_or(|a| a.columns.is_empty()) {
         columns.push("ordinality".into());
     }
+    let columns = columns.into_iter().map(ItemColumn::visible).collect();
     Ok(FromItem::named(Some(refname), columns, open))
 }
 

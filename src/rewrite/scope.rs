@@ -6,14 +6,45 @@
 //! columns, hidden ones included and marked: a name must resolve to what it means in the
 //! original query, so a hidden column is recognised and refused rather than silently resolving
 //! to some other column once the protected source no longer has it.
+//!
+//! A masked column is the third state: it exists and may be shown, but only as it is. It stays
+//! masked through every derived table, CTE and `UNION ALL` that passes it on unchanged, so an
+//! outer query that compares, groups, orders or computes on it is refused just the same.
 
 use crate::catalog::RelationId;
+
+/// What the user may do with a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ColumnState {
+    /// Anything.
+    Visible,
+    /// Select it as it is, nothing else: its values are masked (on some or all rows).
+    Masked,
+    /// Nothing: it exists, but the user may not see it.
+    Hidden,
+}
 
 #[derive(Clone, Debug)]
 pub(super) struct ItemColumn {
     pub name: String,
-    /// The column exists but the user may not see it.
-    pub hidden: bool,
+    pub state: ColumnState,
+}
+
+impl ItemColumn {
+    pub fn visible(name: impl Into<String>) -> ItemColumn {
+        ItemColumn {
+            name: name.into(),
+            state: ColumnState::Visible,
+        }
+    }
+
+    pub fn is_hidden(&self) -> bool {
+        self.state == ColumnState::Hidden
+    }
+
+    pub fn is_masked(&self) -> bool {
+        self.state == ColumnState::Masked
+    }
 }
 
 /// A FROM item: a relation, CTE, derived table, function, or the merged output of a join.
@@ -34,17 +65,11 @@ pub(super) struct FromItem {
 }
 
 impl FromItem {
-    pub fn named(refname: Option<String>, columns: Vec<String>, open: bool) -> FromItem {
+    pub fn named(refname: Option<String>, columns: Vec<ItemColumn>, open: bool) -> FromItem {
         FromItem {
             refname,
             schema: None,
-            columns: columns
-                .into_iter()
-                .map(|name| ItemColumn {
-                    name,
-                    hidden: false,
-                })
-                .collect(),
+            columns,
             open,
             unqualified_visible: true,
             relation: None,
@@ -55,17 +80,22 @@ impl FromItem {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    pub fn visible_columns(&self) -> impl Iterator<Item = &str> {
-        self.columns
-            .iter()
-            .filter(|c| !c.hidden)
-            .map(|c| c.name.as_str())
+    /// The columns `*` shows: all but the hidden ones (masked ones masked).
+    pub fn visible_columns(&self) -> impl Iterator<Item = &ItemColumn> {
+        self.columns.iter().filter(|c| !c.is_hidden())
     }
 
     pub fn hidden_columns(&self) -> impl Iterator<Item = &str> {
         self.columns
             .iter()
-            .filter(|c| c.hidden)
+            .filter(|c| c.is_hidden())
+            .map(|c| c.name.as_str())
+    }
+
+    pub fn masked_columns(&self) -> impl Iterator<Item = &str> {
+        self.columns
+            .iter()
+            .filter(|c| c.is_masked())
             .map(|c| c.name.as_str())
     }
 }
@@ -74,7 +104,7 @@ impl FromItem {
 #[derive(Clone, Debug)]
 pub(super) struct CteDef {
     pub name: String,
-    pub columns: Vec<String>,
+    pub columns: Vec<ItemColumn>,
     pub open: bool,
 }
 
@@ -91,8 +121,8 @@ pub(super) enum Resolved<'a> {
         item: &'a FromItem,
         column: &'a ItemColumn,
     },
-    /// A relation's name used as a value: its whole (visible) row.
-    WholeRow,
+    /// An item's name used as a value: its whole (visible) row.
+    WholeRow(&'a FromItem),
     /// tablegate cannot tell; PostgreSQL will either raise an error or find the column in an
     /// item whose columns tablegate cannot name — never a hidden one, which its source lacks.
     Unknown,
@@ -164,7 +194,7 @@ impl<'a> Frame<'a> {
                     // Ambiguous names are PostgreSQL's error to raise, unless one candidate is
                     // hidden: then the reference is refused for that column.
                     let hidden_first =
-                        matches!(found, Some(Resolved::Column { column: c, .. }) if c.hidden);
+                        matches!(found, Some(Resolved::Column { column: c, .. }) if c.is_hidden());
                     if !hidden_first {
                         found = Some(Resolved::Column { item, column });
                     }
@@ -178,9 +208,9 @@ impl<'a> Frame<'a> {
                 return Resolved::Unknown;
             }
         }
-        if self.item(name).is_some() {
-            return Resolved::WholeRow;
+        match self.item(name) {
+            Some(item) => Resolved::WholeRow(item),
+            None => Resolved::Unknown,
         }
-        Resolved::Unknown
     }
 }
