@@ -591,3 +591,57 @@ async fn idle_clients_hold_no_upstream_connection() {
     clients[0].simple_query("SELECT 1").await.unwrap();
     assert_eq!(pool.in_use(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_follow_a_policy_reload() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let statement = alice
+        .prepare("SELECT DISTINCT region FROM orders ORDER BY 1")
+        .await
+        .unwrap();
+    let regions = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        regions(alice.query(&statement, &[]).await.unwrap()),
+        ["East", "North"]
+    );
+
+    // A new policy narrows alice to East: the statement prepared before the reload follows it.
+    let narrowed = SHOP_POLICY.replace(
+        "vars = { regions = [\"East\", \"North\"] }",
+        "vars = { regions = [\"East\"] }",
+    );
+    proxy
+        .gate
+        .replace_policies(tablegate::policy::PolicySet::from_str("p.toml", &narrowed).unwrap());
+    assert_eq!(
+        regions(alice.query(&statement, &[]).await.unwrap()),
+        ["East"]
+    );
+
+    // Revoking the table refuses the statement prepared when it was granted.
+    let revoked = SHOP_POLICY.replace(
+        "tables = [\"public.orders\", \"public.customers\"]",
+        "tables = [\"public.customers\"]",
+    );
+    proxy
+        .gate
+        .replace_policies(tablegate::policy::PolicySet::from_str("p.toml", &revoked).unwrap());
+    assert_eq!(
+        sqlstate(&alice.query(&statement, &[]).await.unwrap_err()),
+        "42501"
+    );
+    // The session goes on.
+    assert_eq!(
+        alice
+            .query_one("SELECT count(*) FROM customers", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        5
+    );
+}

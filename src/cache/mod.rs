@@ -34,12 +34,15 @@ pub struct Prepared {
     pub sql: String,
     pub notices: Arc<[String]>,
     pub effect: Option<SessionEffect>,
+    /// How many statements the string held (a Parse message may hold only one).
+    pub statements: usize,
 }
 
 struct Entry {
     template: Template,
     notices: Arc<[String]>,
     effect: Option<SessionEffect>,
+    statements: usize,
     used: AtomicBool,
 }
 
@@ -108,6 +111,7 @@ impl RewriteCache {
                 sql: entry.template.render(sql, &lexed.literals),
                 notices: entry.notices.clone(),
                 effect: entry.effect.clone(),
+                statements: entry.statements,
             };
             return Ok((prepared, Outcome { hit: true }));
         }
@@ -132,12 +136,14 @@ impl RewriteCache {
             template,
             notices: rewritten.notices.into(),
             effect: rewritten.effect,
+            statements: rewritten.statements.len(),
             used: AtomicBool::new(false),
         });
         let prepared = Prepared {
             sql: entry.template.render(sql, &lexed.literals),
             notices: entry.notices.clone(),
             effect: entry.effect.clone(),
+            statements: entry.statements,
         };
         self.make_room();
         self.entries.insert(key, entry);

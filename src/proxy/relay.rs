@@ -48,6 +48,11 @@ pub enum Item {
     Refused(Refusal),
     /// A Sync (or the end of a refusal marker's simple query): ends with ReadyForQuery.
     Sync,
+    /// A Parse: ends with ParseComplete, which is not passed on if tablegate sent the Parse
+    /// itself (re-preparing a statement after a policy change).
+    Parsed { own: bool },
+    /// A Close: ends with CloseComplete, likewise.
+    Closed { own: bool },
 }
 
 impl Item {
@@ -140,6 +145,18 @@ impl Shared {
         }
     }
 
+    /// A ParseComplete or CloseComplete: whether the client should see it.
+    fn on_prepared(&mut self, tag: u8) -> bool {
+        match (self.items.front(), tag) {
+            (Some(Item::Parsed { own }), b'1') | (Some(Item::Closed { own }), b'3') => {
+                let own = *own;
+                self.items.pop_front();
+                !own
+            }
+            _ => true,
+        }
+    }
+
     fn on_completion(&mut self) {
         if matches!(self.items.front(), Some(Item::Execute(_)))
             && let Some(Item::Execute(run)) = self.items.pop_front()
@@ -175,7 +192,7 @@ impl Shared {
                         return out;
                     }
                     Item::Query(run) | Item::Execute(run) => self.finish(run),
-                    Item::Sync => {}
+                    Item::Sync | Item::Parsed { .. } | Item::Closed { .. } => {}
                 }
             }
             return message;
@@ -187,11 +204,18 @@ impl Shared {
             }
             _ => true,
         };
-        if matches!(self.items.front(), Some(Item::Execute(_)))
-            && let Some(Item::Execute(mut run)) = self.items.pop_front()
-        {
-            run.error = Some(text.to_owned());
-            self.finish(run);
+        match self.items.front() {
+            Some(Item::Execute(_)) => {
+                if let Some(Item::Execute(mut run)) = self.items.pop_front() {
+                    run.error = Some(text.to_owned());
+                    self.finish(run);
+                }
+            }
+            // The Parse or Close failed; upstream now skips to Sync.
+            Some(Item::Parsed { .. } | Item::Closed { .. }) => {
+                self.items.pop_front();
+            }
+            _ => {}
         }
         if rewritten && fields.iter().any(|(k, _)| *k == b'P') {
             // The position points into the rewritten text, not the client's: drop it.
@@ -218,7 +242,7 @@ impl Shared {
                     });
                     self.finish(run);
                 }
-                Item::Refused(_) => {}
+                Item::Refused(_) | Item::Parsed { .. } | Item::Closed { .. } => {}
             }
         }
     }
@@ -327,6 +351,11 @@ impl Relay {
                 b'D' => {
                     shared.on_row();
                     self.out.extend_from_slice(&message);
+                }
+                b'1' | b'3' => {
+                    if shared.on_prepared(tag) {
+                        self.out.extend_from_slice(&message);
+                    }
                 }
                 b'C' | b'I' | b's' => {
                     shared.on_completion();

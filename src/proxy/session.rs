@@ -235,6 +235,11 @@ struct Statement {
     sql: Arc<str>,
     forwarded: Arc<str>,
     effect: Option<SessionEffect>,
+    /// The parameter types the client declared, as sent.
+    param_types: bytes::Bytes,
+    /// The access it was rewritten for; another one (a policy reload, a new catalog) means the
+    /// rewrite must be made again before the statement runs.
+    access: u64,
 }
 
 struct Session {
@@ -512,10 +517,11 @@ impl Forwarder<'_> {
                 }
                 b'P' => self.parse(frame.body)?,
                 b'B' => {
+                    let mut body = frame.body.clone();
+                    let portal = take_cstring(&mut body).map_err(Fatal::io)?;
+                    let statement = take_cstring(&mut body).map_err(Fatal::io)?;
+                    self.refresh_statement(&statement);
                     if !self.skipping() {
-                        let mut body = frame.body.clone();
-                        let portal = take_cstring(&mut body).map_err(Fatal::io)?;
-                        let statement = take_cstring(&mut body).map_err(Fatal::io)?;
                         if let Some(s) = self.session.statements.get(&statement).cloned() {
                             self.session.portals.insert(portal, s);
                         }
@@ -535,6 +541,12 @@ impl Forwarder<'_> {
                     }
                 }
                 b'D' => {
+                    if frame.body.first() == Some(&b'S') {
+                        let mut body = frame.body.clone();
+                        body.advance(1);
+                        let statement = take_cstring(&mut body).map_err(Fatal::io)?;
+                        self.refresh_statement(&statement);
+                    }
                     if !self.skipping() {
                         wire::put_message(b'D', &frame.body, &mut self.out);
                     }
@@ -552,6 +564,7 @@ impl Forwarder<'_> {
                                 self.session.portals.remove(&name);
                             }
                         }
+                        self.push(Item::Closed { own: false });
                         wire::put_message(b'C', &frame.body, &mut self.out);
                     }
                 }
@@ -661,6 +674,14 @@ impl Forwarder<'_> {
         }
         let name = take_cstring(&mut body).map_err(Fatal::io)?;
         let sql = take_cstring(&mut body).map_err(Fatal::io)?;
+        self.prepare(name, Arc::from(sql), body.freeze(), false);
+        Ok(())
+    }
+
+    /// Rewrites a statement for Parse and sends the Parse upstream (with the client's declared
+    /// parameter types), or a refusal marker. `own`: tablegate re-prepares a statement the
+    /// client prepared earlier, so upstream's ParseComplete is not the client's to see.
+    fn prepare(&mut self, name: String, sql: Arc<str>, param_types: bytes::Bytes, own: bool) {
         let status = self
             .shared
             .lock()
@@ -669,30 +690,31 @@ impl Forwarder<'_> {
         let prepared = self
             .session
             .rewrite(&sql)
-            .and_then(|p| single_statement(&sql, p))
+            .and_then(single_statement)
             .and_then(|p| effect_allowed(p, status));
         match prepared {
             Ok(prepared) => {
-                let mut message =
-                    BytesMut::with_capacity(name.len() + prepared.sql.len() + body.len() + 2);
+                let mut message = BytesMut::with_capacity(
+                    name.len() + prepared.sql.len() + param_types.len() + 2,
+                );
                 message.extend_from_slice(name.as_bytes());
                 message.extend_from_slice(&[0]);
                 message.extend_from_slice(prepared.sql.as_bytes());
                 message.extend_from_slice(&[0]);
-                // Declared parameter types, as the client sent them.
-                message.extend_from_slice(&body);
+                message.extend_from_slice(&param_types);
                 wire::put_message(b'P', &message, &mut self.out);
-                self.shared
-                    .lock()
-                    .expect("session state")
-                    .notices
-                    .extend(prepared.notices.iter().cloned());
+                let mut shared = self.shared.lock().expect("session state");
+                shared.notices.extend(prepared.notices.iter().cloned());
+                shared.push(Item::Parsed { own });
+                drop(shared);
                 self.session.statements.insert(
                     name,
                     Statement {
-                        sql: Arc::from(sql),
+                        sql,
                         forwarded: Arc::from(prepared.sql),
                         effect: prepared.effect,
+                        param_types,
+                        access: self.session.access.id(),
                     },
                 );
             }
@@ -718,16 +740,35 @@ impl Forwarder<'_> {
                 self.session.skipping = true;
             }
         }
-        Ok(())
+    }
+
+    /// Before a statement the client prepared earlier is bound or described: if its rewrite was
+    /// made for an access that is no longer current (a policy reload, a new catalog), make it
+    /// again and re-prepare it upstream under the same name — or refuse it now.
+    fn refresh_statement(&mut self, name: &str) {
+        if self.skipping() {
+            return;
+        }
+        self.session.refresh_access();
+        let current = self.session.access.id();
+        let Some(statement) = self.session.statements.get(name) else {
+            return;
+        };
+        if statement.access == current {
+            return;
+        }
+        let (sql, param_types) = (statement.sql.clone(), statement.param_types.clone());
+        let mut close = BytesMut::from(&b"S"[..]);
+        close.extend_from_slice(name.as_bytes());
+        close.extend_from_slice(&[0]);
+        wire::put_message(b'C', &close, &mut self.out);
+        self.push(Item::Closed { own: true });
+        self.prepare(name.to_owned(), sql, param_types, true);
     }
 }
 
-fn single_statement(
-    sql: &str,
-    prepared: crate::cache::Prepared,
-) -> Result<crate::cache::Prepared, Refusal> {
-    let count = crate::rewrite::parse(sql).map(|s| s.len()).unwrap_or(0);
-    if count > 1 {
+fn single_statement(prepared: crate::cache::Prepared) -> Result<crate::cache::Prepared, Refusal> {
+    if prepared.statements > 1 {
         return Err(Refusal::new(
             crate::refusal::RefusalKind::Syntax,
             "cannot insert multiple commands into a prepared statement",
