@@ -19,7 +19,7 @@ def rss_mib(pid):
 port, pid, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 before = rss_mib(pid)
 connections = [
-    psycopg.connect(host="127.0.0.1", port=port, user="bench", password="bench",
+    psycopg.connect(host="127.0.0.1", port=port, user="bench", password="bench-password",
                     dbname="tablegate_pgbench", sslmode="disable")
     for _ in range(count)
 ]

@@ -18,7 +18,8 @@ scale=10
 port=16499
 db=tablegate_pgbench
 work=$(mktemp -d)
-trap 'kill $proxy 2>/dev/null || true; rm -rf "$work"' EXIT
+proxy=
+trap '[ -n "$proxy" ] && kill $proxy 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet
 bin=target/release/tablegate
@@ -54,7 +55,7 @@ pool_size = 8
 [audit]
 output = "audit.jsonl"
 TOML
-echo bench | $bin users --config "$work/tablegate.toml" set-password bench >/dev/null
+echo bench-password | $bin users --config "$work/tablegate.toml" set-password bench >/dev/null
 
 $bin serve --config "$work/tablegate.toml" 2>"$work/serve.log" &
 proxy=$!
@@ -70,7 +71,7 @@ run() { # mode: simple|prepared; target: direct|tablegate
     else
         local before after
         before=$(cpu_ticks)
-        out=$(PGPASSWORD=bench pgbench -h 127.0.0.1 -p $port -U bench -n -S -M "$mode" -c $clients -j $threads -T "$duration" $db 2>&1)
+        out=$(PGPASSWORD=bench-password pgbench -h 127.0.0.1 -p $port -U bench -n -S -M "$mode" -c $clients -j $threads -T "$duration" $db 2>&1)
         after=$(cpu_ticks)
         local tx
         tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")

@@ -258,7 +258,7 @@ async fn run() -> Result<(), String> {
     );
     let config_path = write_files(&dir, &options, &wecom, &database_url)?;
     let config = Config::load(&config_path)?;
-    let _audit = tablegate::audit::init(&config.audit, &config.base)?;
+    let audit = tablegate::audit::init(&config.audit, &config.base)?;
 
     println!("4. Syncing the organisation from WeCom...");
     let directory = directory::open(&config).await?;
@@ -298,6 +298,9 @@ async fn run() -> Result<(), String> {
         dir = dir.display(),
     );
     running.until_shutdown().await;
+    if let Some(audit) = audit {
+        audit.flush();
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub use crate::audit_writer::BatchWriter;
 use crate::config::AuditConfig;
 
 /// The tracing target audit records are emitted under.
@@ -60,11 +61,8 @@ pub fn record(
 }
 
 /// Sets up logging: operational logs to stderr (`RUST_LOG`, default info), audit records as JSON
-/// lines to the configured output. Keep the guard alive: dropping it flushes the audit writer.
-pub fn init(
-    config: &AuditConfig,
-    base: &std::path::Path,
-) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
+/// lines to the configured output. Keep the returned writer and flush it when stopping.
+pub fn init(config: &AuditConfig, base: &std::path::Path) -> Result<Option<BatchWriter>, String> {
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
@@ -72,12 +70,9 @@ pub fn init(
             m.target() != TARGET
         }));
     let audit_only = Targets::new().with_target(TARGET, tracing::Level::INFO);
-    let (audit, guard) = match config.output.as_str() {
-        "off" => (None, None),
-        "stdout" => {
-            let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-            (Some(writer), Some(guard))
-        }
+    let audit = match config.output.as_str() {
+        "off" => None,
+        "stdout" => Some(BatchWriter::new(Box::new(std::io::stdout()))),
         path => {
             let path = base.join(path);
             let file = std::fs::OpenOptions::new()
@@ -85,11 +80,10 @@ pub fn init(
                 .append(true)
                 .open(&path)
                 .map_err(|e| format!("cannot open the audit file {}: {e}", path.display()))?;
-            let (writer, guard) = tracing_appender::non_blocking(file);
-            (Some(writer), Some(guard))
+            Some(BatchWriter::new(Box::new(file)))
         }
     };
-    let audit_layer = audit.map(|writer| {
+    let audit_layer = audit.clone().map(|writer| {
         tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
@@ -103,5 +97,5 @@ pub fn init(
         .with(audit_layer)
         .try_init()
         .map_err(|e| format!("cannot set up logging: {e}"))?;
-    Ok(guard)
+    Ok(audit)
 }

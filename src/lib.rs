@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod audit;
+mod audit_writer;
 pub mod cache;
 pub mod catalog;
 pub mod config;

@@ -1,0 +1,83 @@
+//! Audit records: one JSON line per statement, with what ran or why it was refused, and never a
+//! password. (Its own test binary: logging is set up once per process.)
+
+mod support;
+
+use support::database::TempDatabase;
+use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use tablegate::config::AuditConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_statement_leaves_one_json_line_and_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = AuditConfig {
+        output: "audit.jsonl".into(),
+    };
+    let writer = tablegate::audit::init(&config, dir.path())
+        .unwrap()
+        .expect("a file writer");
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    alice
+        .simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
+    alice
+        .simple_query("SELECT * FROM secret")
+        .await
+        .unwrap_err();
+    alice.simple_query("SELECT 1/0").await.unwrap_err();
+    let statement = alice
+        .prepare("SELECT region FROM orders WHERE id = $1")
+        .await
+        .unwrap();
+    alice.query(&statement, &[&2i32]).await.unwrap(); // order 2 is in North
+    writer.flush();
+
+    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        !text.contains("alice-secret"),
+        "no password in the audit trail"
+    );
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let of = |sql: &str| {
+        records
+            .iter()
+            .find(|r| r["sql"] == sql)
+            .unwrap_or_else(|| panic!("no record for {sql}:\n{text}"))
+    };
+
+    let ok = of("SELECT count(*) FROM orders");
+    assert_eq!(ok["user"], "alice");
+    assert_eq!(ok["datasource"], "shop");
+    assert_eq!(ok["outcome"], "ok");
+    assert_eq!(ok["rows"], 1);
+    assert!(
+        ok["forwarded"]
+            .as_str()
+            .unwrap()
+            .contains("WHERE (region IN ('East', 'North'))")
+    );
+    assert!(ok["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(ok["duration_us"].as_u64().is_some());
+    assert!(ok["timestamp"].as_str().is_some());
+
+    let refused = of("SELECT * FROM secret");
+    assert_eq!(refused["outcome"], "refused");
+    assert_eq!(refused["refusal"], "relation");
+    assert!(
+        refused.get("forwarded").is_none(),
+        "a refused statement is never forwarded"
+    );
+
+    assert_eq!(of("SELECT 1/0")["outcome"], "error");
+    assert_eq!(
+        of("SELECT region FROM orders WHERE id = $1")["rows"],
+        1,
+        "an Execute of a prepared statement"
+    );
+}
