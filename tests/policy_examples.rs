@@ -1,4 +1,4 @@
-//! The example policies (examples/policies) and their test cases, run against real PostgreSQL
+//! The shipped policies (policies/) and their test cases, run against real PostgreSQL
 //! loaded with the example data: every case passes, and a policy that leaks fails the case
 //! that guards it, naming the case's line.
 
@@ -13,8 +13,12 @@ use tablegate::policy_tests::{Case, Suite, Verdict, load_dir};
 
 use support::database::TempDatabase;
 
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+    repo().join("examples")
 }
 
 /// The example databases, and a configuration naming them as the examples' datasources.
@@ -50,8 +54,8 @@ async fn run_all(config: &Config, policies: &PolicySet, cases: &[Case]) -> Vec<(
 #[tokio::test]
 async fn every_example_case_passes() {
     let (_sales, _hr, config) = databases().await;
-    let policies = PolicySet::load_dir(&examples().join("policies")).unwrap();
-    let cases = load_dir(&examples().join("policies/tests")).unwrap();
+    let policies = PolicySet::load_dir(&repo().join("policies")).unwrap();
+    let cases = load_dir(&repo().join("policies/tests")).unwrap();
     assert_eq!(cases.len(), 20);
     let failures: Vec<_> = run_all(&config, &policies, &cases)
         .await
@@ -65,7 +69,7 @@ async fn every_example_case_passes() {
 async fn a_leaking_policy_fails_the_case_that_guards_it() {
     let (_sales, _hr, config) = databases().await;
     // A careless edit: the reps' row filter on orders is gone, and phones are no longer masked.
-    let sales = std::fs::read_to_string(examples().join("policies/sales.toml"))
+    let sales = std::fs::read_to_string(repo().join("policies/sales.toml"))
         .unwrap()
         .replace(
             "rows.\"public.orders\" = \"region IN ({{user.regions}})\"\n",
@@ -75,15 +79,14 @@ async fn a_leaking_policy_fails_the_case_that_guards_it() {
             "# Enough to tell a customer on the phone which number is on file.\nmask.\"customers.phone\" = \"last4\"\n",
             "",
         );
-    let read =
-        |name: &str| std::fs::read_to_string(examples().join("policies").join(name)).unwrap();
+    let read = |name: &str| std::fs::read_to_string(repo().join("policies").join(name)).unwrap();
     let policies = PolicySet::from_sources(&[
         ("sales.toml".into(), sales),
         ("hr.toml".into(), read("hr.toml")),
         ("assignments.toml".into(), read("assignments.toml")),
     ])
     .unwrap();
-    let cases = load_dir(&examples().join("policies/tests")).unwrap();
+    let cases = load_dir(&repo().join("policies/tests")).unwrap();
     let verdicts = run_all(&config, &policies, &cases).await;
     let failed: Vec<&(String, Verdict)> = verdicts
         .iter()
