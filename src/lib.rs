@@ -5,6 +5,7 @@
 //! then forwarded to the real database. See ARCHITECTURE.md for the map.
 
 pub mod admin;
+pub mod asktable;
 pub mod audit;
 mod audit_writer;
 pub mod cache;

@@ -69,6 +69,24 @@ enum Command {
         #[arg(long)]
         tests: Option<PathBuf>,
     },
+    /// Convert an AskTable export (policies, roles, datasources as JSON) into a tablegate
+    /// policy file for review, saying what could not be expressed.
+    ImportAsktable {
+        #[arg(long, default_value = "tablegate.toml")]
+        config: PathBuf,
+        /// The AskTable export.
+        file: PathBuf,
+        /// Where to write `asktable.toml`.
+        #[arg(long, default_value = "asktable-import")]
+        out: PathBuf,
+        /// An AskTable datasource id and the tablegate datasource it is, as ID=NAME (repeatable);
+        /// AskTable datasources named like a tablegate datasource need none.
+        #[arg(long = "datasource", value_name = "ID=NAME")]
+        datasources: Vec<String>,
+        /// Replace an existing `asktable.toml`.
+        #[arg(long)]
+        force: bool,
+    },
     /// Look at and manage the users in the directory.
     Users {
         #[arg(long, default_value = "tablegate.toml")]
@@ -128,6 +146,22 @@ async fn main() -> ExitCode {
             cli::test_policies::run(&config, tests.as_deref()).await
         }
         Command::Serve { config } => cli::serve::run(&config).await,
+        Command::ImportAsktable {
+            config,
+            file,
+            out,
+            datasources,
+            force,
+        } => {
+            cli::import_asktable::run(cli::import_asktable::Options {
+                config: &config,
+                export: &file,
+                out: &out,
+                datasources: &datasources,
+                force,
+            })
+            .await
+        }
         Command::Users { config, command } => match command {
             UsersCommand::List => cli::users::list(&config).await,
             UsersCommand::Show { userid } => cli::users::show(&config, &userid).await,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod import_asktable;
 pub mod rewrite;
 pub mod serve;
 pub mod test_policies;

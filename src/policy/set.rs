@@ -77,6 +77,11 @@ pub struct PolicySet {
 impl PolicySet {
     /// Loads every `*.toml` file in `dir` (in name order) as one policy set.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
+        PolicySet::from_sources(&PolicySet::sources_in(dir)?)
+    }
+
+    /// The `(file name, text)` of every `*.toml` file in `dir`, in name order.
+    pub fn sources_in(dir: &Path) -> Result<Vec<(Arc<str>, String)>, PolicyErrors> {
         let origin = Origin {
             file: Origin::file_name(dir),
             line: 0,
@@ -105,7 +110,7 @@ impl PolicySet {
             })?;
             files.push((Origin::file_name(&path), text));
         }
-        PolicySet::from_sources(&files)
+        Ok(files)
     }
 
     /// Builds a set from `(file name, text)` pairs.
