@@ -95,7 +95,13 @@ pub async fn authenticate(
         .await?
     };
     if !verified {
-        return Err(failed());
+        // The same hint for every user, existing or not: it only says what TLS allows.
+        return Err(match &gate.login {
+            Some(_) if !stream.is_tls() => failed().with_hint(
+                "a WeCom login credential (tg1.…) is accepted only over TLS: connect with sslmode=require",
+            ),
+            _ => failed(),
+        });
     }
     match principal {
         Principal::User(user, _) => match *user {
