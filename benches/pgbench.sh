@@ -5,6 +5,10 @@
 #
 #   benches/pgbench.sh [seconds per run, default 20] [runs per mode, default 2]
 #
+# tablegate runs with tokio's default of one worker thread per core; TOKIO_WORKER_THREADS=1
+# benches/pgbench.sh measures the single-threaded runtime (less CPU per query when tablegate
+# shares the machine with PostgreSQL and pgbench).
+#
 # Needs PostgreSQL on 127.0.0.1:5432 (trust, user postgres) and pgbench. Uses the database
 # tablegate_pgbench (recreated) and a release build of tablegate.
 set -euo pipefail
@@ -95,4 +99,6 @@ for mode in simple prepared; do
 done
 echo "($clients clients, $threads threads, scale $scale, ${duration}s x $runs runs per mode; audit on; tps averaged)"
 ulimit -n 4096 2>/dev/null || true
+python3 -c 'import psycopg' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1'
 python3 benches/idle_connections.py $port $proxy 1000

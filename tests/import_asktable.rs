@@ -185,6 +185,7 @@ async fn the_documented_examples_convert_and_what_cannot_be_expressed_is_named()
         "review: role `comm_user` needs `employee_id` for every user who holds it",
         "review: role `comm_user` on `hr`: no row filter reaches public.departments",
         "review: role `crm` grants nothing on any datasource",
+        "review: role `regional` declares role_variables `city_id` that no imported row filter uses",
     ] {
         assert!(
             stderr.lines().any(|l| l.starts_with(review)),

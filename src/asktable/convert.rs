@@ -331,6 +331,21 @@ fn write_role(
             ),
         });
     }
+    let unused: Vec<String> = role
+        .declared_variables()
+        .into_iter()
+        .filter(|v| !variables.contains(v))
+        .map(|v| format!("`{v}`"))
+        .collect();
+    if !unused.is_empty() {
+        notes.push(Note {
+            lost: false,
+            text: format!(
+                "role `{name}` declares role_variables {} that no imported row filter uses",
+                unused.join(", ")
+            ),
+        });
+    }
 }
 
 /// The tables `role` may see on `datasource`, with columns and filters.

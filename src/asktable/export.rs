@@ -98,3 +98,17 @@ pub struct Role {
     #[serde(default)]
     pub role_variables: Option<serde_json::Value>,
 }
+
+impl Role {
+    /// The names `role_variables` declares: an object's keys, or a list's strings.
+    pub fn declared_variables(&self) -> Vec<String> {
+        match &self.role_variables {
+            Some(serde_json::Value::Object(values)) => values.keys().cloned().collect(),
+            Some(serde_json::Value::Array(names)) => names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
