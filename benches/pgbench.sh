@@ -22,11 +22,12 @@ scale=10
 port=16499
 db=tablegate_pgbench
 work=$(mktemp -d)
-proxy=
-trap '[ -n "$proxy" ] && kill $proxy 2>/dev/null || true; rm -rf "$work"' EXIT
+proxy= splice=
+trap 'kill $proxy $splice 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --release --quiet
+cargo build --release --quiet --bin tablegate --example splice_baseline
 bin=target/release/tablegate
+splice_port=$((port + 1))
 
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 pgbench -h 127.0.0.1 -U postgres -i -q -s $scale $db >/dev/null 2>&1
@@ -63,15 +64,19 @@ echo bench-password | $bin users --config "$work/tablegate.toml" set-password be
 
 $bin serve --config "$work/tablegate.toml" 2>"$work/serve.log" &
 proxy=$!
+target/release/examples/splice_baseline 127.0.0.1:$splice_port 127.0.0.1:5432 &
+splice=$!
 for _ in $(seq 1 50); do pg_isready -h 127.0.0.1 -p $port -q && break; sleep 0.2; done
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/$proxy/stat; }
 tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 
-run() { # mode: simple|prepared; target: direct|tablegate
+run() { # mode: simple|prepared; target: direct|splice|tablegate
     local mode=$1 target=$2 out
     if [ "$target" = direct ]; then
         out=$(pgbench -h 127.0.0.1 -p 5432 -U postgres -n -S -M "$mode" -c $clients -j $threads -T "$duration" $db 2>&1)
+    elif [ "$target" = splice ]; then
+        out=$(pgbench -h 127.0.0.1 -p $splice_port -U postgres -n -S -M "$mode" -c $clients -j $threads -T "$duration" $db 2>&1)
     else
         local before after
         before=$(cpu_ticks)
@@ -85,18 +90,23 @@ run() { # mode: simple|prepared; target: direct|tablegate
     tps <<<"$out"
 }
 
-printf '%-9s %12s %12s %7s %18s\n' mode direct tablegate ratio 'tablegate µs/query'
+average() { awk '{s+=$1} END {printf "%.0f", s/NR}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+printf '%-9s %8s %8s %6s %10s %6s %19s\n' mode direct splice ratio tablegate ratio 'tablegate µs/query'
 for mode in simple prepared; do
-    direct=() proxied=()
+    direct=() spliced=() proxied=()
     for _ in $(seq 1 "$runs"); do
         direct+=("$(run $mode direct)")
+        spliced+=("$(run $mode splice)")
         proxied+=("$(run $mode tablegate)")
     done
-    d=$(printf '%s\n' "${direct[@]}" | awk '{s+=$1} END {printf "%.0f", s/NR}')
-    p=$(printf '%s\n' "${proxied[@]}" | awk '{s+=$1} END {printf "%.0f", s/NR}')
+    d=$(printf '%s\n' "${direct[@]}" | average)
+    s=$(printf '%s\n' "${spliced[@]}" | average)
+    p=$(printf '%s\n' "${proxied[@]}" | average)
     cpu=$(awk '{s+=$1} END {printf "%.1f", s/NR}' "$work/cpu.$mode")
-    printf '%-9s %12s %12s %7.2f %18s\n' $mode "$d" "$p" "$(awk -v a="$p" -v b="$d" 'BEGIN {print a/b}')" "$cpu"
+    printf '%-9s %8s %8s %6s %10s %6s %19s\n' $mode "$d" "$s" "$(ratio "$s" "$d")" "$p" "$(ratio "$p" "$d")" "$cpu"
 done
+echo "(splice: a bare tokio proxy copying bytes, examples/splice_baseline.rs: the transport's own cost)"
 echo "($clients clients, $threads threads, scale $scale, ${duration}s x $runs runs per mode; audit on; tps averaged)"
 ulimit -n 4096 2>/dev/null || true
 python3 -c 'import psycopg' 2>/dev/null ||
