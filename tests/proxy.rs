@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 use tokio::process::Command;
 
@@ -566,6 +567,56 @@ async fn psycopg_clients_see_their_own_rows_with_and_without_tls() {
         assert_eq!(
             String::from_utf8_lossy(&output.stdout).trim(),
             "alice East,North\nsam West\nalice refused 42501"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_prepared_statements_see_each_users_rows_with_and_without_tls() {
+    let (_dir, tls) = tls_config();
+    let (_db, proxy) = shop_with(&tls).await;
+    let classes = tempfile::tempdir().unwrap();
+    let source = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/JdbcRegions.java"
+    );
+    let javac = Command::new("javac")
+        .arg("-d")
+        .arg(classes.path())
+        .arg(source)
+        .output()
+        .await
+        .expect("javac is installed (see .ci/run)");
+    assert!(
+        javac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let jar =
+        std::env::var("PGJDBC_JAR").unwrap_or_else(|_| "/usr/share/java/postgresql.jar".into());
+    assert!(
+        Path::new(&jar).exists(),
+        "pgjdbc is installed at {jar} (see .ci/run)"
+    );
+    for sslmode in ["require", "disable"] {
+        let output = Command::new("java")
+            .arg("-cp")
+            .arg(format!("{}:{jar}", classes.path().display()))
+            .arg("JdbcRegions")
+            .arg(proxy.addr.port().to_string())
+            .arg(sslmode)
+            .output()
+            .await
+            .expect("java runs");
+        assert!(
+            output.status.success(),
+            "pgjdbc check failed ({sslmode}):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "alice East,North\nsam West\nalice refused 42501\nalice counts 20 orders in a transaction"
         );
     }
 }
