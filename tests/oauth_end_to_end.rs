@@ -8,14 +8,12 @@ mod support;
 use std::path::Path;
 use std::process::Output;
 
-use reqwest::redirect::Policy;
+use support::browser::{WECOM_UA, browser, credential_in};
 use support::database::TempDatabase;
 use tablegate::config::Config;
 use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom};
 use tokio::process::Command;
 
-const WECOM_UA: &str =
-    "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 wxwork/4.1.20 MicroMessenger/7.0.1";
 const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
 const DATA: &str = "
@@ -106,31 +104,16 @@ key = "server.key"
     Config::load(&dir.join("tablegate.toml")).unwrap()
 }
 
-fn http(follow: bool) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(WECOM_UA)
-        .redirect(if follow {
-            Policy::limited(5)
-        } else {
-            Policy::none()
-        })
-        .build()
-        .unwrap()
-}
-
 /// The employee opens the app's homepage inside WeCom and ends on the credential page.
 async fn log_in(wecom: &FakeWeCom, http_base: &str, userid: &str) -> String {
     wecom.log_in_as(FakeLogin::Member(userid.into()));
-    let response = http(true)
+    let response = browser(WECOM_UA, true)
         .get(format!("{http_base}/login/wecom"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let page = response.text().await.unwrap();
-    let start = page.find("<pre id=\"credential\">").expect("a credential") + 21;
-    page[start..start + page[start..].find("</pre>").unwrap()].to_owned()
+    credential_in(&response.text().await.unwrap())
 }
 
 async fn psql(port: u16, user: &str, password: &str, sslmode: &str, sql: &str) -> Output {
@@ -166,7 +149,7 @@ async fn a_wecom_login_credential_connects_through_tablegate_as_that_employee() 
     let port = running.postgres.port();
 
     // The admin's "Sync WeCom" button.
-    let sync = http(false)
+    let sync = browser(WECOM_UA, false)
         .post(format!("{http_base}/admin/wecom/sync"))
         .bearer_auth(ADMIN_TOKEN)
         .send()

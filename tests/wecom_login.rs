@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
-use reqwest::redirect::Policy;
+use support::browser::{DESKTOP_UA, WECOM_UA, browser, credential_in};
 use support::stores::StoreKind;
 use tablegate::admin::AdminService;
 use tablegate::directory::Directory;
@@ -15,9 +15,6 @@ use tablegate::login::{CredentialSigner, LoginService, LoginSettings};
 use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom};
 use tablegate::wecom::{ClientOptions, DirectorySync, SyncSettings, WeComClient};
 
-const WECOM_UA: &str =
-    "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 wxwork/4.1.20 MicroMessenger/7.0.1";
-const DESKTOP_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0";
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
 
 struct Setup {
@@ -79,24 +76,6 @@ async fn setup(asktable_url: Option<String>, state_lifetime: Duration) -> Setup 
         base,
         _store: kind,
     }
-}
-
-fn browser(user_agent: &str, follow: bool) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(user_agent)
-        .redirect(if follow {
-            Policy::limited(5)
-        } else {
-            Policy::none()
-        })
-        .build()
-        .unwrap()
-}
-
-fn credential_in(page: &str) -> String {
-    let start = page.find("<pre id=\"credential\">").unwrap() + "<pre id=\"credential\">".len();
-    page[start..start + page[start..].find("</pre>").unwrap()].to_owned()
 }
 
 async fn location(client: &reqwest::Client, url: &str) -> String {

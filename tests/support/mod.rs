@@ -1,8 +1,9 @@
 //! Real parts for integration tests, one concept per module: throwaway databases
-//! ([`database`]), tablegate serving them in process ([`proxy`]), and the machinery of the
-//! Spider differential test (the rest).
+//! ([`database`]), tablegate serving them in process ([`proxy`]), a browser for the login pages
+//! ([`browser`]), and the machinery of the Spider differential test (the rest).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod check;
 pub mod corpus;
 pub mod data;
