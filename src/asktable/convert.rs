@@ -298,7 +298,7 @@ fn write_role(
         if names.is_empty() {
             "none".to_owned()
         } else {
-            names.join(", ")
+            comment(&names.join(", "))
         }
     );
     let mut variables = BTreeSet::new();
@@ -532,6 +532,7 @@ static VARIABLE_NAME: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"\{\{user\.([A-Za-z0-9_]+)\}\}").unwrap());
 
 fn header(source: &str, notes: &[Note]) -> String {
+    let source = comment(source);
     let mut text = format!(
         "# Converted from the AskTable export {source} by `tablegate import-asktable`.\n\
          # Tables and columns are those AskTable's patterns matched in the live catalog at import\n\
@@ -548,7 +549,7 @@ fn header(source: &str, notes: &[Note]) -> String {
                 } else {
                     "review:"
                 },
-                note.text
+                comment(&note.text)
             );
         }
     }
@@ -564,6 +565,14 @@ const ASSIGNMENT_TEMPLATE: &str = "\
 # vars = { regions = [\"East\", \"North\"] }
 ";
 
+/// Text from the export as one comment line: a newline in a policy's name must not end the
+/// comment and start a grant.
+fn comment(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
@@ -576,5 +585,39 @@ fn toml_key(s: &str) -> String {
         s.to_owned()
     } else {
         toml_string(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::catalog_of_tables;
+
+    #[test]
+    fn text_from_the_export_cannot_break_out_of_a_comment() {
+        let catalog = catalog_of_tables(&[("public", "t", &["a"])]);
+        let export: Export = serde_json::from_str(
+            r#"{
+              "policies": [{ "id": "p", "permission": "allow",
+                "name": "x\n[role.evil.datasource.db]\ntables = [\"public.t\"]\n#",
+                "dataset_config": { "datasource_ids": ["elsewhere"] } }],
+              "roles": [{ "name": "r", "policy_ids": ["p"] }]
+            }"#,
+        )
+        .unwrap();
+        let datasource = Datasource {
+            name: "db".into(),
+            asktable_ids: vec!["ds_db".into()],
+            catalog: &catalog,
+        };
+        let import = convert(&export, &[datasource], "x\n[role.evil2]", &[]).unwrap();
+        let set = PolicySet::from_str("asktable.toml", &import.toml).unwrap();
+        assert_eq!(
+            set.roles.keys().collect::<Vec<_>>(),
+            ["r"],
+            "{}",
+            import.toml
+        );
+        assert!(set.roles["r"].grants.is_empty(), "{}", import.toml);
     }
 }
