@@ -21,36 +21,10 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Print the SQL tablegate would forward for a user, or why it refuses it.
-    Rewrite {
-        #[arg(long, default_value = "tablegate.toml")]
-        config: PathBuf,
-        /// The user (userid) the statement runs as.
-        #[arg(long)]
-        user: String,
-        /// The datasource, as clients name it in the database connection parameter.
-        #[arg(long)]
-        database: String,
-        /// The session's search_path (default: the upstream database's).
-        #[arg(long)]
-        search_path: Option<String>,
-        sql: String,
-    },
+    Rewrite(cli::StatementArgs),
     /// Print the SQL tablegate would forward for a user and why: roles, variables, row
     /// filters, hidden and masked columns with their policy lines; or the refusal.
-    Explain {
-        #[arg(long, default_value = "tablegate.toml")]
-        config: PathBuf,
-        /// The user (userid) the statement runs as.
-        #[arg(long)]
-        user: String,
-        /// The datasource, as clients name it in the database connection parameter.
-        #[arg(long)]
-        database: String,
-        /// The session's search_path (default: the upstream database's).
-        #[arg(long)]
-        search_path: Option<String>,
-        sql: String,
-    },
+    Explain(cli::StatementArgs),
     /// Run the proxy.
     Serve {
         #[arg(long, default_value = "tablegate.toml")]
@@ -127,20 +101,8 @@ enum WecomCommand {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
-        Command::Rewrite {
-            config,
-            user,
-            database,
-            search_path,
-            sql,
-        } => cli::rewrite::run(&config, &user, &database, search_path.as_deref(), &sql).await,
-        Command::Explain {
-            config,
-            user,
-            database,
-            search_path,
-            sql,
-        } => cli::explain::run(&config, &user, &database, search_path.as_deref(), &sql).await,
+        Command::Rewrite(args) => cli::rewrite::run(&args).await,
+        Command::Explain(args) => cli::explain::run(&args).await,
         Command::Check { config } => cli::check::run(&config).await,
         Command::TestPolicies { config, tests } => {
             cli::test_policies::run(&config, tests.as_deref()).await

@@ -542,39 +542,45 @@ async fn tls_can_be_required() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psycopg_clients_see_their_own_rows_with_and_without_tls() {
+/// Runs a client program (`program args… PORT SSLMODE`, from tests/clients) against a shop
+/// served with TLS, once with TLS and once without; each run must print `expected`.
+async fn client_program_prints(program: &str, args: &[&str], expected: &str) {
     let (_dir, tls) = tls_config();
     let (_db, proxy) = shop_with(&tls).await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/psycopg_regions.py"
-    );
     for sslmode in ["require", "disable"] {
-        let output = Command::new("python3")
-            .arg(script)
+        let output = Command::new(program)
+            .args(args)
             .arg(proxy.addr.port().to_string())
             .arg(sslmode)
             .output()
             .await
-            .expect("python3 runs");
+            .unwrap_or_else(|e| panic!("{program} runs (see .ci/run): {e}"));
         assert!(
             output.status.success(),
-            "psycopg check failed ({sslmode}):\n{}{}",
+            "{program} check failed ({sslmode}):\n{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout).trim(),
-            "alice East,North\nsam West\nalice refused 42501"
-        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_clients_see_their_own_rows_with_and_without_tls() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/psycopg_regions.py"
+    );
+    client_program_prints(
+        "python3",
+        &[script],
+        "alice East,North\nsam West\nalice refused 42501",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgjdbc_prepared_statements_see_each_users_rows_with_and_without_tls() {
-    let (_dir, tls) = tls_config();
-    let (_db, proxy) = shop_with(&tls).await;
     let classes = tempfile::tempdir().unwrap();
     let source = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -598,27 +604,13 @@ async fn pgjdbc_prepared_statements_see_each_users_rows_with_and_without_tls() {
         Path::new(&jar).exists(),
         "pgjdbc is installed at {jar} (see .ci/run)"
     );
-    for sslmode in ["require", "disable"] {
-        let output = Command::new("java")
-            .arg("-cp")
-            .arg(format!("{}:{jar}", classes.path().display()))
-            .arg("JdbcRegions")
-            .arg(proxy.addr.port().to_string())
-            .arg(sslmode)
-            .output()
-            .await
-            .expect("java runs");
-        assert!(
-            output.status.success(),
-            "pgjdbc check failed ({sslmode}):\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout).trim(),
-            "alice East,North\nsam West\nalice refused 42501\nalice counts 20 orders in a transaction"
-        );
-    }
+    let classpath = format!("{}:{jar}", classes.path().display());
+    client_program_prints(
+        "java",
+        &["-cp", &classpath, "JdbcRegions"],
+        "alice East,North\nsam West\nalice refused 42501\nalice counts 20 orders in a transaction",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]

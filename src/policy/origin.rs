@@ -29,6 +29,34 @@ impl Origin {
     }
 }
 
+/// The `(file name, text)` of every `*.toml` file in `dir`, in name order; `folder` says what
+/// the folder is in the message when it cannot be read.
+pub fn toml_sources(dir: &Path, folder: &str) -> Result<Vec<(Arc<str>, String)>, PolicyErrors> {
+    let error = |path: &Path, message: String| {
+        PolicyErrors(vec![PolicyError {
+            origin: Origin {
+                file: Origin::file_name(path),
+                line: 0,
+            },
+            message,
+        }])
+    };
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| error(dir, format!("cannot read {folder}: {e}")))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((Origin::file_name(&path), text)),
+            Err(e) => Err(error(&path, format!("cannot read: {e}"))),
+        })
+        .collect()
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.file, self.line)

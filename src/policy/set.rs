@@ -14,7 +14,7 @@ use toml::Spanned;
 use super::assignment::{Assignment, Matcher, RESERVED_VARIABLES};
 use super::filter::RowFilter;
 use super::mask::Mask;
-use super::origin::{Origin, PolicyError, PolicyErrors};
+use super::origin::{Origin, PolicyError, PolicyErrors, toml_sources};
 use super::value::VarValue;
 use crate::names::{NamePattern, fold_str};
 
@@ -82,35 +82,7 @@ impl PolicySet {
 
     /// The `(file name, text)` of every `*.toml` file in `dir`, in name order.
     pub fn sources_in(dir: &Path) -> Result<Vec<(Arc<str>, String)>, PolicyErrors> {
-        let origin = Origin {
-            file: Origin::file_name(dir),
-            line: 0,
-        };
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            PolicyErrors(vec![PolicyError {
-                origin: origin.clone(),
-                message: format!("cannot read the policies folder: {e}"),
-            }])
-        })?;
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                PolicyErrors(vec![PolicyError {
-                    origin: Origin {
-                        file: Origin::file_name(&path),
-                        line: 0,
-                    },
-                    message: format!("cannot read: {e}"),
-                }])
-            })?;
-            files.push((Origin::file_name(&path), text));
-        }
-        Ok(files)
+        toml_sources(dir, "the policies folder")
     }
 
     /// Builds a set from `(file name, text)` pairs.

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::predicate::RowPredicate;
+use crate::policy::origin::toml_sources;
 use crate::policy::{Origin, PolicyError, PolicyErrors};
 
 /// One test case.
@@ -88,32 +89,14 @@ struct RawExpect {
 
 /// Every `*.toml` file in `dir` (in name order), or every error found in them.
 pub fn load_dir(dir: &Path) -> Result<Vec<Case>, PolicyErrors> {
-    let error = |path: &Path, message: String| {
-        PolicyErrors(vec![PolicyError {
-            origin: Origin {
-                file: Origin::file_name(path),
-                line: 0,
-            },
-            message,
-        }])
-    };
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        error(
-            dir,
-            format!("cannot read the policy tests folder: {e}; write test cases in <policies>/tests/*.toml"),
-        )
-    })?;
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
+    let files = toml_sources(
+        dir,
+        "the policy tests folder (write test cases in <policies>/tests/*.toml)",
+    )?;
     let mut cases = Vec::new();
     let mut errors = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| error(&path, format!("cannot read: {e}")))?;
-        match parse(&Origin::file_name(&path), &text) {
+    for (file, text) in files {
+        match parse(&file, &text) {
             Ok(found) => cases.extend(found),
             Err(PolicyErrors(found)) => errors.extend(found),
         }
