@@ -11,50 +11,55 @@ use std::sync::LazyLock;
 
 use sqlparser::ast::{BinaryOperator, DataType, UnaryOperator};
 
+/// Built-in aggregates: safe anywhere, and leakproof (their arguments come from rows that
+/// already passed every filter).
+pub const AGGREGATES: [&str; 40] = [
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "percentile_cont",
+    "percentile_disc",
+    "mode",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "range_agg",
+    "range_intersect_agg",
+];
+
 static SAFE_FUNCTIONS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     [
-        // aggregates
-        "count",
-        "sum",
-        "avg",
-        "min",
-        "max",
-        "array_agg",
-        "string_agg",
-        "bool_and",
-        "bool_or",
-        "every",
-        "bit_and",
-        "bit_or",
-        "bit_xor",
-        "stddev",
-        "stddev_pop",
-        "stddev_samp",
-        "variance",
-        "var_pop",
-        "var_samp",
-        "corr",
-        "covar_pop",
-        "covar_samp",
-        "regr_avgx",
-        "regr_avgy",
-        "regr_count",
-        "regr_intercept",
-        "regr_r2",
-        "regr_slope",
-        "regr_sxx",
-        "regr_sxy",
-        "regr_syy",
-        "percentile_cont",
-        "percentile_disc",
-        "mode",
-        "json_agg",
-        "jsonb_agg",
-        "json_object_agg",
-        "jsonb_object_agg",
+        // aggregates beyond AGGREGATES (grouping() only reads the grouping set)
         "grouping",
-        "range_agg",
-        "range_intersect_agg",
         // window functions
         "row_number",
         "rank",
@@ -326,6 +331,7 @@ static SAFE_FUNCTIONS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         "gen_random_uuid",
     ]
     .into_iter()
+    .chain(AGGREGATES)
     .collect()
 });
 
@@ -413,65 +419,82 @@ const CATALOG_LOOKUP_TYPES: [&str; 11] = [
 /// `row_to_json('(,,)'::orders)` answer whether a table exists and list its columns, hidden
 /// ones included, whatever the user's grants — or a domain whose CHECK runs functions
 /// tablegate has not vetted. The decision depends on the name alone, never on the catalog, so
-/// it reveals nothing either.
-const BUILTIN_NAMED_TYPES: &[&str] = &[
+/// it reveals nothing either. Each comes with its OID and its array type's OID (fixed across
+/// PostgreSQL versions): the parameter types a client may declare in Parse.
+const BUILTIN_TYPES: &[(&str, u32, u32)] = &[
     // spelled as keywords elsewhere; named like this when schema-qualified or by their alias
-    "bool",
-    "int2",
-    "int4",
-    "int8",
-    "float4",
-    "float8",
-    "numeric",
-    "text",
-    "varchar",
-    "bpchar",
-    "char",
-    "name",
-    "date",
-    "time",
-    "timetz",
-    "timestamp",
-    "timestamptz",
-    "interval",
-    "uuid",
-    "json",
-    "jsonb",
-    "jsonpath",
-    "bytea",
-    "bit",
-    "varbit",
-    "tsvector",
-    "tsquery",
+    ("bool", 16, 1000),
+    ("int2", 21, 1005),
+    ("int4", 23, 1007),
+    ("int8", 20, 1016),
+    ("float4", 700, 1021),
+    ("float8", 701, 1022),
+    ("numeric", 1700, 1231),
+    ("text", 25, 1009),
+    ("varchar", 1043, 1015),
+    ("bpchar", 1042, 1014),
+    ("char", 18, 1002),
+    ("name", 19, 1003),
+    ("date", 1082, 1182),
+    ("time", 1083, 1183),
+    ("timetz", 1266, 1270),
+    ("timestamp", 1114, 1115),
+    ("timestamptz", 1184, 1185),
+    ("interval", 1186, 1187),
+    ("uuid", 2950, 2951),
+    ("json", 114, 199),
+    ("jsonb", 3802, 3807),
+    ("jsonpath", 4072, 4073),
+    ("bytea", 17, 1001),
+    ("bit", 1560, 1561),
+    ("varbit", 1562, 1563),
+    ("tsvector", 3614, 3643),
+    ("tsquery", 3615, 3645),
     // network, money, geometry
-    "inet",
-    "cidr",
-    "macaddr",
-    "macaddr8",
-    "money",
-    "point",
-    "line",
-    "lseg",
-    "box",
-    "path",
-    "polygon",
-    "circle",
+    ("inet", 869, 1041),
+    ("cidr", 650, 651),
+    ("macaddr", 829, 1040),
+    ("macaddr8", 774, 775),
+    ("money", 790, 791),
+    ("point", 600, 1017),
+    ("line", 628, 629),
+    ("lseg", 601, 1018),
+    ("box", 603, 1020),
+    ("path", 602, 1019),
+    ("polygon", 604, 1027),
+    ("circle", 718, 719),
     // ranges and multiranges
-    "int4range",
-    "int8range",
-    "numrange",
-    "tsrange",
-    "tstzrange",
-    "daterange",
-    "int4multirange",
-    "int8multirange",
-    "nummultirange",
-    "tsmultirange",
-    "tstzmultirange",
-    "datemultirange",
+    ("int4range", 3904, 3905),
+    ("int8range", 3926, 3927),
+    ("numrange", 3906, 3907),
+    ("tsrange", 3908, 3909),
+    ("tstzrange", 3910, 3911),
+    ("daterange", 3912, 3913),
+    ("int4multirange", 4451, 6150),
+    ("int8multirange", 4536, 6157),
+    ("nummultirange", 4532, 6151),
+    ("tsmultirange", 4533, 6152),
+    ("tstzmultirange", 4534, 6153),
+    ("datemultirange", 4535, 6155),
     // object identifiers as plain numbers (the regclass family above looks names up)
-    "oid",
+    ("oid", 26, 1028),
+    // what a client declares for a parameter it leaves to the server to type
+    ("unknown", 705, 0),
 ];
+
+/// Why a parameter type a client declared in Parse may not be used, if it may not: the same
+/// types as in casts, by OID (0 leaves the type to the server).
+pub fn refused_parameter_type(oid: u32) -> Option<String> {
+    let builtin = oid == 0
+        || BUILTIN_TYPES
+            .iter()
+            .any(|&(_, scalar, array)| oid == scalar || (array != 0 && oid == array));
+    (!builtin).then(|| {
+        format!(
+            "the parameter type with OID {oid}, which is not one of PostgreSQL's plain data types,"
+        )
+    })
+}
 
 /// Why a type may not be used in a cast, if it may not.
 pub fn refused_type(data_type: &DataType) -> Option<String> {
@@ -500,7 +523,7 @@ pub fn refused_type(data_type: &DataType) -> Option<String> {
             };
             if CATALOG_LOOKUP_TYPES.contains(&last) {
                 Some(format!("the catalog lookup type {last}"))
-            } else if BUILTIN_NAMED_TYPES.contains(&last) {
+            } else if BUILTIN_TYPES.iter().any(|(name, ..)| *name == last) {
                 None
             } else {
                 not_builtin()

@@ -16,8 +16,12 @@
 //! Conditions are what PostgreSQL may evaluate below a filter: WHERE, JOIN … ON and HAVING at
 //! every level, and the select list of every subquery, CTE and derived table (an outer
 //! condition on one of its columns is pushed down as that expression). Aggregate and window
-//! calls are evaluated after the rows are filtered, so their arguments do not count. The
-//! decision reads the query's shape only, never a literal's value.
+//! calls are evaluated after the rows are filtered, so their arguments do not count — except
+//! inside a subquery in an expression or a LATERAL item, which may run once per outer row
+//! before that row's filter, with its values as parameters: there every expression counts
+//! (ORDER BY, LIMIT, GROUP BY, function arguments in FROM, aggregate arguments), and a scalar
+//! subquery that could return two rows fails. The decision reads the query's shape only, never
+//! a literal's value.
 //!
 //! What remains: a comparison of two columns of different types may convert one of them on
 //! every row (numeric to float8, date to timestamp) and fail on values beyond the other type's
@@ -27,61 +31,20 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArguments, InTarget, JoinConstraint, JoinOperator,
-    ObjectNamePart, Query, Select, SelectItem, Statement, UnaryOperator, Visit, Visitor,
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    InTarget, JoinConstraint, JoinOperator, LimitClause, ObjectNamePart, OrderBy, OrderByKind,
+    Query, Select, SelectItem, SetExpr, Statement, TableFactor, UnaryOperator, Visit, Visitor,
 };
 
 use crate::names::fold;
-
-/// Aggregates: their arguments are computed from rows that already passed every filter.
-const AGGREGATES: [&str; 40] = [
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "array_agg",
-    "string_agg",
-    "bool_and",
-    "bool_or",
-    "every",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "corr",
-    "covar_pop",
-    "covar_samp",
-    "regr_avgx",
-    "regr_avgy",
-    "regr_count",
-    "regr_intercept",
-    "regr_r2",
-    "regr_slope",
-    "regr_sxx",
-    "regr_sxy",
-    "regr_syy",
-    "percentile_cont",
-    "percentile_disc",
-    "mode",
-    "json_agg",
-    "jsonb_agg",
-    "json_object_agg",
-    "jsonb_object_agg",
-    "range_agg",
-    "range_intersect_agg",
-];
+use crate::rewrite::functions::AGGREGATES;
 
 /// Whether some condition of the statement may raise an error on a row, so that row filters
 /// must run first.
 pub(super) fn needs_fence(statement: &Statement) -> bool {
     let mut finder = LeakyConditions {
         depth: 0,
+        correlated: 0,
         leaky: false,
     };
     let _ = statement.visit(&mut finder);
@@ -91,14 +54,45 @@ pub(super) fn needs_fence(statement: &Statement) -> bool {
 struct LeakyConditions {
     /// Query nesting: 1 is the statement's own query (its select list is the result).
     depth: usize,
+    /// How many subqueries in expressions (or LATERAL items) enclose this point: their queries
+    /// may run once per outer row, before that row's filter, with its values as parameters.
+    correlated: usize,
     leaky: bool,
 }
 
 impl Visitor for LeakyConditions {
     type Break = ();
 
-    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         self.depth += 1;
+        if self.correlated > 0 {
+            // A subquery's ORDER BY and LIMIT run for each outer row it is correlated with.
+            let mut conditions: Vec<&Expr> = Vec::new();
+            if let Some(OrderBy {
+                kind: OrderByKind::Expressions(items),
+                ..
+            }) = &query.order_by
+            {
+                conditions.extend(items.iter().map(|o| &o.expr));
+            }
+            match &query.limit_clause {
+                Some(LimitClause::LimitOffset {
+                    limit,
+                    offset,
+                    limit_by,
+                }) => {
+                    conditions.extend(limit);
+                    conditions.extend(offset.iter().map(|o| &o.value));
+                    conditions.extend(limit_by);
+                }
+                Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+                    conditions.extend([offset, limit]);
+                }
+                None => {}
+            }
+            conditions.extend(query.fetch.iter().filter_map(|f| f.quantity.as_ref()));
+            return self.judge(conditions);
+        }
         ControlFlow::Continue(())
     }
 
@@ -126,30 +120,111 @@ impl Visitor for LeakyConditions {
                 }
             }
         }
-        if conditions.into_iter().any(|e| !is_leakproof(e)) {
+        if self.correlated > 0
+            && let GroupByExpr::Expressions(exprs, _) = &select.group_by
+        {
+            conditions.extend(exprs);
+        }
+        self.judge(conditions)
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        self.correlated += usize::from(is_sublink(e));
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        self.correlated -= usize::from(is_sublink(e));
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        self.correlated -= usize::from(is_lateral(factor));
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        self.correlated += usize::from(is_lateral(factor));
+        let mut conditions: Vec<&Expr> = Vec::new();
+        match factor {
+            // ON clauses of parenthesised joins.
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                for join in &table_with_joins.joins {
+                    if let Some(JoinConstraint::On(on)) = join_constraint(&join.join_operator) {
+                        conditions.push(on);
+                    }
+                }
+            }
+            // Arguments of functions in FROM, which may read the items before them.
+            TableFactor::Table {
+                args: Some(args), ..
+            } => conditions.extend(args.args.iter().filter_map(argument)),
+            TableFactor::Function { args, .. } => {
+                conditions.extend(args.iter().filter_map(argument));
+            }
+            TableFactor::UNNEST { array_exprs, .. } => conditions.extend(array_exprs),
+            _ => {}
+        }
+        self.judge(conditions)
+    }
+}
+
+impl LeakyConditions {
+    fn judge<'e>(&mut self, conditions: impl IntoIterator<Item = &'e Expr>) -> ControlFlow<()> {
+        let nested = self.correlated > 0;
+        if conditions.into_iter().any(|e| !is_leakproof(e, nested)) {
             self.leaky = true;
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
     }
+}
 
-    fn pre_visit_table_factor(&mut self, factor: &sqlparser::ast::TableFactor) -> ControlFlow<()> {
-        // ON clauses of parenthesised joins.
-        if let sqlparser::ast::TableFactor::NestedJoin {
-            table_with_joins, ..
-        } = factor
-        {
-            for join in &table_with_joins.joins {
-                if let Some(JoinConstraint::On(on)) = join_constraint(&join.join_operator)
-                    && !is_leakproof(on)
-                {
-                    self.leaky = true;
-                    return ControlFlow::Break(());
-                }
-            }
-        }
-        ControlFlow::Continue(())
+/// An expression holding a subquery.
+fn is_sublink(e: &Expr) -> bool {
+    match e {
+        Expr::Subquery(_) | Expr::Exists { .. } => true,
+        Expr::In { target, .. } => matches!(target, InTarget::Subquery(_)),
+        Expr::Function(f) => matches!(f.args, FunctionArguments::Subquery(_)),
+        _ => false,
     }
+}
+
+fn is_lateral(factor: &TableFactor) -> bool {
+    matches!(factor, TableFactor::Derived { lateral: true, .. })
+}
+
+/// The expression of a function argument, named or not (`*` has none).
+fn argument(arg: &FunctionArg) -> Option<&Expr> {
+    match arg {
+        FunctionArg::Named { arg, .. }
+        | FunctionArg::ExprNamed { arg, .. }
+        | FunctionArg::Unnamed(arg) => match arg {
+            FunctionArgExpr::Expr(e) => Some(e),
+            _ => None,
+        },
+    }
+}
+
+/// Whether a scalar subquery returns at most one row whatever the data: an aggregate-only
+/// select list without GROUP BY. Any other may fail with "more than one row returned".
+fn at_most_one_row(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let ungrouped =
+        matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    ungrouped
+        && select.projection.iter().all(|item| match item {
+            SelectItem::UnnamedExpr(Expr::Function(f))
+            | SelectItem::ExprWithAlias {
+                expr: Expr::Function(f),
+                ..
+            } => f.over.is_none() && is_aggregate(f),
+            _ => false,
+        })
 }
 
 fn join_constraint(operator: &JoinOperator) -> Option<&JoinConstraint> {
@@ -175,16 +250,18 @@ fn join_constraint(operator: &JoinOperator) -> Option<&JoinConstraint> {
 
 /// Whether evaluating `e` on a row can neither fail nor reveal anything but its boolean result.
 /// An allow-list: every form not named here counts as leaky. Subqueries inside are judged where
-/// their own conditions are (see [`LeakyConditions`]).
-fn is_leakproof(e: &Expr) -> bool {
+/// their own conditions are (see [`LeakyConditions`]). `nested`: inside a subquery, which may be
+/// correlated with rows no filter has passed yet, so even aggregate arguments count.
+fn is_leakproof(e: &Expr, nested: bool) -> bool {
+    let leakproof = |e: &Expr| is_leakproof(e, nested);
     match e {
         // Not typed literals: `d > TIMESTAMP '…'` converts the date column on every row, which
         // fails for dates beyond the timestamp range.
         Expr::Identifier(_)
         | Expr::CompoundIdentifier(_)
         | Expr::Value(_)
-        | Expr::Exists { .. }
-        | Expr::Subquery(_) => true,
+        | Expr::Exists { .. } => true,
+        Expr::Subquery(query) => at_most_one_row(query),
         Expr::Nested(a)
         | Expr::IsNull(a)
         | Expr::IsNotNull(a)
@@ -193,9 +270,9 @@ fn is_leakproof(e: &Expr) -> bool {
         | Expr::IsFalse(a)
         | Expr::IsNotFalse(a)
         | Expr::IsUnknown(a)
-        | Expr::IsNotUnknown(a) => is_leakproof(a),
+        | Expr::IsNotUnknown(a) => leakproof(a),
         Expr::UnaryOp { op, expr } => match op {
-            UnaryOperator::Not => is_leakproof(expr),
+            UnaryOperator::Not => leakproof(expr),
             // A signed literal is folded to a constant before any row is read.
             UnaryOperator::Minus | UnaryOperator::Plus => matches!(**expr, Expr::Value(_)),
             _ => false,
@@ -211,23 +288,21 @@ fn is_leakproof(e: &Expr) -> bool {
                     | BinaryOperator::LtEq
                     | BinaryOperator::Gt
                     | BinaryOperator::GtEq
-            ) && is_leakproof(left)
-                && is_leakproof(right)
+            ) && leakproof(left)
+                && leakproof(right)
         }
-        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
-            is_leakproof(a) && is_leakproof(b)
-        }
+        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => leakproof(a) && leakproof(b),
         Expr::In { expr, target, .. } => {
-            is_leakproof(expr)
+            leakproof(expr)
                 && match target {
-                    InTarget::List(list) => list.iter().all(is_leakproof),
+                    InTarget::List(list) => list.iter().all(leakproof),
                     InTarget::Subquery(_) => true,
                     _ => false,
                 }
         }
         Expr::Between {
             expr, low, high, ..
-        } => is_leakproof(expr) && is_leakproof(low) && is_leakproof(high),
+        } => leakproof(expr) && leakproof(low) && leakproof(high),
         Expr::AnyOp {
             left,
             compare_op,
@@ -247,21 +322,21 @@ fn is_leakproof(e: &Expr) -> bool {
                     | BinaryOperator::LtEq
                     | BinaryOperator::Gt
                     | BinaryOperator::GtEq
-            ) && is_leakproof(left)
-                && is_leakproof(right)
+            ) && leakproof(left)
+                && (matches!(**right, Expr::Subquery(_)) || leakproof(right))
         }
-        Expr::Array(array) => array.elem.iter().all(is_leakproof),
-        Expr::Tuple(items) => items.iter().all(is_leakproof),
-        Expr::Function(f) => is_aggregate_or_window(f),
+        Expr::Array(array) => array.elem.iter().all(leakproof),
+        Expr::Tuple(items) => items.iter().all(leakproof),
+        Expr::Function(f) if nested => {
+            f.over.is_none() && is_aggregate(f) && arguments_leakproof(f)
+        }
+        Expr::Function(f) => f.over.is_some() || is_aggregate(f),
         _ => false,
     }
 }
 
-/// Aggregate and window calls run on rows every filter has passed.
-fn is_aggregate_or_window(f: &Function) -> bool {
-    if f.over.is_some() {
-        return true;
-    }
+/// Aggregate calls run on rows every filter has passed (as do window calls).
+fn is_aggregate(f: &Function) -> bool {
     let parts: Vec<String> = f
         .name
         .0
@@ -277,6 +352,21 @@ fn is_aggregate_or_window(f: &Function) -> bool {
         _ => return false,
     };
     AGGREGATES.contains(&name.as_str()) && !matches!(f.args, FunctionArguments::Subquery(_))
+}
+
+/// Whether every argument of a call (and its FILTER) is leakproof; an ORDER BY among the
+/// arguments or WITHIN GROUP counts as leaky.
+fn arguments_leakproof(f: &Function) -> bool {
+    let args = match &f.args {
+        FunctionArguments::List(list) if list.clauses.is_empty() && f.within_group.is_empty() => {
+            list.args.iter().filter_map(argument).collect()
+        }
+        FunctionArguments::None => Vec::new(),
+        FunctionArguments::List(_) | FunctionArguments::Subquery(_) => return false,
+    };
+    args.into_iter()
+        .chain(f.filter.as_deref())
+        .all(|e| is_leakproof(e, true))
 }
 
 #[cfg(test)]
@@ -298,6 +388,10 @@ mod tests {
             "SELECT x FROM t WHERE x > (SELECT avg(x) FROM t) AND y IN (SELECT y FROM u)",
             "SELECT g, count(*) FROM t GROUP BY g HAVING count(*) > 1",
             "SELECT * FROM (SELECT g, max(x) AS m, rank() OVER (ORDER BY g) FROM t GROUP BY g) s WHERE m > 2",
+            "SELECT x FROM t WHERE x = (SELECT max(y) FROM u WHERE u.z = t.z)",
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.y = t.x ORDER BY u.y LIMIT 1)",
+            "SELECT * FROM t, generate_series(1, t.x) AS g",
+            "SELECT x FROM t WHERE x = ANY (SELECT y FROM u WHERE u.z = t.z)",
         ] {
             assert!(!fenced(sql), "{sql}");
         }
@@ -320,6 +414,14 @@ mod tests {
             "SELECT x FROM t WHERE CASE WHEN x > 1 THEN true END",
             "SELECT x FROM t WHERE public.count(x) > 1",
             "SELECT x FROM t WHERE d > TIMESTAMP '2020-01-01 00:00'",
+            // inside a subquery correlated with rows no filter has passed yet
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM generate_series(1, (1 / t.x)::int))",
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 LIMIT 1 / t.x)",
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u ORDER BY 1 / t.x)",
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u GROUP BY u.y / t.x)",
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u HAVING sum(1 / t.x) > 0)",
+            "SELECT x FROM t WHERE (SELECT y FROM u WHERE u.y = t.x) IS NULL",
+            "SELECT * FROM t, unnest(ARRAY[1 / t.x]) AS a",
         ] {
             assert!(fenced(sql), "{sql}");
         }
