@@ -148,6 +148,53 @@ async fn prepared_statements_are_rewritten_once_and_reused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_parameter_types_are_checked_like_casts() {
+    use tokio_postgres::types::Type;
+    let (db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    // A regclass parameter would tell ungranted tables from missing ones; a table's row type
+    // would list its columns, hidden ones included.
+    let orders_row_type: u32 = db
+        .connect()
+        .await
+        .query_one("SELECT 'orders'::regtype::oid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for types in [
+        vec![Type::REGCLASS],
+        vec![Type::INT4, Type::REGPROC_ARRAY],
+        vec![Type::new(
+            "orders".into(),
+            orders_row_type,
+            tokio_postgres::types::Kind::Simple,
+            "public".into(),
+        )],
+    ] {
+        let e = alice
+            .prepare_typed("SELECT $1::text IS NULL", &types)
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{types:?}");
+        let message = e.as_db_error().expect("a server error").message();
+        assert!(message.contains("parameter type"), "{message}");
+    }
+    // The protocol recovers, and built-in types and arrays of them pass.
+    let statement = alice
+        .prepare_typed(
+            "SELECT count(*) FROM orders WHERE id = ANY($1) AND region = $2",
+            &[Type::INT4_ARRAY, Type::VARCHAR],
+        )
+        .await
+        .unwrap();
+    let rows = alice
+        .query(&statement, &[&vec![1i32, 2, 3, 4], &"East"])
+        .await
+        .unwrap();
+    assert!(rows[0].get::<_, i64>(0) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_statement_in_a_pipeline_fails_alone() {
     let (_db, proxy) = shop().await;
     let alice = proxy.client("alice", "alice-secret").await.unwrap();
@@ -299,7 +346,24 @@ async fn search_path_is_tracked_for_name_resolution() {
         ),
         [[Some("20".to_string())]]
     );
-    // Inside a transaction block the path cannot change (a rollback would undo it upstream only).
+    // Inside a transaction block the path cannot change (a rollback would undo it upstream
+    // only) — nor through a statement prepared outside one.
+    let set_archive = alice.prepare("SET search_path = archive").await.unwrap();
+    alice.simple_query("BEGIN").await.unwrap();
+    assert_eq!(
+        sqlstate(&alice.execute(&set_archive, &[]).await.unwrap_err()),
+        "42501"
+    );
+    alice.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(
+        values(
+            &alice
+                .simple_query("SELECT count(*) FROM orders")
+                .await
+                .unwrap()
+        ),
+        [[Some("20".to_string())]]
+    );
     alice.simple_query("BEGIN").await.unwrap();
     assert_eq!(
         sqlstate(

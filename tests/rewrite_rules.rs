@@ -988,6 +988,39 @@ fn explain_shows_the_rewritten_query_without_estimates() {
 }
 
 #[test]
+fn explain_options_that_run_the_query_or_show_the_server_are_refused() {
+    // PostgreSQL takes ANALYSE for ANALYZE; SETTINGS lists the upstream's configuration;
+    // BUFFERS and WAL report work done over every row.
+    for sql in [
+        "EXPLAIN ANALYZE SELECT id FROM orders",
+        "EXPLAIN (ANALYZE) SELECT id FROM orders",
+        "EXPLAIN (ANALYSE) SELECT id FROM orders",
+        "EXPLAIN (\"analyse\" true) SELECT id FROM orders",
+        "EXPLAIN (SETTINGS) SELECT id FROM orders",
+        "EXPLAIN (BUFFERS) SELECT id FROM orders",
+        "EXPLAIN (WAL, FORMAT JSON) SELECT id FROM orders",
+        "EXPLAIN (FORMAT (SELECT 'json')) SELECT id FROM orders",
+    ] {
+        let e = refused("alice", sql);
+        assert!(
+            matches!(
+                e.kind,
+                RefusalKind::Statement | RefusalKind::Unsupported | RefusalKind::Syntax
+            ),
+            "{sql}: {e:?}"
+        );
+    }
+    let out = ok(
+        "alice",
+        "EXPLAIN (VERBOSE false, SUMMARY, FORMAT YAML) SELECT id FROM orders",
+    );
+    assert!(
+        out.starts_with("EXPLAIN (VERBOSE false, SUMMARY, FORMAT YAML, COSTS false) SELECT id"),
+        "{out}"
+    );
+}
+
+#[test]
 fn unparseable_sql_is_refused_with_the_parsers_message() {
     let e = refused("alice", "SELEKT 1");
     assert_eq!(e.kind, RefusalKind::Syntax);
@@ -1032,6 +1065,50 @@ fn functions_that_run_sql_or_reach_outside_are_refused() {
             ),
             "{sql}: {e:?}"
         );
+    }
+}
+
+#[test]
+fn sql_value_keywords_are_functions_whatever_columns_are_in_scope() {
+    // sqlparser reads these as identifiers; PostgreSQL as functions naming the service account.
+    for sql in [
+        "SELECT current_role",
+        "SELECT id FROM orders WHERE region = CURRENT_ROLE",
+        "SELECT system_user FROM orders",
+    ] {
+        let e = refused("alice", sql);
+        assert_eq!(e.kind, RefusalKind::Function, "{sql}: {e:?}");
+        let message = e.message.to_lowercase();
+        assert!(
+            message.contains("current_role") || message.contains("system_user"),
+            "{e}"
+        );
+    }
+    ok("alice", "SELECT current_schema");
+}
+
+#[test]
+fn tablesample_takes_constants_only() {
+    // The sample is drawn inside the protected source, before the row filter: an expression
+    // there would run over every row of the table.
+    assert_eq!(
+        ok(
+            "alice",
+            "SELECT id FROM orders TABLESAMPLE BERNOULLI (50) REPEATABLE (7)"
+        ),
+        r#"SELECT id FROM (SELECT "id", "region", "amount", "customer_id", "note" FROM "public"."orders" TABLESAMPLE BERNOULLI (50) REPEATABLE (7) WHERE (region IN ('East', 'North'))) AS "orders""#
+    );
+    ok("alice", "SELECT id FROM orders o TABLESAMPLE SYSTEM ($1)");
+    for sql in [
+        "SELECT id FROM orders TABLESAMPLE BERNOULLI ((SELECT string_agg(note, ',')::int FROM orders))",
+        "SELECT id FROM orders TABLESAMPLE BERNOULLI ((SELECT 100 FROM secret))",
+        "SELECT id FROM orders TABLESAMPLE BERNOULLI (pg_read_file('/etc/hostname')::int)",
+        "SELECT id FROM orders TABLESAMPLE SYSTEM (100 + 0 * length(set_config('a.b', 'c', false)))",
+        "SELECT name FROM customers TABLESAMPLE BERNOULLI (1 / 0)",
+    ] {
+        let e = refused("alice", sql);
+        assert_eq!(e.kind, RefusalKind::Unsupported, "{sql}: {e:?}");
+        assert!(e.message.contains("TABLESAMPLE"), "{sql}: {e}");
     }
 }
 

@@ -533,8 +533,20 @@ impl Forwarder<'_> {
                         let mut body = frame.body.clone();
                         let portal = take_cstring(&mut body).map_err(Fatal::io)?;
                         let statement = self.session.portals.get(&portal).cloned();
-                        if let Some(effect) = statement.as_ref().and_then(|s| s.effect.clone()) {
-                            self.session.apply(&effect);
+                        if let Some(s) = &statement
+                            && let Some(effect) = &s.effect
+                        {
+                            // Prepared outside a transaction block, perhaps run inside one.
+                            let status = self
+                                .shared
+                                .lock()
+                                .expect("session state")
+                                .transaction_status;
+                            if let Err(refusal) = effect_allowed(true, status) {
+                                self.refuse_extended(&s.sql, refusal);
+                                continue;
+                            }
+                            self.session.apply(effect);
                         }
                         self.push(Item::execute(statement.map(|s| (s.sql, s.forwarded))));
                         wire::put_message(b'E', &frame.body, &mut self.out);
@@ -629,7 +641,7 @@ impl Forwarder<'_> {
         match self
             .session
             .rewrite(&sql)
-            .and_then(|p| effect_allowed(p, status))
+            .and_then(|p| effect_allowed(p.effect.is_some(), status).map(|()| p))
         {
             Ok(prepared) => {
                 if let Some(effect) = &prepared.effect {
@@ -691,7 +703,8 @@ impl Forwarder<'_> {
             .session
             .rewrite(&sql)
             .and_then(single_statement)
-            .and_then(|p| effect_allowed(p, status));
+            .and_then(|p| effect_allowed(p.effect.is_some(), status).map(|()| p))
+            .and_then(|p| declared_types_allowed(&param_types).map(|()| p));
         match prepared {
             Ok(prepared) => {
                 let mut message = BytesMut::with_capacity(
@@ -719,27 +732,33 @@ impl Forwarder<'_> {
                 );
             }
             Err(refusal) => {
-                self.session.gate.metrics.refused(refusal.kind);
-                audit::record(
-                    &self.session.subject,
-                    &sql,
-                    None,
-                    Outcome::Refused {
-                        reason: &refusal.message,
-                        kind: refusal.kind.as_str(),
-                    },
-                    std::time::Duration::ZERO,
-                );
                 self.session.statements.remove(&name);
-                let mut message = BytesMut::new();
-                message.extend_from_slice(&[0]);
-                message.extend_from_slice(self.marker().as_bytes());
-                message.extend_from_slice(&[0, 0, 0]);
-                wire::put_message(b'P', &message, &mut self.out);
-                self.push(Item::Refused(refusal));
-                self.session.skipping = true;
+                self.refuse_extended(&sql, refusal);
             }
         }
+    }
+
+    /// Sends a refusal marker as an unnamed Parse; the relay answers with the refusal, and the
+    /// rest of the batch is skipped until Sync, as after any error in the extended protocol.
+    fn refuse_extended(&mut self, sql: &str, refusal: Refusal) {
+        self.session.gate.metrics.refused(refusal.kind);
+        audit::record(
+            &self.session.subject,
+            sql,
+            None,
+            Outcome::Refused {
+                reason: &refusal.message,
+                kind: refusal.kind.as_str(),
+            },
+            std::time::Duration::ZERO,
+        );
+        let mut message = BytesMut::new();
+        message.extend_from_slice(&[0]);
+        message.extend_from_slice(self.marker().as_bytes());
+        message.extend_from_slice(&[0, 0, 0]);
+        wire::put_message(b'P', &message, &mut self.out);
+        self.push(Item::Refused(refusal));
+        self.session.skipping = true;
     }
 
     /// Before a statement the client prepared earlier is bound or described: if its rewrite was
@@ -777,20 +796,33 @@ fn single_statement(prepared: crate::cache::Prepared) -> Result<crate::cache::Pr
     Ok(prepared)
 }
 
+/// Parameter types are declared by OID, past the rewriter: a table's row type or a catalog
+/// lookup type there would do what the same cast in the text is refused for.
+fn declared_types_allowed(param_types: &[u8]) -> Result<(), Refusal> {
+    let oids = param_types.get(2..).unwrap_or_default().chunks_exact(4);
+    for oid in oids.map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) {
+        if let Some(what) = crate::rewrite::functions::refused_parameter_type(oid) {
+            return Err(Refusal::new(
+                crate::refusal::RefusalKind::Function,
+                format!("parameters of {what} are not allowed"),
+            )
+            .with_hint("declare parameters with PostgreSQL's built-in types, or leave them untyped (OID 0)"));
+        }
+    }
+    Ok(())
+}
+
 /// SET search_path is tracked by tablegate, so it may only run outside transaction blocks
 /// (inside one, a rollback would undo it upstream but not in tablegate).
-fn effect_allowed(
-    prepared: crate::cache::Prepared,
-    status: u8,
-) -> Result<crate::cache::Prepared, Refusal> {
-    if prepared.effect.is_some() && status != b'I' {
+fn effect_allowed(has_effect: bool, status: u8) -> Result<(), Refusal> {
+    if has_effect && status != b'I' {
         return Err(Refusal::new(
             crate::refusal::RefusalKind::Setting,
             "SET search_path is only allowed outside a transaction block",
         )
         .with_hint("set the search_path before BEGIN"));
     }
-    Ok(prepared)
+    Ok(())
 }
 
 impl Fatal {

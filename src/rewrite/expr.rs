@@ -37,6 +37,11 @@ const KEYWORD_FUNCTIONS: [&str; 12] = [
     "localtimestamp",
 ];
 
+/// SQL's parameterless value functions that sqlparser reads as plain identifiers. Unquoted,
+/// PostgreSQL reads them as the function whatever columns are in scope, so they are checked as
+/// functions (`current_role` and `system_user` name the upstream service account).
+const SQL_VALUE_FUNCTIONS: [&str; 3] = ["current_role", "system_user", "current_schema"];
+
 impl Walker<'_> {
     pub(super) fn expr(
         &mut self,
@@ -345,6 +350,13 @@ impl Walker<'_> {
         as_is: bool,
     ) -> Result<ColumnState, Refusal> {
         match e {
+            Expr::Identifier(id)
+                if id.quote_style.is_none()
+                    && SQL_VALUE_FUNCTIONS.contains(&id.value.to_ascii_lowercase().as_str()) =>
+            {
+                self.check_function_name(&ObjectName::from(vec![id.clone()]))?;
+                Ok(ColumnState::Visible)
+            }
             Expr::Identifier(id) => self
                 .column_ref(std::slice::from_mut(id), frame, clause, as_is)
                 .map(|(state, _)| state),

@@ -12,7 +12,8 @@ use sqlparser::ast::{
     Distinct, Expr, GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause,
     ObjectName, ObjectNamePart, Offset, OffsetRows, OrderBy, OrderByKind, Query, Select,
     SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier,
-    TableAlias, TableFactor, TableWithJoins, Value, WildcardAdditionalOptions,
+    TableAlias, TableFactor, TableSample, TableSampleKind, TableSampleMethod, TableSampleModifier,
+    TableSampleQuantity, TableSampleSeedModifier, TableWithJoins, Value, WildcardAdditionalOptions,
 };
 
 use super::Walker;
@@ -988,6 +989,9 @@ impl Walker<'_> {
         {
             return Err(Refusal::unsupported("this form of table reference"));
         }
+        if let Some(sample) = sample {
+            table_sample(sample)?;
+        }
         let alias_columns = match alias {
             Some(a) => alias_column_names(a)?,
             None => Vec::new(),
@@ -1160,6 +1164,42 @@ pub(super) struct ProjectionPositions<'a> {
     stripped: &'a [Stripped],
     /// The select list's output, after stripping.
     output: &'a Output,
+}
+
+/// `TABLESAMPLE BERNOULLI | SYSTEM (n) [REPEATABLE (seed)]` with constant arguments. The sample
+/// is taken inside the protected source, before the row filter, so its arguments would run on
+/// unfiltered rows: an expression there could read anything. Only numbers and parameters pass.
+fn table_sample(sample: &TableSampleKind) -> Result<(), Refusal> {
+    let (TableSampleKind::BeforeTableAlias(sample) | TableSampleKind::AfterTableAlias(sample)) =
+        sample;
+    let constant = |v: &Value| matches!(v, Value::Number(..) | Value::Placeholder(_));
+    let TableSample {
+        modifier: TableSampleModifier::TableSample,
+        name: Some(TableSampleMethod::Bernoulli | TableSampleMethod::System),
+        quantity:
+            Some(TableSampleQuantity {
+                parenthesized: true,
+                value: Expr::Value(quantity),
+                unit: None,
+            }),
+        seed,
+        bucket: None,
+        offset: None,
+    } = sample.as_ref()
+    else {
+        return Err(Refusal::unsupported("this form of TABLESAMPLE")
+            .with_hint("write TABLESAMPLE BERNOULLI (percent) or SYSTEM (percent) with a number"));
+    };
+    let seed_constant = seed.as_ref().is_none_or(|s| {
+        s.modifier == TableSampleSeedModifier::Repeatable && constant(&s.value.value)
+    });
+    if !constant(&quantity.value) || !seed_constant {
+        return Err(Refusal::unsupported(
+            "an expression in TABLESAMPLE: it would run before the row filter",
+        )
+        .with_hint("give the sample percentage and REPEATABLE seed as numbers"));
+    }
+    Ok(())
 }
 
 /// The output position a GROUP BY, DISTINCT ON or ORDER BY item names by number.

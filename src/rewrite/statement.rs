@@ -82,16 +82,11 @@ impl Walker<'_> {
                 estimate,
                 format,
             } => {
-                let analyze_option = options
-                    .iter()
-                    .flatten()
-                    .any(|o| o.name.value.eq_ignore_ascii_case("analyze"));
-                if *analyze || analyze_option {
-                    return Err(Refusal::new(
-                        RefusalKind::Statement,
-                        "EXPLAIN ANALYZE runs the statement and reports row counts of every plan node; it is not allowed",
-                    )
-                    .with_hint("use EXPLAIN without ANALYZE"));
+                if *analyze {
+                    return Err(explain_analyze_refusal());
+                }
+                for option in options.iter().flatten() {
+                    explain_option(option)?;
                 }
                 if *describe_alias != sqlparser::ast::DescribeAlias::Explain
                     || *query_plan
@@ -223,6 +218,38 @@ fn set_statement(set: &mut Set) -> Result<Option<SessionEffect>, Refusal> {
 /// rows, where the user's own rows have none, would describe the rows the policy filters out.
 /// `COSTS false` (rows, width and cost) is forced; `VERBOSE` moves into the option list, the
 /// only form PostgreSQL accepts next to it.
+/// EXPLAIN options are allowed by name: ANALYZE (also spelt ANALYSE) runs the statement and
+/// counts the rows every plan node removed, SETTINGS shows the upstream's configuration, BUFFERS
+/// and WAL report work done; only options that shape the printed plan pass.
+fn explain_option(option: &UtilityOption) -> Result<(), Refusal> {
+    const ALLOWED: [&str; 4] = ["verbose", "costs", "format", "summary"];
+    let name = fold(&option.name);
+    if name == "analyze" || name == "analyse" {
+        return Err(explain_analyze_refusal());
+    }
+    if !ALLOWED.contains(&name.as_str()) {
+        return Err(Refusal::new(
+            RefusalKind::Statement,
+            format!("the EXPLAIN option {name} is not allowed"),
+        )
+        .with_hint(format!("allowed options: {}", ALLOWED.join(", "))));
+    }
+    match &option.arg {
+        None | Some(Expr::Identifier(_) | Expr::Value(_)) => Ok(()),
+        Some(_) => Err(Refusal::unsupported(format!(
+            "an expression as the value of EXPLAIN option {name}"
+        ))),
+    }
+}
+
+fn explain_analyze_refusal() -> Refusal {
+    Refusal::new(
+        RefusalKind::Statement,
+        "EXPLAIN ANALYZE runs the statement and reports row counts of every plan node; it is not allowed",
+    )
+    .with_hint("use EXPLAIN without ANALYZE")
+}
+
 fn without_costs(verbose: &mut bool, options: &mut Option<Vec<UtilityOption>>) {
     let options = options.get_or_insert_with(Vec::new);
     if std::mem::take(verbose) {
