@@ -189,6 +189,7 @@ impl Walker<'_> {
                     return Err(Refusal::unsupported("this kind of cast"));
                 }
                 check_type(data_type)?;
+                self.checked.typed_values += 1;
                 self.expr(expr, frame, clause)
             }
             Expr::AtTimeZone {
@@ -254,6 +255,7 @@ impl Walker<'_> {
             Expr::Value(v) => check_value(&v.value),
             Expr::TypedString(t) => {
                 check_type(&t.data_type)?;
+                self.checked.typed_values += 1;
                 if t.uses_odbc_syntax {
                     return Err(Refusal::unsupported("ODBC literal syntax"));
                 }
@@ -459,6 +461,7 @@ impl Walker<'_> {
             null_treatment,
             over,
         } = f;
+        self.checked.functions += 1;
         if *uses_odbc_syntax
             || !matches!(parameters, FunctionArguments::None)
             || null_treatment.is_some()

@@ -5,9 +5,11 @@
 //! [`search_path`]), replacing each relation by its protected source and refusing what cannot
 //! be checked, fencing filtered sources when a condition could fail on filtered-out rows
 //! ([`leakproof`]) and keeping GROUP BY a primary key valid over protected sources
-//! ([`grouping`]); then make the tree safe to print ([`printable`]). Anything that does not
+//! ([`grouping`]); check that nothing was left unwalked ([`census`]); then make the tree safe
+//! to print ([`printable`]). Anything that does not
 //! parse is refused with the parser's message: nothing unparsed is ever forwarded.
 
+mod census;
 mod colname;
 mod expr;
 pub mod functions;
@@ -69,6 +71,8 @@ pub(crate) struct Walker<'a> {
     /// The statement has conditions that could fail on rows a filter rejects: row-filtered
     /// sources are fenced ([`leakproof`]).
     fence: bool,
+    /// What the walker checked or inserted in the current statement ([`census`]).
+    checked: census::Census,
     trace: Trace,
 }
 
@@ -134,6 +138,7 @@ pub fn rewrite_traced(
         search_path: context.search_path,
         notices: Vec::new(),
         fence: false,
+        checked: census::Census::default(),
         trace: Trace::default(),
     };
     let result = walk(&mut walker, &mut statements).map(|effect| Rewritten {
@@ -151,9 +156,11 @@ fn walk(
     let mut effect = None;
     for statement in statements.iter_mut() {
         walker.fence = leakproof::needs_fence(statement);
+        walker.checked = census::Census::default();
         if let Some(e) = walker.statement(statement)? {
             effect = Some(e);
         }
+        census::verify(statement, walker.checked)?;
     }
     if effect.is_some() && statements.len() > 1 {
         return Err(Refusal::new(

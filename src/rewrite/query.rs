@@ -17,6 +17,7 @@ use sqlparser::ast::{
 };
 
 use super::Walker;
+use super::census::Census;
 use super::colname::output_name;
 use super::expr::check_type;
 use super::grouping::GroupedUses;
@@ -85,6 +86,7 @@ impl Walker<'_> {
             format_clause,
             pipe_operators,
         } = query;
+        self.checked.queries += 1;
         if !locks.is_empty() {
             return Err(Refusal::new(
                 RefusalKind::Statement,
@@ -926,6 +928,8 @@ impl Walker<'_> {
                 for arg in args.args.iter_mut() {
                     self.function_arg(arg, &frame, "FROM")?;
                 }
+                // sqlparser's visitor counts this name as a relation.
+                self.checked.relations += 1;
                 (name, alias, *with_ordinality)
             }
             TableFactor::Function {
@@ -1004,6 +1008,7 @@ impl Walker<'_> {
                 if sample.is_some() || inheritance.is_some() {
                     return Err(Refusal::unsupported("ONLY or TABLESAMPLE on a CTE"));
                 }
+                self.checked.relations += 1;
                 let refname = alias
                     .as_ref()
                     .map_or_else(|| cte.name.clone(), |a| fold(&a.name));
@@ -1062,6 +1067,7 @@ impl Walker<'_> {
         let object = sql::object_name(&relation.name);
         *factor = match source {
             Source::Whole => {
+                self.checked.relations += 1;
                 let mut table = sql::table(
                     object,
                     Some(TableAlias {
@@ -1086,6 +1092,8 @@ impl Walker<'_> {
                 table
             }
             Source::Protected(mut body) => {
+                // Counted before the query's own TABLESAMPLE moves in: that was walked above.
+                self.checked.add(Census::of(&body));
                 let SetExpr::Select(select) = body.body.as_mut() else {
                     unreachable!("protected sources are SELECTs");
                 };
