@@ -237,6 +237,9 @@ async fn row_filters_run_before_conditions_that_could_fail() {
     for probe in [
         "SELECT count(*) FROM orders WHERE sqrt(amount - 15) IS NOT NULL",
         "SELECT count(*) FROM orders WHERE sqrt(amount - 5) IS NOT NULL",
+        // A one-row LATERAL VALUES is pulled up into the query like a subquery.
+        "SELECT count(*) FROM orders o, LATERAL (VALUES (sqrt(o.amount - 15))) v(x) WHERE v.x IS NOT NULL",
+        "SELECT count(*) FROM orders o WHERE EXISTS (SELECT 1 LIMIT (sqrt(o.amount - 15) + 1)::int)",
     ] {
         let forwarded = rewrite(probe, &context).expect("accepted").sql();
         let result = run(&client, &forwarded).await;

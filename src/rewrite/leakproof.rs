@@ -65,6 +65,13 @@ impl Visitor for LeakyConditions {
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         self.depth += 1;
+        if self.depth > 1 {
+            // VALUES rows below the top are select lists too: a one-row `LATERAL (VALUES
+            // (1 / o.amount))` is pulled up into the outer query like a subquery.
+            let mut rows = Vec::new();
+            values_rows(&query.body, &mut rows);
+            self.judge(rows)?;
+        }
         if self.correlated > 0 {
             // A subquery's ORDER BY and LIMIT run for each outer row it is correlated with.
             let mut conditions: Vec<&Expr> = Vec::new();
@@ -179,6 +186,18 @@ impl LeakyConditions {
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The expressions of the VALUES lists of a query body (not of queries nested in it).
+fn values_rows<'q>(body: &'q SetExpr, rows: &mut Vec<&'q Expr>) {
+    match body {
+        SetExpr::Values(values) => rows.extend(values.rows.iter().flat_map(|r| &r.content)),
+        SetExpr::SetOperation { left, right, .. } => {
+            values_rows(left, rows);
+            values_rows(right, rows);
+        }
+        _ => {}
     }
 }
 
@@ -422,6 +441,8 @@ mod tests {
             "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u HAVING sum(1 / t.x) > 0)",
             "SELECT x FROM t WHERE (SELECT y FROM u WHERE u.y = t.x) IS NULL",
             "SELECT * FROM t, unnest(ARRAY[1 / t.x]) AS a",
+            "SELECT t.x FROM t, LATERAL (VALUES (t.name::bool)) AS v(b) WHERE v.b",
+            "SELECT count(*) FROM t, LATERAL (VALUES (1), (1 / t.x)) AS v(y) WHERE v.y > 0",
         ] {
             assert!(fenced(sql), "{sql}");
         }
