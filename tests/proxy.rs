@@ -321,10 +321,15 @@ async fn startup_options_are_checked_not_forwarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_path_is_tracked_for_name_resolution() {
     let db = TempDatabase::with(&format!(
-        "{SHOP} CREATE SCHEMA archive; CREATE TABLE archive.orders (id int, region text);"
+        "{SHOP} CREATE SCHEMA archive; CREATE TABLE archive.orders (id int, region text);
+         CREATE TABLE archive.notes (id int);"
     ))
     .await;
-    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    // alice may read archive.notes, so archive may be on her path; archive.orders she may not.
+    let policy = format!(
+        "{SHOP_POLICY}\n[role.archivist.datasource.shop]\ntables = [\"archive.notes\"]\n\n[[assign]]\nuser = \"alice\"\nroles = [\"archivist\"]\n"
+    );
+    let proxy = Proxy::start(&db, &policy, SHOP_USERS, SHOP_PASSWORDS, "").await;
     let alice = proxy.client("alice", "alice-secret").await.unwrap();
     alice
         .simple_query("SET search_path = archive, public")

@@ -464,6 +464,28 @@ fn statements_whose_meaning_depends_on_a_literal_are_keyed_by_their_text() {
             .rewrite("SET client_encoding = 'SJIS'", &world.context(), &path)
             .is_err()
     );
+    // Neither are positions in parentheses, nor digits too large for a position, nor text
+    // search configurations (looked up by name upstream).
+    for (first, second) in [
+        (
+            "SELECT name, email FROM customers ORDER BY (1)",
+            "SELECT name, email FROM customers ORDER BY (2)",
+        ),
+        (
+            "SELECT name, email FROM customers ORDER BY 99999999999999999999999",
+            "SELECT name, email FROM customers ORDER BY 2",
+        ),
+        (
+            "SELECT to_tsvector('english', name) FROM customers",
+            "SELECT to_tsvector('nosuch.cfg', name) FROM customers",
+        ),
+    ] {
+        let _ = cache.rewrite(first, &world.context(), &path);
+        assert!(
+            cache.rewrite(second, &world.context(), &path).is_err(),
+            "{second} must be refused, not served from the cache of {first}"
+        );
+    }
 }
 
 /// The properties above must not pass vacuously: most generated queries are accepted, and most

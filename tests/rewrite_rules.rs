@@ -399,15 +399,15 @@ fn search_path_decides_unqualified_names() {
 #[test]
 fn set_search_path_is_tracked_alone() {
     let r = Harness::new()
-        .run("alice", "SET search_path = sales, public", "public")
+        .run("carol", "SET search_path = hr, public", "public")
         .unwrap();
     assert_eq!(
         r.effect,
         Some(SessionEffect::SearchPath(
-            SearchPath::parse_setting("sales, public").unwrap()
+            SearchPath::parse_setting("hr, public").unwrap()
         ))
     );
-    let e = refused("alice", "SET search_path = sales; SELECT 1");
+    let e = refused("carol", "SET search_path = hr; SELECT 1");
     assert_eq!(e.kind, RefusalKind::Setting);
     assert_eq!(
         refused("alice", "SET search_path = public, pg_catalog").kind,
@@ -421,6 +421,25 @@ fn set_search_path_is_tracked_alone() {
         .run("alice", "RESET search_path", "public")
         .unwrap();
     assert_eq!(r.effect, Some(SessionEffect::DefaultSearchPath));
+}
+
+#[test]
+fn search_path_names_only_schemas_of_granted_tables() {
+    // Upstream, current_schema() would say whether the first schema listed exists.
+    let existing = refused("alice", "SET search_path = sales, public");
+    let missing = refused("alice", "SET search_path = nosuch, public");
+    assert_eq!(existing.kind, RefusalKind::Setting);
+    assert_eq!(
+        existing.message.replace("sales", "X"),
+        missing.message.replace("nosuch", "X")
+    );
+    for sql in [
+        "SET search_path = public",
+        "SET search_path = \"$user\", public",
+        "SET search_path = pg_catalog, public",
+    ] {
+        ok("alice", sql);
+    }
 }
 
 // ---- Columns -----------------------------------------------------------------------------------
@@ -666,6 +685,59 @@ fn whole_rows_holding_a_masked_column_are_selected_only_as_they_are() {
         );
         assert!(e.message.contains("masked by policy"), "{sql}: {e}");
     }
+}
+
+#[test]
+fn positions_in_parentheses_are_positions() {
+    // PostgreSQL drops the parentheses: `ORDER BY (2)` is the second column.
+    for sql in [
+        "SELECT id, name FROM customers ORDER BY (2)",
+        "SELECT name, count(*) FROM customers GROUP BY ((1))",
+        "SELECT DISTINCT ON ((1)) name FROM customers",
+    ] {
+        let e = refused("sue", sql);
+        assert!(e.message.contains("masked"), "{sql}: {e}");
+    }
+    let e = refused("alice", "SELECT phone, name FROM customers ORDER BY (1)");
+    assert!(e.message.contains("phone"), "{e}");
+    // After stripping phone, (2) is renumbered like 2.
+    assert!(ok("alice", "SELECT phone, name FROM customers ORDER BY (2)").ends_with("ORDER BY 1"),);
+    let e = refused(
+        "sue",
+        "SELECT id, name FROM customers ORDER BY 99999999999999999999999",
+    );
+    assert!(e.message.contains("out of range"), "{e}");
+}
+
+#[test]
+fn an_alias_list_over_a_join_may_not_reach_a_hidden_column() {
+    // Upstream the join has no phone column, so every alias after it would shift by one.
+    let e = refused(
+        "alice",
+        "SELECT r FROM (customers c CROSS JOIN regions g) AS j(a, b, p, r)",
+    );
+    assert_eq!(e.kind, RefusalKind::Column);
+    assert!(e.message.contains("phone"), "{e}");
+    ok(
+        "alice",
+        "SELECT b FROM (customers c CROSS JOIN regions g) AS j(a, b)",
+    );
+}
+
+#[test]
+fn a_name_past_an_item_of_unknown_columns_is_taken_at_its_worst() {
+    // `name` may be a column of the unnest or the outer customers' masked name: PostgreSQL
+    // takes the unnest's if it has one, else the outer one.
+    let e = refused(
+        "sue",
+        "SELECT id, (SELECT name LIKE '%01' FROM unnest(ARRAY[1], ARRAY[2]) u LIMIT 1) FROM customers",
+    );
+    assert!(e.message.contains("masked"), "{e}");
+    let e = refused(
+        "alice",
+        "SELECT id, (SELECT phone FROM unnest(ARRAY[1], ARRAY[2]) u LIMIT 1) FROM customers",
+    );
+    assert!(e.message.contains("phone"), "{e}");
 }
 
 #[test]
@@ -1109,6 +1181,26 @@ fn tablesample_takes_constants_only() {
         let e = refused("alice", sql);
         assert_eq!(e.kind, RefusalKind::Unsupported, "{sql}: {e:?}");
         assert!(e.message.contains("TABLESAMPLE"), "{sql}: {e}");
+    }
+}
+
+#[test]
+fn text_search_configurations_are_built_in_literals() {
+    // A configuration is looked up by name: 'nosuch.cfg' would say whether schema nosuch exists.
+    let out = ok(
+        "alice",
+        "SELECT to_tsvector('English', name), plainto_tsquery('pg_catalog.simple', 'a') FROM customers",
+    );
+    assert!(out.contains("to_tsvector('english', name)"), "{out}");
+    assert!(out.contains("plainto_tsquery('simple', 'a')"), "{out}");
+    ok("alice", "SELECT to_tsvector(name) FROM customers");
+    for sql in [
+        "SELECT to_tsvector('nosuch.cfg', name) FROM customers",
+        "SELECT to_tsquery('public.english', 'a')",
+        "SELECT websearch_to_tsquery($1, 'a')",
+        "SELECT to_tsvector(region, name) FROM customers",
+    ] {
+        assert_eq!(refused("alice", sql).kind, RefusalKind::Function, "{sql}");
     }
 }
 

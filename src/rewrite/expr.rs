@@ -11,7 +11,8 @@ use sqlparser::ast::{
 
 use super::Walker;
 use super::functions::{
-    is_safe_binary_operator, is_safe_function, is_safe_unary_operator, refused_type,
+    builtin_text_search_config, is_safe_binary_operator, is_safe_function, is_safe_unary_operator,
+    refused_type, takes_text_search_config,
 };
 use super::query::{
     column_parts, hidden_column_refusal, masked_column_refusal, object_name_parts, qualified_label,
@@ -489,6 +490,9 @@ impl Walker<'_> {
                     .refuse_masked("a subquery's value")?;
             }
             FunctionArguments::List(list) => {
+                if takes_text_search_config(&function, list.args.len()) {
+                    text_search_config(&function, &mut list.args[0])?;
+                }
                 for arg in list.args.iter_mut() {
                     self.function_arg(arg, frame, clause)?;
                 }
@@ -611,6 +615,30 @@ impl Walker<'_> {
             ))
         }
     }
+}
+
+/// The configuration argument of a text search function must be a literal naming a built-in
+/// configuration. It is written anew, so the rewrite cache keeps it as fixed text: the decision
+/// read its value.
+fn text_search_config(function: &str, arg: &mut FunctionArg) -> Result<(), Refusal> {
+    let builtin = match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+            Value::SingleQuotedString(name) => builtin_text_search_config(name),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(config) = builtin else {
+        return Err(Refusal::new(
+            RefusalKind::Function,
+            format!("{function}: the text search configuration must be a built-in one, named by a string literal"),
+        )
+        .with_hint("write e.g. 'english' or 'simple', or leave the configuration out"));
+    };
+    *arg = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+        Value::SingleQuotedString(config.to_owned()),
+    )));
+    Ok(())
 }
 
 pub(super) fn check_type(data_type: &sqlparser::ast::DataType) -> Result<(), Refusal> {

@@ -482,6 +482,66 @@ const BUILTIN_TYPES: &[(&str, u32, u32)] = &[
     ("unknown", 705, 0),
 ];
 
+/// Text search functions whose two-argument form takes a configuration first: a `regconfig`,
+/// which PostgreSQL looks up by name — `to_tsvector('nosuch.cfg', x)` would tell which schemas
+/// exist.
+const CONFIGURED_TEXT_SEARCH: [&str; 5] = [
+    "to_tsvector",
+    "to_tsquery",
+    "plainto_tsquery",
+    "phraseto_tsquery",
+    "websearch_to_tsquery",
+];
+
+/// PostgreSQL's built-in text search configurations.
+const BUILTIN_TEXT_SEARCH_CONFIGS: [&str; 29] = [
+    "arabic",
+    "armenian",
+    "basque",
+    "catalan",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hindi",
+    "hungarian",
+    "indonesian",
+    "irish",
+    "italian",
+    "lithuanian",
+    "nepali",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "serbian",
+    "simple",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+    "yiddish",
+];
+
+/// Whether a call of `function` with `arg_count` arguments names a text search configuration
+/// in its first argument.
+pub fn takes_text_search_config(function: &str, arg_count: usize) -> bool {
+    arg_count == 2 && CONFIGURED_TEXT_SEARCH.contains(&function)
+}
+
+/// The built-in configuration a name means (`English`, `pg_catalog.english`), if it is one.
+pub fn builtin_text_search_config(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    let bare = lower.strip_prefix("pg_catalog.").unwrap_or(&lower);
+    BUILTIN_TEXT_SEARCH_CONFIGS
+        .iter()
+        .find(|c| **c == bare)
+        .copied()
+}
+
 /// Why a parameter type a client declared in Parse may not be used, if it may not: the same
 /// types as in casts, by OID (0 leaves the type to the server).
 pub fn refused_parameter_type(oid: u32) -> Option<String> {

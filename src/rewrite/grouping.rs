@@ -15,11 +15,11 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     Distinct, Expr, NamedWindowDefinition, OrderBy, SelectItem, SelectItemQualifiedWildcardKind,
-    SetExpr, Value, Visit, Visitor,
+    SetExpr, Visit, Visitor,
 };
 
 use super::Walker;
-use super::query::{column_parts, object_name_parts};
+use super::query::{column_parts, object_name_parts, ordinal};
 use super::scope::{Frame, FromItem, Resolved};
 use crate::names::{fold, quoted};
 use crate::policy::Source;
@@ -134,11 +134,8 @@ impl Walker<'_> {
 
 /// `GROUP BY 2` means the second select-list expression.
 fn positional_target<'a>(e: &Expr, projection: &'a [SelectItem]) -> Option<&'a Expr> {
-    let Expr::Value(v) = e else { return None };
-    let Value::Number(n, _) = &v.value else {
-        return None;
-    };
-    match projection.get(n.parse::<usize>().ok()?.checked_sub(1)?)? {
+    let position = ordinal(e).ok().flatten()?;
+    match projection.get(position.checked_sub(1)?)? {
         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
         _ => None,
     }
@@ -214,6 +211,7 @@ impl Visitor for UsedNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlparser::ast::Value;
 
     #[test]
     fn positions_name_select_list_expressions() {

@@ -278,7 +278,7 @@ impl Walker<'_> {
             items: &items,
         };
         for e in order_by_exprs(order_by)? {
-            if let Some(position) = ordinal(e)
+            if let Some(position) = ordinal(e)?
                 && output.masked().is_some()
             {
                 refuse_masked_position(output, position, "ORDER BY")?;
@@ -599,7 +599,7 @@ impl Walker<'_> {
         projection: &[SelectItem],
         names_first: bool,
     ) -> Result<(), Refusal> {
-        if let Some(original) = ordinal(e) {
+        if let Some(original) = ordinal(e)? {
             if let Some(s) = positions
                 .stripped
                 .iter()
@@ -865,6 +865,22 @@ impl Walker<'_> {
                         .flat_map(|i| i.columns.iter().cloned())
                         .collect();
                     let names = alias_column_names(alias)?;
+                    // Upstream, hidden columns are not in the protected sources: an alias list
+                    // reaching one would name different columns there than the query meant.
+                    if let Some(hidden) = columns[..names.len().min(columns.len())]
+                        .iter()
+                        .find(|c| c.is_hidden())
+                    {
+                        return Err(Refusal::new(
+                            RefusalKind::Column,
+                            format!(
+                                "the column alias list of {} reaches the column {}, which is hidden by policy",
+                                display_ident(&fold(&alias.name)),
+                                display_ident(&hidden.name)
+                            ),
+                        )
+                        .with_hint("name the columns in the select list instead (column AS name)"));
+                    }
                     let columns = columns
                         .into_iter()
                         .enumerate()
@@ -1211,13 +1227,25 @@ fn table_sample(sample: &TableSampleKind) -> Result<(), Refusal> {
 }
 
 /// The output position a GROUP BY, DISTINCT ON or ORDER BY item names by number.
-fn ordinal(e: &Expr) -> Option<usize> {
+///
+/// PostgreSQL reads an integer constant as a position, in parentheses or not: `ORDER BY (2)` is
+/// the second column. One too large for a position is refused (PostgreSQL refuses it too), so
+/// that no digits in this place are ever taken for an ordinary literal, and cached as one.
+pub(super) fn ordinal(e: &Expr) -> Result<Option<usize>, Refusal> {
     match e {
+        Expr::Nested(inner) => ordinal(inner),
         Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => n.parse().ok(),
-            _ => None,
+            Value::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse().map(Some).map_err(|_| {
+                    Refusal::new(
+                        RefusalKind::Unsupported,
+                        format!("the position {n} is out of range"),
+                    )
+                })
+            }
+            _ => Ok(None),
         },
-        _ => None,
+        _ => Ok(None),
     }
 }
 

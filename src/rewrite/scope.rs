@@ -205,7 +205,22 @@ impl<'a> Frame<'a> {
                 return found;
             }
             if open {
-                return Resolved::Unknown;
+                // PostgreSQL finds the name in the item tablegate cannot name, or else further
+                // out: if further out it means a hidden or masked column, assume it does.
+                let outer = frame.parent.map(|parent| parent.resolve_unqualified(name));
+                return match outer {
+                    Some(r @ Resolved::Column { column, .. })
+                        if column.state != ColumnState::Visible =>
+                    {
+                        r
+                    }
+                    Some(r @ Resolved::WholeRow(item))
+                        if item.masked_columns().next().is_some() =>
+                    {
+                        r
+                    }
+                    _ => Resolved::Unknown,
+                };
             }
         }
         match self.item(name) {

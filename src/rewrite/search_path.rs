@@ -63,6 +63,29 @@ impl SearchPath {
         Ok(SearchPath { entries })
     }
 
+    /// Refuses a path naming a schema other than pg_catalog, public, `$user` and those where
+    /// `granted` holds. Upstream, `current_schema()` is the first path entry that exists, which
+    /// would tell whether a schema the user has nothing in exists. The refusal reads the same
+    /// either way.
+    pub fn refuse_other_schemas(&self, granted: impl Fn(&str) -> bool) -> Result<(), Refusal> {
+        let always = ["pg_catalog", "public", "$user"];
+        match self
+            .entries
+            .iter()
+            .find(|e| !always.contains(&e.as_str()) && !granted(e))
+        {
+            None => Ok(()),
+            Some(schema) => Err(Refusal::new(
+                RefusalKind::Setting,
+                format!(
+                    "search_path may name only schemas holding tables you may read: {} does not exist or holds none",
+                    display_ident(schema)
+                ),
+            )
+            .with_hint("besides pg_catalog, public and \"$user\", list the schemas of your granted tables")),
+        }
+    }
+
     /// The schemas searched for an unqualified relation name, in order.
     pub fn schemas<'a>(&'a self, catalog: &'a Catalog) -> impl Iterator<Item = &'a str> + 'a {
         let implicit_catalog =

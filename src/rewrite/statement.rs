@@ -104,7 +104,17 @@ impl Walker<'_> {
                     other => Err(refused_statement(other)),
                 }
             }
-            Statement::Set(set) => set_statement(set),
+            Statement::Set(set) => {
+                let effect = set_statement(set)?;
+                if let Some(SessionEffect::SearchPath(path)) = &effect {
+                    path.refuse_other_schemas(|schema| {
+                        self.access
+                            .granted_tables()
+                            .any(|(id, _)| self.catalog.relation(id).name.schema == schema)
+                    })?;
+                }
+                Ok(effect)
+            }
             Statement::Reset(reset) => match &reset.reset {
                 Reset::ALL => Ok(Some(SessionEffect::DefaultSearchPath)),
                 Reset::ConfigurationParameter(name) => {
