@@ -129,3 +129,90 @@ async fn a_cancel_request_with_a_wrong_key_does_nothing() {
         20
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_name_in_use_keeps_its_statement_on_both_sides() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let run = |name: &str| {
+        let mut m = raw::bind("", name);
+        m.extend_from_slice(&raw::execute(""));
+        m.extend_from_slice(&raw::sync());
+        m
+    };
+    let mut prepare = raw::parse("s1", "SELECT region FROM orders");
+    prepare.extend_from_slice(&raw::sync());
+    client.send(&prepare).await;
+    assert_eq!(tags(&client.until_ready().await), "1Z");
+
+    // PostgreSQL refuses a second Parse of a name in use and keeps the first statement; a
+    // refused Parse keeps it too. tablegate must go on knowing s1 as the orders query.
+    for second in ["SELECT 'innocent'", "SELECT * FROM secret"] {
+        let mut reuse = raw::parse("s1", second);
+        reuse.extend_from_slice(&raw::sync());
+        client.send(&reuse).await;
+        let frames = client.until_ready().await;
+        assert_eq!(tags(&frames), "EZ", "{second}");
+    }
+
+    // Revoking orders must reach s1 at its next Bind, whatever was parsed under its name.
+    let revoked = SHOP_POLICY.replace(
+        "tables = [\"public.orders\", \"public.customers\"]",
+        "tables = [\"public.customers\"]",
+    );
+    proxy
+        .gate
+        .replace_policies(tablegate::policy::PolicySet::from_str("p.toml", &revoked).unwrap());
+    client.send(&run("s1")).await;
+    let frames = client.until_ready().await;
+    assert_eq!(tags(&frames), "EZ", "the revoked statement must not run");
+    assert_eq!(sqlstate(&frames[0]), "42501");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_query_inside_an_unfinished_batch_keeps_answers_in_step() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    // After an error (tablegate's or upstream's own), PostgreSQL ignores a Query until Sync;
+    // tablegate must not expect an answer to it.
+    for failing in ["SELECT * FROM secret", "SELECT region::int FROM orders"] {
+        let mut batch = raw::parse("", failing);
+        batch.extend_from_slice(&raw::bind("", ""));
+        batch.extend_from_slice(&raw::execute(""));
+        batch.extend_from_slice(&raw::message(b'Q', b"SELECT 'ignored'\0"));
+        batch.extend_from_slice(&raw::sync());
+        client.send(&batch).await;
+        let frames = client.until_ready().await;
+        assert!(
+            tags(&frames).ends_with("EZ"),
+            "{failing}: {}",
+            tags(&frames)
+        );
+        // Every later answer belongs to its own statement: the error below stays with its
+        // statement, whose text was rewritten, so its position is dropped — one step out, it
+        // would be judged by the unrewritten statement before it and kept.
+        client.send(&raw::message(b'Q', b"SELECT 1\0")).await;
+        let frames = client.until_ready().await;
+        assert_eq!(tags(&frames), "TDCZ", "{failing}");
+        client
+            .send(&raw::message(
+                b'Q',
+                b"SELECT id FROM orders WHERE amount = 'abc'\0",
+            ))
+            .await;
+        let frames = client.until_ready().await;
+        assert_eq!(tags(&frames), "EZ", "{failing}");
+        assert!(
+            !frames[0].body.windows(2).any(|w| w[0] == 0 && w[1] == b'P'),
+            "no position into the rewritten text"
+        );
+    }
+    // Without an error, a Query inside a batch is refused: upstream might be skipping.
+    let mut batch = raw::parse("", "SELECT 1");
+    batch.extend_from_slice(&raw::message(b'Q', b"SELECT 2\0"));
+    batch.extend_from_slice(&raw::sync());
+    client.send(&batch).await;
+    let frames = client.until_ready().await;
+    assert_eq!(tags(&frames), "1EZ");
+    assert_eq!(sqlstate(&frames[1]), "42501");
+}

@@ -223,6 +223,7 @@ async fn establish(
         statements: HashMap::new(),
         portals: HashMap::new(),
         skipping: false,
+        in_batch: false,
         application_name: settings.remove("application_name").unwrap_or_default(),
     };
     session.greet(stream, settings).await?;
@@ -261,6 +262,10 @@ struct Session {
     portals: HashMap<String, Statement>,
     /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
     skipping: bool,
+    /// Extended-protocol messages were sent since the last Sync. Upstream may then be skipping
+    /// to Sync after an error of its own, ignoring a simple Query tablegate would still expect
+    /// an answer to: such a Query is refused.
+    in_batch: bool,
     application_name: String,
 }
 
@@ -510,13 +515,27 @@ impl Forwarder<'_> {
                 return Ok(());
             };
             match frame.tag {
+                // PostgreSQL ignores every message up to Sync after an error.
+                b'Q' | b'F' if self.skipping() => {}
+                b'Q' | b'F' if self.session.in_batch => {
+                    let refusal = Refusal::new(
+                        crate::refusal::RefusalKind::Statement,
+                        "a simple Query or FunctionCall inside an unfinished extended-protocol batch is not allowed",
+                    )
+                    .with_hint("send Sync before the simple Query");
+                    self.refuse_extended("<simple query inside a batch>", refusal);
+                }
                 b'Q' => {
                     let sql = take_cstring(&mut frame.body).map_err(Fatal::io)?;
                     self.simple_query(sql);
                     self.flush().await?;
                 }
-                b'P' => self.parse(frame.body)?,
+                b'P' => {
+                    self.session.in_batch = true;
+                    self.parse(frame.body)?;
+                }
                 b'B' => {
+                    self.session.in_batch = true;
                     let mut body = frame.body.clone();
                     let portal = take_cstring(&mut body).map_err(Fatal::io)?;
                     let statement = take_cstring(&mut body).map_err(Fatal::io)?;
@@ -529,6 +548,7 @@ impl Forwarder<'_> {
                     }
                 }
                 b'E' => {
+                    self.session.in_batch = true;
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         let portal = take_cstring(&mut body).map_err(Fatal::io)?;
@@ -553,6 +573,7 @@ impl Forwarder<'_> {
                     }
                 }
                 b'D' => {
+                    self.session.in_batch = true;
                     if frame.body.first() == Some(&b'S') {
                         let mut body = frame.body.clone();
                         body.advance(1);
@@ -564,6 +585,7 @@ impl Forwarder<'_> {
                     }
                 }
                 b'C' => {
+                    self.session.in_batch = true;
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         let kind = body.get_u8();
@@ -588,6 +610,7 @@ impl Forwarder<'_> {
                 }
                 b'S' => {
                     self.session.skipping = false;
+                    self.session.in_batch = false;
                     self.push(Item::Sync);
                     wire::put_message(b'S', &[], &mut self.out);
                     self.flush().await?;
@@ -720,6 +743,10 @@ impl Forwarder<'_> {
                 shared.notices.extend(prepared.notices.iter().cloned());
                 shared.push(Item::Parsed { own });
                 drop(shared);
+                if !own && !name.is_empty() && self.session.statements.contains_key(&name) {
+                    // Upstream answers 42P05 and keeps the statement it has: so does tablegate.
+                    return;
+                }
                 self.session.statements.insert(
                     name,
                     Statement {
@@ -731,10 +758,8 @@ impl Forwarder<'_> {
                     },
                 );
             }
-            Err(refusal) => {
-                self.session.statements.remove(&name);
-                self.refuse_extended(&sql, refusal);
-            }
+            // A named statement upstream already holds stays, there and here.
+            Err(refusal) => self.refuse_extended(&sql, refusal),
         }
     }
 
@@ -752,6 +777,8 @@ impl Forwarder<'_> {
             },
             std::time::Duration::ZERO,
         );
+        // The marker is an unnamed Parse: upstream drops its unnamed statement, failed or not.
+        self.session.statements.remove("");
         let mut message = BytesMut::new();
         message.extend_from_slice(&[0]);
         message.extend_from_slice(self.marker().as_bytes());
