@@ -135,6 +135,9 @@ pub struct DirectoryConfig {
     pub postgres_url: Option<String>,
     #[serde(default)]
     pub postgres_password: SecretSource,
+    /// How often an open session re-reads its user's entry (disabled users lose the session).
+    #[serde(default = "defaults::session_recheck_secs")]
+    pub session_recheck_secs: u64,
 }
 
 impl Default for DirectoryConfig {
@@ -144,6 +147,7 @@ impl Default for DirectoryConfig {
             sqlite: defaults::directory_sqlite(),
             postgres_url: None,
             postgres_password: SecretSource::default(),
+            session_recheck_secs: defaults::session_recheck_secs(),
         }
     }
 }
@@ -274,6 +278,9 @@ mod defaults {
     }
     pub fn rewrite_cache_entries() -> usize {
         10_000
+    }
+    pub fn session_recheck_secs() -> u64 {
+        30
     }
     pub fn directory_sqlite() -> std::path::PathBuf {
         "data/directory.db".into()

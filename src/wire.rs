@@ -15,6 +15,14 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// No client message tablegate accepts is larger (PostgreSQL's own limit is 1 GB).
 pub const MAX_MESSAGE_LENGTH: usize = 1 << 30;
 
+/// Before authentication, no message is larger (PostgreSQL's limit for authentication tokens):
+/// a stranger must not make tablegate hold a gigabyte.
+pub const MAX_AUTHENTICATION_MESSAGE_LENGTH: usize = 65_535;
+
+/// The buffer grows by at most this much ahead of the bytes that actually arrive, whatever
+/// length a message announces.
+const GROWTH: usize = 1 << 20;
+
 /// One message: its type byte and body (length header removed).
 #[derive(Debug)]
 pub struct Frame {
@@ -23,16 +31,32 @@ pub struct Frame {
 }
 
 /// Reads whole messages from a stream through a reusable buffer.
-#[derive(Default)]
 pub struct FrameReader {
     buf: BytesMut,
+    /// The largest message accepted.
+    limit: usize,
+}
+
+impl Default for FrameReader {
+    fn default() -> FrameReader {
+        FrameReader::with_limit(MAX_MESSAGE_LENGTH)
+    }
 }
 
 impl FrameReader {
     pub fn new() -> FrameReader {
+        FrameReader::default()
+    }
+
+    pub fn with_limit(limit: usize) -> FrameReader {
         FrameReader {
             buf: BytesMut::with_capacity(8192),
+            limit,
         }
+    }
+
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
     }
 
     /// The next message, or `None` at a clean end of stream.
@@ -85,11 +109,11 @@ impl FrameReader {
             return Ok(None);
         }
         let len = u32::from_be_bytes(self.buf[1..5].try_into().expect("4 bytes")) as usize;
-        if !(4..=MAX_MESSAGE_LENGTH).contains(&len) {
+        if !(4..=self.limit).contains(&len) {
             return Err(invalid("invalid message length"));
         }
         if self.buf.len() < len + 1 {
-            self.buf.reserve(len + 1 - self.buf.len());
+            self.buf.reserve((len + 1 - self.buf.len()).min(GROWTH));
             return Ok(None);
         }
         let mut frame = self.buf.split_to(len + 1);

@@ -131,6 +131,38 @@ async fn a_cancel_request_with_a_wrong_key_does_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_login_no_message_may_be_large() {
+    let (_db, proxy) = shop().await;
+    let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let parameters = b"user\0alice\0database\0shop\0\0";
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&((8 + parameters.len()) as u32).to_be_bytes());
+    startup.extend_from_slice(&196608u32.to_be_bytes());
+    startup.extend_from_slice(parameters);
+    socket.write_all(&startup).await.unwrap();
+    // Asked for SASL, a stranger announces a password message of a gigabyte.
+    let mut request = [0u8; 1];
+    socket.read_exact(&mut request).await.unwrap();
+    assert_eq!(request[0], b'R');
+    let mut announce = vec![b'p'];
+    announce.extend_from_slice(&0x3FFF_FFF0u32.to_be_bytes());
+    announce.extend_from_slice(&[0; 1024]);
+    socket.write_all(&announce).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        socket.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the connection is ended at once");
+    assert!(
+        String::from_utf8_lossy(&rest).contains("invalid message length"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_name_in_use_keeps_its_statement_on_both_sides() {
     let (_db, proxy) = shop().await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
@@ -215,4 +247,48 @@ async fn a_simple_query_inside_an_unfinished_batch_keeps_answers_in_step() {
     let frames = client.until_ready().await;
     assert_eq!(tags(&frames), "1EZ");
     assert_eq!(sqlstate(&frames[1]), "42501");
+}
+
+/// The salt tablegate's SCRAM exchange shows for `user` (no password needed to see it).
+async fn scram_salt(port: u16, user: &str) -> String {
+    use pgwire::messages::startup::{SASLInitialResponse, Startup};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut out = bytes::BytesMut::new();
+    let mut startup = Startup::new();
+    startup.parameters.insert("user".into(), user.into());
+    startup.parameters.insert("database".into(), "shop".into());
+    tablegate::wire::encode(&startup, &mut out);
+    let first = b"n,,n=,r=abcdefghijklmnop".to_vec();
+    tablegate::wire::encode(
+        &SASLInitialResponse::new("SCRAM-SHA-256".into(), Some(first.into())),
+        &mut out,
+    );
+    socket.write_all(&out).await.unwrap();
+    let mut reader = tablegate::wire::FrameReader::new();
+    let _sasl = reader.next(&mut socket).await.unwrap().unwrap();
+    let server_first = reader.next(&mut socket).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&server_first.body[4..]).into_owned();
+    text.split(',')
+        .find_map(|field| field.strip_prefix("s="))
+        .expect("a salt")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_salts_do_not_tell_unknown_users_from_known_ones() {
+    let (_db, proxy) = shop().await;
+    let port = proxy.addr.port();
+    let (ghost, ghost_again, phantom) = (
+        scram_salt(port, "ghost").await,
+        scram_salt(port, "GHOST").await,
+        scram_salt(port, "phantom").await,
+    );
+    // Like a real user's, an unknown name's salt is the same each time, and its own.
+    assert_eq!(ghost, ghost_again);
+    assert_ne!(ghost, phantom);
+    let alice = scram_salt(port, "alice").await;
+    assert_eq!(alice, scram_salt(port, "alice").await);
+    assert_ne!(alice, ghost);
 }

@@ -757,3 +757,31 @@ async fn prepared_statements_follow_a_policy_reload() {
         5
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_disabled_after_login_loses_the_open_session() {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::start(
+        &db,
+        SHOP_POLICY,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "[directory]\nsession_recheck_secs = 0\n",
+    )
+    .await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let count = "SELECT count(*) FROM orders";
+    assert_eq!(
+        alice.query_one(count, &[]).await.unwrap().get::<_, i64>(0),
+        20
+    );
+    proxy
+        .gate
+        .directory
+        .set_disabled_by_admin("alice", true)
+        .await
+        .unwrap();
+    let e = alice.query_one(count, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57P01");
+    assert!(alice.is_closed() || alice.simple_query("SELECT 1").await.is_err());
+}

@@ -45,6 +45,20 @@ impl ScramVerifier {
         }
     }
 
+    /// A verifier no password matches, for a login that has none: its salt and keys derive from
+    /// `secret` and the login, so asking twice for the same name gives the same salt, as for a
+    /// real user, and different names give different salts (PostgreSQL's `scram_mock_salt`).
+    pub fn decoy(secret: &[u8], login: &str) -> ScramVerifier {
+        let login = login.to_lowercase();
+        let derive = |purpose: &str| hmac(secret, format!("{purpose}\0{login}").as_bytes());
+        ScramVerifier {
+            iterations: DEFAULT_ITERATIONS,
+            salt: derive("salt")[..SALT_LEN].to_vec(),
+            stored_key: derive("stored key"),
+            server_key: derive("server key"),
+        }
+    }
+
     /// Parses PostgreSQL's text form.
     pub fn parse(text: &str) -> Result<ScramVerifier, String> {
         let malformed = || {
@@ -124,6 +138,20 @@ fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoys_are_stable_per_login_and_distinct_between_logins() {
+        let secret = b"process secret";
+        let a = ScramVerifier::decoy(secret, "Alice");
+        assert_eq!(a, ScramVerifier::decoy(secret, "alice"));
+        assert_ne!(a.salt, ScramVerifier::decoy(secret, "bob").salt);
+        assert_ne!(
+            a.salt,
+            ScramVerifier::decoy(b"another secret", "alice").salt
+        );
+        assert_eq!(a.iterations, DEFAULT_ITERATIONS);
+        assert!(!a.matches_password(""));
+    }
 
     #[test]
     fn round_trips_through_text_and_checks_passwords() {

@@ -51,8 +51,8 @@ pub struct Gate {
     pub cancels: DashMap<(i32, i32), CancelKey>,
     pub tls: Option<TlsAcceptor>,
     pub service_accounts: Vec<ServiceAccount>,
-    /// What SCRAM runs against for an unknown user (its password is random and forgotten).
-    pub decoy_verifier: ScramVerifier,
+    /// Derives the SCRAM verifiers shown for logins without one ([`ScramVerifier::decoy`]).
+    decoy_secret: [u8; 32],
     pub metrics: Arc<ProxyMetrics>,
 }
 
@@ -106,9 +106,14 @@ impl Gate {
             cancels: DashMap::new(),
             tls,
             service_accounts,
-            decoy_verifier: ScramVerifier::new(&crate::random::alphanumeric(32)),
+            decoy_secret: rand::random(),
             metrics: Arc::default(),
         })
+    }
+
+    /// What authentication checks for a login without a verifier (unknown, or no password).
+    pub fn decoy_verifier(&self, login: &str) -> ScramVerifier {
+        ScramVerifier::decoy(&self.decoy_secret, login)
     }
 
     /// The live set with its generation (build accesses from this, never from two reads).

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
@@ -49,18 +49,36 @@ const STARTUP_SETTINGS: [&str; 6] = [
 ];
 
 pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
-    let Opening::Session(mut stream, mut reader, params) = startup::open(&gate, socket).await
+    // As PostgreSQL's authentication_timeout: a stranger may not hold a connection open.
+    let deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
+    let Ok(Opening::Session(mut stream, mut reader, params)) =
+        tokio::time::timeout_at(deadline, startup::open(&gate, socket)).await
     else {
         return;
     };
-    match establish(&gate, &mut stream, &mut reader, &params, peer).await {
+    let established = tokio::time::timeout_at(
+        deadline,
+        establish(&gate, &mut stream, &mut reader, &params, peer),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Fatal::new(
+            "08006",
+            "canceling authentication due to timeout",
+        ))
+    });
+    match established {
         Ok(session) => {
+            reader.set_limit(wire::MAX_MESSAGE_LENGTH);
             let _open = gate.metrics.session_opened();
             session.serve(stream, reader).await
         }
         Err(fatal) => fatal.send(&mut stream).await,
     }
 }
+
+/// How long a client has from connecting to being logged in.
+const AUTHENTICATION_TIMEOUT: std::time::Duration = Duration::from_secs(60);
 
 /// Settings from the startup packet: direct parameters and `-c name=value` in `options`.
 fn startup_settings(params: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Fatal> {
@@ -225,6 +243,7 @@ async fn establish(
         skipping: false,
         in_batch: false,
         application_name: settings.remove("application_name").unwrap_or_default(),
+        user_checked: Instant::now(),
     };
     session.greet(stream, settings).await?;
     Ok(session)
@@ -267,6 +286,8 @@ struct Session {
     /// an answer to: such a Query is refused.
     in_batch: bool,
     application_name: String,
+    /// When the user's directory entry was last read ([`Session::recheck_user`]).
+    user_checked: Instant,
 }
 
 impl Session {
@@ -349,8 +370,7 @@ impl Session {
     /// Takes an upstream connection from the pool for the rest of the session.
     async fn lease(&mut self) -> Result<(), Fatal> {
         let database = &self.subject.datasource;
-        let wait =
-            std::time::Duration::from_secs(self.gate.config.datasource[database].pool_wait_secs);
+        let wait = Duration::from_secs(self.gate.config.datasource[database].pool_wait_secs);
         let (connection, lease) = self.datasource.pool.lease(wait).await.map_err(|e| match e {
             crate::upstream::pool::LeaseError::Exhausted => Fatal::new(
                 "53300",
@@ -383,6 +403,41 @@ impl Session {
     /// Rebuilds the access if the policies or the catalog changed since the last statement.
     /// The set and its generation are read together, so the access is built from the set the
     /// recorded generation names.
+    /// Reads the user's directory entry again when `session_recheck_secs` have passed: a user
+    /// disabled (or gone) since login loses the session; changed attributes (a WeCom sync) take
+    /// effect. A directory that cannot be read is tried again at the next statement.
+    async fn recheck_user(&mut self) -> Result<(), Fatal> {
+        let interval = Duration::from_secs(self.gate.config.directory.session_recheck_secs);
+        if self.user_checked.elapsed() < interval {
+            return Ok(());
+        }
+        match self.gate.directory.user(&self.user.userid).await {
+            Ok(Some(user)) if user.enabled => {
+                self.user_checked = Instant::now();
+                if user != self.user {
+                    self.user = user;
+                    // Generations start at 1: the access is rebuilt at the next statement.
+                    self.policy_generation = 0;
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                tracing::info!(user = %self.user.userid, "session ended: the user is disabled or gone");
+                Err(Fatal::new(
+                    "57P01",
+                    format!(
+                        "terminating the session: user \"{}\" is disabled or no longer exists",
+                        self.user.userid
+                    ),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(user = %self.user.userid, error = %e, "re-reading the user's directory entry failed");
+                Ok(())
+            }
+        }
+    }
+
     fn refresh_access(&mut self) {
         if self.gate.policy_generation() != self.policy_generation
             || self.datasource.catalog_generation() != self.catalog.generation()
@@ -526,15 +581,18 @@ impl Forwarder<'_> {
                     self.refuse_extended("<simple query inside a batch>", refusal);
                 }
                 b'Q' => {
+                    self.session.recheck_user().await?;
                     let sql = take_cstring(&mut frame.body).map_err(Fatal::io)?;
                     self.simple_query(sql);
                     self.flush().await?;
                 }
                 b'P' => {
+                    self.session.recheck_user().await?;
                     self.session.in_batch = true;
                     self.parse(frame.body)?;
                 }
                 b'B' => {
+                    self.session.recheck_user().await?;
                     self.session.in_batch = true;
                     let mut body = frame.body.clone();
                     let portal = take_cstring(&mut body).map_err(Fatal::io)?;
@@ -691,7 +749,7 @@ impl Forwarder<'_> {
                 reason: &refusal.message,
                 kind: refusal.kind.as_str(),
             },
-            std::time::Duration::ZERO,
+            Duration::ZERO,
         );
         wire::query(&self.marker(), &mut self.out);
         let mut shared = self.shared.lock().expect("session state");
@@ -775,7 +833,7 @@ impl Forwarder<'_> {
                 reason: &refusal.message,
                 kind: refusal.kind.as_str(),
             },
-            std::time::Duration::ZERO,
+            Duration::ZERO,
         );
         // The marker is an unnamed Parse: upstream drops its unnamed statement, failed or not.
         self.session.statements.remove("");

@@ -46,6 +46,7 @@ pub async fn open(gate: &Gate, socket: TcpStream) -> Opening {
                 reader = FrameReader::new();
             }
             Step::Finished(Opening::Session(s, _, params)) => {
+                reader.set_limit(wire::MAX_AUTHENTICATION_MESSAGE_LENGTH);
                 return Opening::Session(s, reader, params);
             }
             Step::Finished(done) => return done,
@@ -127,7 +128,11 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
                     ),
                 );
             }
-            Step::Finished(Opening::Session(stream, FrameReader::new(), params))
+            Step::Finished(Opening::Session(
+                stream,
+                FrameReader::with_limit(wire::MAX_AUTHENTICATION_MESSAGE_LENGTH),
+                params,
+            ))
         }
         _ => Step::Failed(
             stream,
