@@ -89,11 +89,12 @@ async fn location(client: &reqwest::Client, url: &str) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-/// The callback URL WeCom would send the browser to, without following it.
-async fn callback_url(s: &Setup) -> String {
+/// A WeCom browser that started a login, and the callback URL WeCom sends it to (not followed).
+async fn started_login(s: &Setup) -> (reqwest::Client, String) {
     let client = browser(WECOM_UA, false);
     let authorize = location(&client, &format!("{}/login/wecom", s.base)).await;
-    location(&client, &authorize).await
+    let callback = location(&client, &authorize).await;
+    (client, callback)
 }
 
 fn state_of(url: &str) -> String {
@@ -172,8 +173,8 @@ async fn asktable_gets_the_credential() {
     )
     .await;
     s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
-    let callback = callback_url(&s).await;
-    let target = location(&browser(WECOM_UA, false), &callback).await;
+    let (client, callback) = started_login(&s).await;
+    let target = location(&client, &callback).await;
     let url = url::Url::parse(&target).unwrap();
     assert_eq!(url.host_str(), Some("asktable.example.com"));
     let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
@@ -187,8 +188,8 @@ async fn asktable_gets_the_credential() {
     );
 }
 
-async fn refusal(url: &str) -> (u16, String) {
-    let response = browser(WECOM_UA, false).get(url).send().await.unwrap();
+async fn open(client: &reqwest::Client, url: &str) -> (u16, String) {
+    let response = client.get(url).send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
@@ -197,14 +198,14 @@ async fn reused_codes_bad_states_and_outsiders_are_refused() {
     let s = setup(None, Duration::from_secs(300)).await;
     s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
 
-    let callback = callback_url(&s).await;
-    assert_eq!(refusal(&callback).await.0, 200);
+    let (client, callback) = started_login(&s).await;
+    assert_eq!(open(&client, &callback).await.0, 200);
     // The same callback again: its state is used up.
-    let (status, page) = refusal(&callback).await;
+    let (status, page) = open(&client, &callback).await;
     assert_eq!(status, 400);
     assert!(page.contains("already used"), "{page}");
     // The used code with a fresh state: WeCom says 40029.
-    let fresh = callback_url(&s).await;
+    let (client, fresh) = started_login(&s).await;
     let code = url::Url::parse(&callback)
         .unwrap()
         .query_pairs()
@@ -217,56 +218,64 @@ async fn reused_codes_bad_states_and_outsiders_are_refused() {
         s.base,
         state_of(&fresh)
     );
-    let (status, page) = refusal(&reused).await;
+    let (status, page) = open(&client, &reused).await;
     assert_eq!(status, 400);
     assert!(page.contains("older than 5 minutes"), "{page}");
     // A code past its five minutes.
     let old_code = s.wecom.issue_code(FakeLogin::Member("zhangsan".into()));
     s.wecom.advance_clock(Duration::from_secs(301));
-    let state = state_of(
-        &location(
-            &browser(WECOM_UA, false),
-            &format!("{}/login/wecom", s.base),
-        )
-        .await,
-    );
-    let (status, _) = refusal(&format!(
-        "{}/login/wecom/callback?code={old_code}&state={state}",
-        s.base
-    ))
+    let client = browser(WECOM_UA, false);
+    let state = state_of(&location(&client, &format!("{}/login/wecom", s.base)).await);
+    let (status, _) = open(
+        &client,
+        &format!(
+            "{}/login/wecom/callback?code={old_code}&state={state}",
+            s.base
+        ),
+    )
     .await;
     assert_eq!(status, 400);
     // A forged state.
-    let (status, _) = refusal(&format!(
-        "{}/login/wecom/callback?code=abc&state=forged",
-        s.base
-    ))
+    let (status, _) = open(
+        &client,
+        &format!("{}/login/wecom/callback?code=abc&state=forged", s.base),
+    )
     .await;
     assert_eq!(status, 400);
 
-    s.wecom.log_in_as(FakeLogin::NonMember("oAbCdEf".into()));
-    let (status, page) = refusal(&callback_url(&s).await).await;
-    assert_eq!(status, 403);
-    assert!(page.contains("Only members"), "{page}");
+    for (who, status, says) in [
+        (FakeLogin::NonMember("oAbCdEf".into()), 403, "Only members"),
+        (FakeLogin::Member("zhaoliu".into()), 403, "disabled"),
+        (FakeLogin::Member("stranger".into()), 403, "directory yet"),
+    ] {
+        s.wecom.log_in_as(who);
+        let (client, callback) = started_login(&s).await;
+        let (got, page) = open(&client, &callback).await;
+        assert_eq!(got, status);
+        assert!(page.contains(says), "{page}");
+    }
+}
 
-    s.wecom.log_in_as(FakeLogin::Member("zhaoliu".into()));
-    let (status, page) = refusal(&callback_url(&s).await).await;
-    assert_eq!(status, 403);
-    assert!(page.contains("disabled"), "{page}");
-
-    s.wecom.log_in_as(FakeLogin::Member("stranger".into()));
-    let (status, page) = refusal(&callback_url(&s).await).await;
-    assert_eq!(status, 403);
-    assert!(page.contains("directory yet"), "{page}");
+#[tokio::test]
+async fn a_login_started_in_another_browser_is_refused() {
+    // Login CSRF: an attacker starts a login as themselves and sends the callback URL to a
+    // victim, whose browser would end up with the attacker's credential.
+    let s = setup(None, Duration::from_secs(300)).await;
+    s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
+    let (_attacker, callback) = started_login(&s).await;
+    let victim = browser(WECOM_UA, false);
+    let (status, page) = open(&victim, &callback).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("did not start in this browser"), "{page}");
 }
 
 #[tokio::test]
 async fn expired_states_are_refused() {
     let s = setup(None, Duration::ZERO).await;
     s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
-    let callback = callback_url(&s).await;
+    let (client, callback) = started_login(&s).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let (status, page) = refusal(&callback).await;
+    let (status, page) = open(&client, &callback).await;
     assert_eq!(status, 400);
     assert!(page.contains("took too long"), "{page}");
 }

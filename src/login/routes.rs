@@ -17,6 +17,10 @@ use crate::wecom::LoginIdentity;
 pub const LOGIN_PATH: &str = "/login/wecom";
 pub const CALLBACK_PATH: &str = "/login/wecom/callback";
 
+/// Binds a login's state to the browser that started it: a callback URL someone else started
+/// (login CSRF: the victim would end up logged in as the attacker) is refused.
+const STATE_COOKIE: &str = "tablegate_login_state";
+
 /// The login routes, for `serve` to mount.
 pub fn router(service: Arc<LoginService>) -> Router {
     Router::new()
@@ -83,7 +87,22 @@ async fn start(State(service): State<Arc<LoginService>>, headers: HeaderMap) -> 
         )
     };
     match target {
-        Ok(url) => found(url.as_str()),
+        Ok(url) => {
+            let secure = if settings.public_url.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            // A session cookie: the state it carries expires on the server.
+            let cookie = format!(
+                "{STATE_COOKIE}={state}; Path={LOGIN_PATH}; HttpOnly; SameSite=Lax{secure}"
+            );
+            let mut response = found(url.as_str());
+            if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
         Err(e) => {
             tracing::error!("WeCom login is misconfigured: {e}");
             pages::refusal(
@@ -94,11 +113,28 @@ async fn start(State(service): State<Arc<LoginService>>, headers: HeaderMap) -> 
     }
 }
 
+/// The login state this browser was given at `/login/wecom`.
+fn state_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(STATE_COOKIE)?.strip_prefix('='))
+}
+
 async fn callback(
     State(service): State<Arc<LoginService>>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let refuse = |status, message: &str| pages::refusal(status, message);
+    if params.get("state").map(String::as_str) != state_cookie(&headers) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "This login did not start in this browser. Open tablegate from the WeCom Workplace (or the login page) and start again.",
+        );
+    }
     match params.get("state").map(|s| service.states.take(s)) {
         Some(Ok(())) => {}
         Some(Err(StateRejection::Expired)) => {

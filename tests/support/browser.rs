@@ -1,5 +1,6 @@
 //! A browser for the login pages: an HTTP client with a chosen user agent (WeCom's in-app
-//! browser or a desktop one), following redirects or not, and the credential page's reader.
+//! browser or a desktop one) that keeps cookies, following redirects or not, and the credential
+//! page's reader.
 
 use reqwest::redirect::Policy;
 
@@ -11,6 +12,7 @@ pub fn browser(user_agent: &str, follow: bool) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(user_agent)
+        .cookie_store(true)
         .redirect(if follow {
             Policy::limited(5)
         } else {
