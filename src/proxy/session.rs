@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Fatal;
@@ -511,6 +511,7 @@ impl Session {
             end = relay.run() => Ending::Upstream(end),
         };
         let up_write = forwarder.upstream;
+        let mut client_read = forwarder.client;
         let quiet = shared.lock().expect("session state").is_quiet();
         let (up_read, mut client_write) = relay.into_parts();
         self.gate.cancels.remove(&self.cancel_key);
@@ -525,7 +526,16 @@ impl Session {
                     tokio::spawn(lease.give_back(connection));
                 }
             }
-            Ending::Client(Err(fatal)) => fatal.send_to(&mut client_write).await,
+            Ending::Client(Err(fatal)) => {
+                fatal.send_to(&mut client_write).await;
+                // Closing with unread client bytes (the rest of a pipeline) sends a reset,
+                // which can destroy the error before the client reads it: read them first.
+                let mut rest = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while matches!(client_read.read(&mut rest).await, Ok(n) if n > 0) {}
+                })
+                .await;
+            }
             Ending::Upstream(e) => {
                 tracing::warn!(user = %self.subject.user, datasource = %self.subject.datasource, error = %e, "upstream connection lost");
                 Fatal::new(
