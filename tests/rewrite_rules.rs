@@ -702,11 +702,20 @@ fn positions_in_parentheses_are_positions() {
     assert!(e.message.contains("phone"), "{e}");
     // After stripping phone, (2) is renumbered like 2.
     assert!(ok("alice", "SELECT phone, name FROM customers ORDER BY (2)").ends_with("ORDER BY 1"),);
-    let e = refused(
-        "sue",
-        "SELECT id, name FROM customers ORDER BY 99999999999999999999999",
-    );
-    assert!(e.message.contains("out of range"), "{e}");
+    // Positions inside grouping sets are positions too.
+    for sql in [
+        "SELECT id, name, count(*) FROM customers GROUP BY ROLLUP (2)",
+        "SELECT id, name, count(*) FROM customers GROUP BY GROUPING SETS ((1), (2))",
+    ] {
+        let e = refused("sue", sql);
+        assert!(e.message.contains("masked"), "{sql}: {e}");
+    }
+    // Any other number where a position is read is refused, never taken for a plain literal.
+    for position in ["99999999999999999999999", "0x2", "1_0", "2.0", "2e0"] {
+        let sql = format!("SELECT id, name FROM customers ORDER BY {position}");
+        let e = refused("sue", &sql);
+        assert!(e.message.contains("position"), "{sql}: {e}");
+    }
 }
 
 #[test]
@@ -1128,6 +1137,12 @@ fn functions_that_run_sql_or_reach_outside_are_refused() {
         "SELECT '1'::regproc",
         "SELECT 1 OPERATOR(pg_catalog.+) 1",
         "SELECT * FROM orders WHERE id IN (SELECT * FROM query_to_xml('x', true, true, ''))",
+        // type keywords of other databases reach PostgreSQL as plain names, maybe a table's
+        "SELECT NULL::datetime",
+        "SELECT pg_catalog.row_to_json('(1,2)'::string)",
+        "SELECT CAST(amount AS UNSIGNED) FROM orders",
+        // a qualified collation says whether its schema exists
+        "SELECT id FROM orders WHERE region COLLATE nosuch.x = 'a'",
     ] {
         let e = refused("alice", sql);
         assert!(
@@ -1201,6 +1216,17 @@ fn text_search_configurations_are_built_in_literals() {
         "SELECT to_tsvector(region, name) FROM customers",
     ] {
         assert_eq!(refused("alice", sql).kind, RefusalKind::Function, "{sql}");
+    }
+}
+
+#[test]
+fn postgres_types_and_collations_are_allowed() {
+    for sql in [
+        "SELECT CAST(amount AS DOUBLE PRECISION), amount::numeric(10, 2), id::bigint FROM orders",
+        "SELECT region COLLATE \"C\", region COLLATE pg_catalog.\"default\" FROM orders",
+        "SELECT '2020-01-01'::timestamp with time zone, '1 day'::interval, '{}'::jsonb, '1'::float",
+    ] {
+        ok("alice", sql);
     }
 }
 

@@ -252,7 +252,21 @@ impl Walker<'_> {
                 }
                 Ok(())
             }
-            Expr::Collate { expr, .. } => self.expr(expr, frame, clause),
+            Expr::Collate { expr, collation } => {
+                // A schema-qualified collation name would tell whether the schema exists.
+                let parts = object_name_parts(collation)?;
+                let builtin = match parts.as_slice() {
+                    [_] => true,
+                    [schema, _] => schema == "pg_catalog",
+                    _ => false,
+                };
+                if !builtin {
+                    return Err(Refusal::unsupported(format!(
+                        "the collation {collation}: name a built-in collation without a schema"
+                    )));
+                }
+                self.expr(expr, frame, clause)
+            }
             Expr::Value(v) => check_value(&v.value),
             Expr::TypedString(t) => {
                 check_type(&t.data_type)?;

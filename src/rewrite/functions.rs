@@ -598,6 +598,46 @@ pub fn refused_type(data_type: &DataType) -> Option<String> {
             sqlparser::ast::ArrayElemTypeDef::None => None,
             sqlparser::ast::ArrayElemTypeDef::Qualified(t, _) => refused_type(t),
         },
-        _ => None,
+        // PostgreSQL's own type keywords. Any other keyword sqlparser knows from another database
+        // (DATETIME, STRING, BLOB, …) reaches PostgreSQL as a plain name, which a table's row
+        // type could answer to.
+        DataType::Character(_)
+        | DataType::Char(_)
+        | DataType::CharacterVarying(_)
+        | DataType::CharVarying(_)
+        | DataType::Varchar(_)
+        | DataType::Text
+        | DataType::Uuid
+        | DataType::Bytea
+        | DataType::Bit(_)
+        | DataType::BitVarying(_)
+        | DataType::VarBit(_)
+        | DataType::Numeric(_)
+        | DataType::Decimal(_)
+        | DataType::Dec(_)
+        | DataType::Float(_)
+        | DataType::Real
+        | DataType::DoublePrecision
+        | DataType::Float4
+        | DataType::Float8
+        | DataType::SmallInt(_)
+        | DataType::Int(_)
+        | DataType::Integer(_)
+        | DataType::BigInt(_)
+        | DataType::Int2(_)
+        | DataType::Int4(_)
+        | DataType::Int8(_)
+        | DataType::Bool
+        | DataType::Boolean
+        | DataType::Date
+        | DataType::Time(..)
+        | DataType::Timestamp(..)
+        | DataType::Interval { .. }
+        | DataType::JSON
+        | DataType::JSONB
+        | DataType::TsVector
+        | DataType::TsQuery
+        | DataType::GeometricType(_) => None,
+        other => Some(format!("the type {other}, which PostgreSQL does not have,")),
     }
 }

@@ -28,6 +28,7 @@
 //! range. tablegate does not know the types of every column (derived tables, functions) and
 //! treats column-to-column comparisons, the stuff of every join, as leakproof.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
@@ -42,13 +43,48 @@ use crate::rewrite::functions::AGGREGATES;
 /// Whether some condition of the statement may raise an error on a row, so that row filters
 /// must run first.
 pub(super) fn needs_fence(statement: &Statement) -> bool {
+    let mut names = RowNames(HashSet::new());
+    let _ = statement.visit(&mut names);
     let mut finder = LeakyConditions {
         depth: 0,
         correlated: 0,
+        rows: names.0,
         leaky: false,
     };
     let _ = statement.visit(&mut finder);
     finder.leaky
+}
+
+/// The names by which a FROM item can be used as a whole-row value (`o` in `o = (5, 1, 1)`).
+/// Comparing rows compares their fields one by one and checks the types of a field only when
+/// it gets there: `o = (5, 1, 1)` fails with "cannot compare dissimilar column types" exactly
+/// when some row's id is 5 — hidden rows too, if the comparison runs before the filter.
+struct RowNames(HashSet<String>);
+
+impl Visitor for RowNames {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        let alias = match factor {
+            TableFactor::Table { name, alias, .. } => {
+                if alias.is_none()
+                    && let Some(ObjectNamePart::Identifier(last)) = name.0.last()
+                {
+                    self.0.insert(fold(last));
+                }
+                alias
+            }
+            TableFactor::Derived { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::NestedJoin { alias, .. } => alias,
+            _ => &None,
+        };
+        if let Some(alias) = alias {
+            self.0.insert(fold(&alias.name));
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 struct LeakyConditions {
@@ -57,6 +93,8 @@ struct LeakyConditions {
     /// How many subqueries in expressions (or LATERAL items) enclose this point: their queries
     /// may run once per outer row, before that row's filter, with its values as parameters.
     correlated: usize,
+    /// Names that may be whole rows ([`RowNames`]).
+    rows: HashSet<String>,
     leaky: bool,
 }
 
@@ -180,8 +218,11 @@ impl Visitor for LeakyConditions {
 
 impl LeakyConditions {
     fn judge<'e>(&mut self, conditions: impl IntoIterator<Item = &'e Expr>) -> ControlFlow<()> {
-        let nested = self.correlated > 0;
-        if conditions.into_iter().any(|e| !is_leakproof(e, nested)) {
+        let judge = Judge {
+            nested: self.correlated > 0,
+            rows: &self.rows,
+        };
+        if conditions.into_iter().any(|e| !judge.leakproof(e)) {
             self.leaky = true;
             return ControlFlow::Break(());
         }
@@ -267,90 +308,152 @@ fn join_constraint(operator: &JoinOperator) -> Option<&JoinConstraint> {
     }
 }
 
-/// Whether evaluating `e` on a row can neither fail nor reveal anything but its boolean result.
-/// An allow-list: every form not named here counts as leaky. Subqueries inside are judged where
-/// their own conditions are (see [`LeakyConditions`]). `nested`: inside a subquery, which may be
-/// correlated with rows no filter has passed yet, so even aggregate arguments count.
-fn is_leakproof(e: &Expr, nested: bool) -> bool {
-    let leakproof = |e: &Expr| is_leakproof(e, nested);
-    match e {
-        // Not typed literals: `d > TIMESTAMP '…'` converts the date column on every row, which
-        // fails for dates beyond the timestamp range.
-        Expr::Identifier(_)
-        | Expr::CompoundIdentifier(_)
-        | Expr::Value(_)
-        | Expr::Exists { .. } => true,
-        Expr::Subquery(query) => at_most_one_row(query),
-        Expr::Nested(a)
-        | Expr::IsNull(a)
-        | Expr::IsNotNull(a)
-        | Expr::IsTrue(a)
-        | Expr::IsNotTrue(a)
-        | Expr::IsFalse(a)
-        | Expr::IsNotFalse(a)
-        | Expr::IsUnknown(a)
-        | Expr::IsNotUnknown(a) => leakproof(a),
-        Expr::UnaryOp { op, expr } => match op {
-            UnaryOperator::Not => leakproof(expr),
-            // A signed literal is folded to a constant before any row is read.
-            UnaryOperator::Minus | UnaryOperator::Plus => matches!(**expr, Expr::Value(_)),
-            _ => false,
-        },
-        Expr::BinaryOp { left, op, right } => {
-            matches!(
-                op,
-                BinaryOperator::And
-                    | BinaryOperator::Or
-                    | BinaryOperator::Eq
-                    | BinaryOperator::NotEq
-                    | BinaryOperator::Lt
-                    | BinaryOperator::LtEq
-                    | BinaryOperator::Gt
-                    | BinaryOperator::GtEq
-            ) && leakproof(left)
-                && leakproof(right)
-        }
-        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => leakproof(a) && leakproof(b),
-        Expr::In { expr, target, .. } => {
-            leakproof(expr)
-                && match target {
-                    InTarget::List(list) => list.iter().all(leakproof),
-                    InTarget::Subquery(_) => true,
-                    _ => false,
-                }
-        }
-        Expr::Between {
-            expr, low, high, ..
-        } => leakproof(expr) && leakproof(low) && leakproof(high),
-        Expr::AnyOp {
-            left,
-            compare_op,
-            right,
-            ..
-        }
-        | Expr::AllOp {
-            left,
-            compare_op,
-            right,
-        } => {
-            matches!(
+/// How conditions are judged at one point of a statement.
+struct Judge<'a> {
+    /// Inside a subquery, which may be correlated with rows no filter has passed yet, so even
+    /// aggregate arguments count.
+    nested: bool,
+    rows: &'a HashSet<String>,
+}
+
+impl Judge<'_> {
+    /// Whether evaluating `e` on a row can neither fail nor reveal anything but its boolean
+    /// result. An allow-list: every form not named here counts as leaky. Subqueries inside are
+    /// judged where their own conditions are (see [`LeakyConditions`]).
+    fn leakproof(&self, e: &Expr) -> bool {
+        let leakproof = |e: &Expr| self.leakproof(e);
+        match e {
+            // Not typed literals: `d > TIMESTAMP '…'` converts the date column on every row,
+            // which fails for dates beyond the timestamp range.
+            Expr::Identifier(_)
+            | Expr::CompoundIdentifier(_)
+            | Expr::Value(_)
+            | Expr::Exists { .. } => true,
+            Expr::Subquery(query) => at_most_one_row(query),
+            Expr::Nested(a)
+            | Expr::IsNull(a)
+            | Expr::IsNotNull(a)
+            | Expr::IsTrue(a)
+            | Expr::IsNotTrue(a)
+            | Expr::IsFalse(a)
+            | Expr::IsNotFalse(a)
+            | Expr::IsUnknown(a)
+            | Expr::IsNotUnknown(a) => leakproof(a),
+            Expr::UnaryOp { op, expr } => match op {
+                UnaryOperator::Not => leakproof(expr),
+                // A signed literal is folded to a constant before any row is read.
+                UnaryOperator::Minus | UnaryOperator::Plus => matches!(**expr, Expr::Value(_)),
+                _ => false,
+            },
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And | BinaryOperator::Or,
+                right,
+            } => leakproof(left) && leakproof(right),
+            Expr::BinaryOp { left, op, right } => {
+                matches!(
+                    op,
+                    BinaryOperator::Eq
+                        | BinaryOperator::NotEq
+                        | BinaryOperator::Lt
+                        | BinaryOperator::LtEq
+                        | BinaryOperator::Gt
+                        | BinaryOperator::GtEq
+                ) && self.comparable(left, right)
+            }
+            Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => self.comparable(a, b),
+            Expr::In { expr, target, .. } => match target {
+                InTarget::List(list) => list.iter().all(|item| self.comparable(expr, item)),
+                InTarget::Subquery(_) => !self.whole_row(expr) && leakproof(expr),
+                _ => false,
+            },
+            Expr::Between {
+                expr, low, high, ..
+            } => {
+                !self.row_valued(expr) && self.comparable(expr, low) && self.comparable(expr, high)
+            }
+            Expr::AnyOp {
+                left,
                 compare_op,
-                BinaryOperator::Eq
-                    | BinaryOperator::NotEq
-                    | BinaryOperator::Lt
-                    | BinaryOperator::LtEq
-                    | BinaryOperator::Gt
-                    | BinaryOperator::GtEq
-            ) && leakproof(left)
-                && (matches!(**right, Expr::Subquery(_)) || leakproof(right))
+                right,
+                ..
+            }
+            | Expr::AllOp {
+                left,
+                compare_op,
+                right,
+            } => {
+                matches!(
+                    compare_op,
+                    BinaryOperator::Eq
+                        | BinaryOperator::NotEq
+                        | BinaryOperator::Lt
+                        | BinaryOperator::LtEq
+                        | BinaryOperator::Gt
+                        | BinaryOperator::GtEq
+                ) && !self.row_valued(left)
+                    && leakproof(left)
+                    && (matches!(**right, Expr::Subquery(_)) || leakproof(right))
+            }
+            Expr::Array(array) => array.elem.iter().all(leakproof),
+            Expr::Tuple(items) => items.iter().all(leakproof),
+            Expr::Function(f) if self.nested => {
+                f.over.is_none() && is_aggregate(f) && self.arguments_leakproof(f)
+            }
+            Expr::Function(f) => f.over.is_some() || is_aggregate(f),
+            _ => false,
         }
-        Expr::Array(array) => array.elem.iter().all(leakproof),
-        Expr::Tuple(items) => items.iter().all(leakproof),
-        Expr::Function(f) if nested => {
-            f.over.is_none() && is_aggregate(f) && arguments_leakproof(f)
+    }
+
+    /// Whether comparing `a` with `b` is leakproof. Row constructors of one length compare field
+    /// by field, typed when the statement is planned; a whole-row value or a row constructor
+    /// against anything else is compared at run time, type checks included ([`RowNames`]).
+    fn comparable(&self, a: &Expr, b: &Expr) -> bool {
+        match (a, b) {
+            (Expr::Tuple(x), Expr::Tuple(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| self.comparable(a, b))
+            }
+            _ => {
+                !self.row_valued(a) && !self.row_valued(b) && self.leakproof(a) && self.leakproof(b)
+            }
         }
-        Expr::Function(f) => f.over.is_some() || is_aggregate(f),
-        _ => false,
+    }
+
+    /// A row constructor, or a name that may be a whole row.
+    fn row_valued(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Tuple(_) => true,
+            Expr::Nested(inner) => self.row_valued(inner),
+            _ => self.whole_row(e),
+        }
+    }
+
+    fn whole_row(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Identifier(id) => self.rows.contains(&fold(id)),
+            Expr::CompoundIdentifier(ids) => {
+                ids.last().is_some_and(|id| self.rows.contains(&fold(id)))
+            }
+            Expr::Nested(inner) => self.whole_row(inner),
+            _ => false,
+        }
+    }
+
+    /// Whether every argument of a call (and its FILTER) is leakproof; an ORDER BY among the
+    /// arguments or WITHIN GROUP counts as leaky.
+    fn arguments_leakproof(&self, f: &Function) -> bool {
+        let args = match &f.args {
+            FunctionArguments::List(list)
+                if list.clauses.is_empty() && f.within_group.is_empty() =>
+            {
+                list.args.iter().filter_map(argument).collect()
+            }
+            FunctionArguments::None => Vec::new(),
+            FunctionArguments::List(_) | FunctionArguments::Subquery(_) => return false,
+        };
+        args.into_iter()
+            .chain(f.filter.as_deref())
+            .all(|e| self.leakproof(e))
     }
 }
 
@@ -371,21 +474,6 @@ fn is_aggregate(f: &Function) -> bool {
         _ => return false,
     };
     AGGREGATES.contains(&name.as_str()) && !matches!(f.args, FunctionArguments::Subquery(_))
-}
-
-/// Whether every argument of a call (and its FILTER) is leakproof; an ORDER BY among the
-/// arguments or WITHIN GROUP counts as leaky.
-fn arguments_leakproof(f: &Function) -> bool {
-    let args = match &f.args {
-        FunctionArguments::List(list) if list.clauses.is_empty() && f.within_group.is_empty() => {
-            list.args.iter().filter_map(argument).collect()
-        }
-        FunctionArguments::None => Vec::new(),
-        FunctionArguments::List(_) | FunctionArguments::Subquery(_) => return false,
-    };
-    args.into_iter()
-        .chain(f.filter.as_deref())
-        .all(|e| is_leakproof(e, true))
 }
 
 #[cfg(test)]
@@ -411,6 +499,8 @@ mod tests {
             "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.y = t.x ORDER BY u.y LIMIT 1)",
             "SELECT * FROM t, generate_series(1, t.x) AS g",
             "SELECT x FROM t WHERE x = ANY (SELECT y FROM u WHERE u.z = t.z)",
+            "SELECT x FROM t WHERE (x, y) = (1, 2) AND (x, y) IN ((1, 2), (3, 4))",
+            "SELECT x FROM t WHERE (x, y) IN (SELECT a, b FROM u)",
         ] {
             assert!(!fenced(sql), "{sql}");
         }
@@ -443,6 +533,15 @@ mod tests {
             "SELECT * FROM t, unnest(ARRAY[1 / t.x]) AS a",
             "SELECT t.x FROM t, LATERAL (VALUES (t.name::bool)) AS v(b) WHERE v.b",
             "SELECT count(*) FROM t, LATERAL (VALUES (1), (1 / t.x)) AS v(y) WHERE v.y > 0",
+            // whole rows compared at run time: the type check of a field waits for the data
+            "SELECT count(*) FROM orders o WHERE o = (5, 1, 1)",
+            "SELECT count(*) FROM orders WHERE orders = (5, 1, 1)",
+            "SELECT count(*) FROM (SELECT id, amount > 10 AS p FROM orders) s WHERE s = (1, true)",
+            "SELECT count(*) FROM orders o WHERE o IS DISTINCT FROM (5, 1)",
+            "SELECT count(*) FROM orders o WHERE o IN ((5, 1), (6, 2))",
+            "SELECT count(*) FROM orders o WHERE (o) IN (SELECT c FROM customers c)",
+            "SELECT count(*) FROM orders o, customers c WHERE o = c",
+            "SELECT count(*) FROM orders o WHERE (id, region) = (1, 2, 3)",
         ] {
             assert!(fenced(sql), "{sql}");
         }

@@ -278,11 +278,9 @@ impl Walker<'_> {
             items: &items,
         };
         for e in order_by_exprs(order_by)? {
-            if let Some(position) = ordinal(e)?
-                && output.masked().is_some()
-            {
+            if let Some(position) = ordinal(e)? {
                 refuse_masked_position(output, position, "ORDER BY")?;
-                // The decision read the number: see `positional`.
+                // The rewrite read the number: see `positional`.
                 *e = fresh_ordinal(position);
             }
             self.expr(e, &frame, "ORDER BY")?;
@@ -408,7 +406,19 @@ impl Walker<'_> {
                     ));
                 }
                 for e in exprs {
-                    self.positional(e, &frame, "GROUP BY", &positions, projection, false)?;
+                    match e {
+                        // PostgreSQL reads positions inside grouping sets too.
+                        Expr::GroupingSets(sets) | Expr::Cube(sets) | Expr::Rollup(sets) => {
+                            for e in sets.iter_mut().flatten() {
+                                self.positional(
+                                    e, &frame, "GROUP BY", &positions, projection, false,
+                                )?;
+                            }
+                        }
+                        _ => {
+                            self.positional(e, &frame, "GROUP BY", &positions, projection, false)?
+                        }
+                    }
                 }
             }
             GroupByExpr::All(_) => return Err(Refusal::unsupported("GROUP BY ALL")),
@@ -613,12 +623,10 @@ impl Walker<'_> {
                 .filter(|s| s.position + 1 < original)
                 .count();
             refuse_masked_position(positions.output, original - shift, clause)?;
-            if !positions.stripped.is_empty() || positions.output.masked().is_some() {
-                // Always a new literal: the rewrite depended on this number's value (which
-                // columns were stripped or masked), so the rewrite cache must not treat it as a
-                // slot.
-                *e = fresh_ordinal(original - shift);
-            }
+            // Always a new literal: the rewrite may depend on this number's value (columns
+            // stripped or masked, a grouped primary key), so the rewrite cache must not treat
+            // it as a slot.
+            *e = fresh_ordinal(original - shift);
             return Ok(());
         }
         if let Expr::Identifier(id) = e {
@@ -1229,20 +1237,25 @@ fn table_sample(sample: &TableSampleKind) -> Result<(), Refusal> {
 /// The output position a GROUP BY, DISTINCT ON or ORDER BY item names by number.
 ///
 /// PostgreSQL reads an integer constant as a position, in parentheses or not: `ORDER BY (2)` is
-/// the second column. One too large for a position is refused (PostgreSQL refuses it too), so
-/// that no digits in this place are ever taken for an ordinary literal, and cached as one.
+/// the second column. Any other number here is refused — too large for a position, written
+/// `0x2` or `1_0` (integers to PostgreSQL 16), or not an integer (which PostgreSQL refuses) — so
+/// that no number in this place is ever taken for an ordinary literal, and cached as one.
 pub(super) fn ordinal(e: &Expr) -> Result<Option<usize>, Refusal> {
     match e {
         Expr::Nested(inner) => ordinal(inner),
         Expr::Value(v) => match &v.value {
-            Value::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit()) => {
-                n.parse().map(Some).map_err(|_| {
+            Value::Number(n, _) => n
+                .parse()
+                .ok()
+                .filter(|_| n.bytes().all(|b| b.is_ascii_digit()))
+                .map(Some)
+                .ok_or_else(|| {
                     Refusal::new(
                         RefusalKind::Unsupported,
-                        format!("the position {n} is out of range"),
+                        format!("the number {n} where a column position is read"),
                     )
-                })
-            }
+                    .with_hint("write a position as plain digits within the select list's length")
+                }),
             _ => Ok(None),
         },
         _ => Ok(None),
