@@ -264,6 +264,24 @@ async fn row_filters_run_before_conditions_that_could_fail() {
         "the unfenced query no longer fails on this server, so this test no longer shows the \
          attack; find a condition PostgreSQL evaluates before the filter: {unfenced}"
     );
+    // A whole-row comparison checks the region field's type only for rows whose id is 1, a
+    // hidden (West) order: through tablegate it sees no such row.
+    let forwarded = rewrite(
+        "SELECT count(*) FROM orders o WHERE o = (1, 1, 1)",
+        &context,
+    )
+    .expect("accepted")
+    .sql();
+    assert_eq!(
+        run(&client, &forwarded).await.map(|r| r.rows),
+        Ok(vec![vec![Some("0".to_owned())]]),
+        "{forwarded}"
+    );
+    let unfenced = forwarded.replace(" OFFSET 0)", ")");
+    assert!(
+        run(&client, &unfenced).await.is_err(),
+        "unfenced, the comparison reaches the hidden row on this server: {unfenced}"
+    );
 }
 
 /// EXPLAIN is forwarded with costs off: the planner's row estimates come from statistics over
