@@ -188,13 +188,7 @@ async fn a_statement_name_in_use_keeps_its_statement_on_both_sides() {
     }
 
     // Revoking orders must reach s1 at its next Bind, whatever was parsed under its name.
-    let revoked = SHOP_POLICY.replace(
-        "tables = [\"public.orders\", \"public.customers\"]",
-        "tables = [\"public.customers\"]",
-    );
-    proxy
-        .gate
-        .replace_policies(tablegate::policy::PolicySet::from_str("p.toml", &revoked).unwrap());
+    proxy.use_policy(&Proxy::orders_revoked());
     client.send(&run("s1")).await;
     let frames = client.until_ready().await;
     assert_eq!(tags(&frames), "EZ", "the revoked statement must not run");

@@ -318,6 +318,15 @@ async fn startup_options_are_checked_not_forwarded() {
     assert_eq!(rows, [[Some("German, DMY".to_string())]]);
 }
 
+/// How many orders `client` sees, by simple query (names resolved with its search_path).
+async fn orders_seen(client: &tokio_postgres::Client) -> String {
+    let rows = client
+        .simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
+    values(&rows)[0][0].clone().expect("a count")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_path_is_tracked_for_name_resolution() {
     let db = TempDatabase::with(&format!(
@@ -342,15 +351,7 @@ async fn search_path_is_tracked_for_name_resolution() {
         .unwrap_err();
     assert_eq!(sqlstate(&e), "42501");
     alice.simple_query("RESET search_path").await.unwrap();
-    assert_eq!(
-        values(
-            &alice
-                .simple_query("SELECT count(*) FROM orders")
-                .await
-                .unwrap()
-        ),
-        [[Some("20".to_string())]]
-    );
+    assert_eq!(orders_seen(&alice).await, "20");
     // Inside a transaction block the path cannot change (a rollback would undo it upstream
     // only) — nor through a statement prepared outside one.
     let set_archive = alice.prepare("SET search_path = archive").await.unwrap();
@@ -360,15 +361,7 @@ async fn search_path_is_tracked_for_name_resolution() {
         "42501"
     );
     alice.simple_query("ROLLBACK").await.unwrap();
-    assert_eq!(
-        values(
-            &alice
-                .simple_query("SELECT count(*) FROM orders")
-                .await
-                .unwrap()
-        ),
-        [[Some("20".to_string())]]
-    );
+    assert_eq!(orders_seen(&alice).await, "20");
     alice.simple_query("BEGIN").await.unwrap();
     assert_eq!(
         sqlstate(
@@ -727,22 +720,14 @@ async fn prepared_statements_follow_a_policy_reload() {
         "vars = { regions = [\"East\", \"North\"] }",
         "vars = { regions = [\"East\"] }",
     );
-    proxy
-        .gate
-        .replace_policies(tablegate::policy::PolicySet::from_str("p.toml", &narrowed).unwrap());
+    proxy.use_policy(&narrowed);
     assert_eq!(
         regions(alice.query(&statement, &[]).await.unwrap()),
         ["East"]
     );
 
     // Revoking the table refuses the statement prepared when it was granted.
-    let revoked = SHOP_POLICY.replace(
-        "tables = [\"public.orders\", \"public.customers\"]",
-        "tables = [\"public.customers\"]",
-    );
-    proxy
-        .gate
-        .replace_policies(tablegate::policy::PolicySet::from_str("p.toml", &revoked).unwrap());
+    proxy.use_policy(&Proxy::orders_revoked());
     assert_eq!(
         sqlstate(&alice.query(&statement, &[]).await.unwrap_err()),
         "42501"

@@ -748,8 +748,8 @@ impl Forwarder<'_> {
         }
     }
 
-    /// Sends a refusal marker as a simple query; the relay answers with the refusal.
-    fn refuse_simple(&mut self, sql: &str, refusal: Refusal) {
+    /// Counts and audits a refused statement.
+    fn record_refusal(&self, sql: &str, refusal: &Refusal) {
         self.session.gate.metrics.refused(refusal.kind);
         audit::record(
             &self.session.subject,
@@ -761,6 +761,11 @@ impl Forwarder<'_> {
             },
             Duration::ZERO,
         );
+    }
+
+    /// Sends a refusal marker as a simple query; the relay answers with the refusal.
+    fn refuse_simple(&mut self, sql: &str, refusal: Refusal) {
+        self.record_refusal(sql, &refusal);
         wire::query(&self.marker(), &mut self.out);
         let mut shared = self.shared.lock().expect("session state");
         shared.push(Item::Refused(refusal));
@@ -834,17 +839,7 @@ impl Forwarder<'_> {
     /// Sends a refusal marker as an unnamed Parse; the relay answers with the refusal, and the
     /// rest of the batch is skipped until Sync, as after any error in the extended protocol.
     fn refuse_extended(&mut self, sql: &str, refusal: Refusal) {
-        self.session.gate.metrics.refused(refusal.kind);
-        audit::record(
-            &self.session.subject,
-            sql,
-            None,
-            Outcome::Refused {
-                reason: &refusal.message,
-                kind: refusal.kind.as_str(),
-            },
-            Duration::ZERO,
-        );
+        self.record_refusal(sql, &refusal);
         // The marker is an unnamed Parse: upstream drops its unnamed statement, failed or not.
         self.session.statements.remove("");
         let mut message = BytesMut::new();

@@ -308,6 +308,19 @@ fn join_constraint(operator: &JoinOperator) -> Option<&JoinConstraint> {
     }
 }
 
+/// `=`, `<>`, `<`, `<=`, `>`, `>=`: comparisons of values of one type cannot fail.
+fn is_comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+    )
+}
+
 /// How conditions are judged at one point of a statement.
 struct Judge<'a> {
     /// Inside a subquery, which may be correlated with rows no filter has passed yet, so even
@@ -350,17 +363,7 @@ impl Judge<'_> {
                 op: BinaryOperator::And | BinaryOperator::Or,
                 right,
             } => leakproof(left) && leakproof(right),
-            Expr::BinaryOp { left, op, right } => {
-                matches!(
-                    op,
-                    BinaryOperator::Eq
-                        | BinaryOperator::NotEq
-                        | BinaryOperator::Lt
-                        | BinaryOperator::LtEq
-                        | BinaryOperator::Gt
-                        | BinaryOperator::GtEq
-                ) && self.comparable(left, right)
-            }
+            Expr::BinaryOp { left, op, right } => is_comparison(op) && self.comparable(left, right),
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => self.comparable(a, b),
             Expr::In { expr, target, .. } => match target {
                 InTarget::List(list) => list.iter().all(|item| self.comparable(expr, item)),
@@ -383,15 +386,8 @@ impl Judge<'_> {
                 compare_op,
                 right,
             } => {
-                matches!(
-                    compare_op,
-                    BinaryOperator::Eq
-                        | BinaryOperator::NotEq
-                        | BinaryOperator::Lt
-                        | BinaryOperator::LtEq
-                        | BinaryOperator::Gt
-                        | BinaryOperator::GtEq
-                ) && !self.row_valued(left)
+                is_comparison(compare_op)
+                    && !self.row_valued(left)
                     && leakproof(left)
                     && (matches!(**right, Expr::Subquery(_)) || leakproof(right))
             }

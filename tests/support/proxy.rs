@@ -69,6 +69,20 @@ impl Proxy {
         }
     }
 
+    /// Makes `policy` the live policy, as a reload would.
+    pub fn use_policy(&self, policy: &str) {
+        self.gate
+            .replace_policies(PolicySet::from_str("p.toml", policy).expect("test policy"));
+    }
+
+    /// SHOP_POLICY with public.orders no longer granted to sales reps.
+    pub fn orders_revoked() -> String {
+        SHOP_POLICY.replace(
+            "tables = [\"public.orders\", \"public.customers\"]",
+            "tables = [\"public.customers\"]",
+        )
+    }
+
     pub fn url(&self, user: &str, password: &str) -> String {
         format!(
             "host=127.0.0.1 port={} user={user} password={password} dbname=shop sslmode=disable",
