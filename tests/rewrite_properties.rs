@@ -12,7 +12,7 @@ use tablegate::cache::RewriteCache;
 use tablegate::catalog::{Catalog, catalog_with_keys};
 use tablegate::directory::users_file;
 use tablegate::policy::{Access, PolicySet, Source};
-use tablegate::rewrite::{Context, SearchPath, parse, rewrite};
+use tablegate::rewrite::{Context, SearchPath, parse, rewrite, rewrite_traced};
 
 const POLICY: &str = r#"
 [datasource.d]
@@ -90,7 +90,8 @@ impl World {
     }
 }
 
-/// Counts reads of each protected table and how many of them sit inside its protected source.
+/// Counts reads of each protected table and how many of them sit inside its protected source
+/// (fenced or not).
 struct Reads<'a> {
     sources: &'a [(String, String)],
     table_reads: usize,
@@ -120,8 +121,11 @@ impl Visitor for Reads<'_> {
                 }
             }
             TableFactor::Derived { subquery, .. } => {
+                // A source may sit behind the optimization fence (`OFFSET 0`) when the
+                // statement holds a condition that could leak filtered-out rows.
                 let text = subquery.to_string();
-                if self.sources.iter().any(|(_, s)| *s == text) {
+                let unfenced = text.strip_suffix(" OFFSET 0").unwrap_or(&text);
+                if self.sources.iter().any(|(_, s)| s == unfenced) {
                     self.source_reads += 1;
                 }
             }
@@ -219,6 +223,8 @@ fn condition(depth: u32) -> BoxedStrategy<String> {
             .prop_map(|(c, l)| format!("{c} = {l}")),
         literal().prop_map(|l| format!("region IN ({l}, 'East')")),
         Just("amount IS NOT NULL".to_string()),
+        // Can fail on a filtered-out row: the sources get fenced.
+        (0i64..5).prop_map(|n| format!("amount / (id - {n}) > 0")),
     ];
     if depth == 0 {
         return leaf.boxed();
@@ -303,6 +309,19 @@ fn mutate(sql: &str, edits: &[(usize, u8)]) -> String {
         }
     }
     words.join(" ")
+}
+
+/// Found by the mutation property: a scalar subquery in WHERE fences the sources, and the fenced
+/// source inside a CTE that shadows its own table is still the only read of that table.
+#[test]
+fn a_fenced_source_under_a_shadowing_cte_is_the_only_read() {
+    let world = world();
+    let sql = "SELECT FROM (WITH orders AS (SELECT * FROM orders x) \
+               SELECT * FROM (SELECT * FROM orders AS x ORDER BY 1) AS x \
+               WHERE (SELECT * FROM orders AS x WHERE id = 0)) AS x";
+    let printed = rewrite(sql, &world.context()).unwrap().sql();
+    assert!(printed.contains("OFFSET 0"), "{printed}");
+    check_occurrences(&world, sql).unwrap();
 }
 
 proptest! {
@@ -505,8 +524,8 @@ fn statements_whose_meaning_depends_on_a_literal_are_keyed_by_their_text() {
     }
 }
 
-/// The properties above must not pass vacuously: most generated queries are accepted, and most
-/// shapes are served from the cache the second time.
+/// The properties above must not pass vacuously: most generated queries are accepted, some of
+/// them with fenced sources, and most shapes are served from the cache the second time.
 #[test]
 fn the_generators_exercise_accepted_queries_and_cache_hits() {
     use proptest::strategy::ValueTree;
@@ -514,16 +533,25 @@ fn the_generators_exercise_accepted_queries_and_cache_hits() {
     let world = world();
     let mut runner = TestRunner::deterministic();
     let strategy = query(2);
-    let mut accepted = 0;
+    let (mut accepted, mut fenced) = (0, 0);
     for _ in 0..300 {
         let sql = strategy.new_tree(&mut runner).unwrap().current();
-        if rewrite(&sql, &world.context()).is_ok() {
+        let Ok(statements) = parse(&sql) else {
+            continue;
+        };
+        let (result, trace) = rewrite_traced(statements, &world.context());
+        if result.is_ok() {
             accepted += 1;
+            fenced += usize::from(trace.fenced);
         }
     }
     assert!(
         accepted >= 90,
         "only {accepted} of 300 generated queries were accepted"
+    );
+    assert!(
+        fenced >= 10,
+        "only {fenced} accepted queries had fenced sources: the fenced form goes unchecked"
     );
 
     let path: Arc<str> = Arc::from(world.path.to_string());
