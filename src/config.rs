@@ -65,7 +65,7 @@ pub struct DatasourceConfig {
     /// How long a new client session waits for a free upstream connection.
     #[serde(default = "defaults::pool_wait_secs")]
     pub pool_wait_secs: u64,
-    /// How often the live catalog is re-read (0: only at start and on demand).
+    /// How often the live catalog is re-read (0: only at start).
     #[serde(default = "defaults::catalog_refresh_secs")]
     pub catalog_refresh_secs: u64,
 }

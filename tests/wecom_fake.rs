@@ -1,4 +1,4 @@
-//! The fake answers as WeCom does: raw HTTP against it, checked against wecom-api.md.
+//! The fake answers as WeCom does: raw HTTP against it, checked against WeCom's server API documentation.
 
 use reqwest::redirect::Policy;
 use serde_json::Value;

@@ -1,5 +1,5 @@
 -- The example HR database (datasource `hr`), for the example policies and their tests in
--- examples/policies.
+-- policies/ and policies/tests/.
 CREATE TABLE employees (
     employee_id int PRIMARY KEY,
     name text NOT NULL,

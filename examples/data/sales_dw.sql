@@ -1,5 +1,5 @@
 -- The example sales data warehouse (datasource `sales_dw`), for the example policies and their
--- tests in examples/policies.
+-- tests in policies/ and policies/tests/.
 CREATE TABLE regions (
     region text PRIMARY KEY,
     manager text NOT NULL

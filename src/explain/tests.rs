@@ -1,3 +1,6 @@
+//! Tests of `explain`: roles, variables, filters and column rules with their policy lines,
+//! and refusals.
+
 use super::*;
 use crate::catalog::catalog_of_tables;
 use crate::directory::users_file;

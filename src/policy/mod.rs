@@ -4,7 +4,8 @@
 //! values a user holds; [`filter`] turns row-filter text into expression templates; [`mask`]
 //! builds the expressions masked columns show; [`access`] resolves all of it, for one user on one
 //! datasource, into the protected sources ([`source`]) the rewriter substitutes for each
-//! relation.
+//! relation. [`check`] validates against live databases; [`value`] holds variable values;
+//! [`origin`] is file:line.
 
 pub mod access;
 pub mod assignment;

@@ -2,7 +2,7 @@
 //!
 //! [`startup`] negotiates TLS and reads the startup packet; [`auth`] establishes who the client
 //! is; [`session`] rewrites every statement and forwards it, while [`relay`] streams results
-//! back; [`gate`] holds what sessions share.
+//! back; [`gate`] holds what sessions share; [`stream`] is the socket types.
 
 pub mod auth;
 pub mod gate;

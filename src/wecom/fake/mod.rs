@@ -1,6 +1,6 @@
 //! A faithful fake WeCom server, for tests, benchmarks and the quickstart.
 //!
-//! It serves the API on 127.0.0.1 (a free port) exactly as `wecom-api.md` describes it: tokens
+//! It serves the API on 127.0.0.1 (a free port) exactly as WeCom's server API documentation describes it: tokens
 //! that expire (on a clock tests can advance) or are invalidated early, the visible range, direct
 //! members only, users in several departments or named individually, post-2022 apps without
 //! mobile/email/avatar, custom attributes, single-use five-minute login codes, the OAuth and QR

@@ -1,4 +1,4 @@
-//! The fake's HTTP endpoints, answering as WeCom does (see the API notes in wecom-api.md).
+//! The fake's HTTP endpoints, answering as WeCom does (see WeCom's server API documentation).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
