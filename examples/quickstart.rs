@@ -263,7 +263,7 @@ async fn run() -> Result<(), String> {
     println!("4. Syncing the organisation from WeCom...");
     let directory = directory::open(&config).await?;
     let client = wecom::client_from_config(&config)?;
-    let sync = wecom::sync_from_config(&config, client, directory.store().clone())?;
+    let sync = wecom::sync_from_config(&config, client, &directory)?;
     let summary = sync
         .run(&indicatif::ProgressBar::hidden())
         .await

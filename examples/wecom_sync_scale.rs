@@ -63,6 +63,7 @@ async fn main() {
             email_suffix: "example.com".into(),
             initial_password: Some("Welcome-2026".into()),
             concurrency: 8,
+            local_userids: Vec::new(),
         },
     );
 

@@ -71,7 +71,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         let sync = Arc::new(wecom::sync_from_config(
             &config,
             client.clone(),
-            directory.store().clone(),
+            &directory,
         )?);
         let interval = config.wecom()?.sync_interval_secs;
         if interval > 0 {

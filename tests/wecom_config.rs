@@ -24,9 +24,7 @@ async fn wire(config_text: &str, folder: &std::path::Path) {
 
     let directory = directory::open(&config).await.unwrap();
     let client = wecom::client_from_config(&config).unwrap();
-    let sync = Arc::new(
-        wecom::sync_from_config(&config, Arc::clone(&client), directory.store().clone()).unwrap(),
-    );
+    let sync = Arc::new(wecom::sync_from_config(&config, Arc::clone(&client), &directory).unwrap());
     let summary = sync.run(&ProgressBar::hidden()).await.unwrap();
     assert_eq!(summary.created, 1);
     let zhang = directory.user("zhangsan").await.unwrap().unwrap();

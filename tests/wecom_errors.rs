@@ -48,6 +48,7 @@ fn syncer_with(credentials: WeComCredentials, store: Arc<dyn DirectoryStore>) ->
             email_suffix: "example.com".into(),
             initial_password: Some("initial".into()),
             concurrency: 1,
+            local_userids: Vec::new(),
         },
     )
 }

@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 use support::browser::{DESKTOP_UA, WECOM_UA, browser, credential_in};
 use support::stores::StoreKind;
 use tablegate::admin::AdminService;
-use tablegate::directory::Directory;
+use tablegate::directory::{Directory, User, users_file};
 use tablegate::login::{CredentialSigner, LoginService, LoginSettings};
 use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom};
 use tablegate::wecom::{ClientOptions, DirectorySync, SyncSettings, WeComClient};
@@ -20,6 +20,7 @@ const ADMIN_TOKEN: &str = "admin-token-0123456789";
 struct Setup {
     wecom: FakeWeCom,
     service: Arc<LoginService>,
+    directory: Directory,
     base: String,
     _store: StoreKind,
 }
@@ -33,8 +34,27 @@ fn org() -> FakeOrg {
 
 /// tablegate's HTTP side (login and admin routers) on a free port, after one sync.
 async fn setup(asktable_url: Option<String>, state_lifetime: Duration) -> Setup {
+    setup_with(org(), Vec::new(), asktable_url, state_lifetime).await
+}
+
+/// [`setup`] for `org`, with `file_users` in the users file (given a password, so stored as
+/// local users before the sync).
+async fn setup_with(
+    org: FakeOrg,
+    file_users: Vec<User>,
+    asktable_url: Option<String>,
+    state_lifetime: Duration,
+) -> Setup {
     let (kind, store) = StoreKind::open_sqlite().await;
-    let wecom = FakeWeCom::start(org()).await;
+    let directory = Directory::new(Arc::clone(&store), file_users);
+    let local_userids: Vec<String> = directory.file_userids().map(str::to_owned).collect();
+    for userid in &local_userids {
+        directory
+            .set_password(userid, "local-password")
+            .await
+            .unwrap();
+    }
+    let wecom = FakeWeCom::start(org).await;
     let client = Arc::new(WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap());
     let sync = Arc::new(DirectorySync::new(
         Arc::clone(&client),
@@ -43,6 +63,7 @@ async fn setup(asktable_url: Option<String>, state_lifetime: Duration) -> Setup 
             email_suffix: "example.com".into(),
             initial_password: None,
             concurrency: 2,
+            local_userids,
         },
     ));
     sync.run(&ProgressBar::hidden()).await.unwrap();
@@ -63,7 +84,7 @@ async fn setup(asktable_url: Option<String>, state_lifetime: Duration) -> Setup 
     let signer = CredentialSigner::new(&[42u8; 32], Duration::from_secs(600)).unwrap();
     let service = Arc::new(LoginService::new(
         client,
-        Directory::new(store, vec![]),
+        directory.clone(),
         signer,
         settings,
     ));
@@ -73,6 +94,7 @@ async fn setup(asktable_url: Option<String>, state_lifetime: Duration) -> Setup 
     Setup {
         wecom,
         service,
+        directory,
         base,
         _store: kind,
     }
@@ -254,6 +276,35 @@ async fn reused_codes_bad_states_and_outsiders_are_refused() {
         assert_eq!(got, status);
         assert!(page.contains(says), "{page}");
     }
+}
+
+/// WeCom userids are the WeCom admin's to hand out: a member whose id equals a local user's
+/// (the DBA's own account, say) is someone else, and never logs in as that user.
+#[tokio::test]
+async fn a_wecom_member_never_logs_in_as_the_local_user_of_the_same_id() {
+    let dba = users_file::parse("[[user]]\nuserid = \"dba\"\n", "users.toml").unwrap();
+    let s = setup_with(
+        org().user(FakeUser::new("dba", "Warehouse clerk", &[2])),
+        dba,
+        None,
+        Duration::from_secs(300),
+    )
+    .await;
+    s.wecom.log_in_as(FakeLogin::Member("dba".into()));
+    let (client, callback) = started_login(&s).await;
+    let (status, page) = open(&client, &callback).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(!page.contains("tg1."), "no credential: {page}");
+    // A credential for that id (however obtained) is no password for the local user either.
+    let forged = CredentialSigner::new(&[42u8; 32], Duration::from_secs(600))
+        .unwrap()
+        .issue("dba");
+    let refused = s.service.authenticate("dba", &forged).await.unwrap_err();
+    assert!(refused.contains("not a WeCom user"), "{refused}");
+    // The local user is still the users file's, untouched by the sync.
+    let user = s.directory.user("dba").await.unwrap().unwrap();
+    assert_ne!(user.name, "Warehouse clerk");
+    assert!(user.enabled);
 }
 
 #[tokio::test]

@@ -47,6 +47,7 @@ fn syncer(wecom: &FakeWeCom, store: Arc<dyn DirectoryStore>) -> DirectorySync {
             email_suffix: "example.com".into(),
             initial_password: Some(INITIAL_PASSWORD.into()),
             concurrency: 4,
+            local_userids: Vec::new(),
         },
     )
 }
@@ -295,4 +296,51 @@ async fn sync_outcomes_are_counted_for_metrics() {
         last_success >= started.floor(),
         "{last_success} < {started}"
     );
+}
+
+/// Users-file users are local people: a WeCom member of the same id is someone else, so the
+/// sync neither creates nor updates a record under that id (it reports it), with or without a
+/// password set; a local user the users file no longer names is disabled.
+#[tokio::test]
+async fn users_file_users_are_left_alone_and_revoked_when_removed() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let file = tablegate::directory::users_file::parse(
+        "[[user]]\nuserid = \"lisi\"\n[[user]]\nuserid = \"Boss\"\nname = \"The DBA\"\n",
+        "users.toml",
+    )
+    .unwrap();
+    let directory = Directory::new(Arc::clone(&store), file);
+    directory
+        .set_password("boss", "dba-password")
+        .await
+        .unwrap();
+    let wecom = FakeWeCom::start(nested_org()).await;
+    let client = WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap();
+    let summary = DirectorySync::new(
+        Arc::new(client),
+        Arc::clone(&store),
+        SyncSettings {
+            email_suffix: "example.com".into(),
+            initial_password: Some(INITIAL_PASSWORD.into()),
+            concurrency: 2,
+            local_userids: directory.file_userids().map(str::to_owned).collect(),
+        },
+    )
+    .run(&ProgressBar::hidden())
+    .await
+    .unwrap();
+    assert_eq!(summary.skipped_local, ["boss", "lisi"]);
+    assert!(
+        store.user("lisi").await.unwrap().is_none(),
+        "no WeCom record"
+    );
+    let boss = directory.user("boss").await.unwrap().unwrap();
+    assert_eq!((boss.name.as_str(), boss.enabled), ("The DBA", true));
+    assert!(directory.wecom_user("boss").await.unwrap().is_none());
+    assert!(directory.wecom_user("ZhangSan").await.unwrap().is_some());
+
+    // The admin deletes `Boss` from the users file: the stored password no longer logs in.
+    let without = Directory::new(Arc::clone(&store), Vec::new());
+    assert!(!without.user("boss").await.unwrap().unwrap().enabled);
+    assert!(without.password_verifier("boss").await.unwrap().is_none());
 }

@@ -12,7 +12,7 @@ pub async fn sync(config_path: &Path) -> Result<ExitCode, String> {
     let config = Config::load(config_path)?;
     let directory = directory::open(&config).await?;
     let client = wecom::client_from_config(&config)?;
-    let sync = wecom::sync_from_config(&config, client, directory.store().clone())?;
+    let sync = wecom::sync_from_config(&config, client, &directory)?;
     let progress = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} departments {pos}/{len} {wide_bar} {elapsed}")
             .expect("a valid progress template"),

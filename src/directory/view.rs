@@ -2,8 +2,10 @@
 //! admin gave a password) and the read-only users file, as one list of users.
 //!
 //! A userid in the store comes from the store, except a `local` record, which only adds the
-//! admin's password and "disabled" flag to the users file's profile. The users file supplies the
-//! users the store does not have.
+//! admin's password and "disabled" flag to the users file's profile (and is disabled once the
+//! users file no longer names it). The users file supplies the users the store does not have.
+//! Only users synced from WeCom may log in through WeCom: a local user is another person, whatever
+//! WeCom userid happens to equal theirs.
 
 use std::sync::Arc;
 
@@ -38,6 +40,12 @@ impl Directory {
                 user.enabled = file.enabled && !stored.disabled_by_admin;
                 Some(user)
             }
+            // Removed from the users file: gone, though its password stays stored.
+            (Some(stored), None) if stored.source == UserSource::Local => {
+                let mut user = stored.effective();
+                user.enabled = false;
+                Some(user)
+            }
             (Some(stored), _) => Some(stored.effective()),
             (None, file) => file.cloned(),
         }
@@ -47,6 +55,22 @@ impl Directory {
     pub async fn user(&self, userid: &str) -> Result<Option<User>, StoreError> {
         let stored = self.store.user(userid).await?;
         Ok(self.combine(stored, userid))
+    }
+
+    /// The user a WeCom login for `userid` stands for: only a user synced from WeCom (disabled
+    /// ones included, for the caller to refuse with the right words).
+    pub async fn wecom_user(&self, userid: &str) -> Result<Option<User>, StoreError> {
+        match self.store.user(userid).await? {
+            Some(stored) if stored.source == UserSource::Wecom => {
+                Ok(self.combine(Some(stored), userid))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The users-file users: local people, whom a WeCom sync leaves alone.
+    pub fn file_userids(&self) -> impl Iterator<Item = &str> {
+        self.file_users.iter().map(|u| u.userid.as_str())
     }
 
     /// Every user, stored ones first, then users-file users the store does not have.

@@ -108,7 +108,8 @@ impl LoginService {
     }
 
     /// Checks a credential sent as a PostgreSQL password for `userid`: genuine, not expired,
-    /// issued to that user (case-insensitively), who is still in the directory and enabled.
+    /// issued to that user (case-insensitively), who is still a WeCom user in the directory and
+    /// enabled.
     /// Returns the user; the error is a sentence for the client.
     pub async fn authenticate(&self, userid: &str, credential: &str) -> Result<User, String> {
         let issued_to = self
@@ -120,10 +121,12 @@ impl LoginService {
                 "this login credential was issued to another user; connect as `{issued_to}`"
             ));
         }
-        match self.directory.user(userid).await {
+        match self.directory.wecom_user(userid).await {
             Ok(Some(user)) if user.enabled => Ok(user),
             Ok(Some(_)) => Err(format!("user `{userid}` is disabled")),
-            Ok(None) => Err(format!("user `{userid}` is not in the directory")),
+            Ok(None) => Err(format!(
+                "user `{userid}` is not a WeCom user in the directory"
+            )),
             Err(e) => {
                 tracing::error!("directory lookup during login failed: {e}");
                 Err("the directory is unavailable; try again later".into())

@@ -178,7 +178,7 @@ async fn callback(
             );
         }
     };
-    match service.directory.user(&userid).await {
+    match service.directory.wecom_user(&userid).await {
         Ok(Some(user)) if user.enabled => issue(&service, &user.userid),
         Ok(Some(_)) => refuse(
             StatusCode::FORBIDDEN,

@@ -20,7 +20,7 @@ pub use error::{WeComError, WeComErrorKind};
 pub use sync::{DirectorySync, SyncError, SyncSettings, SyncSummary, sync_periodically};
 
 use crate::config::Config;
-use crate::directory::DirectoryStore;
+use crate::directory::Directory;
 
 /// The WeCom client for the configured app.
 pub fn client_from_config(config: &Config) -> Result<Arc<WeComClient>, String> {
@@ -38,11 +38,11 @@ pub fn client_from_config(config: &Config) -> Result<Arc<WeComClient>, String> {
     WeComClient::new(credentials, options).map(Arc::new)
 }
 
-/// The sync of `store` from the configured app, sharing `client`'s token cache.
+/// The sync of `directory` from the configured app, sharing `client`'s token cache.
 pub fn sync_from_config(
     config: &Config,
     client: Arc<WeComClient>,
-    store: Arc<dyn DirectoryStore>,
+    directory: &Directory,
 ) -> Result<DirectorySync, String> {
     let wecom = config.wecom()?;
     let initial_password = if wecom.initial_password.is_set() {
@@ -58,6 +58,11 @@ pub fn sync_from_config(
         email_suffix: wecom.email_suffix.trim_start_matches('@').to_owned(),
         initial_password,
         concurrency: wecom.concurrency,
+        local_userids: directory.file_userids().map(str::to_owned).collect(),
     };
-    Ok(DirectorySync::new(client, store, settings))
+    Ok(DirectorySync::new(
+        client,
+        directory.store().clone(),
+        settings,
+    ))
 }

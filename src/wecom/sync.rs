@@ -35,6 +35,9 @@ pub struct SyncSettings {
     pub initial_password: Option<String>,
     /// user/list calls in flight at once.
     pub concurrency: usize,
+    /// The users file's userids: local people, left alone (and reported) when WeCom has a
+    /// member of the same id, who is someone else.
+    pub local_userids: Vec<String>,
 }
 
 impl fmt::Debug for SyncSettings {
@@ -130,6 +133,7 @@ impl std::error::Error for SyncError {}
 pub fn plan(
     existing: Vec<StoredUser>,
     organisation: Organisation,
+    local_userids: &[String],
     initial_verifier: Option<&ScramVerifier>,
     now: Timestamp,
 ) -> (DirectoryChanges, SyncSummary) {
@@ -180,6 +184,11 @@ pub fn plan(
                 changes.update.push(gone);
             }
             None => {}
+        }
+    }
+    for userid in local_userids {
+        if let Some(found) = fetched.remove(&userid_key(userid)) {
+            summary.skipped_local.push(found.user.userid);
         }
     }
     let mut new_users: Vec<FetchedUser> = fetched.into_values().collect();
@@ -280,6 +289,7 @@ impl DirectorySync {
         let (changes, mut summary) = plan(
             existing,
             organisation,
+            &self.settings.local_userids,
             initial_verifier.as_ref(),
             Timestamp::now(),
         );
