@@ -5,6 +5,7 @@
 //! login credentials never reach these records: only statement text does.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use tracing_subscriber::Layer;
@@ -24,6 +25,8 @@ pub struct Subject {
     pub user: String,
     pub datasource: String,
     pub client: SocketAddr,
+    /// The service account that logged in to act for `user` (AskTable's engine), if any.
+    pub via: Option<String>,
 }
 
 pub enum Outcome<'a> {
@@ -44,17 +47,20 @@ pub fn record(
     match outcome {
         Outcome::Ok { rows } => tracing::info!(
             target: TARGET,
-            user = %subject.user, datasource = %subject.datasource, client = %subject.client,
+            user = %subject.user, via = subject.via.as_deref(), datasource = %subject.datasource,
+            client = %subject.client,
             sql, forwarded, outcome = "ok", rows, duration_us
         ),
         Outcome::Error { message } => tracing::info!(
             target: TARGET,
-            user = %subject.user, datasource = %subject.datasource, client = %subject.client,
+            user = %subject.user, via = subject.via.as_deref(), datasource = %subject.datasource,
+            client = %subject.client,
             sql, forwarded, outcome = "error", error = message, duration_us
         ),
         Outcome::Refused { reason, kind } => tracing::info!(
             target: TARGET,
-            user = %subject.user, datasource = %subject.datasource, client = %subject.client,
+            user = %subject.user, via = subject.via.as_deref(), datasource = %subject.datasource,
+            client = %subject.client,
             sql, outcome = "refused", refusal = kind, reason, duration_us
         ),
     }
@@ -75,9 +81,11 @@ pub fn init(config: &AuditConfig, base: &std::path::Path) -> Result<Option<Batch
         "stdout" => Some(BatchWriter::new(Box::new(std::io::stdout()))),
         path => {
             let path = base.join(path);
+            // Every user's SQL is in it: private to tablegate's account, whatever the umask.
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&path)
                 .map_err(|e| format!("cannot open the audit file {}: {e}", path.display()))?;
             Some(BatchWriter::new(Box::new(file)))

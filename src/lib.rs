@@ -14,6 +14,7 @@ pub mod config;
 pub mod datasource;
 pub mod directory;
 pub mod explain;
+pub mod http_listener;
 pub mod login;
 pub mod metrics;
 pub mod names;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::http_listener::HttpLimits;
 use crate::ops::{self, Ops};
 use crate::policy::PolicySet;
 use crate::proxy::{self, Gate};
@@ -130,11 +131,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
             }
         }
     }));
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(http_listener, http).await {
-            tracing::error!(error = %e, "the HTTP listener stopped");
-        }
-    }));
+    tasks.push(tokio::spawn(crate::http_listener::serve(
+        http_listener,
+        http,
+        HttpLimits::default(),
+    )));
     tracing::info!(postgres = %postgres, http = %http_addr, "tablegate is listening");
     Ok(Running {
         postgres,

@@ -17,7 +17,28 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
         .unwrap()
         .expect("a file writer");
     let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let proxy = Proxy::start(
+        &db,
+        SHOP_POLICY,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret-0123\" }\n",
+    )
+    .await;
+    let (engine, connection) = tokio_postgres::connect(
+        &format!(
+            "{} options='-c tablegate.act_as=sam'",
+            proxy.url("asktable", "engine-secret-0123")
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    engine
+        .simple_query("SELECT count(*) AS for_sam FROM orders")
+        .await
+        .unwrap();
     let alice = proxy.client("alice", "alice-secret").await.unwrap();
     alice
         .simple_query("SELECT count(*) FROM orders")
@@ -35,7 +56,15 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
     alice.query(&statement, &[&2i32]).await.unwrap(); // order 2 is in North
     writer.flush();
 
-    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.path().join("audit.jsonl");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "every user's SQL: private to tablegate"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
     assert!(
         !text.contains("alice-secret"),
         "no password in the audit trail"
@@ -65,6 +94,12 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
     assert!(ok["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(ok["duration_us"].as_u64().is_some());
     assert!(ok["timestamp"].as_str().is_some());
+    assert!(ok.get("via").is_none(), "alice logged in herself");
+    let acted = of("SELECT count(*) AS for_sam FROM orders");
+    assert_eq!(
+        (&acted["user"], &acted["via"]),
+        (&"sam".into(), &"asktable".into())
+    );
 
     let refused = of("SELECT * FROM secret");
     assert_eq!(refused["outcome"], "refused");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::database::TempDatabase;
 use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use tablegate::http_listener::{self, HttpLimits};
 use tablegate::ops::{self, Ops};
 use tablegate::reload::PolicyReloader;
 
@@ -20,7 +21,11 @@ async fn serve() -> (TempDatabase, Proxy, SocketAddr) {
     let router = ops::router(Arc::new(Ops::new(proxy.gate.clone(), reloader, None)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(http_listener::serve(
+        listener,
+        router,
+        HttpLimits::default(),
+    ));
     (db, proxy, addr)
 }
 
@@ -67,6 +72,9 @@ async fn metrics_count_outcomes_refusals_latencies_sessions_and_pools() {
     for refused in ["SELECT * FROM secret", "DELETE FROM orders"] {
         let e = alice.simple_query(refused).await.unwrap_err();
         assert_eq!(e.code().unwrap().code(), "42501", "{refused}: {e}");
+    }
+    for (user, password) in [("alice", "wrong"), ("nobody", "alice-secret")] {
+        assert!(proxy.client(user, password).await.is_err(), "{user}");
     }
 
     let (status, content_type, metrics) = get(addr, "/metrics").await;
@@ -126,6 +134,7 @@ async fn metrics_count_outcomes_refusals_latencies_sessions_and_pools() {
         4.0
     );
     assert_eq!(value(&metrics, "tablegate_sessions_open"), 1.0);
+    assert_eq!(value(&metrics, "tablegate_logins_failed_total"), 2.0);
     assert_eq!(
         value(
             &metrics,
@@ -210,4 +219,58 @@ async fn health_follows_whether_the_datasource_accepts_connections() {
     tokio::time::sleep(tablegate::ops::health::REUSE_FOR).await;
     let (status, _, body) = get(addr, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "datasource shop: ok\n"));
+}
+
+/// Slow or idle HTTP clients cannot hold the listener (or the file descriptors the PostgreSQL
+/// listener shares): a connection that sends no request head is closed, connections past the
+/// limit are closed on accept, and the listener serves again once they are gone.
+#[tokio::test]
+async fn the_http_listener_closes_idle_connections_and_caps_open_ones() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = HttpLimits {
+        connections: 2,
+        header_timeout: Duration::from_secs(2),
+    };
+    tokio::spawn(http_listener::serve(listener, app, limits));
+    let closed_within = |mut socket: TcpStream, limit: Duration| async move {
+        let mut rest = Vec::new();
+        tokio::time::timeout(limit, socket.read_to_end(&mut rest))
+            .await
+            .is_ok()
+    };
+    let healthz = || async {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+
+    let silent = [
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(third, Duration::from_secs(1)).await,
+        "a connection past the limit is closed at once"
+    );
+    for socket in silent {
+        assert!(
+            closed_within(socket, Duration::from_secs(5)).await,
+            "a connection that sends no request head is closed"
+        );
+    }
+    let answer = healthz().await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok"), "one request, then closed: {answer}");
 }

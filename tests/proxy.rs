@@ -463,13 +463,13 @@ async fn a_lost_upstream_connection_gives_a_clean_error_and_new_sessions_work() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_accounts_act_for_a_named_user() {
     let (_db, proxy) = shop_with(
-        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret\" }\n",
+        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret-0123\" }\n",
     )
     .await;
     let url = |user: &str| {
         format!(
             "{} options='-c tablegate.act_as={user}'",
-            proxy.url("asktable", "engine-secret")
+            proxy.url("asktable", "engine-secret-0123")
         )
     };
     let (client, connection) = tokio_postgres::connect(&url("sam"), tokio_postgres::NoTls)
@@ -487,7 +487,7 @@ async fn service_accounts_act_for_a_named_user() {
     );
     // Without naming a user, or naming a disabled one, the login fails.
     let e = tokio_postgres::connect(
-        &proxy.url("asktable", "engine-secret"),
+        &proxy.url("asktable", "engine-secret-0123"),
         tokio_postgres::NoTls,
     )
     .await
@@ -607,8 +607,13 @@ async fn tls_can_be_required() {
 /// Runs a client program (`program args… PORT SSLMODE`, from tests/clients) against a shop
 /// served with TLS, once with TLS and once without; each run must print `expected`.
 async fn client_program_prints(program: &str, args: &[&str], expected: &str) {
+    client_program_prints_with("", program, args, expected).await
+}
+
+/// [`client_program_prints`] with `config` added to the proxy's configuration.
+async fn client_program_prints_with(config: &str, program: &str, args: &[&str], expected: &str) {
     let (_dir, tls) = tls_config();
-    let (_db, proxy) = shop_with(&tls).await;
+    let (_db, proxy) = shop_with(&format!("{tls}{config}")).await;
     for sslmode in ["require", "disable"] {
         let output = Command::new(program)
             .args(args)
@@ -637,6 +642,44 @@ async fn psycopg_clients_see_their_own_rows_with_and_without_tls() {
         "python3",
         &[script],
         "alice East,North\nsam West\nalice refused 42501",
+    )
+    .await;
+}
+
+/// A service account's secret acts for anyone: a short one is refused when tablegate starts.
+#[tokio::test]
+async fn a_short_service_account_secret_is_refused_at_start() {
+    let config = tablegate::config::Config::parse(
+        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"asktable-2026\" }\n",
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let (_kind, store) = support::stores::StoreKind::open_sqlite().await;
+    let error = tablegate::proxy::gate::Gate::open(
+        config,
+        tablegate::policy::PolicySet::from_str("p.toml", "").unwrap(),
+        tablegate::directory::Directory::new(store, Vec::new()),
+        None,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(error.contains("shorter than 16 characters"), "{error}");
+}
+
+/// A service account's secret acts for anyone: it never crosses the wire in clear, TLS or not
+/// (libpq's `require_auth=scram-sha-256` refuses a server that asks for it in clear text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_authenticate_with_scram_over_tls_too() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/psycopg_service_account.py"
+    );
+    client_program_prints_with(
+        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret-0123\" }\n",
+        "python3",
+        &[script],
+        "sam West",
     )
     .await;
 }

@@ -90,7 +90,11 @@ async fn setup_with(
     ));
     let admin = Arc::new(AdminService::new(ADMIN_TOKEN, sync).unwrap());
     let app = tablegate::login::router(Arc::clone(&service)).merge(tablegate::admin::router(admin));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(tablegate::http_listener::serve(
+        listener,
+        app,
+        tablegate::http_listener::HttpLimits::default(),
+    ));
     Setup {
         wecom,
         service,

@@ -68,6 +68,7 @@ pub struct ProxyMetrics {
     cache_misses: Counter,
     upstream: Histogram,
     sessions: Gauge,
+    failed_logins: Counter,
 }
 
 impl Default for ProxyMetrics {
@@ -81,6 +82,7 @@ impl Default for ProxyMetrics {
             cache_misses: Counter::default(),
             upstream: Histogram::new(UPSTREAM_BOUNDS),
             sessions: Gauge::default(),
+            failed_logins: Counter::default(),
         }
     }
 }
@@ -118,6 +120,10 @@ impl ProxyMetrics {
 
     pub fn refused(&self, kind: RefusalKind) {
         self.refused[kind_index(kind)].inc();
+    }
+
+    pub fn login_failed(&self) {
+        self.failed_logins.inc();
     }
 
     pub fn session_opened(&self) -> OpenSession<'_> {
@@ -200,6 +206,16 @@ impl ProxyMetrics {
             "Client sessions past login and not yet closed.",
         )
         .sample("tablegate_sessions_open", &[], self.sessions.get() as f64);
+        text.family(
+            "tablegate_logins_failed_total",
+            "counter",
+            "Logins refused: wrong password or credential, unknown or disabled user.",
+        )
+        .sample(
+            "tablegate_logins_failed_total",
+            &[],
+            self.failed_logins.get() as f64,
+        );
     }
 }
 

@@ -1,10 +1,10 @@
 //! Authentication of a client: who is connecting, and as whom they act.
 //!
-//! Over TLS the client sends its password in clear text, which allows a short-lived WeCom login
+//! Over TLS a user sends their password in clear text, which allows a short-lived WeCom login
 //! credential as well as a password; without TLS only SCRAM-SHA-256 is offered, against the
-//! directory's verifier. Service accounts (AskTable's engine) authenticate with their own secret
-//! and name the user they act for in the `tablegate.act_as` setting. Every failure answers the
-//! same way, whether or not the user exists.
+//! directory's verifier. Service accounts (AskTable's engine) always use SCRAM with their own
+//! secret, which acts for anyone, and name the user they act for in the `tablegate.act_as`
+//! setting. Every failure answers the same way, whether or not the user exists.
 
 use std::collections::BTreeMap;
 
@@ -63,38 +63,42 @@ pub async fn authenticate(
             format!("password authentication failed for user \"{login}\""),
         )
     };
-    let verified = if stream.is_tls() {
-        let password = cleartext_password(stream, reader).await?;
-        match (&principal, &gate.login) {
-            (Principal::User(..), Some(service)) if password.starts_with(CREDENTIAL_PREFIX) => {
-                // A WeCom login credential: signed for this user, unexpired, user still enabled.
-                let user = service
-                    .authenticate(login, &password)
-                    .await
-                    .map_err(|_| failed())?;
-                return Ok(Identity {
-                    user,
-                    service: None,
-                });
-            }
-            (Principal::Service(account), _) => matches(account.verifier.clone(), password).await,
-            (Principal::User(_, Some(verifier)), _) => matches(verifier.clone(), password).await,
-            // The same work as a real check: the time taken says nothing about the login.
-            (Principal::User(_, None), _) => {
-                let _ = matches(gate.decoy_verifier(login), password).await;
-                false
+    let verified = match &principal {
+        // A service account's secret acts for anyone: it never crosses the wire, TLS or not
+        // (TLS without a verified certificate does not stop a man in the middle).
+        Principal::Service(account) => scram(stream, reader, &account.verifier, true).await?,
+        Principal::User(_, verifier) if stream.is_tls() => {
+            let password = cleartext_password(stream, reader).await?;
+            match &gate.login {
+                Some(service) if password.starts_with(CREDENTIAL_PREFIX) => {
+                    // A WeCom login credential: signed for this user, unexpired, user still
+                    // an enabled WeCom user.
+                    let user = service
+                        .authenticate(login, &password)
+                        .await
+                        .map_err(|_| failed())?;
+                    return Ok(Identity {
+                        user,
+                        service: None,
+                    });
+                }
+                _ => match verifier {
+                    Some(verifier) => matches(verifier.clone(), password).await,
+                    // The same work as a real check: the time taken says nothing about the login.
+                    None => {
+                        let _ = matches(gate.decoy_verifier(login), password).await;
+                        false
+                    }
+                },
             }
         }
-    } else {
-        let verifier = match &principal {
-            Principal::Service(account) => Some(&account.verifier),
-            Principal::User(_, verifier) => verifier.as_ref(),
-        };
-        let known = verifier.is_some();
-        let verifier = verifier
-            .cloned()
-            .unwrap_or_else(|| gate.decoy_verifier(login));
-        scram(stream, reader, &verifier, known).await?
+        Principal::User(_, verifier) => {
+            let known = verifier.is_some();
+            let verifier = verifier
+                .clone()
+                .unwrap_or_else(|| gate.decoy_verifier(login));
+            scram(stream, reader, &verifier, known).await?
+        }
     };
     if !verified {
         // The same hint for every user, existing or not: it only says what TLS allows.

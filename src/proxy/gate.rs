@@ -24,6 +24,9 @@ use crate::metrics::ProxyMetrics;
 use crate::policy::PolicySet;
 use crate::upstream::CancelKey;
 
+/// The shortest secret a service account may have.
+const MIN_SERVICE_SECRET_CHARS: usize = 16;
+
 /// A service account, known by the verifier of its secret (the secret itself is not kept).
 pub struct ServiceAccount {
     pub name: String,
@@ -86,6 +89,14 @@ impl Gate {
                     &format!("secret of service account {}", a.name),
                     &config.base,
                 )?;
+                // It acts for anyone, and a recorded SCRAM exchange can be guessed against offline.
+                if secret.chars().count() < MIN_SERVICE_SECRET_CHARS {
+                    return Err(format!(
+                        "the secret of service account {} is shorter than {MIN_SERVICE_SECRET_CHARS} characters: \
+                         use a long random one (e.g. `openssl rand -base64 32`)",
+                        a.name
+                    ));
+                }
                 Ok(ServiceAccount {
                     name: a.name.clone(),
                     verifier: ScramVerifier::new(&secret),

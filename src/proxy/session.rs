@@ -161,7 +161,13 @@ async fn establish(
         .filter(|u| !u.is_empty())
         .ok_or_else(|| Fatal::new("28000", "no user name given"))?;
     let mut settings = startup_settings(params)?;
-    let identity = auth::authenticate(gate, stream, reader, login, &settings).await?;
+    let identity = auth::authenticate(gate, stream, reader, login, &settings)
+        .await
+        .inspect_err(|fatal| {
+            gate.metrics.login_failed();
+            // Debug formatting: a login name is the client's text, newlines included.
+            tracing::warn!(login = ?login, client = %peer, reason = ?fatal.message, "login failed");
+        })?;
     if settings.remove(ACT_AS).is_some() && identity.service.is_none() {
         return Err(Fatal::new(
             "42501",
@@ -222,6 +228,7 @@ async fn establish(
         user: identity.user.userid.clone(),
         datasource: database.clone(),
         client: peer,
+        via: identity.service.clone(),
     };
     tracing::info!(user = %subject.user, datasource = %database, client = %peer, service = ?identity.service, "session opened");
     let mut session = Session {

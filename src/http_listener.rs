@@ -1,0 +1,64 @@
+//! The HTTP listener (login, admin API, `/metrics`, `/healthz`): bounded, so that slow or idle
+//! clients cannot hold it — or the file descriptors the PostgreSQL listener shares — forever.
+//!
+//! A connection must send its request head within a deadline, serves one request (no
+//! keep-alive: logins and scrapes make few requests), and at most a fixed number are open at
+//! once; connections past the limit are closed on accept.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How much the listener lets clients hold.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Connections open at once.
+    pub connections: usize,
+    /// Time a connection has to send its request head.
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            connections: 256,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `app` on `listener` within `limits`, until the task is dropped.
+pub async fn serve(listener: TcpListener, app: axum::Router, limits: HttpLimits) {
+    let open = Arc::new(Semaphore::new(limits.connections));
+    loop {
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            drop(socket);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(socket), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
