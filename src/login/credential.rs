@@ -82,6 +82,15 @@ impl CredentialSigner {
         self.lifetime
     }
 
+    /// A key for another `purpose`, derived from this one: replicas sharing the credential key
+    /// share it, and it tells nothing about the credential key.
+    pub fn derived_key(&self, purpose: &str) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
+        mac.update(format!("tablegate derived key\n{purpose}").as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
     fn mac(&self, userid: &str, expiry: u64) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
             .expect("HMAC takes keys of any length");

@@ -61,8 +61,8 @@ impl LoginService {
         LoginService {
             client,
             directory,
+            states: OAuthStates::new(&signer.derived_key("oauth state"), settings.state_lifetime),
             signer,
-            states: OAuthStates::new(settings.state_lifetime),
             settings,
         }
     }
