@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use tablegate::policy::check::{Findings, check_datasource};
+use tablegate::policy::check::{Findings, check_assignments, check_datasource};
 
 pub async fn run(config_path: &Path) -> Result<ExitCode, String> {
     let loaded = match super::load(config_path).await {
@@ -14,6 +14,7 @@ pub async fn run(config_path: &Path) -> Result<ExitCode, String> {
         }
     };
     let mut findings = Findings::default();
+    check_assignments(&loaded.policies, &loaded.users, &mut findings);
     for (name, datasource) in &loaded.policies.datasources {
         if !loaded.config.datasource.contains_key(name) {
             findings.errors.push(tablegate::policy::PolicyError {

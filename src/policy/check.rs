@@ -3,12 +3,12 @@
 //! Loading already rejects what is wrong in the files themselves. This adds what only the live
 //! schema and the directory can tell: patterns that match nothing (usually a typo that would
 //! silently grant or hide less than intended), filters reading columns a table lacks, variables
-//! nobody has, filters PostgreSQL cannot plan, and masks a column's type cannot take or that
-//! conflict.
+//! nobody has, filters PostgreSQL cannot plan, masks a column's type cannot take or that
+//! conflict, and assignments that match nobody or a department name several departments bear.
 
 use std::collections::BTreeSet;
 
-use super::assignment::RESERVED_VARIABLES;
+use super::assignment::{Matcher, RESERVED_VARIABLES};
 use super::origin::{Origin, PolicyError};
 use super::set::{Grant, Located, MaskRule, PolicySet};
 use super::source::denies;
@@ -46,6 +46,70 @@ impl Planner for tokio_postgres::Client {
                 Some(db) => db.message().to_owned(),
                 None => e.to_string(),
             })
+    }
+}
+
+/// Checks the assignments against the directory: an assignment that matches nobody (a typo, or a
+/// department path not starting at the root), and a department name that names several
+/// departments — every member of each gets the roles, which a department created elsewhere in
+/// WeCom would silently widen.
+pub fn check_assignments(policies: &PolicySet, users: &[User], findings: &mut Findings) {
+    for assignment in &policies.assignments {
+        let warn = |findings: &mut Findings, message: String| {
+            findings.warnings.push(PolicyError {
+                origin: assignment.origin.clone(),
+                message,
+            })
+        };
+        let matcher = &assignment.matcher;
+        if !users.iter().any(|u| matcher.matches(u)) {
+            let hint = match matcher {
+                Matcher::Department(path) if path.contains('/') => {
+                    " (a department path starts at the organisation's root, e.g. `Corp/Sales/East`)"
+                }
+                _ => "",
+            };
+            warn(
+                findings,
+                format!(
+                    "the assignment to {} matches no user in the directory{hint}",
+                    matcher.describe()
+                ),
+            );
+            continue;
+        }
+        let Matcher::Department(name) = matcher else {
+            continue;
+        };
+        if name.contains('/') {
+            continue;
+        }
+        let named: BTreeSet<String> = users
+            .iter()
+            .flat_map(|u| &u.departments)
+            .filter_map(|d| {
+                let at = d.path.iter().position(|n| n.name == *name)?;
+                Some(
+                    d.path[..=at]
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                )
+            })
+            .collect();
+        if named.len() > 1 {
+            let paths: Vec<String> = named.into_iter().collect();
+            warn(
+                findings,
+                format!(
+                    "department `{name}` names {} departments ({}): the members of each get these roles; \
+                     write the path of the one meant, or its department_id",
+                    paths.len(),
+                    paths.join(", ")
+                ),
+            );
+        }
     }
 }
 
@@ -389,6 +453,39 @@ mod tests {
                 &mut findings,
             ));
         findings
+    }
+
+    #[test]
+    fn assignments_matching_nobody_or_several_departments_are_reported() {
+        let policies = PolicySet::from_str(
+            "p.toml",
+            "[role.r]\n\
+             [[assign]]\ndepartment = \"Sales\"\nroles = [\"r\"]\n\
+             [[assign]]\ndepartment = \"Sales/East\"\nroles = [\"r\"]\n\
+             [[assign]]\ndepartment = \"Corp/Sales/East\"\nroles = [\"r\"]\n\
+             [[assign]]\nuser = \"nobody\"\nroles = [\"r\"]\n",
+        )
+        .unwrap();
+        let users = crate::directory::users_file::parse(
+            "[[user]]\nuserid = \"alice\"\ndepartments = [\"Corp/Sales/East\"]\n\
+             [[user]]\nuserid = \"mallory\"\ndepartments = [\"Corp/Warehouse/Sales\"]\n",
+            "users.toml",
+        )
+        .unwrap();
+        let mut findings = Findings::default();
+        check_assignments(&policies, &users, &mut findings);
+        let warnings: Vec<String> = findings.warnings.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "p.toml:2: department `Sales` names 2 departments (Corp/Sales, Corp/Warehouse/Sales): \
+                 the members of each get these roles; write the path of the one meant, or its department_id",
+                "p.toml:5: the assignment to department Sales/East matches no user in the directory \
+                 (a department path starts at the organisation's root, e.g. `Corp/Sales/East`)",
+                "p.toml:11: the assignment to user nobody matches no user in the directory",
+            ]
+        );
+        assert!(findings.errors.is_empty());
     }
 
     #[test]
