@@ -787,6 +787,30 @@ async fn prepared_statements_follow_a_policy_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_user_cannot_be_confirmed_ends() {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::start(
+        &db,
+        SHOP_POLICY,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "[directory]\nsession_recheck_secs = 0\n",
+    )
+    .await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let count = "SELECT count(*) FROM orders";
+    assert_eq!(
+        alice.query_one(count, &[]).await.unwrap().get::<_, i64>(0),
+        20
+    );
+    proxy.break_directory();
+    let e = alice.query_one(count, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "57P01");
+    let message = e.as_db_error().unwrap().message();
+    assert!(message.contains("unreadable"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_disabled_after_login_loses_the_open_session() {
     let db = TempDatabase::with(SHOP).await;
     let proxy = Proxy::start(

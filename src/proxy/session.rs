@@ -407,12 +407,10 @@ impl Session {
         self.search_path_key = Arc::from(self.search_path.to_string());
     }
 
-    /// Rebuilds the access if the policies or the catalog changed since the last statement.
-    /// The set and its generation are read together, so the access is built from the set the
-    /// recorded generation names.
     /// Reads the user's directory entry again when `session_recheck_secs` have passed: a user
     /// disabled (or gone) since login loses the session; changed attributes (a WeCom sync) take
-    /// effect. A directory that cannot be read is tried again at the next statement.
+    /// effect. A directory that cannot be read is tried again at the next statement, until the
+    /// user has gone unconfirmed for twice the interval: then the session ends (fail closed).
     async fn recheck_user(&mut self) -> Result<(), Fatal> {
         let interval = Duration::from_secs(self.gate.config.directory.session_recheck_secs);
         if self.user_checked.elapsed() < interval {
@@ -440,11 +438,26 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(user = %self.user.userid, error = %e, "re-reading the user's directory entry failed");
-                Ok(())
+                let unconfirmed = self.user_checked.elapsed();
+                if unconfirmed < 2 * interval {
+                    return Ok(());
+                }
+                Err(Fatal::new(
+                    "57P01",
+                    format!(
+                        "terminating the session: the user directory has been unreadable for {}s, so user \"{}\" cannot be confirmed as still enabled",
+                        unconfirmed.as_secs(),
+                        self.user.userid
+                    ),
+                )
+                .with_hint("connect again once the directory is back"))
             }
         }
     }
 
+    /// Rebuilds the access if the policies or the catalog changed since the last statement.
+    /// The set and its generation are read together, so the access is built from the set the
+    /// recorded generation names.
     fn refresh_access(&mut self) {
         if self.gate.policy_generation() != self.policy_generation
             || self.datasource.catalog_generation() != self.catalog.generation()

@@ -69,6 +69,17 @@ impl Proxy {
         }
     }
 
+    /// Makes the directory store unreadable, as a broken disk or database would.
+    pub fn break_directory(&self) {
+        let StoreKind::Sqlite(dir) = &self._store else {
+            panic!("the test proxy's directory is SQLite");
+        };
+        rusqlite::Connection::open(dir.path().join("data/directory.db"))
+            .unwrap()
+            .execute_batch("ALTER TABLE directory_users RENAME TO directory_users_gone")
+            .unwrap();
+    }
+
     /// Makes `policy` the live policy, as a reload would.
     pub fn use_policy(&self, policy: &str) {
         self.gate
