@@ -786,8 +786,11 @@ async fn prepared_statements_follow_a_policy_reload() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_whose_user_cannot_be_confirmed_ends() {
+const COUNT_ORDERS: &str = "SELECT count(*) FROM orders";
+
+/// alice's session on a proxy that re-reads her directory entry at every statement, after one
+/// statement has run.
+async fn alice_rechecked_at_every_statement() -> (TempDatabase, Proxy, tokio_postgres::Client) {
     let db = TempDatabase::with(SHOP).await;
     let proxy = Proxy::start(
         &db,
@@ -798,13 +801,22 @@ async fn a_session_whose_user_cannot_be_confirmed_ends() {
     )
     .await;
     let alice = proxy.client("alice", "alice-secret").await.unwrap();
-    let count = "SELECT count(*) FROM orders";
     assert_eq!(
-        alice.query_one(count, &[]).await.unwrap().get::<_, i64>(0),
+        alice
+            .query_one(COUNT_ORDERS, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
         20
     );
+    (db, proxy, alice)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_user_cannot_be_confirmed_ends() {
+    let (_db, proxy, alice) = alice_rechecked_at_every_statement().await;
     proxy.break_directory();
-    let e = alice.query_one(count, &[]).await.unwrap_err();
+    let e = alice.query_one(COUNT_ORDERS, &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "57P01");
     let message = e.as_db_error().unwrap().message();
     assert!(message.contains("unreadable"), "{message}");
@@ -812,28 +824,14 @@ async fn a_session_whose_user_cannot_be_confirmed_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_disabled_after_login_loses_the_open_session() {
-    let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(
-        &db,
-        SHOP_POLICY,
-        SHOP_USERS,
-        SHOP_PASSWORDS,
-        "[directory]\nsession_recheck_secs = 0\n",
-    )
-    .await;
-    let alice = proxy.client("alice", "alice-secret").await.unwrap();
-    let count = "SELECT count(*) FROM orders";
-    assert_eq!(
-        alice.query_one(count, &[]).await.unwrap().get::<_, i64>(0),
-        20
-    );
+    let (_db, proxy, alice) = alice_rechecked_at_every_statement().await;
     proxy
         .gate
         .directory
         .set_disabled_by_admin("alice", true)
         .await
         .unwrap();
-    let e = alice.query_one(count, &[]).await.unwrap_err();
+    let e = alice.query_one(COUNT_ORDERS, &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "57P01");
     assert!(alice.is_closed() || alice.simple_query("SELECT 1").await.is_err());
 }
