@@ -2,7 +2,8 @@
 //!
 //! [`startup`] negotiates TLS and reads the startup packet; [`auth`] establishes who the client
 //! is; [`session`] rewrites every statement and forwards it, while [`relay`] streams results
-//! back; [`gate`] holds what sessions share; [`stream`] is the socket types.
+//! back; [`gate`] holds what sessions share; [`stream`] is the socket types; [`threads`] runs
+//! each session on one core's runtime.
 
 pub mod auth;
 pub mod gate;
@@ -10,6 +11,7 @@ pub mod relay;
 pub mod session;
 pub mod startup;
 pub mod stream;
+mod threads;
 
 use std::io;
 use std::sync::Arc;
@@ -93,6 +95,6 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener) -> io::Result<()> {
                 continue;
             }
         };
-        tokio::spawn(session::run(gate.clone(), socket, peer));
+        threads::spawn_session(gate.clone(), socket, peer);
     }
 }

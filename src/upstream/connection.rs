@@ -95,6 +95,15 @@ impl Stream {
         }
     }
 
+    /// The same socket, registered with the runtime this is called on: a pooled connection last
+    /// used by a session on another thread would otherwise wake that thread for every read.
+    pub fn rebind(self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(TcpStream::from_std(s.into_std()?)?),
+            Stream::Unix(s) => Stream::Unix(UnixStream::from_std(s.into_std()?)?),
+        })
+    }
+
     /// Whether the server closed the connection (or sent something unasked) while it was idle.
     pub fn is_closed(&self) -> bool {
         let mut probe = [0u8; 1];

@@ -3,7 +3,8 @@
 //! A client session leases one connection for its whole life. When the session ends cleanly the
 //! connection is reset (`DISCARD ALL`) and goes back to the pool; if the reset fails, or the
 //! session ended mid-statement, it is closed. Idle connections the server has closed (a restart,
-//! an administrator) are noticed when leased and replaced.
+//! an administrator) are noticed when leased and replaced. A leased connection is registered
+//! with the leasing session's thread.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,7 +85,11 @@ impl Pool {
             let candidate = self.idle.lock().expect("pool lock").pop();
             match candidate {
                 Some(c) if c.stream.is_closed() => continue,
-                Some(connection) => {
+                Some(mut connection) => {
+                    connection.stream = match connection.stream.rebind() {
+                        Ok(stream) => stream,
+                        Err(_) => continue,
+                    };
                     let lease = Lease {
                         pool: self.clone(),
                         _permit: permit,

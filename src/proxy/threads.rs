@@ -1,0 +1,66 @@
+//! Where client sessions run: one single-threaded runtime per core, each session wholly on one.
+//!
+//! A session is two tasks (the forwarder and the relay) over two sockets. On a work-stealing
+//! runtime they wake each other across threads — a futex wake and a context switch per
+//! query, the largest cost of a proxied point query on a small machine. Here both tasks and
+//! both sockets stay on one thread, which waits in epoll alone, as PgBouncer's event loop does.
+//! The threads serve every listener in the process and live as long as it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+
+use super::{Gate, session};
+
+struct SessionThreads {
+    runtimes: Vec<Handle>,
+    next: AtomicUsize,
+}
+
+fn threads() -> &'static SessionThreads {
+    static THREADS: OnceLock<SessionThreads> = OnceLock::new();
+    THREADS.get_or_init(|| {
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let runtimes = (0..count)
+            .map(|i| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for client sessions");
+                let handle = runtime.handle().clone();
+                std::thread::Builder::new()
+                    .name(format!("tablegate-sessions-{i}"))
+                    .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                    .expect("a thread for client sessions");
+                handle
+            })
+            .collect();
+        SessionThreads {
+            runtimes,
+            next: AtomicUsize::new(0),
+        }
+    })
+}
+
+/// Runs the session of an accepted client on the next session thread, in turn.
+pub fn spawn_session(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
+    // Moved between runtimes as a plain socket: it registers with the thread that serves it.
+    let socket = match socket.into_std() {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::warn!(error = %e, client = %peer, "could not hand the client to a session thread");
+            return;
+        }
+    };
+    let threads = threads();
+    let turn = threads.next.fetch_add(1, Ordering::Relaxed) % threads.runtimes.len();
+    threads.runtimes[turn].spawn(async move {
+        match TcpStream::from_std(socket) {
+            Ok(socket) => session::run(gate, socket, peer).await,
+            Err(e) => tracing::warn!(error = %e, client = %peer, "could not start the session"),
+        }
+    });
+}
