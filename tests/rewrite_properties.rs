@@ -464,21 +464,38 @@ fn statements_whose_meaning_depends_on_a_literal_are_keyed_by_their_text() {
         refused.is_err(),
         "ordering by the hidden column must be refused, not served from the cache"
     );
-    // Nor is an ordinal where a masked column could be its target: ORDER BY 2 is the masked email.
-    for ordered in [
-        "SELECT name, email FROM customers ORDER BY {}",
-        "SELECT name, email FROM customers GROUP BY {}",
-        "SELECT name, email FROM customers UNION ALL SELECT name, email FROM customers ORDER BY {}",
-        "SELECT * FROM customers ORDER BY {}",
+    // Nor is an ordinal where a masked column could be its target (ORDER BY 2 is the masked
+    // email), or one past a hidden column that `*` leaves out (ORDER BY 4 is region in the query
+    // as written, but the fourth column upstream).
+    for (ordered, refused_position, because) in [
+        (
+            "SELECT name, email FROM customers ORDER BY {}",
+            "2",
+            "masked",
+        ),
+        (
+            "SELECT name, email FROM customers GROUP BY {}",
+            "2",
+            "masked",
+        ),
+        (
+            "SELECT name, email FROM customers UNION ALL SELECT name, email FROM customers ORDER BY {}",
+            "2",
+            "masked",
+        ),
+        ("SELECT * FROM customers ORDER BY {}", "4", "left out of *"),
     ] {
-        let masked = if ordered.contains('*') { "4" } else { "2" };
         cache
             .rewrite(&ordered.replace("{}", "1"), &world.context(), &path)
             .unwrap();
-        let refused = cache.rewrite(&ordered.replace("{}", masked), &world.context(), &path);
+        let refused = cache.rewrite(
+            &ordered.replace("{}", refused_position),
+            &world.context(),
+            &path,
+        );
         assert!(
-            refused.is_err_and(|e| e.message.contains("masked")),
-            "ordering by the masked column must be refused, not served from the cache: {ordered}"
+            refused.is_err_and(|e| e.message.contains(because)),
+            "ORDER BY {refused_position} must be refused ({because}), not served from the cache: {ordered}"
         );
     }
     // SET values are never slots.

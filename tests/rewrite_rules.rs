@@ -550,6 +550,39 @@ fn alias_column_lists_name_the_protected_columns() {
     assert!(e.message.contains("x.p"), "{e}");
 }
 
+/// A `*` in a subquery leaves hidden columns out upstream; the query as written still has
+/// them. Whatever would then mean another column than the query meant — a name resolving past
+/// the hidden column, an alias list or a position counting past it, a NATURAL JOIN that would
+/// lose it as a common column — is refused, naming the column. Found by differential fuzzing
+/// against row-level security.
+#[test]
+fn hidden_columns_left_out_of_a_star_keep_their_meaning() {
+    for sql in [
+        "SELECT * FROM customers c NATURAL JOIN (VALUES ('PH-1')) v(phone)",
+        "SELECT c2 FROM (SELECT * FROM customers) s(a, b, c2)",
+        "WITH x(a, b, c) AS (SELECT * FROM customers) SELECT c FROM x",
+        "WITH x AS (SELECT * FROM customers) SELECT z FROM x AS y(i, n, z)",
+        "SELECT v.phone FROM (VALUES ('zz')) v(phone) WHERE EXISTS \
+         (WITH x AS (SELECT * FROM customers) SELECT 1 FROM x WHERE phone IS NULL)",
+        "SELECT * FROM customers ORDER BY 4",
+        "SELECT * FROM customers GROUP BY 3, 1",
+        "SELECT s.* FROM (SELECT c.* FROM customers c) s ORDER BY 3",
+    ] {
+        let e = refused("alice", sql);
+        assert_eq!(e.kind, RefusalKind::Column, "{sql}: {e}");
+        assert!(e.message.contains("phone"), "{sql}: {e}");
+    }
+    // Before the hidden column, positions and alias lists mean the same columns upstream.
+    assert_eq!(
+        ok(
+            "alice",
+            "SELECT a FROM (SELECT * FROM customers) s(a, b) ORDER BY 1"
+        ),
+        format!("SELECT a FROM (SELECT * FROM {CUSTOMERS} AS \"customers\") s (a, b) ORDER BY 1")
+    );
+    ok("alice", "SELECT * FROM customers ORDER BY 2");
+}
+
 // ---- Masked columns ----------------------------------------------------------------------------
 
 /// sue's customers: name masked (last4), phone hidden (the datasource denies it).

@@ -33,9 +33,66 @@ pub(super) struct Output {
     pub columns: Vec<ItemColumn>,
     /// Some columns could not be named (a `*` over an item with unknown columns).
     pub open: bool,
+    /// Hidden columns a `*` left out, each with its place among the columns PostgreSQL would
+    /// return for the original query (ascending). Positions and names past them would mean
+    /// other columns upstream than in the query as written.
+    pub hidden: Vec<(usize, String)>,
 }
 
 impl Output {
+    fn new(columns: Vec<ItemColumn>) -> Output {
+        Output {
+            columns,
+            open: false,
+            hidden: Vec::new(),
+        }
+    }
+
+    /// Adds the columns `*` shows of `item`, noting the hidden ones it leaves out.
+    fn extend_wildcard(&mut self, item: &FromItem) {
+        for column in &item.columns {
+            if column.is_hidden() {
+                let place = self.columns.len() + self.hidden.len();
+                self.hidden.push((place, column.name.clone()));
+            } else {
+                self.columns.push(column.clone());
+            }
+        }
+        self.open |= item.open;
+    }
+
+    /// The columns of a derived table or CTE made of this output, as the original query names
+    /// them: hidden columns back in their places, marked hidden (a name meaning one is refused
+    /// rather than resolving further out), then `aliases` applied — which may not reach a
+    /// hidden column, since upstream the same list would rename other columns.
+    fn into_item_columns(self, item: &str, aliases: &[String]) -> Result<Vec<ItemColumn>, Refusal> {
+        let mut columns = self.columns;
+        for (place, name) in self.hidden {
+            let hidden = ItemColumn {
+                name,
+                state: ColumnState::Hidden,
+            };
+            columns.insert(place.min(columns.len()), hidden);
+        }
+        renamed(item, columns, aliases)
+    }
+
+    /// Refuses an output-column position that counts past a hidden column a `*` left out:
+    /// upstream it would mean another column.
+    fn refuse_position_past_hidden(&self, position: usize, clause: &str) -> Result<(), Refusal> {
+        match self.hidden.first() {
+            Some((place, name)) if position > *place => Err(Refusal::new(
+                RefusalKind::Column,
+                format!(
+                    "{clause} {position} counts past the column {}, which is hidden by policy and left out of *",
+                    display_ident(name)
+                ),
+            )
+            .with_hint("name the column instead of giving its position")),
+            _ => Ok(()),
+        }
+    }
+
     fn masked(&self) -> Option<&ItemColumn> {
         self.columns.iter().find(|c| c.is_masked())
     }
@@ -130,10 +187,11 @@ impl Walker<'_> {
                     output.refuse_masked("a recursive CTE")?;
                     ctes.pop();
                 }
+                let open = output.open;
                 let def = CteDef {
+                    columns: output.into_item_columns(&name, &alias_columns)?,
                     name,
-                    columns: rename(output.columns, &alias_columns),
-                    open: output.open,
+                    open,
                 };
                 ctes.push(def);
             }
@@ -220,12 +278,11 @@ impl Walker<'_> {
                         self.expr(e, frame, "VALUES")?;
                     }
                 }
-                let output = Output {
-                    columns: (1..=width)
+                let output = Output::new(
+                    (1..=width)
                         .map(|i| ItemColumn::visible(format!("column{i}")))
                         .collect(),
-                    open: false,
-                };
+                );
                 self.order_by_outputs(order_by, &output, frame)?;
                 Ok(output)
             }
@@ -279,6 +336,7 @@ impl Walker<'_> {
         };
         for e in order_by_exprs(order_by)? {
             if let Some(position) = ordinal(e)? {
+                output.refuse_position_past_hidden(position, "ORDER BY")?;
                 refuse_masked_position(output, position, "ORDER BY")?;
                 // The rewrite read the number: see `positional`.
                 *e = fresh_ordinal(position);
@@ -384,10 +442,7 @@ impl Walker<'_> {
                 return Err(hidden_column_refusal(&stripped[0].label, "SELECT DISTINCT"));
             }
         }
-        let mut output = Output {
-            columns: Vec::new(),
-            open: false,
-        };
+        let mut output = Output::new(Vec::new());
         for item in projection.iter_mut() {
             self.select_item(item, &frame, &mut output)?;
         }
@@ -530,8 +585,7 @@ impl Walker<'_> {
                 check_plain_wildcard(options)?;
                 let covered: Vec<&FromItem> = frame.items.iter().collect();
                 for item in frame.items.iter().filter(|i| i.unqualified_visible) {
-                    output.columns.extend(item.visible_columns().cloned());
-                    output.open |= item.open;
+                    output.extend_wildcard(item);
                 }
                 self.notice_wildcard(&covered);
             }
@@ -543,8 +597,7 @@ impl Walker<'_> {
                 let parts = object_name_parts(name)?;
                 match self.wildcard_item(&parts, frame) {
                     Some(item) => {
-                        output.columns.extend(item.visible_columns().cloned());
-                        output.open |= item.open;
+                        output.extend_wildcard(item);
                         self.notice_wildcard(&[item]);
                     }
                     None => output.open = true,
@@ -622,6 +675,9 @@ impl Walker<'_> {
                 .iter()
                 .filter(|s| s.position + 1 < original)
                 .count();
+            positions
+                .output
+                .refuse_position_past_hidden(original - shift, clause)?;
             refuse_masked_position(positions.output, original - shift, clause)?;
             // Always a new literal: the rewrite may depend on this number's value (columns
             // stripped or masked, a grouped primary key), so the rewrite cache must not treat
@@ -742,22 +798,29 @@ impl Walker<'_> {
                 merged
             }
             JoinConstraint::Natural => {
-                // Hidden columns do not exist for the user, so they are never common columns;
-                // masked ones are, and would be compared.
+                // Common columns as in the original query: a hidden one would be compared (and
+                // upstream, where the sources lack it, the join would silently change), a
+                // masked one compared.
                 let left: Vec<&ItemColumn> = items[left_start..right_start]
                     .iter()
                     .filter(|i| i.unqualified_visible)
-                    .flat_map(|i| i.visible_columns())
+                    .flat_map(|i| i.columns.iter())
                     .collect();
                 let mut common = Vec::new();
                 for column in items[right_start..]
                     .iter()
                     .filter(|i| i.unqualified_visible)
-                    .flat_map(|i| i.visible_columns())
+                    .flat_map(|i| i.columns.iter())
                 {
                     let Some(other) = left.iter().find(|l| l.name == column.name) else {
                         continue;
                     };
+                    if column.is_hidden() || other.is_hidden() {
+                        return Err(hidden_column_refusal(
+                            &display_ident(&column.name),
+                            "NATURAL JOIN",
+                        ));
+                    }
                     if column.is_masked() || other.is_masked() {
                         return Err(masked_column_refusal(
                             &display_ident(&column.name),
@@ -828,14 +891,17 @@ impl Walker<'_> {
                 };
                 let frame = if *lateral { &lateral_frame } else { outer };
                 let output = self.query(subquery, frame, false)?;
+                let open = output.open;
                 let (refname, columns) = match alias {
-                    Some(alias) => (
-                        Some(fold(&alias.name)),
-                        rename(output.columns, &alias_column_names(alias)?),
-                    ),
-                    None => (None, output.columns),
+                    Some(alias) => {
+                        let name = fold(&alias.name);
+                        let columns =
+                            output.into_item_columns(&name, &alias_column_names(alias)?)?;
+                        (Some(name), columns)
+                    }
+                    None => (None, output.into_item_columns("", &[])?),
                 };
-                items.push(FromItem::named(refname, columns, output.open));
+                items.push(FromItem::named(refname, columns, open));
             }
             TableFactor::UNNEST {
                 alias,
@@ -873,30 +939,7 @@ impl Walker<'_> {
                         .flat_map(|i| i.columns.iter().cloned())
                         .collect();
                     let names = alias_column_names(alias)?;
-                    // Upstream, hidden columns are not in the protected sources: an alias list
-                    // reaching one would name different columns there than the query meant.
-                    if let Some(hidden) = columns[..names.len().min(columns.len())]
-                        .iter()
-                        .find(|c| c.is_hidden())
-                    {
-                        return Err(Refusal::new(
-                            RefusalKind::Column,
-                            format!(
-                                "the column alias list of {} reaches the column {}, which is hidden by policy",
-                                display_ident(&fold(&alias.name)),
-                                display_ident(&hidden.name)
-                            ),
-                        )
-                        .with_hint("name the columns in the select list instead (column AS name)"));
-                    }
-                    let columns = columns
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, c)| ItemColumn {
-                            name: names.get(i).cloned().unwrap_or(c.name),
-                            state: c.state,
-                        })
-                        .collect();
+                    let columns = renamed(&fold(&alias.name), columns, &names)?;
                     items.push(FromItem {
                         refname: Some(fold(&alias.name)),
                         schema: None,
@@ -1036,11 +1079,8 @@ impl Walker<'_> {
                 let refname = alias
                     .as_ref()
                     .map_or_else(|| cte.name.clone(), |a| fold(&a.name));
-                return Ok(FromItem::named(
-                    Some(refname),
-                    rename(cte.columns.clone(), &alias_columns),
-                    cte.open,
-                ));
+                let columns = renamed(&refname, cte.columns.clone(), &alias_columns)?;
+                return Ok(FromItem::named(Some(refname), columns, cte.open));
             }
         }
         let written = name.to_string();
@@ -1398,12 +1438,32 @@ fn alias_column_names(alias: &TableAlias) -> Result<Vec<String>, Refusal> {
         .collect()
 }
 
-/// Applies an alias column list: the first names are replaced, the rest keep theirs.
-fn rename(mut columns: Vec<ItemColumn>, aliases: &[String]) -> Vec<ItemColumn> {
+/// Applies the alias column list of `item`: the first names are replaced, the rest keep theirs.
+/// Upstream, hidden columns are not in the protected sources: a list reaching one would name
+/// different columns there than the query meant.
+fn renamed(
+    item: &str,
+    mut columns: Vec<ItemColumn>,
+    aliases: &[String],
+) -> Result<Vec<ItemColumn>, Refusal> {
+    if let Some(hidden) = columns[..aliases.len().min(columns.len())]
+        .iter()
+        .find(|c| c.is_hidden())
+    {
+        return Err(Refusal::new(
+            RefusalKind::Column,
+            format!(
+                "the column alias list of {} reaches the column {}, which is hidden by policy",
+                display_ident(item),
+                display_ident(&hidden.name)
+            ),
+        )
+        .with_hint("name the columns in the select list instead (column AS name)"));
+    }
     for (column, alias) in columns.iter_mut().zip(aliases) {
         column.name = alias.clone();
     }
-    columns
+    Ok(columns)
 }
 
 /// The item for a function in FROM, with PostgreSQL's column naming for scalar results.

@@ -80,11 +80,6 @@ impl FromItem {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// The columns `*` shows: all but the hidden ones (masked ones masked).
-    pub fn visible_columns(&self) -> impl Iterator<Item = &ItemColumn> {
-        self.columns.iter().filter(|c| !c.is_hidden())
-    }
-
     pub fn hidden_columns(&self) -> impl Iterator<Item = &str> {
         self.columns
             .iter()
