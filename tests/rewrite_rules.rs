@@ -1387,3 +1387,29 @@ fn mixed_case_names_are_quoted_in_output() {
         .unwrap_err();
     assert_eq!(e.kind, RefusalKind::Relation);
 }
+
+/// In WITH RECURSIVE every CTE of the list is in reach of every other: a name meaning a later
+/// CTE would mean the table of that name to tablegate. Such references are refused, also from
+/// a nested query; a CTE defined before is read as usual.
+#[test]
+fn references_to_later_ctes_of_a_recursive_list_are_refused() {
+    for sql in [
+        "WITH RECURSIVE x AS (SELECT count(*) AS n FROM orders), \
+         orders AS (SELECT 1 AS id) SELECT * FROM x",
+        "WITH RECURSIVE x AS (WITH y AS (SELECT * FROM orders) SELECT * FROM y), \
+         orders AS (SELECT 1 AS id) SELECT * FROM x",
+    ] {
+        let e = refused("alice", sql);
+        assert_eq!(e.kind, RefusalKind::Unsupported, "{sql}: {e}");
+        assert!(e.message.contains("defined later"), "{sql}: {e}");
+    }
+    ok(
+        "alice",
+        "WITH RECURSIVE orders AS (SELECT 1 AS id), x AS (SELECT count(*) AS n FROM orders) \
+         SELECT * FROM x",
+    );
+    ok(
+        "alice",
+        "WITH x AS (SELECT count(*) AS n FROM orders), orders AS (SELECT 1 AS id) SELECT * FROM x",
+    );
+}

@@ -68,6 +68,9 @@ pub(crate) struct Walker<'a> {
     access: &'a Access,
     search_path: &'a SearchPath,
     notices: Vec<String>,
+    /// Within a WITH RECURSIVE list, the names of the CTEs after the one being read: PostgreSQL
+    /// lets it reference them, tablegate does not follow (they are refused).
+    later_ctes: Vec<String>,
     /// The statement has conditions that could fail on rows a filter rejects: row-filtered
     /// sources are fenced ([`leakproof`]).
     fence: bool,
@@ -137,6 +140,7 @@ pub fn rewrite_traced(
         access: context.access,
         search_path: context.search_path,
         notices: Vec::new(),
+        later_ctes: Vec::new(),
         fence: false,
         checked: census::Census::default(),
         trace: Trace::default(),

@@ -162,7 +162,12 @@ impl Walker<'_> {
         }
         let mut ctes: Vec<CteDef> = Vec::new();
         if let Some(with) = with {
-            for cte in &mut with.cte_tables {
+            let names: Vec<String> = with
+                .cte_tables
+                .iter()
+                .map(|c| fold(&c.alias.name))
+                .collect();
+            for (i, cte) in with.cte_tables.iter_mut().enumerate() {
                 if cte.from.is_some() {
                     return Err(Refusal::unsupported("this WITH clause form"));
                 }
@@ -181,7 +186,16 @@ impl Walker<'_> {
                     ctes: &ctes,
                     items: &[],
                 };
-                let output = self.query(&mut cte.query, &frame, false)?;
+                // Later CTEs of an enclosing WITH RECURSIVE stay in reach, and in a recursive
+                // list so do this list's.
+                let mut later = self.later_ctes.clone();
+                if with.recursive {
+                    later.extend_from_slice(&names[i + 1..]);
+                }
+                let outside = std::mem::replace(&mut self.later_ctes, later);
+                let output = self.query(&mut cte.query, &frame, false);
+                self.later_ctes = outside;
+                let output = output?;
                 if with.recursive {
                     // Its recursive part read the columns before it was known which are masked.
                     output.refuse_masked("a recursive CTE")?;
@@ -1068,6 +1082,15 @@ impl Walker<'_> {
             None => Vec::new(),
         };
         let parts = object_name_parts(name)?;
+        if let [cte_name] = parts.as_slice()
+            && outer.cte(cte_name).is_none()
+            && self.later_ctes.contains(cte_name)
+        {
+            return Err(Refusal::unsupported(format!(
+                "a reference to the CTE {}, defined later in the same WITH RECURSIVE",
+                display_ident(cte_name)
+            )));
+        }
         if let [cte_name] = parts.as_slice()
             && let Some(cte) = outer.cte(cte_name)
         {
