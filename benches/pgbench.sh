@@ -6,10 +6,6 @@
 #
 #   benches/pgbench.sh [seconds per run, default 20] [runs per mode, default 2]
 #
-# tablegate runs with tokio's default of one worker thread per core; TOKIO_WORKER_THREADS=1
-# benches/pgbench.sh measures the single-threaded runtime (less CPU per query when tablegate
-# shares the machine with PostgreSQL and pgbench).
-#
 # Needs PostgreSQL on 127.0.0.1:5432 (trust, user postgres) and pgbench. Uses the database
 # tablegate_pgbench (recreated) and a release build of tablegate.
 set -euo pipefail
