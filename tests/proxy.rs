@@ -267,6 +267,23 @@ async fn cancel_reaches_the_query_running_upstream() {
     assert_eq!(sqlstate(&outcome.unwrap_err()), "57014", "query_canceled");
 }
 
+/// As PostgreSQL's auth_delay: every wrong guess, for a real user or not, waits a second for
+/// its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_answered_after_a_delay() {
+    let (_db, proxy) = shop().await;
+    for (user, password) in [("alice", "guess"), ("nobody", "guess")] {
+        let started = std::time::Instant::now();
+        let e = proxy.client(user, password).await.err().unwrap();
+        assert_eq!(sqlstate(&e), "28P01");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{user}: answered after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_unknown_users_and_unknown_databases_are_refused() {
     let (_db, proxy) = shop().await;

@@ -20,6 +20,9 @@ use crate::directory::{ScramVerifier, User};
 use crate::login::CREDENTIAL_PREFIX;
 use crate::wire::{self, FrameReader, take_cstring};
 
+/// SQLSTATE invalid_password: a wrong password or credential, or an unknown user.
+pub const PASSWORD_FAILED: &str = "28P01";
+
 /// The startup setting a service account uses to name the user it acts for.
 pub const ACT_AS: &str = "tablegate.act_as";
 
@@ -59,7 +62,7 @@ pub async fn authenticate(
     };
     let failed = || {
         Fatal::new(
-            "28P01",
+            PASSWORD_FAILED,
             format!("password authentication failed for user \"{login}\""),
         )
     };

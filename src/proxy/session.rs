@@ -73,9 +73,18 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
             let _open = gate.metrics.session_opened();
             session.serve(stream, reader).await
         }
-        Err(fatal) => fatal.send(&mut stream).await,
+        Err(fatal) => {
+            if fatal.code == auth::PASSWORD_FAILED {
+                // As PostgreSQL's auth_delay: each guess costs the guesser a second.
+                tokio::time::sleep(AUTHENTICATION_FAILURE_DELAY).await;
+            }
+            fatal.send(&mut stream).await
+        }
     }
 }
+
+/// How long a wrong password or credential waits for its answer.
+const AUTHENTICATION_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// How long a client has from connecting to being logged in.
 const AUTHENTICATION_TIMEOUT: std::time::Duration = Duration::from_secs(60);
