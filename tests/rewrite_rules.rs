@@ -567,6 +567,12 @@ fn hidden_columns_left_out_of_a_star_keep_their_meaning() {
         "SELECT * FROM customers ORDER BY 4",
         "SELECT * FROM customers GROUP BY 3, 1",
         "SELECT s.* FROM (SELECT c.* FROM customers c) s ORDER BY 3",
+        // Sides of a set operation pairing different columns upstream.
+        "SELECT s.name FROM (SELECT * FROM customers UNION ALL SELECT id, name, region FROM customers) s",
+        "SELECT id, name, region FROM customers EXCEPT SELECT * FROM customers",
+        // Positions counted past a `*` and a stripped column, or outside parentheses.
+        "SELECT c.*, c.phone, o.id FROM customers c, orders o ORDER BY 5",
+        "(SELECT phone, name FROM customers) ORDER BY 1",
     ] {
         let e = refused("alice", sql);
         assert_eq!(e.kind, RefusalKind::Column, "{sql}: {e}");
@@ -581,6 +587,11 @@ fn hidden_columns_left_out_of_a_star_keep_their_meaning() {
         format!("SELECT a FROM (SELECT * FROM {CUSTOMERS} AS \"customers\") s (a, b) ORDER BY 1")
     );
     ok("alice", "SELECT * FROM customers ORDER BY 2");
+    ok(
+        "alice",
+        "SELECT * FROM customers UNION ALL SELECT * FROM customers ORDER BY 2",
+    );
+    ok("alice", "(SELECT phone, name FROM customers)");
 }
 
 // ---- Masked columns ----------------------------------------------------------------------------

@@ -260,6 +260,7 @@ async fn establish(
         in_batch: false,
         application_name: settings.remove("application_name").unwrap_or_default(),
         user_checked: Instant::now(),
+        directory_failing_since: None,
     };
     session.greet(stream, settings).await?;
     Ok(session)
@@ -304,6 +305,8 @@ struct Session {
     application_name: String,
     /// When the user's directory entry was last read ([`Session::recheck_user`]).
     user_checked: Instant,
+    /// When re-reading the user's entry started failing, if it is failing.
+    directory_failing_since: Option<Instant>,
 }
 
 impl Session {
@@ -418,8 +421,8 @@ impl Session {
 
     /// Reads the user's directory entry again when `session_recheck_secs` have passed: a user
     /// disabled (or gone) since login loses the session; changed attributes (a WeCom sync) take
-    /// effect. A directory that cannot be read is tried again at the next statement, until the
-    /// user has gone unconfirmed for twice the interval: then the session ends (fail closed).
+    /// effect. A directory that cannot be read is tried again at each statement; once it has
+    /// failed for the interval, the session ends (fail closed).
     async fn recheck_user(&mut self) -> Result<(), Fatal> {
         let interval = Duration::from_secs(self.gate.config.directory.session_recheck_secs);
         if self.user_checked.elapsed() < interval {
@@ -428,6 +431,7 @@ impl Session {
         match self.gate.directory.user(&self.user.userid).await {
             Ok(Some(user)) if user.enabled => {
                 self.user_checked = Instant::now();
+                self.directory_failing_since = None;
                 if user != self.user {
                     self.user = user;
                     // Generations start at 1: the access is rebuilt at the next statement.
@@ -447,15 +451,18 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(user = %self.user.userid, error = %e, "re-reading the user's directory entry failed");
-                let unconfirmed = self.user_checked.elapsed();
-                if unconfirmed < 2 * interval {
+                let failing = self
+                    .directory_failing_since
+                    .get_or_insert_with(Instant::now)
+                    .elapsed();
+                if failing < interval {
                     return Ok(());
                 }
                 Err(Fatal::new(
                     "57P01",
                     format!(
                         "terminating the session: the user directory has been unreadable for {}s, so user \"{}\" cannot be confirmed as still enabled",
-                        unconfirmed.as_secs(),
+                        failing.as_secs(),
                         self.user.userid
                     ),
                 )

@@ -254,7 +254,9 @@ impl Walker<'_> {
         match body {
             SetExpr::Select(select) => self.select(select, frame, top, order_by),
             SetExpr::Query(query) => {
-                let output = self.query(query, frame, top)?;
+                // An ORDER BY outside the parentheses numbers the inner select list as written:
+                // nothing may be stripped from it.
+                let output = self.query(query, frame, top && order_by.is_none())?;
                 self.order_by_outputs(order_by, &output, frame)?;
                 Ok(output)
             }
@@ -266,6 +268,23 @@ impl Walker<'_> {
             } => {
                 let mut output = self.set_expr(left, frame, false, None)?;
                 let right = self.set_expr(right, frame, false, None)?;
+                let places = |o: &Output| o.hidden.iter().map(|(p, _)| *p).collect::<Vec<_>>();
+                if places(&output) != places(&right) {
+                    let (_, name) = output
+                        .hidden
+                        .iter()
+                        .chain(&right.hidden)
+                        .next()
+                        .expect("a side leaves a hidden column out");
+                    return Err(Refusal::new(
+                        RefusalKind::Column,
+                        format!(
+                            "the sides of {op} leave hidden columns such as {} out of * at different places, so upstream their columns would pair differently",
+                            display_ident(name)
+                        ),
+                    )
+                    .with_hint("name the columns on both sides"));
+                }
                 let passes_rows_on =
                     *op == SetOperator::Union && matches!(set_quantifier, SetQuantifier::All);
                 if passes_rows_on {
@@ -677,6 +696,18 @@ impl Walker<'_> {
         names_first: bool,
     ) -> Result<(), Refusal> {
         if let Some(original) = ordinal(e)? {
+            // Stripped items are counted as one column each, which a `*` in the list breaks.
+            if !positions.stripped.is_empty()
+                && projection.iter().any(|item| {
+                    matches!(
+                        item,
+                        SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                    )
+                })
+            {
+                return Err(hidden_column_refusal(&positions.stripped[0].label, clause)
+                    .with_hint("name the columns instead of giving positions when * and a hidden column share the select list"));
+            }
             if let Some(s) = positions
                 .stripped
                 .iter()
