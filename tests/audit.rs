@@ -4,7 +4,7 @@
 mod support;
 
 use support::database::TempDatabase;
-use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::proxy::{Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
 use tablegate::config::AuditConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,18 +22,13 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
         SHOP_POLICY,
         SHOP_USERS,
         SHOP_PASSWORDS,
-        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret-0123\" }\n",
+        SERVICE_ACCOUNT,
     )
     .await;
-    let (engine, connection) = tokio_postgres::connect(
-        &format!(
-            "{} options='-c tablegate.act_as=sam'",
-            proxy.url("asktable", "engine-secret-0123")
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
+    let (engine, connection) =
+        tokio_postgres::connect(&proxy.acting_url("sam"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     engine
         .simple_query("SELECT count(*) AS for_sam FROM orders")

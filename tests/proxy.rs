@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use support::database::TempDatabase;
-use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::proxy::{
+    Proxy, SERVICE_ACCOUNT, SERVICE_SECRET, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS,
+};
 use tokio_postgres::SimpleQueryMessage;
 
 async fn shop() -> (TempDatabase, Proxy) {
@@ -479,19 +481,11 @@ async fn a_lost_upstream_connection_gives_a_clean_error_and_new_sessions_work() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_accounts_act_for_a_named_user() {
-    let (_db, proxy) = shop_with(
-        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret-0123\" }\n",
-    )
-    .await;
-    let url = |user: &str| {
-        format!(
-            "{} options='-c tablegate.act_as={user}'",
-            proxy.url("asktable", "engine-secret-0123")
-        )
-    };
-    let (client, connection) = tokio_postgres::connect(&url("sam"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (_db, proxy) = shop_with(SERVICE_ACCOUNT).await;
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.acting_url("sam"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     assert_eq!(
         values(
@@ -504,14 +498,14 @@ async fn service_accounts_act_for_a_named_user() {
     );
     // Without naming a user, or naming a disabled one, the login fails.
     let e = tokio_postgres::connect(
-        &proxy.url("asktable", "engine-secret-0123"),
+        &proxy.url("asktable", SERVICE_SECRET),
         tokio_postgres::NoTls,
     )
     .await
     .err()
     .unwrap();
     assert_eq!(sqlstate(&e), "28000");
-    let e = tokio_postgres::connect(&url("mute"), tokio_postgres::NoTls)
+    let e = tokio_postgres::connect(&proxy.acting_url("mute"), tokio_postgres::NoTls)
         .await
         .err()
         .unwrap();
@@ -692,13 +686,7 @@ async fn service_accounts_authenticate_with_scram_over_tls_too() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/psycopg_service_account.py"
     );
-    client_program_prints_with(
-        "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret-0123\" }\n",
-        "python3",
-        &[script],
-        "sam West",
-    )
-    .await;
+    client_program_prints_with(SERVICE_ACCOUNT, "python3", &[script], "sam West").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,14 @@ impl Proxy {
         )
     }
 
+    /// A connection string for [`SERVICE_ACCOUNT`] acting for `user`.
+    pub fn acting_url(&self, user: &str) -> String {
+        format!(
+            "{} options='-c tablegate.act_as={user}'",
+            self.url("asktable", SERVICE_SECRET)
+        )
+    }
+
     pub async fn client(
         &self,
         user: &str,
@@ -195,6 +203,11 @@ userid = "carol"
 userid = "mute"
 enabled = false
 "#;
+
+/// AskTable's engine as a service account (extra configuration for [`Proxy::start`]).
+pub const SERVICE_ACCOUNT: &str =
+    "[[service_account]]\nname = \"asktable\"\nsecret = { value = \"engine-secret-0123\" }\n";
+pub const SERVICE_SECRET: &str = "engine-secret-0123";
 
 pub const SHOP_PASSWORDS: &[(&str, &str)] = &[
     ("alice", "alice-secret"),
