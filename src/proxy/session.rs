@@ -87,7 +87,7 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
 const AUTHENTICATION_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// How long a client has from connecting to being logged in.
-const AUTHENTICATION_TIMEOUT: std::time::Duration = Duration::from_secs(60);
+const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings from the startup packet: direct parameters and `-c name=value` in `options`.
 fn startup_settings(params: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Fatal> {
