@@ -12,6 +12,7 @@ use indicatif::ProgressBar;
 use tablegate::directory::DirectoryStore;
 use tablegate::directory::postgres::PostgresStore;
 use tablegate::directory::sqlite::SqliteStore;
+use tablegate::upstream::Database;
 use tablegate::wecom::api::Endpoint;
 use tablegate::wecom::fake::{FakeOrg, FakeUser, FakeWeCom};
 use tablegate::wecom::{ClientOptions, DirectorySync, SyncSettings, WeComClient};
@@ -45,9 +46,12 @@ async fn main() {
     let scratch = tempfile::tempdir().expect("a temporary directory");
     let store: Arc<dyn DirectoryStore> = match std::env::var("TABLEGATE_BENCH_POSTGRES") {
         Ok(settings) => Arc::new(
-            PostgresStore::connect(settings.parse().expect("PostgreSQL settings"))
-                .await
-                .expect("connect to PostgreSQL"),
+            PostgresStore::connect(Database::new(
+                settings.parse().expect("PostgreSQL settings"),
+                None,
+            ))
+            .await
+            .expect("connect to PostgreSQL"),
         ),
         Err(_) => Arc::new(
             SqliteStore::open(&scratch.path().join("directory.db"))

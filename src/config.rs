@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::upstream::{Database, TlsMode, UpstreamTls};
+
 /// A secret given inline, by environment variable, or by file. Never printed.
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,22 +70,58 @@ pub struct DatasourceConfig {
     /// How often the live catalog is re-read (0: only at start).
     #[serde(default = "defaults::catalog_refresh_secs")]
     pub catalog_refresh_secs: u64,
+    /// `disable`, `require`, `verify-ca` or `verify-full`; unset: `disable` for a database on
+    /// this machine, `verify-full` for any other.
+    pub tls: Option<TlsMode>,
+    /// The CA certificate (PEM) that `verify-ca` and `verify-full` check the server against.
+    pub tls_root_cert: Option<PathBuf>,
 }
 
 impl DatasourceConfig {
-    /// Connection settings for the upstream database, with the password resolved.
-    pub fn postgres_config(&self, base: &Path) -> Result<tokio_postgres::Config, String> {
-        let mut config: tokio_postgres::Config = self
-            .url
-            .parse()
-            .map_err(|e| format!("datasource url does not parse: {e}"))?;
-        if self.password.is_set() {
-            config.password(self.password.resolve("datasource password", base)?);
-        }
-        config.connect_timeout(Duration::from_secs(self.connect_timeout_secs));
-        config.application_name("tablegate");
-        Ok(config)
+    /// The upstream database of datasource `name`, with its password and TLS resolved.
+    pub fn database(&self, name: &str, base: &Path) -> Result<Database, String> {
+        let what = format!("datasource `{name}`");
+        let mut database = database(
+            &what,
+            &self.url,
+            &self.password,
+            self.tls,
+            self.tls_root_cert.as_deref(),
+            base,
+        )?;
+        database
+            .config
+            .connect_timeout(Duration::from_secs(self.connect_timeout_secs));
+        database.config.application_name("tablegate");
+        Ok(database)
     }
+}
+
+/// A database from its URL, a password kept out of it, and its TLS settings; `what` names the
+/// configuration section in messages.
+fn database(
+    what: &str,
+    url: &str,
+    password: &SecretSource,
+    tls: Option<TlsMode>,
+    tls_root_cert: Option<&Path>,
+    base: &Path,
+) -> Result<Database, String> {
+    if url.to_ascii_lowercase().contains("sslmode") {
+        return Err(format!(
+            "{what}: the url sets sslmode; set TLS with the section's tls key instead \
+             (disable, require, verify-ca or verify-full), so that no mode falls back to plaintext"
+        ));
+    }
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("{what}: the url does not parse: {e}"))?;
+    if password.is_set() {
+        config.password(password.resolve(&format!("{what} password"), base)?);
+    }
+    let root_cert = tls_root_cert.map(|path| base.join(path));
+    let tls = UpstreamTls::configure(what, tls, root_cert.as_deref(), config.get_hosts().first())?;
+    Ok(Database::new(config, tls))
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +173,10 @@ pub struct DirectoryConfig {
     pub postgres_url: Option<String>,
     #[serde(default)]
     pub postgres_password: SecretSource,
+    /// TLS to the directory database, as a datasource's `tls`.
+    pub postgres_tls: Option<TlsMode>,
+    /// As a datasource's `tls_root_cert`.
+    pub postgres_tls_root_cert: Option<PathBuf>,
     /// How often an open session re-reads its user's entry (disabled users lose the session).
     #[serde(default = "defaults::session_recheck_secs")]
     pub session_recheck_secs: u64,
@@ -147,6 +189,8 @@ impl Default for DirectoryConfig {
             sqlite: defaults::directory_sqlite(),
             postgres_url: None,
             postgres_password: SecretSource::default(),
+            postgres_tls: None,
+            postgres_tls_root_cert: None,
             session_recheck_secs: defaults::session_recheck_secs(),
         }
     }
@@ -331,6 +375,24 @@ impl Config {
         self.wecom.as_ref().ok_or_else(|| {
             "WeCom is not configured: add a [wecom] section with corp_id, agent_id, secret and email_suffix".to_string()
         })
+    }
+
+    /// The shared directory database, when `postgres_url` is set.
+    pub fn directory_database(&self) -> Result<Option<Database>, String> {
+        let settings = &self.directory;
+        let Some(url) = &settings.postgres_url else {
+            return Ok(None);
+        };
+        let mut database = database(
+            "[directory] postgres_url",
+            url,
+            &settings.postgres_password,
+            settings.postgres_tls,
+            settings.postgres_tls_root_cert.as_deref(),
+            &self.base,
+        )?;
+        database.config.application_name("tablegate directory");
+        Ok(Some(database))
     }
 
     pub fn datasource(&self, name: &str) -> Result<&DatasourceConfig, String> {

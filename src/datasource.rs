@@ -17,7 +17,7 @@ use crate::config::DatasourceConfig;
 use crate::directory::User;
 use crate::policy::Access;
 use crate::proxy::gate::LivePolicies;
-use crate::upstream::{Pool, Target};
+use crate::upstream::{Database, Pool, Target};
 
 pub struct Datasource {
     pub name: String,
@@ -25,7 +25,7 @@ pub struct Datasource {
     /// What the upstream server reports at login (server_version, encodings, DateStyle, …):
     /// the same for every connection, told to clients before they hold one.
     pub parameters: Vec<(String, String)>,
-    connection: tokio_postgres::Config,
+    database: Database,
     catalog: RwLock<Arc<Catalog>>,
     catalog_generation: AtomicU64,
     /// (policy generation, catalog generation, access key) → the shared access.
@@ -39,9 +39,9 @@ impl Datasource {
         config: &DatasourceConfig,
         base: &std::path::Path,
     ) -> Result<Datasource, String> {
-        let connection = config.postgres_config(base)?;
-        let target = Target::from_config(&connection)?;
-        let catalog = load_catalog(name, &connection).await?;
+        let database = config.database(name, base)?;
+        let target = Target::from_database(&database)?;
+        let catalog = load_catalog(name, &database).await?;
         let pool = Pool::new(target, config.pool_size);
         let (first, lease) = pool
             .lease(std::time::Duration::from_secs(config.connect_timeout_secs))
@@ -53,7 +53,7 @@ impl Datasource {
             name: name.to_owned(),
             pool,
             parameters,
-            connection,
+            database,
             catalog_generation: AtomicU64::new(catalog.generation()),
             catalog: RwLock::new(Arc::new(catalog)),
             accesses: DashMap::new(),
@@ -71,7 +71,7 @@ impl Datasource {
 
     /// Re-reads the catalog from the database.
     pub async fn refresh_catalog(&self) -> Result<(), String> {
-        let catalog = Arc::new(load_catalog(&self.name, &self.connection).await?);
+        let catalog = Arc::new(load_catalog(&self.name, &self.database).await?);
         let generation = catalog.generation();
         *self.catalog.write().expect("catalog lock") = catalog;
         self.accesses.clear();
@@ -104,12 +104,11 @@ impl Datasource {
     }
 }
 
-async fn load_catalog(name: &str, config: &tokio_postgres::Config) -> Result<Catalog, String> {
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+async fn load_catalog(name: &str, database: &Database) -> Result<Catalog, String> {
+    let (client, task) = database
+        .connect()
         .await
         .map_err(|e| format!("cannot connect to datasource `{name}`: {e}"))?;
-    let task = tokio::spawn(connection);
     let catalog = Catalog::load(&client)
         .await
         .map_err(|e| format!("cannot read the catalog of datasource `{name}`: {e}"));

@@ -10,7 +10,7 @@ use std::io;
 use bytes::{Buf, BytesMut};
 use pgwire::messages::Message;
 use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// No client message tablegate accepts is larger (PostgreSQL's own limit is 1 GB).
 pub const MAX_MESSAGE_LENGTH: usize = 1 << 30;
@@ -132,6 +132,14 @@ impl FrameReader {
     pub fn into_buffered(self) -> BytesMut {
         self.buf
     }
+}
+
+/// Writes `bytes` and flushes them. Over TLS a write can leave bytes queued in the session when
+/// the socket is not yet writable, and nothing sends them until a flush: the peer would wait
+/// for the end of a message forever. Every message tablegate sends goes through here.
+pub async fn send<W: AsyncWrite + Unpin + ?Sized>(stream: &mut W, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 pub fn invalid(message: &str) -> io::Error {

@@ -42,14 +42,12 @@ pub async fn load(config_path: &Path) -> Result<Loaded, String> {
 
 /// Connects to a datasource's upstream database with the service credentials.
 pub async fn connect(config: &Config, datasource: &str) -> Result<tokio_postgres::Client, String> {
-    let pg = config
+    let (client, _connection) = config
         .datasource(datasource)?
-        .postgres_config(&config.base)?;
-    let (client, connection) = pg
-        .connect(tokio_postgres::NoTls)
+        .database(datasource, &config.base)?
+        .connect()
         .await
         .map_err(|e| format!("cannot connect to datasource `{datasource}`: {e}"))?;
-    tokio::spawn(connection);
     Ok(client)
 }
 

@@ -81,25 +81,12 @@ impl User {
 /// loads the users file, if any.
 pub async fn open(config: &Config) -> Result<Directory, String> {
     let settings = &config.directory;
-    let store: Arc<dyn DirectoryStore> = match &settings.postgres_url {
-        Some(url) => {
-            let mut pg: tokio_postgres::Config = url
-                .parse()
-                .map_err(|e| format!("[directory] postgres_url does not parse: {e}"))?;
-            if settings.postgres_password.is_set() {
-                pg.password(
-                    settings
-                        .postgres_password
-                        .resolve("[directory] postgres_password", &config.base)?,
-                );
-            }
-            pg.application_name("tablegate directory");
-            Arc::new(
-                postgres::PostgresStore::connect(pg)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
-        }
+    let store: Arc<dyn DirectoryStore> = match config.directory_database()? {
+        Some(database) => Arc::new(
+            postgres::PostgresStore::connect(database)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         None => Arc::new(
             sqlite::SqliteStore::open(&config.path(&settings.sqlite))
                 .await

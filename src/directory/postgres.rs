@@ -7,12 +7,13 @@
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Transaction};
+use tokio_postgres::{Client, Row, Transaction};
 
 use super::record::{StoredUser, Timestamp, userid_key};
 use super::row::{COLUMNS, UserRow};
 use super::scram::ScramVerifier;
 use super::store::{DirectoryChanges, DirectoryStore, StoreError};
+use crate::upstream::Database;
 
 const MIGRATIONS: &[&str] = &["CREATE TABLE directory_users (
         userid_key TEXT PRIMARY KEY,
@@ -36,15 +37,15 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE directory_users (
 const BATCH: usize = 5_000;
 
 pub struct PostgresStore {
-    config: tokio_postgres::Config,
+    database: Database,
     client: Mutex<Option<Client>>,
 }
 
 impl PostgresStore {
     /// Connects and brings the schema up to date.
-    pub async fn connect(config: tokio_postgres::Config) -> Result<PostgresStore, StoreError> {
+    pub async fn connect(database: Database) -> Result<PostgresStore, StoreError> {
         let store = PostgresStore {
-            config,
+            database,
             client: Mutex::new(None),
         };
         let mut guard = store.client().await?;
@@ -92,14 +93,9 @@ impl PostgresStore {
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+            let (client, _connection) = self.database.connect().await.map_err(|e| {
                 StoreError::Backend(format!("cannot connect to the directory database: {e}"))
             })?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!("directory database connection ended: {e}");
-                }
-            });
             *guard = Some(client);
         }
         Ok(guard)

@@ -105,15 +105,13 @@ impl<'a> Suite<'a> {
     /// The service connection and catalog of a datasource, opened on first use.
     async fn upstream(&mut self, datasource: &str) -> Result<&Upstream, String> {
         if !self.upstreams.contains_key(datasource) {
-            let pg = self
+            let (client, _connection) = self
                 .config
                 .datasource(datasource)?
-                .postgres_config(&self.config.base)?;
-            let (client, connection) = pg
-                .connect(tokio_postgres::NoTls)
+                .database(datasource, &self.config.base)?
+                .connect()
                 .await
                 .map_err(|e| format!("cannot connect to datasource `{datasource}`: {e}"))?;
-            tokio::spawn(connection);
             let catalog = Catalog::load(&client).await.map_err(|e| {
                 format!("cannot read the catalog of datasource `{datasource}`: {e}")
             })?;

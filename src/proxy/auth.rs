@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use bytes::{Buf, BytesMut};
 use pgwire::api::auth::sasl::scram::{ScramSecret, ScramServerAuth};
 use pgwire::messages::startup::Authentication;
-use tokio::io::AsyncWriteExt;
 
 use super::Fatal;
 use super::gate::{Gate, ServiceAccount};
@@ -148,7 +147,7 @@ pub async fn authenticate(
 async fn send(stream: &mut ClientStream, auth: Authentication) -> Result<(), Fatal> {
     let mut out = BytesMut::new();
     wire::encode(&auth, &mut out);
-    stream.write_all(&out).await.map_err(Fatal::io)
+    wire::send(stream, &out).await.map_err(Fatal::io)
 }
 
 async fn password_message(

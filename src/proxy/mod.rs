@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::wire::Report;
+use crate::wire::{self, Report};
 pub use gate::Gate;
 
 /// An error that ends the connection, sent to the client as a FATAL ErrorResponse.
@@ -72,7 +72,7 @@ impl Fatal {
     pub async fn send(&self, stream: &mut stream::ClientStream) {
         let mut out = BytesMut::new();
         self.encode(&mut out);
-        let _ = stream.write_all(&out).await;
+        let _ = wire::send(stream, &out).await;
         let _ = stream.shutdown().await;
     }
 }

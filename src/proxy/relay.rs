@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use pgwire::messages::response::ErrorResponse;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::stream::{ClientWrite, UpstreamRead};
 use crate::audit::{self, Outcome, Subject};
@@ -300,7 +300,7 @@ impl Relay {
             }
             self.process();
             if !self.out.is_empty() {
-                if let Err(e) = self.client.write_all(&self.out).await {
+                if let Err(e) = wire::send(&mut self.client, &self.out).await {
                     return e;
                 }
                 self.out.clear();

@@ -358,7 +358,7 @@ impl Session {
             let mut query = BytesMut::new();
             wire::query(&prepared.sql, &mut query);
             let upstream = &mut self.upstream.as_mut().expect("a leased connection").stream;
-            upstream.write_all(&query).await.map_err(Fatal::io)?;
+            wire::send(upstream, &query).await.map_err(Fatal::io)?;
             let mut reader = FrameReader::new();
             loop {
                 match reader.next(upstream).await.map_err(Fatal::io)? {
@@ -383,7 +383,7 @@ impl Session {
             }
         }
         wire::ready_for_query(b'I', &mut out);
-        stream.write_all(&out).await.map_err(Fatal::io)
+        wire::send(stream, &out).await.map_err(Fatal::io)
     }
 
     /// Takes an upstream connection from the pool for the rest of the session.
@@ -749,8 +749,7 @@ impl Forwarder<'_> {
 
     async fn flush(&mut self) -> Result<(), Fatal> {
         if !self.out.is_empty() {
-            self.upstream
-                .write_all(&self.out)
+            wire::send(&mut self.upstream, &self.out)
                 .await
                 .map_err(Fatal::io)?;
             self.out.clear();
@@ -955,7 +954,7 @@ impl Fatal {
     pub async fn send_to(&self, out: &mut (impl tokio::io::AsyncWrite + Unpin)) {
         let mut buf = BytesMut::new();
         self.encode(&mut buf);
-        let _ = out.write_all(&buf).await;
+        let _ = wire::send(out, &buf).await;
         let _ = out.shutdown().await;
     }
 }

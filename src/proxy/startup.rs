@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::Fatal;
@@ -75,7 +74,7 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
             }
             match (&gate.tls, code, stream) {
                 (Some(acceptor), SSL_REQUEST, ClientStream::Plain(mut socket)) => {
-                    if socket.write_all(b"S").await.is_err() {
+                    if wire::send(&mut socket, b"S").await.is_err() {
                         return Step::Finished(Opening::Done);
                     }
                     match acceptor.accept(socket).await {
@@ -83,7 +82,7 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
                         Err(_) => Step::Finished(Opening::Done),
                     }
                 }
-                (_, _, mut other) => match other.write_all(b"N").await {
+                (_, _, mut other) => match wire::send(&mut other, b"N").await {
                     Ok(()) => Step::Again(other),
                     Err(_) => Step::Finished(Opening::Done),
                 },
@@ -115,7 +114,7 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
                 }
                 let mut out = BytesMut::new();
                 wire::put_message(b'v', &body, &mut out);
-                if stream.write_all(&out).await.is_err() {
+                if wire::send(&mut stream, &out).await.is_err() {
                     return Step::Finished(Opening::Done);
                 }
             }

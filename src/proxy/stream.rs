@@ -124,11 +124,13 @@ impl AsyncWrite for ClientWrite {
 
 pub enum UpstreamRead {
     Tcp(OwnedReadHalf),
+    Tls(ReadHalf<Stream>),
     Unix(tokio::net::unix::OwnedReadHalf),
 }
 
 pub enum UpstreamWrite {
     Tcp(OwnedWriteHalf),
+    Tls(WriteHalf<Stream>),
     Unix(tokio::net::unix::OwnedWriteHalf),
 }
 
@@ -142,6 +144,10 @@ pub fn split_upstream(stream: Stream) -> (UpstreamRead, UpstreamWrite) {
             let (r, w) = s.into_split();
             (UpstreamRead::Unix(r), UpstreamWrite::Unix(w))
         }
+        tls => {
+            let (r, w) = tokio::io::split(tls);
+            (UpstreamRead::Tls(r), UpstreamWrite::Tls(w))
+        }
     }
 }
 
@@ -150,6 +156,7 @@ pub fn reunite(read: UpstreamRead, write: UpstreamWrite) -> Option<Stream> {
     match (read, write) {
         (UpstreamRead::Tcp(r), UpstreamWrite::Tcp(w)) => r.reunite(w).ok().map(Stream::Tcp),
         (UpstreamRead::Unix(r), UpstreamWrite::Unix(w)) => r.reunite(w).ok().map(Stream::Unix),
+        (UpstreamRead::Tls(r), UpstreamWrite::Tls(w)) => Some(r.unsplit(w)),
         _ => None,
     }
 }
@@ -162,6 +169,7 @@ impl AsyncRead for UpstreamRead {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamRead::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamRead::Tls(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamRead::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -175,18 +183,21 @@ impl AsyncWrite for UpstreamWrite {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamWrite::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamWrite::Tls(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamWrite::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamWrite::Tcp(s) => Pin::new(s).poll_flush(cx),
+            UpstreamWrite::Tls(s) => Pin::new(s).poll_flush(cx),
             UpstreamWrite::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamWrite::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamWrite::Tls(s) => Pin::new(s).poll_shutdown(cx),
             UpstreamWrite::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }

@@ -3,7 +3,8 @@
 //! tablegate logs in with the service credentials and pins the session settings that decide
 //! how text is lexed and whether writes are possible: standard_conforming_strings on,
 //! client_encoding UTF8, default_transaction_read_only on. After startup the connection is a
-//! byte stream: the proxy writes client messages and relays responses without decoding rows.
+//! byte stream, encrypted when the datasource uses TLS: the proxy writes client messages and
+//! relays responses without decoding rows.
 
 use std::io;
 use std::path::PathBuf;
@@ -14,9 +15,11 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use pgwire::api::auth::sasl::scram::ScramClientAuth;
 use pgwire::messages::startup::{Password, SASLInitialResponse, SASLResponse, Startup};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::database::Database;
+use super::tls::UpstreamTls;
 use crate::wire::{self, FrameReader, take_cstring};
 
 /// Where and as whom to connect.
@@ -27,6 +30,7 @@ pub struct Target {
     pub password: Option<String>,
     pub database: String,
     pub connect_timeout: Duration,
+    pub tls: Option<UpstreamTls>,
 }
 
 impl std::fmt::Debug for Target {
@@ -48,7 +52,8 @@ pub enum Address {
 
 impl Target {
     /// Reads host, port, user, password and database from a libpq-style configuration.
-    pub fn from_config(config: &tokio_postgres::Config) -> Result<Target, String> {
+    pub fn from_database(database: &Database) -> Result<Target, String> {
+        let config = &database.config;
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let address = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => Address::Tcp(host.clone(), port),
@@ -70,25 +75,46 @@ impl Target {
                 .get_connect_timeout()
                 .copied()
                 .unwrap_or(Duration::from_secs(5)),
+            tls: database.tls.clone(),
         })
     }
 }
 
-/// A TCP or Unix-socket stream.
+/// A TCP, TLS-over-TCP or Unix-socket stream.
 pub enum Stream {
     Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<Rebindable>>),
     Unix(UnixStream),
 }
 
+/// What every SSLRequest carries in place of a protocol version.
+const SSL_REQUEST_CODE: u32 = 80877103;
+
 impl Stream {
-    async fn open(address: &Address) -> io::Result<Stream> {
-        match address {
-            Address::Tcp(host, port) => {
-                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+    /// Connects, and negotiates TLS when `tls` asks for it: the server must agree, or the
+    /// connection fails rather than continue in plaintext.
+    async fn open(address: &Address, tls: Option<&UpstreamTls>) -> io::Result<Stream> {
+        match (address, tls) {
+            (Address::Tcp(host, port), tls) => {
+                let mut stream = TcpStream::connect((host.as_str(), *port)).await?;
                 stream.set_nodelay(true)?;
-                Ok(Stream::Tcp(stream))
+                let Some(tls) = tls else {
+                    return Ok(Stream::Tcp(stream));
+                };
+                let mut request = [0u8; 8];
+                request[..4].copy_from_slice(&8u32.to_be_bytes());
+                request[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+                wire::send(&mut stream, &request).await?;
+                if stream.read_u8().await? != b'S' {
+                    return Err(io::Error::other(format!(
+                        "the server does not accept TLS, and the datasource asks for tls = \"{}\"",
+                        tls.mode
+                    )));
+                }
+                let tls_stream = tls.handshake(Rebindable(Some(stream))).await?;
+                Ok(Stream::Tls(Box::new(tls_stream)))
             }
-            Address::Unix(dir, port) => {
+            (Address::Unix(dir, port), _) => {
                 let path = dir.join(format!(".s.PGSQL.{port}"));
                 Ok(Stream::Unix(UnixStream::connect(path).await?))
             }
@@ -100,6 +126,10 @@ impl Stream {
     pub fn rebind(self) -> io::Result<Stream> {
         Ok(match self {
             Stream::Tcp(s) => Stream::Tcp(TcpStream::from_std(s.into_std()?)?),
+            Stream::Tls(mut s) => {
+                s.get_mut().0.rebind()?;
+                Stream::Tls(s)
+            }
             Stream::Unix(s) => Stream::Unix(UnixStream::from_std(s.into_std()?)?),
         })
     }
@@ -109,9 +139,64 @@ impl Stream {
         let mut probe = [0u8; 1];
         let result = match self {
             Stream::Tcp(s) => s.try_read(&mut probe),
+            Stream::Tls(s) => s.get_ref().0.try_read(&mut probe),
             Stream::Unix(s) => s.try_read(&mut probe),
         };
         !matches!(result, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// The TCP socket under a TLS session, which can move to another runtime without tearing the
+/// session down (tokio-rustls offers no way to rebuild a session around a new socket).
+pub struct Rebindable(Option<TcpStream>);
+
+impl Rebindable {
+    fn socket(&mut self) -> io::Result<&mut TcpStream> {
+        self.0.as_mut().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the socket was lost while moving it between threads",
+            )
+        })
+    }
+
+    fn rebind(&mut self) -> io::Result<()> {
+        let socket = self.0.take().expect("a socket");
+        self.0 = Some(TcpStream::from_std(socket.into_std()?)?);
+        Ok(())
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.0 {
+            Some(socket) => socket.try_read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl AsyncRead for Rebindable {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().socket()?).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rebindable {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().socket()?).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().socket()?).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().socket()?).poll_shutdown(cx)
     }
 }
 
@@ -123,6 +208,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -136,18 +222,21 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -157,6 +246,8 @@ impl AsyncWrite for Stream {
 #[derive(Clone, Debug)]
 pub struct CancelKey {
     pub address: Address,
+    /// Cancels travel as the connection did: the key must not cross the network in the clear.
+    pub tls: Option<UpstreamTls>,
     pub process_id: i32,
     pub secret: Vec<u8>,
 }
@@ -204,7 +295,7 @@ impl Connection {
     }
 
     async fn open_now(target: &Target) -> Result<Connection, ConnectError> {
-        let mut stream = Stream::open(&target.address).await?;
+        let mut stream = Stream::open(&target.address, target.tls.as_ref()).await?;
         let mut startup = Startup::new();
         for (k, v) in [
             ("user", target.user.as_str()),
@@ -217,7 +308,7 @@ impl Connection {
         }
         let mut out = BytesMut::new();
         wire::encode(&startup, &mut out);
-        stream.write_all(&out).await?;
+        wire::send(&mut stream, &out).await?;
 
         let mut reader = FrameReader::new();
         let mut scram = None;
@@ -295,7 +386,7 @@ impl Connection {
                         }
                     }
                     if !out.is_empty() {
-                        stream.write_all(&out).await?;
+                        wire::send(&mut stream, &out).await?;
                     }
                 }
                 b'S' => {
@@ -307,6 +398,7 @@ impl Connection {
                     let process_id = frame.body.get_i32();
                     key = Some(CancelKey {
                         address: target.address.clone(),
+                        tls: target.tls.clone(),
                         process_id,
                         secret: frame.body.to_vec(),
                     });
@@ -365,13 +457,13 @@ pub fn error_message(mut body: BytesMut) -> String {
 
 /// Sends a CancelRequest for the query running on the connection `key` belongs to.
 pub async fn cancel(key: &CancelKey) -> io::Result<()> {
-    let mut stream = Stream::open(&key.address).await?;
+    let mut stream = Stream::open(&key.address, key.tls.as_ref()).await?;
     let mut packet = BytesMut::with_capacity(12 + key.secret.len());
     packet.extend_from_slice(&((12 + key.secret.len()) as u32).to_be_bytes());
     packet.extend_from_slice(&80877102u32.to_be_bytes());
     packet.extend_from_slice(&key.process_id.to_be_bytes());
     packet.extend_from_slice(&key.secret);
-    stream.write_all(&packet).await?;
+    wire::send(&mut stream, &packet).await?;
     stream.shutdown().await
 }
 

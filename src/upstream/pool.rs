@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::connection::{ConnectError, Connection, Target};
@@ -123,7 +122,7 @@ impl Lease {
         let mut out = BytesMut::new();
         wire::query("DISCARD ALL", &mut out);
         let reset = async {
-            connection.stream.write_all(&out).await?;
+            wire::send(&mut connection.stream, &out).await?;
             let mut reader = FrameReader::new();
             let mut failed = false;
             loop {

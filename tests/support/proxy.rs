@@ -30,12 +30,31 @@ impl Proxy {
         passwords: &[(&str, &str)],
         config: &str,
     ) -> Proxy {
-        let text = format!(
-            "listen = \"127.0.0.1:0\"\n{config}\n[datasource.shop]\nurl = \"{}\"\npool_size = 8\nconnect_timeout_secs = 30\ncatalog_refresh_secs = 0\n",
-            db.url()
-        );
+        let shop = Proxy::shop_datasource(&db.url(), "");
+        Proxy::open(&shop, policy, users, passwords, config)
+            .await
+            .expect("gate")
+    }
+
+    /// The `[datasource.shop]` section for the database at `url`, with extra `settings` (TOML).
+    pub fn shop_datasource(url: &str, settings: &str) -> String {
+        format!(
+            "[datasource.shop]\nurl = \"{url}\"\npool_size = 8\nconnect_timeout_secs = 30\ncatalog_refresh_secs = 0\n{settings}\n"
+        )
+    }
+
+    /// As [`Proxy::start`], with the datasource section given; the error is the one serve
+    /// would fail with.
+    pub async fn open(
+        datasource: &str,
+        policy: &str,
+        users: &str,
+        passwords: &[(&str, &str)],
+        config: &str,
+    ) -> Result<Proxy, String> {
+        let text = format!("listen = \"127.0.0.1:0\"\n{config}\n{datasource}");
         let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let config = Config::parse(&text, base).expect("test configuration");
+        let config = Config::parse(&text, base)?;
         let policies = PolicySet::from_str("test-policy.toml", policy).expect("test policy");
         let (store_kind, store) = StoreKind::open_sqlite().await;
         let directory = Directory::new(
@@ -48,11 +67,7 @@ impl Proxy {
                 .await
                 .expect("set password");
         }
-        let gate = Arc::new(
-            Gate::open(config, policies, directory, None)
-                .await
-                .expect("gate"),
-        );
+        let gate = Arc::new(Gate::open(config, policies, directory, None).await?);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn({
@@ -61,12 +76,12 @@ impl Proxy {
                 let _ = proxy::serve(gate, listener).await;
             }
         });
-        Proxy {
+        Ok(Proxy {
             addr,
             gate,
             task,
             _store: store_kind,
-        }
+        })
     }
 
     /// Makes the directory store unreadable, as a broken disk or database would.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tablegate::directory::DirectoryStore;
 use tablegate::directory::postgres::PostgresStore;
 use tablegate::directory::sqlite::SqliteStore;
+use tablegate::upstream::Database;
 
 use super::database::TempDatabase;
 
@@ -26,7 +27,9 @@ impl StoreKind {
 
     pub async fn open_postgres() -> (StoreKind, Arc<dyn DirectoryStore>) {
         let db = TempDatabase::create().await;
-        let store = PostgresStore::connect(db.config()).await.unwrap();
+        let store = PostgresStore::connect(Database::new(db.config(), None))
+            .await
+            .unwrap();
         (StoreKind::Postgres(db), Arc::new(store))
     }
 }

@@ -1,0 +1,226 @@
+//! TLS between tablegate and the databases behind it, against the local PostgreSQL, which (as
+//! Debian sets it up) serves TLS with a self-signed certificate for `localhost`.
+
+mod support;
+
+use std::time::Duration;
+
+use support::database::TempDatabase;
+use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use tablegate::config::Config;
+use tablegate::directory::DirectoryStore;
+use tablegate::directory::postgres::PostgresStore;
+use tablegate::upstream::{Connection, Target};
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
+}
+
+/// The local server's certificate file: it is its own root.
+async fn server_certificate(db: &TempDatabase) -> String {
+    let admin = db.connect().await;
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(
+        ssl, "on",
+        "these tests need the local PostgreSQL to serve TLS (ssl = on, as Debian's package sets it up)"
+    );
+    admin
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// How many of the connections to `db` named `application` use TLS, and how many do not.
+async fn connections_by_tls(db: &TempDatabase, application: &str) -> (i64, i64) {
+    let row = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+             WHERE a.datname = current_database() AND a.application_name = $1",
+            &[&application],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn open_shop(url: &str, settings: &str) -> Result<Proxy, String> {
+    Proxy::open(
+        &Proxy::shop_datasource(url, settings),
+        SHOP_POLICY,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "",
+    )
+    .await
+}
+
+async fn east_and_north_orders(proxy: &Proxy) -> i64 {
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    alice
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_encrypts_every_upstream_connection_and_cancel() {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = open_shop(&db.url(), "tls = \"require\"").await.unwrap();
+    assert_eq!(east_and_north_orders(&proxy).await, 20);
+    let (encrypted, plain) = connections_by_tls(&db, "tablegate").await;
+    assert!(encrypted >= 1, "no upstream connection uses TLS");
+    assert_eq!(plain, 0, "an upstream connection is in plaintext");
+
+    // The cancel key travels over TLS too, and still reaches the right backend.
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let token = alice.cancel_token();
+    let sleeping = tokio::spawn(async move { alice.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), sleeping)
+        .await
+        .expect("cancelled in time")
+        .unwrap();
+    assert_eq!(sqlstate(&outcome.unwrap_err()), "57014", "query_canceled");
+
+    // Pooled TLS connections move between sessions (and threads) and keep working.
+    for _ in 0..4 {
+        assert_eq!(east_and_north_orders(&proxy).await, 20);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_trusts_the_server_only_under_the_name_its_certificate_bears() {
+    let db = TempDatabase::with(SHOP).await;
+    let certificate = server_certificate(&db).await;
+    let settings = |mode: &str| format!("tls = \"{mode}\"\ntls_root_cert = \"{certificate}\"");
+    let by_name = db.url().replace("127.0.0.1", "localhost");
+
+    let proxy = open_shop(&by_name, &settings("verify-full")).await.unwrap();
+    assert_eq!(east_and_north_orders(&proxy).await, 20);
+    let (encrypted, plain) = connections_by_tls(&db, "tablegate").await;
+    assert!(
+        encrypted >= 1 && plain == 0,
+        "{encrypted} with TLS, {plain} without"
+    );
+    drop(proxy);
+
+    let error = open_shop(&db.url(), &settings("verify-full"))
+        .await
+        .err()
+        .expect("127.0.0.1 is not the name in the certificate");
+    assert!(error.contains("not valid for name"), "{error}");
+
+    // verify-ca checks the chain, not the name.
+    let proxy = open_shop(&db.url(), &settings("verify-ca")).await.unwrap();
+    assert_eq!(east_and_north_orders(&proxy).await, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_authority_is_refused() {
+    let db = TempDatabase::with(SHOP).await;
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("other-ca.pem");
+    std::fs::write(&root, stranger.cert.pem()).unwrap();
+    for mode in ["verify-full", "verify-ca"] {
+        let error = open_shop(
+            &db.url().replace("127.0.0.1", "localhost"),
+            &format!("tls = \"{mode}\"\ntls_root_cert = \"{}\"", root.display()),
+        )
+        .await
+        .err()
+        .expect("a server whose certificate the root did not sign");
+        assert!(
+            error.contains("invalid peer certificate"),
+            "{mode}: {error}"
+        );
+    }
+
+    // The proxy's own connections (the pool's, not the driver's that read the catalog) verify
+    // the same way.
+    let config = Config::parse(
+        &Proxy::shop_datasource(
+            &db.url().replace("127.0.0.1", "localhost"),
+            &format!(
+                "tls = \"verify-full\"\ntls_root_cert = \"{}\"",
+                root.display()
+            ),
+        ),
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let database = config
+        .datasource("shop")
+        .unwrap()
+        .database("shop", &config.base)
+        .unwrap();
+    let error = Connection::open(&Target::from_database(&database).unwrap())
+        .await
+        .err()
+        .expect("a server whose certificate the root did not sign");
+    assert!(
+        error.to_string().contains("invalid peer certificate"),
+        "{error}"
+    );
+}
+
+/// tablegate's own listener without TLS answers SSLRequest with "no": a datasource that asks for
+/// TLS must then fail, not carry on in plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_declines_tls_is_not_spoken_to_in_plaintext() {
+    let db = TempDatabase::with(SHOP).await;
+    let plain = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let behind_plain = format!(
+        "postgres://alice:alice-secret@127.0.0.1:{}/shop",
+        plain.addr.port()
+    );
+    let error = open_shop(&behind_plain, "tls = \"require\"")
+        .await
+        .err()
+        .expect("the upstream declines TLS");
+    assert!(error.contains("TLS"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_database_can_be_reached_over_tls() {
+    let db = TempDatabase::create().await;
+    let config = Config::parse(
+        &format!(
+            "[directory]\npostgres_url = \"{}\"\npostgres_tls = \"require\"\n",
+            db.url()
+        ),
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let database = config.directory_database().unwrap().expect("a database");
+    let store = PostgresStore::connect(database).await.unwrap();
+    assert!(store.users().await.unwrap().is_empty());
+    let (encrypted, plain) = connections_by_tls(&db, "tablegate directory").await;
+    assert_eq!((encrypted, plain), (1, 0));
+}
+
+#[test]
+fn a_url_that_sets_sslmode_is_refused_for_the_tls_key() {
+    let config = Config::parse(
+        "[datasource.shop]\nurl = \"postgres://u@db.internal/shop?sslmode=prefer\"\n",
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let error = config
+        .datasource("shop")
+        .unwrap()
+        .database("shop", &config.base)
+        .unwrap_err();
+    assert!(
+        error.contains(
+            "datasource `shop`: the url sets sslmode; set TLS with the section's tls key"
+        ),
+        "{error}"
+    );
+}
