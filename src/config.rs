@@ -218,6 +218,9 @@ pub struct Config {
     /// Where PostgreSQL clients connect.
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// Client connections open at once, logging in or in a session; more are refused (53300).
+    #[serde(default = "defaults::max_client_connections")]
+    pub max_client_connections: usize,
     /// Where the HTTP side listens: WeCom login pages, the admin API, health and metrics.
     #[serde(default = "defaults::http_listen")]
     pub http_listen: String,
@@ -251,6 +254,11 @@ pub struct Config {
 mod defaults {
     pub fn listen() -> String {
         "127.0.0.1:6432".into()
+    }
+    /// Far above any realistic client count (AskTable's engine pools tens of connections), and
+    /// far below the systemd unit's 65536 file descriptors: about 170 MiB of idle sessions.
+    pub fn max_client_connections() -> usize {
+        10_000
     }
     pub fn http_listen() -> String {
         "127.0.0.1:8080".into()

@@ -6,7 +6,7 @@
 //! the generation is mirrored in an atomic so that the per-statement check is one load.
 //! Datasources hold pools and catalogs; the rewrite cache is shared by all sessions; the cancel
 //! table maps the keys tablegate gave clients to upstream backends; the metrics count what
-//! sessions do.
+//! sessions do; the connection limit bounds the connections clients may hold.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use tokio_rustls::TlsAcceptor;
 
+use super::connection_limit::ConnectionLimit;
 use crate::cache::RewriteCache;
 use crate::config::Config;
 use crate::datasource::Datasource;
@@ -57,6 +58,8 @@ pub struct Gate {
     /// Derives the SCRAM verifiers shown for logins without one ([`ScramVerifier::decoy`]).
     decoy_secret: [u8; 32],
     pub metrics: Arc<ProxyMetrics>,
+    /// `max_client_connections`: a slot per open client connection.
+    pub connections: ConnectionLimit,
 }
 
 impl Gate {
@@ -67,6 +70,7 @@ impl Gate {
         directory: Directory,
         login: Option<Arc<LoginService>>,
     ) -> Result<Gate, String> {
+        let connections = ConnectionLimit::new(config.max_client_connections)?;
         let mut datasources = BTreeMap::new();
         for (name, ds) in &config.datasource {
             datasources.insert(
@@ -119,6 +123,7 @@ impl Gate {
             service_accounts,
             decoy_secret: rand::random(),
             metrics: Arc::default(),
+            connections,
         })
     }
 
