@@ -262,6 +262,16 @@ pub struct Config {
     /// Where PostgreSQL clients connect.
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// Client connections open at once, logging in or in a session; more are refused (53300).
+    #[serde(default = "defaults::max_client_connections")]
+    pub max_client_connections: usize,
+    /// Failed logins one client address (IPv6: its /64) may make per window before its logins
+    /// are refused until the window ends.
+    #[serde(default = "defaults::login_failures_per_address")]
+    pub login_failures_per_address: u32,
+    /// The window of `login_failures_per_address`, from the address's first failure in it.
+    #[serde(default = "defaults::login_failure_window_secs")]
+    pub login_failure_window_secs: u64,
     /// Where the HTTP side listens: WeCom login pages, the admin API, health and metrics.
     #[serde(default = "defaults::http_listen")]
     pub http_listen: String,
@@ -295,6 +305,19 @@ pub struct Config {
 mod defaults {
     pub fn listen() -> String {
         "127.0.0.1:6432".into()
+    }
+    /// Far above any realistic client count (AskTable's engine pools tens of connections), and
+    /// far below the systemd unit's 65536 file descriptors: about 170 MiB of idle sessions.
+    pub fn max_client_connections() -> usize {
+        10_000
+    }
+    /// A person who mistypes a password ten times in a minute waits out the minute; a guesser
+    /// gets ten guesses a minute per address instead of one a second per connection.
+    pub fn login_failures_per_address() -> u32 {
+        10
+    }
+    pub fn login_failure_window_secs() -> u64 {
+        60
     }
     pub fn http_listen() -> String {
         "127.0.0.1:8080".into()

@@ -1,8 +1,9 @@
 //! `/metrics`: everything tablegate counts, in the Prometheus text format.
 //!
 //! Per-statement counters come from [`ProxyMetrics`](crate::metrics::ProxyMetrics); pool use,
-//! the rewrite cache's size and the policy generation are read from the running parts at
-//! scrape time; reloads and WeCom syncs report their [`RunStats`](crate::metrics::runs).
+//! the rewrite cache's size, the policy generation, and what the connection limit and the
+//! login throttle hold and refused are read from the running parts at scrape time; reloads and
+//! WeCom syncs report their [`RunStats`](crate::metrics::runs).
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub fn render(ops: &Ops) -> String {
         ops.gate.cache.len() as f64,
     );
     pools(ops, &mut text);
+    client_limits(ops, &mut text);
     ops.reloader.stats().render(
         &mut text,
         "tablegate_policy_reloads_total",
@@ -67,6 +69,56 @@ pub fn render(ops: &Ops) -> String {
         );
     }
     text.finish()
+}
+
+fn client_limits(ops: &Ops, text: &mut Exposition) {
+    let connections = &ops.gate.connections;
+    let throttle = &ops.gate.login_throttle;
+    text.family(
+        "tablegate_client_connections",
+        "gauge",
+        "Client connections open: logging in or in a session.",
+    )
+    .sample(
+        "tablegate_client_connections",
+        &[],
+        connections.open() as f64,
+    );
+    text.family(
+        "tablegate_client_connections_max",
+        "gauge",
+        "The most client connections open at once (max_client_connections).",
+    )
+    .sample(
+        "tablegate_client_connections_max",
+        &[],
+        connections.max() as f64,
+    );
+    text.family(
+        "tablegate_connections_refused_total",
+        "counter",
+        "Client connections refused before a session: too_many_clients (max_client_connections open), login_throttled (the address failed too many logins).",
+    )
+    .sample(
+        "tablegate_connections_refused_total",
+        &[("reason", "too_many_clients")],
+        connections.refused() as f64,
+    )
+    .sample(
+        "tablegate_connections_refused_total",
+        &[("reason", "login_throttled")],
+        throttle.refused() as f64,
+    );
+    text.family(
+        "tablegate_login_throttle_addresses",
+        "gauge",
+        "Client addresses (IPv6: /64 networks) the login throttle tracks: failing logins in an open window, or logging in now.",
+    )
+    .sample(
+        "tablegate_login_throttle_addresses",
+        &[],
+        throttle.tracked() as f64,
+    );
 }
 
 fn pools(ops: &Ops, text: &mut Exposition) {

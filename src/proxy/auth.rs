@@ -4,7 +4,8 @@
 //! credential as well as a password; without TLS only SCRAM-SHA-256 is offered, against the
 //! directory's verifier. Service accounts (AskTable's engine) always use SCRAM with their own
 //! secret, which acts for anyone, and name the user they act for in the `tablegate.act_as`
-//! setting. Every failure answers the same way, whether or not the user exists.
+//! setting. Every failure answers the same way, whether or not the user exists. Each guess is
+//! claimed from the [login throttle](super::login_throttle) just before it is checked.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use pgwire::messages::startup::Authentication;
 
 use super::Fatal;
 use super::gate::{Gate, ServiceAccount};
+use super::login_throttle::LoginAttempt;
 use super::stream::ClientStream;
 use crate::directory::{ScramVerifier, User};
 use crate::login::CREDENTIAL_PREFIX;
@@ -48,6 +50,7 @@ pub async fn authenticate(
     reader: &mut FrameReader,
     login: &str,
     settings: &BTreeMap<String, String>,
+    attempt: &mut LoginAttempt<'_>,
 ) -> Result<Identity, Fatal> {
     let principal = match gate.service_account(login) {
         Some(account) => Principal::Service(account),
@@ -68,9 +71,12 @@ pub async fn authenticate(
     let verified = match &principal {
         // A service account's secret acts for anyone: it never crosses the wire, TLS or not
         // (TLS without a verified certificate does not stop a man in the middle).
-        Principal::Service(account) => scram(stream, reader, &account.verifier, true).await?,
+        Principal::Service(account) => {
+            scram(stream, reader, &account.verifier, true, attempt).await?
+        }
         Principal::User(_, verifier) if stream.is_tls() => {
             let password = cleartext_password(stream, reader).await?;
+            attempt.guess().await?;
             match &gate.login {
                 Some(service) if password.starts_with(CREDENTIAL_PREFIX) => {
                     // A WeCom login credential: signed for this user, unexpired, user still
@@ -99,7 +105,7 @@ pub async fn authenticate(
             let verifier = verifier
                 .clone()
                 .unwrap_or_else(|| gate.decoy_verifier(login));
-            scram(stream, reader, &verifier, known).await?
+            scram(stream, reader, &verifier, known, attempt).await?
         }
     };
     if !verified {
@@ -178,12 +184,14 @@ async fn matches(verifier: ScramVerifier, password: String) -> bool {
 }
 
 /// Runs SCRAM-SHA-256. For an unknown user it runs against a decoy verifier (`known` false), so
-/// the exchange looks and fails the same as for a wrong password.
+/// the exchange looks and fails the same as for a wrong password. The client's proof is a
+/// guess, claimed from `attempt` once it has arrived.
 async fn scram(
     stream: &mut ClientStream,
     reader: &mut FrameReader,
     verifier: &ScramVerifier,
     known: bool,
+    attempt: &mut LoginAttempt<'_>,
 ) -> Result<bool, Fatal> {
     let secret = ScramSecret::Verifier {
         salt: verifier.salt.clone(),
@@ -212,6 +220,7 @@ async fn scram(
     )
     .await?;
     let last = password_message(stream, reader).await?;
+    attempt.guess().await?;
     match waiting.on_client_final_message(&last) {
         Ok(server_final) if known => {
             send(

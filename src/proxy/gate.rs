@@ -6,7 +6,8 @@
 //! the generation is mirrored in an atomic so that the per-statement check is one load.
 //! Datasources hold pools and catalogs; the rewrite cache is shared by all sessions; the cancel
 //! table maps the keys tablegate gave clients to upstream backends; the metrics count what
-//! sessions do.
+//! sessions do; the connection limit and the login throttle bound what clients may hold and
+//! try.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,8 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use tokio_rustls::TlsAcceptor;
 
+use super::connection_limit::ConnectionLimit;
+use super::login_throttle::LoginThrottle;
 use crate::cache::RewriteCache;
 use crate::config::Config;
 use crate::datasource::Datasource;
@@ -57,6 +60,10 @@ pub struct Gate {
     /// Derives the SCRAM verifiers shown for logins without one ([`ScramVerifier::decoy`]).
     decoy_secret: [u8; 32],
     pub metrics: Arc<ProxyMetrics>,
+    /// `max_client_connections`: a slot per open client connection.
+    pub connections: ConnectionLimit,
+    /// Failed logins per client address.
+    pub login_throttle: LoginThrottle,
 }
 
 impl Gate {
@@ -67,6 +74,8 @@ impl Gate {
         directory: Directory,
         login: Option<Arc<LoginService>>,
     ) -> Result<Gate, String> {
+        let connections = ConnectionLimit::new(config.max_client_connections)?;
+        let login_throttle = LoginThrottle::from_config(&config)?;
         let mut datasources = BTreeMap::new();
         for (name, ds) in &config.datasource {
             datasources.insert(
@@ -119,6 +128,8 @@ impl Gate {
             service_accounts,
             decoy_secret: rand::random(),
             metrics: Arc::default(),
+            connections,
+            login_throttle,
         })
     }
 

@@ -1,12 +1,15 @@
 //! The front side: a PostgreSQL server that clients connect to.
 //!
-//! [`startup`] negotiates TLS and reads the startup packet; [`auth`] establishes who the client
-//! is; [`session`] rewrites every statement and forwards it, while [`relay`] streams results
-//! back; [`gate`] holds what sessions share; [`stream`] is the socket types; [`threads`] runs
-//! each session on one core's runtime.
+//! [`connection_limit`] caps the connections open at once; [`startup`] negotiates TLS and reads
+//! the startup packet; [`login_throttle`] limits failed logins per client address; [`auth`]
+//! establishes who the client is; [`session`] rewrites every statement and forwards it, while
+//! [`relay`] streams results back; [`gate`] holds what sessions share; [`stream`] is the socket
+//! types; [`threads`] runs each session on one core's runtime.
 
 pub mod auth;
+pub mod connection_limit;
 pub mod gate;
+pub mod login_throttle;
 pub mod relay;
 pub mod session;
 pub mod startup;
@@ -83,7 +86,8 @@ impl std::fmt::Display for Fatal {
     }
 }
 
-/// Accepts clients on `listener` until the task is dropped.
+/// Accepts clients on `listener` until the task is dropped; past `max_client_connections`, a
+/// client is refused (53300) and accepting goes on.
 pub async fn serve(gate: Arc<Gate>, listener: TcpListener) -> io::Result<()> {
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -95,6 +99,9 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener) -> io::Result<()> {
                 continue;
             }
         };
-        threads::spawn_session(gate.clone(), socket, peer);
+        match gate.connections.admit() {
+            Some(slot) => threads::spawn_session(gate.clone(), socket, peer, slot),
+            None => connection_limit::refuse(&gate, socket, peer),
+        }
     }
 }

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use super::Fatal;
 use super::auth::{self, ACT_AS};
 use super::gate::Gate;
+use super::login_throttle;
 use super::relay::{Item, Relay, Shared};
 use super::startup::{self, Opening};
 use super::stream::{ClientRead, ClientStream, split_upstream};
@@ -165,18 +166,25 @@ async fn establish(
     params: &BTreeMap<String, String>,
     peer: SocketAddr,
 ) -> Result<Session, Fatal> {
+    // An address that used up its failed logins is refused before any password is asked for.
+    let mut attempt = gate.login_throttle.attempt(peer.ip())?;
     let login = params
         .get("user")
         .filter(|u| !u.is_empty())
         .ok_or_else(|| Fatal::new("28000", "no user name given"))?;
     let mut settings = startup_settings(params)?;
-    let identity = auth::authenticate(gate, stream, reader, login, &settings)
-        .await
-        .inspect_err(|fatal| {
+    let authenticated =
+        auth::authenticate(gate, stream, reader, login, &settings, &mut attempt).await;
+    attempt.settle(matches!(&authenticated, Err(fatal) if fatal.code == auth::PASSWORD_FAILED));
+    let identity = authenticated.inspect_err(|fatal| {
+        // A throttled login is counted by the throttle, and logged once when the throttling
+        // began: an address refused at once must not flood the log.
+        if fatal.code != login_throttle::SQLSTATE {
             gate.metrics.login_failed();
             // Debug formatting: a login name is the client's text, newlines included.
             tracing::warn!(login = ?login, client = %peer, reason = ?fatal.message, "login failed");
-        })?;
+        }
+    })?;
     if settings.remove(ACT_AS).is_some() && identity.service.is_none() {
         return Err(Fatal::new(
             "42501",

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Gate, session};
 
@@ -45,8 +46,14 @@ fn threads() -> &'static SessionThreads {
     })
 }
 
-/// Runs the session of an accepted client on the next session thread, in turn.
-pub fn spawn_session(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
+/// Runs the session of an accepted client on the next session thread, in turn. `slot` is its
+/// place under `max_client_connections`, given back when the session's task ends, however.
+pub fn spawn_session(
+    gate: Arc<Gate>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+) {
     // Moved between runtimes as a plain socket: it registers with the thread that serves it.
     let socket = match socket.into_std() {
         Ok(socket) => socket,
@@ -58,6 +65,7 @@ pub fn spawn_session(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
     let threads = threads();
     let turn = threads.next.fetch_add(1, Ordering::Relaxed) % threads.runtimes.len();
     threads.runtimes[turn].spawn(async move {
+        let _slot = slot;
         match TcpStream::from_std(socket) {
             Ok(socket) => session::run(gate, socket, peer).await,
             Err(e) => tracing::warn!(error = %e, client = %peer, "could not start the session"),

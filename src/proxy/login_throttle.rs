@@ -1,0 +1,548 @@
+//! Per-address throttling of failed logins: how many password guesses one client address may
+//! have checked.
+//!
+//! An address (an IPv4 address, or an IPv6 /64: one subscriber's network, which an attacker
+//! holds whole) may fail `login_failures_per_address` logins within `login_failure_window_secs`
+//! of its first failure; then its logins are refused until that window ends, before any
+//! password is looked at. A failure is a login answered 28P01: a wrong password or credential,
+//! an unknown or disabled user, a service account's wrong secret. A success does not reset the
+//! count, or an attacker with an account of their own could interleave it with guesses.
+//!
+//! The delay before each 28P01 answer does not bound parallel guesses, and neither would a
+//! count of failures alone: connections opened at once would all pass the check before the
+//! first failure was recorded. So a guess must be claimed just before it is checked, and
+//! claimed guesses count against the limit until their outcome is known; a claim that would
+//! exceed it waits for those outcomes. An address therefore has at most the limit checked per
+//! window, however many connections it opens.
+//!
+//! Memory is bounded: an address is tracked only while it has a guess being checked or
+//! failures in an open window, and at most [`TRACKED_ADDRESSES`]. When that many are tracked,
+//! expired ones are swept out; if the table is still full — failures from that many addresses
+//! within one window — guesses from addresses it does not track are refused (fail closed)
+//! rather than checked unthrottled.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use super::Fatal;
+use crate::config::Config;
+use crate::metrics::primitives::Counter;
+
+/// The most addresses tracked at once: about 50 bytes each, under 15 MB with the table's slack.
+pub const TRACKED_ADDRESSES: usize = 100_000;
+
+/// The SQLSTATE of a throttled login: too_many_connections. Poolers and drivers treat class 53
+/// (insufficient resources) as "try again later", as for PostgreSQL's own "too many
+/// connections for role"; class 28 would tell them the credentials are wrong, which makes some
+/// give up or ask for another password, though the password was never checked and may be right.
+pub const SQLSTATE: &str = "53300";
+
+/// How often a claim that must wait for other guesses' outcomes looks again.
+const CLAIM_RETRY: Duration = Duration::from_millis(10);
+
+/// The shortest time between two sweeps of a full table (each visits every entry).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A client address as the throttle counts it: an IPv4 address, or an IPv6 /64 network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAddress(IpAddr);
+
+impl ClientAddress {
+    pub fn of(ip: IpAddr) -> ClientAddress {
+        match ip {
+            IpAddr::V4(v4) => ClientAddress(IpAddr::V4(v4)),
+            // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientAddress(IpAddr::V4(v4)),
+                None => ClientAddress(IpAddr::V6(Ipv6Addr::from_bits(
+                    v6.to_bits() & !u128::from(u64::MAX),
+                ))),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ClientAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
+/// Why a login is refused without its password being checked.
+#[derive(Debug, PartialEq, Eq)]
+enum Throttled {
+    /// The address used up its failures; its window ends after `wait`.
+    Address {
+        client: ClientAddress,
+        wait: Duration,
+    },
+    /// The table is full of failing addresses; this one is not among them.
+    Crowded { wait: Duration },
+}
+
+impl Throttled {
+    fn fatal(&self, limit: &LoginThrottle) -> Fatal {
+        let (message, wait) = match self {
+            Throttled::Address { client, wait } => {
+                (format!("too many failed logins from {client}"), wait)
+            }
+            Throttled::Crowded { wait } => (
+                "too many addresses are failing logins at once; logins from other addresses are refused for now".to_owned(),
+                wait,
+            ),
+        };
+        // Whole seconds, rounded up, so that trying again after them succeeds.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Fatal::new(SQLSTATE, format!("{message}: try again in {seconds} s")).with_hint(format!(
+            "one address (IPv6: one /64) may fail {} logins within {} s; \
+             the operator sets this with login_failures_per_address and login_failure_window_secs",
+            limit.failures_allowed,
+            limit.window.as_secs()
+        ))
+    }
+}
+
+/// One tracked address.
+struct Record {
+    /// Failures in the window that began at `since`.
+    failures: u32,
+    since: Instant,
+    /// Guesses claimed and not yet settled, counted against the limit meanwhile.
+    claimed: u32,
+}
+
+enum Claim {
+    Granted,
+    /// Guesses being checked could use up what is left: wait for their outcome.
+    Wait,
+    Refused(Throttled),
+}
+
+pub struct LoginThrottle {
+    failures_allowed: u32,
+    window: Duration,
+    capacity: usize,
+    records: DashMap<ClientAddress, Record>,
+    last_sweep: Mutex<Option<Instant>>,
+    refused: Counter,
+}
+
+impl LoginThrottle {
+    pub fn from_config(config: &Config) -> Result<LoginThrottle, String> {
+        if config.login_failures_per_address == 0 {
+            return Err("login_failures_per_address must be at least 1".into());
+        }
+        if config.login_failure_window_secs == 0 {
+            return Err("login_failure_window_secs must be at least 1".into());
+        }
+        Ok(LoginThrottle::new(
+            config.login_failures_per_address,
+            Duration::from_secs(config.login_failure_window_secs),
+            TRACKED_ADDRESSES,
+        ))
+    }
+
+    fn new(failures_allowed: u32, window: Duration, capacity: usize) -> LoginThrottle {
+        LoginThrottle {
+            failures_allowed,
+            window,
+            capacity,
+            records: DashMap::new(),
+            last_sweep: Mutex::new(None),
+            refused: Counter::default(),
+        }
+    }
+
+    /// Logins refused by the throttle since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.get()
+    }
+
+    /// Addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.records.len()
+    }
+
+    /// A login from `ip` begins: refused at once when the address has used up its failures.
+    pub fn attempt(&self, ip: IpAddr) -> Result<LoginAttempt<'_>, Fatal> {
+        let client = ClientAddress::of(ip);
+        self.check(client, Instant::now()).map_err(|throttled| {
+            self.refused.inc();
+            throttled.fatal(self)
+        })?;
+        Ok(LoginAttempt {
+            throttle: self,
+            client,
+            claimed: false,
+        })
+    }
+
+    fn check(&self, client: ClientAddress, now: Instant) -> Result<(), Throttled> {
+        match self.records.get(&client) {
+            Some(record) if self.exhausted(&record, now) => Err(Throttled::Address {
+                client,
+                wait: self.window_left(&record, now),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn claim(&self, client: ClientAddress, now: Instant) -> Claim {
+        if !self.records.contains_key(&client)
+            && self.records.len() >= self.capacity
+            && !self.sweep(now)
+        {
+            return Claim::Refused(Throttled::Crowded { wait: self.window });
+        }
+        let mut record = self.records.entry(client).or_insert_with(|| Record {
+            failures: 0,
+            since: now,
+            claimed: 0,
+        });
+        if self.expired(&record, now) {
+            record.failures = 0;
+        }
+        if record.failures >= self.failures_allowed {
+            Claim::Refused(Throttled::Address {
+                client,
+                wait: self.window_left(&record, now),
+            })
+        } else if record.failures + record.claimed >= self.failures_allowed {
+            Claim::Wait
+        } else {
+            record.claimed += 1;
+            Claim::Granted
+        }
+    }
+
+    /// The outcome of a claimed guess.
+    fn settle(&self, client: ClientAddress, failed: bool, now: Instant) {
+        if let Some(mut record) = self.records.get_mut(&client) {
+            record.claimed -= 1;
+            if failed {
+                if record.failures == 0 || self.expired(&record, now) {
+                    record.failures = 0;
+                    record.since = now;
+                }
+                record.failures += 1;
+                if record.failures == self.failures_allowed {
+                    tracing::warn!(
+                        client = %client,
+                        failures = record.failures,
+                        within_secs = now.duration_since(record.since).as_secs(),
+                        refused_for_secs = self.window_left(&record, now).as_secs(),
+                        "too many failed logins from this address: its logins are refused until its window ends"
+                    );
+                }
+            }
+        }
+        self.records
+            .remove_if(&client, |_, record| self.forgettable(record, now));
+    }
+
+    /// Drops what no longer counts; says whether there is room now. A full table is swept at
+    /// most once per [`SWEEP_INTERVAL`].
+    fn sweep(&self, now: Instant) -> bool {
+        if let Ok(mut last) = self.last_sweep.try_lock()
+            && last.is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_INTERVAL)
+        {
+            *last = Some(now);
+            self.records
+                .retain(|_, record| !self.forgettable(record, now));
+            if self.records.len() >= self.capacity {
+                tracing::warn!(
+                    tracked = self.records.len(),
+                    "the login throttle is full of addresses failing logins: logins from other addresses are refused until their windows end"
+                );
+            }
+        }
+        self.records.len() < self.capacity
+    }
+
+    fn expired(&self, record: &Record, now: Instant) -> bool {
+        now.saturating_duration_since(record.since) >= self.window
+    }
+
+    fn exhausted(&self, record: &Record, now: Instant) -> bool {
+        record.failures >= self.failures_allowed && !self.expired(record, now)
+    }
+
+    fn window_left(&self, record: &Record, now: Instant) -> Duration {
+        (record.since + self.window).saturating_duration_since(now)
+    }
+
+    fn forgettable(&self, record: &Record, now: Instant) -> bool {
+        record.claimed == 0 && (record.failures == 0 || self.expired(record, now))
+    }
+}
+
+/// One login's dealings with the throttle. A guess claimed and never settled — the login's
+/// task dropped, say, by the authentication timeout — counts as failed.
+pub struct LoginAttempt<'t> {
+    throttle: &'t LoginThrottle,
+    client: ClientAddress,
+    claimed: bool,
+}
+
+impl LoginAttempt<'_> {
+    /// Claims the right to check this login's guess: call it just before checking. Waits while
+    /// guesses being checked could use up what the address has left.
+    pub async fn guess(&mut self) -> Result<(), Fatal> {
+        if self.claimed {
+            return Ok(());
+        }
+        loop {
+            match self.throttle.claim(self.client, Instant::now()) {
+                Claim::Granted => {
+                    self.claimed = true;
+                    return Ok(());
+                }
+                Claim::Wait => tokio::time::sleep(CLAIM_RETRY).await,
+                Claim::Refused(throttled) => {
+                    self.throttle.refused.inc();
+                    return Err(throttled.fatal(self.throttle));
+                }
+            }
+        }
+    }
+
+    /// How the login ended: `failed` for an answer of 28P01.
+    pub fn settle(mut self, failed: bool) {
+        if std::mem::take(&mut self.claimed) {
+            self.throttle.settle(self.client, failed, Instant::now());
+        }
+    }
+}
+
+impl Drop for LoginAttempt<'_> {
+    fn drop(&mut self) {
+        if self.claimed {
+            self.throttle.settle(self.client, true, Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn v4(last: u8) -> ClientAddress {
+        ClientAddress::of(IpAddr::from([192, 0, 2, last]))
+    }
+
+    /// One guess from `client` at `now`, claimed and settled.
+    fn guess(throttle: &LoginThrottle, client: ClientAddress, failed: bool, now: Instant) {
+        assert!(matches!(throttle.claim(client, now), Claim::Granted));
+        throttle.settle(client, failed, now);
+    }
+
+    #[test]
+    fn an_address_is_refused_after_its_failures_until_the_window_ends() {
+        let throttle = LoginThrottle::new(3, WINDOW, 100);
+        let start = Instant::now();
+        let client = v4(1);
+        guess(&throttle, client, true, start);
+        guess(&throttle, client, false, start + Duration::from_secs(1));
+        guess(&throttle, client, true, start + Duration::from_secs(2));
+        assert_eq!(
+            throttle.check(client, start + Duration::from_secs(3)),
+            Ok(())
+        );
+        guess(&throttle, client, true, start + Duration::from_secs(10));
+        let refused = Throttled::Address {
+            client,
+            wait: Duration::from_secs(50),
+        };
+        assert_eq!(
+            throttle.check(client, start + Duration::from_secs(10)),
+            Err(refused)
+        );
+        assert!(matches!(
+            throttle.claim(client, start + Duration::from_secs(59)),
+            Claim::Refused(Throttled::Address { .. })
+        ));
+        // Other addresses are unaffected.
+        assert_eq!(
+            throttle.check(v4(2), start + Duration::from_secs(10)),
+            Ok(())
+        );
+        // The window began at the first failure; once it ends, the count starts again.
+        assert_eq!(throttle.check(client, start + WINDOW), Ok(()));
+        guess(&throttle, client, true, start + WINDOW);
+        guess(&throttle, client, true, start + WINDOW);
+        assert_eq!(throttle.check(client, start + WINDOW), Ok(()));
+    }
+
+    #[test]
+    fn guesses_being_checked_count_until_their_outcome_is_known() {
+        let throttle = LoginThrottle::new(2, WINDOW, 100);
+        let now = Instant::now();
+        let client = v4(1);
+        assert!(matches!(throttle.claim(client, now), Claim::Granted));
+        assert!(matches!(throttle.claim(client, now), Claim::Granted));
+        // A third parallel connection may not have its guess checked yet.
+        assert!(matches!(throttle.claim(client, now), Claim::Wait));
+        throttle.settle(client, false, now);
+        assert!(matches!(throttle.claim(client, now), Claim::Granted));
+        throttle.settle(client, true, now);
+        throttle.settle(client, true, now);
+        assert!(matches!(
+            throttle.claim(client, now),
+            Claim::Refused(Throttled::Address { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_claimed_guess_never_settled_counts_as_failed() {
+        let throttle = LoginThrottle::new(1, WINDOW, 100);
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        let mut attempt = throttle.attempt(ip).unwrap();
+        attempt.guess().await.unwrap();
+        drop(attempt);
+        assert!(throttle.attempt(ip).is_err());
+        assert_eq!(throttle.refused(), 1);
+        // Without a claimed guess (refused before its password was asked), nothing counts.
+        let other = IpAddr::from([192, 0, 2, 2]);
+        drop(throttle.attempt(other).unwrap());
+        assert!(throttle.attempt(other).is_ok());
+    }
+
+    #[test]
+    fn addresses_are_forgotten_once_nothing_of_theirs_counts() {
+        let throttle = LoginThrottle::new(3, WINDOW, 100);
+        let now = Instant::now();
+        guess(&throttle, v4(1), false, now);
+        assert_eq!(throttle.tracked(), 0, "a success leaves nothing behind");
+        guess(&throttle, v4(2), true, now);
+        assert_eq!(throttle.tracked(), 1);
+        assert!(throttle.sweep(now + WINDOW));
+        assert_eq!(throttle.tracked(), 0, "an ended window is swept out");
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_addresses_until_a_sweep_makes_room() {
+        let throttle = LoginThrottle::new(3, WINDOW, 2);
+        let start = Instant::now();
+        guess(&throttle, v4(1), true, start);
+        guess(&throttle, v4(2), true, start + Duration::from_secs(30));
+        assert!(matches!(
+            throttle.claim(v4(3), start + Duration::from_secs(31)),
+            Claim::Refused(Throttled::Crowded { .. })
+        ));
+        assert_eq!(throttle.tracked(), 2, "the bound holds");
+        // Tracked addresses go on as before.
+        guess(&throttle, v4(1), true, start + Duration::from_secs(31));
+        // Once the first window has ended, a sweep makes room.
+        guess(
+            &throttle,
+            v4(3),
+            true,
+            start + WINDOW + Duration::from_secs(1),
+        );
+        assert_eq!(throttle.tracked(), 2);
+        assert_eq!(
+            throttle.check(v4(2), start + WINDOW + Duration::from_secs(1)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_full_table_is_swept_at_most_once_a_second() {
+        let throttle = LoginThrottle::new(3, WINDOW, 1);
+        let start = Instant::now();
+        guess(&throttle, v4(1), true, start);
+        let first_sweep = start + WINDOW - Duration::from_millis(500);
+        assert!(!throttle.sweep(first_sweep));
+        // The window has ended, but the last sweep was less than a second ago.
+        assert!(!throttle.sweep(start + WINDOW));
+        assert!(throttle.sweep(first_sweep + SWEEP_INTERVAL));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_bit_prefix_and_mapped_ipv4_as_ipv4() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let one = ClientAddress::of(ip("2001:db8:1:2:aaaa::1"));
+        assert_eq!(
+            one,
+            ClientAddress::of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+        );
+        assert_ne!(one, ClientAddress::of(ip("2001:db8:1:3::1")));
+        assert_eq!(one.to_string(), "2001:db8:1:2::/64");
+        let mapped = ClientAddress::of(ip("::ffff:192.0.2.7"));
+        assert_eq!(mapped, v4(7));
+        assert_eq!(mapped.to_string(), "192.0.2.7");
+
+        let throttle = LoginThrottle::new(2, WINDOW, 100);
+        let now = Instant::now();
+        guess(
+            &throttle,
+            ClientAddress::of(ip("2001:db8:1:2::1")),
+            true,
+            now,
+        );
+        guess(
+            &throttle,
+            ClientAddress::of(ip("2001:db8:1:2::2")),
+            true,
+            now,
+        );
+        let refused = throttle.check(ClientAddress::of(ip("2001:db8:1:2::3")), now);
+        assert!(matches!(refused, Err(Throttled::Address { client, .. }) if client == one));
+        assert_eq!(
+            throttle.check(ClientAddress::of(ip("2001:db8:1:3::1")), now),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn loopback_is_throttled_like_any_address() {
+        let throttle = LoginThrottle::new(1, WINDOW, 100);
+        let now = Instant::now();
+        let loopback = ClientAddress::of(IpAddr::from([127, 0, 0, 1]));
+        guess(&throttle, loopback, true, now);
+        assert!(throttle.check(loopback, now).is_err());
+    }
+
+    #[test]
+    fn the_refusal_says_how_long_to_wait_and_what_sets_the_limit() {
+        let throttle = LoginThrottle::new(10, WINDOW, 100);
+        let fatal = Throttled::Address {
+            client: v4(9),
+            wait: Duration::from_millis(41_200),
+        }
+        .fatal(&throttle);
+        assert_eq!(fatal.code, SQLSTATE);
+        assert_eq!(
+            fatal.message,
+            "too many failed logins from 192.0.2.9: try again in 42 s"
+        );
+        let hint = fatal.hint.unwrap();
+        assert!(hint.contains("10 logins within 60 s"), "{hint}");
+        assert!(hint.contains("login_failures_per_address"), "{hint}");
+    }
+
+    #[test]
+    fn settings_of_zero_are_refused_naming_the_key() {
+        let config = |text: &str| Config::parse(text, Default::default()).unwrap();
+        let error = LoginThrottle::from_config(&config("login_failures_per_address = 0"))
+            .err()
+            .unwrap();
+        assert!(error.contains("login_failures_per_address"), "{error}");
+        let error = LoginThrottle::from_config(&config("login_failure_window_secs = 0"))
+            .err()
+            .unwrap();
+        assert!(error.contains("login_failure_window_secs"), "{error}");
+        let defaults = LoginThrottle::from_config(&config("")).unwrap();
+        assert_eq!(defaults.failures_allowed, 10);
+        assert_eq!(defaults.window, Duration::from_secs(60));
+    }
+}
