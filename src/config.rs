@@ -116,6 +116,13 @@ fn database(
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| format!("{what}: the url does not parse: {e}"))?;
+    // TLS is decided by the host, and every connection tablegate opens goes to the first one.
+    if config.get_hosts().len() > 1 || !config.get_hostaddrs().is_empty() {
+        return Err(format!(
+            "{what}: the url names several hosts or a hostaddr; give exactly one host, so that \
+             every connection reaches, and is encrypted for, the same server"
+        ));
+    }
     if password.is_set() {
         config.password(password.resolve(&format!("{what} password"), base)?);
     }

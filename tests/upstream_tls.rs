@@ -88,10 +88,39 @@ async fn require_encrypts_every_upstream_connection_and_cancel() {
         .unwrap();
     assert_eq!(sqlstate(&outcome.unwrap_err()), "57014", "query_canceled");
 
-    // Pooled TLS connections move between sessions (and threads) and keep working.
+    // Pooled TLS connections move between sessions (and threads) and are reused, not replaced:
+    // neither the rebind nor the idle probe may break them.
+    let backends = upstream_backends(&proxy, &db).await;
+    assert!(!backends.is_empty());
     for _ in 0..4 {
         assert_eq!(east_and_north_orders(&proxy).await, 20);
+        assert_eq!(upstream_backends(&proxy, &db).await, backends);
     }
+}
+
+/// The backend pids of tablegate's upstream connections to `db`, once every session has given
+/// its connection back.
+async fn upstream_backends(proxy: &Proxy, db: &TempDatabase) -> Vec<i32> {
+    let pool = &proxy.gate.datasources["shop"].pool;
+    for _ in 0..100 {
+        if pool.in_use() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pool.in_use(), 0, "sessions gave their connections back");
+    db.connect()
+        .await
+        .query(
+            "SELECT pid FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'tablegate' ORDER BY pid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,6 +214,26 @@ async fn a_server_that_declines_tls_is_not_spoken_to_in_plaintext() {
         .err()
         .expect("the upstream declines TLS");
     assert!(error.contains("TLS"), "{error}");
+
+    // The proxy's own connections refuse too (the driver's, above, read the catalog first).
+    let config = Config::parse(
+        &Proxy::shop_datasource(&behind_plain, "tls = \"require\""),
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let database = config
+        .datasource("shop")
+        .unwrap()
+        .database("shop", &config.base)
+        .unwrap();
+    let error = Connection::open(&Target::from_database(&database).unwrap())
+        .await
+        .err()
+        .expect("the upstream declines TLS");
+    assert!(
+        error.to_string().contains("the server does not accept TLS"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,6 +252,28 @@ async fn the_directory_database_can_be_reached_over_tls() {
     assert!(store.users().await.unwrap().is_empty());
     let (encrypted, plain) = connections_by_tls(&db, "tablegate directory").await;
     assert_eq!((encrypted, plain), (1, 0));
+}
+
+/// A connection's TLS is decided by its host: a second host or a hostaddr, which the driver
+/// would try, could be reached in plaintext under the first host's `disable`.
+#[test]
+fn a_url_with_several_hosts_or_a_hostaddr_is_refused() {
+    for url in [
+        "postgres://u@localhost/shop?hostaddr=10.1.2.3",
+        "postgres://u@localhost,db.internal/shop",
+    ] {
+        let config = Config::parse(
+            &format!("[datasource.shop]\nurl = \"{url}\"\n"),
+            std::env::temp_dir(),
+        )
+        .unwrap();
+        let error = config
+            .datasource("shop")
+            .unwrap()
+            .database("shop", &config.base)
+            .unwrap_err();
+        assert!(error.contains("give exactly one host"), "{url}: {error}");
+    }
 }
 
 #[test]

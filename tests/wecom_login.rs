@@ -303,7 +303,12 @@ async fn a_wecom_member_never_logs_in_as_the_local_user_of_the_same_id() {
     let forged = CredentialSigner::new(&[42u8; 32], Duration::from_secs(600))
         .unwrap()
         .issue("dba");
-    let refused = s.service.authenticate("dba", &forged).await.unwrap_err();
+    let refused = s
+        .service
+        .authenticate("dba", &forged)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(refused.contains("not a WeCom user"), "{refused}");
     // The local user is still the users file's, untouched by the sync.
     let user = s.directory.user("dba").await.unwrap().unwrap();

@@ -110,26 +110,48 @@ impl LoginService {
     /// Checks a credential sent as a PostgreSQL password for `userid`: genuine, not expired,
     /// issued to that user (case-insensitively), who is still a WeCom user in the directory and
     /// enabled.
-    /// Returns the user; the error is a sentence for the client.
-    pub async fn authenticate(&self, userid: &str, credential: &str) -> Result<User, String> {
+    /// Returns the user.
+    pub async fn authenticate(
+        &self,
+        userid: &str,
+        credential: &str,
+    ) -> Result<User, CredentialLoginError> {
+        let refused = CredentialLoginError::Refused;
         let issued_to = self
             .signer
             .verify_login_credential(credential)
-            .map_err(|r| r.to_string())?;
+            .map_err(|r| refused(r.to_string()))?;
         if !issued_to.eq_ignore_ascii_case(userid) {
-            return Err(format!(
+            return Err(refused(format!(
                 "this login credential was issued to another user; connect as `{issued_to}`"
-            ));
+            )));
         }
         match self.directory.wecom_user(userid).await {
             Ok(Some(user)) if user.enabled => Ok(user),
-            Ok(Some(_)) => Err(format!("user `{userid}` is disabled")),
-            Ok(None) => Err(format!(
+            Ok(Some(_)) => Err(refused(format!("user `{userid}` is disabled"))),
+            Ok(None) => Err(refused(format!(
                 "user `{userid}` is not a WeCom user in the directory"
-            )),
-            Err(e) => {
-                tracing::error!("directory lookup during login failed: {e}");
-                Err("the directory is unavailable; try again later".into())
+            ))),
+            Err(e) => Err(CredentialLoginError::DirectoryUnavailable(e.to_string())),
+        }
+    }
+}
+
+/// Why a login credential did not log its user in.
+#[derive(Debug)]
+pub enum CredentialLoginError {
+    /// The credential or its user is not good for this login: a sentence saying why.
+    Refused(String),
+    /// The directory could not be read, so nothing was decided (not a failed guess).
+    DirectoryUnavailable(String),
+}
+
+impl std::fmt::Display for CredentialLoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialLoginError::Refused(why) => f.write_str(why),
+            CredentialLoginError::DirectoryUnavailable(e) => {
+                write!(f, "the user directory is unavailable: {e}")
             }
         }
     }

@@ -18,7 +18,7 @@ use super::gate::{Gate, ServiceAccount};
 use super::login_throttle::LoginAttempt;
 use super::stream::ClientStream;
 use crate::directory::{ScramVerifier, User};
-use crate::login::CREDENTIAL_PREFIX;
+use crate::login::{CREDENTIAL_PREFIX, CredentialLoginError};
 use crate::wire::{self, FrameReader, take_cstring};
 
 /// SQLSTATE invalid_password: a wrong password or credential, or an unknown user.
@@ -81,10 +81,15 @@ pub async fn authenticate(
                 Some(service) if password.starts_with(CREDENTIAL_PREFIX) => {
                     // A WeCom login credential: signed for this user, unexpired, user still
                     // an enabled WeCom user.
-                    let user = service
-                        .authenticate(login, &password)
-                        .await
-                        .map_err(|_| failed())?;
+                    let user =
+                        service
+                            .authenticate(login, &password)
+                            .await
+                            .map_err(|e| match e {
+                                CredentialLoginError::Refused(_) => failed(),
+                                // Not a failed guess: the throttle must not count it.
+                                CredentialLoginError::DirectoryUnavailable(e) => unavailable(e),
+                            })?;
                     return Ok(Identity {
                         user,
                         service: None,

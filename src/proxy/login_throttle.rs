@@ -44,7 +44,7 @@ pub const SQLSTATE: &str = "53300";
 /// How often a claim that must wait for other guesses' outcomes looks again.
 const CLAIM_RETRY: Duration = Duration::from_millis(10);
 
-/// The shortest time between two sweeps of a full table (each visits every entry).
+/// The shortest time between two sweeps of the table (each visits every entry).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A client address as the throttle counts it: an IPv4 address, or an IPv6 /64 network.
@@ -195,10 +195,9 @@ impl LoginThrottle {
     }
 
     fn claim(&self, client: ClientAddress, now: Instant) -> Claim {
-        if !self.records.contains_key(&client)
-            && self.records.len() >= self.capacity
-            && !self.sweep(now)
-        {
+        // A new address sweeps ended windows out first (at most once a second), so the table
+        // holds only what still counts.
+        if !self.records.contains_key(&client) && !self.sweep(now) {
             return Claim::Refused(Throttled::Crowded { wait: self.window });
         }
         let mut record = self.records.entry(client).or_insert_with(|| Record {
@@ -247,8 +246,8 @@ impl LoginThrottle {
             .remove_if(&client, |_, record| self.forgettable(record, now));
     }
 
-    /// Drops what no longer counts; says whether there is room now. A full table is swept at
-    /// most once per [`SWEEP_INTERVAL`].
+    /// Drops what no longer counts; says whether there is room now. The table is swept at most
+    /// once per [`SWEEP_INTERVAL`].
     fn sweep(&self, now: Instant) -> bool {
         if let Ok(mut last) = self.last_sweep.try_lock()
             && last.is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_INTERVAL)
