@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::database::TempDatabase;
-use support::proxy::{Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::proxy::{
+    Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, tls_config,
+};
 use tablegate::ops::{Ops, scrape};
 use tablegate::reload::PolicyReloader;
 use tokio::process::Command;
@@ -215,4 +217,40 @@ async fn parallel_guesses_from_one_address_get_no_more_checks_than_the_limit() {
     );
     let e = proxy.client("alice", "alice-secret").await.err().unwrap();
     assert_eq!(sqlstate(&e), "53300");
+}
+
+/// Over TLS a password arrives in clear text rather than as a SCRAM proof: that path claims its
+/// guesses from the throttle too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_guesses_over_tls_are_throttled_too() {
+    let (_dir, tls) = tls_config();
+    let (_db, proxy) = shop_with(&format!(
+        "login_failures_per_address = 2\nlogin_failure_window_secs = 60\n{tls}"
+    ))
+    .await;
+    let psql = |password: &'static str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={} user=alice dbname=shop sslmode=require",
+                proxy.addr.port()
+            ))
+            .args(["-X", "-A", "-t", "-c", "SELECT 1"])
+            .env("PGPASSWORD", password)
+            .output()
+    };
+    for _ in 0..2 {
+        let out = psql("guess").await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("password authentication failed"),
+            "{stderr}"
+        );
+    }
+    let out = psql("alice-secret").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("too many failed logins from 127.0.0.1"),
+        "{stderr}"
+    );
 }

@@ -10,6 +10,7 @@ use tokio::process::Command;
 use support::database::TempDatabase;
 use support::proxy::{
     Proxy, SERVICE_ACCOUNT, SERVICE_SECRET, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS,
+    tls_config,
 };
 use tokio_postgres::SimpleQueryMessage;
 
@@ -522,24 +523,6 @@ async fn service_accounts_act_for_a_named_user() {
     .err()
     .unwrap();
     assert_eq!(sqlstate(&e), "42501");
-}
-
-fn tls_config() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let key =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    std::fs::write(dir.path().join("server.crt"), key.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("server.key"),
-        key.signing_key.serialize_pem(),
-    )
-    .unwrap();
-    let config = format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        dir.path().join("server.crt").display(),
-        dir.path().join("server.key").display()
-    );
-    (dir, config)
 }
 
 async fn psql(

@@ -142,6 +142,26 @@ impl Drop for Proxy {
     }
 }
 
+/// A `[tls]` section (for [`Proxy::start`]) with a fresh self-signed certificate for
+/// localhost and 127.0.0.1, kept in the returned folder.
+pub fn tls_config() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.path().join("server.crt"), key.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("server.key"),
+        key.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let config = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.path().join("server.crt").display(),
+        dir.path().join("server.key").display()
+    );
+    (dir, config)
+}
+
 /// The seed scenario's data: orders by region, customers with phones, employees with salaries.
 pub const SHOP: &str = "
 CREATE TABLE orders (id int PRIMARY KEY, region text, amount numeric, customer_id int);
