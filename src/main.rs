@@ -97,9 +97,27 @@ enum WecomCommand {
     Sync,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    // Commands parse SQL on this thread and on the runtime's: both get the stack a statement at
+    // the rewriter's operator limit needs.
+    std::thread::Builder::new()
+        .name("tablegate".into())
+        .stack_size(tablegate::rewrite::STACK_SIZE)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(tablegate::rewrite::STACK_SIZE)
+                .build()
+                .expect("a runtime")
+                .block_on(run(args))
+        })
+        .expect("a main thread")
+        .join()
+        .unwrap_or(ExitCode::FAILURE)
+}
+
+async fn run(args: Args) -> ExitCode {
     let result = match args.command {
         Command::Rewrite(args) => cli::rewrite::run(&args).await,
         Command::Explain(args) => cli::explain::run(&args).await,

@@ -255,6 +255,42 @@ async fn transactions_pass_through_and_a_refusal_fails_the_transaction() {
     tx.rollback().await.unwrap();
 }
 
+/// `a + a + … + a` parses into a tree as deep as the chain is long. Up to the operator limit it
+/// is rewritten and answered (on session threads whose stack holds it); past the limit it is
+/// refused before a tree is built. Either way the proxy lives on: a stack overflow would abort
+/// the process and every session with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeply_nested_statement_is_answered_or_refused_never_fatal() {
+    let (_db, proxy) = shop().await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let chain = |terms: usize| vec!["amount"; terms].join(" + ");
+    let limit = tablegate::rewrite::MAX_OPERATORS;
+    // SELECT, FROM, WHERE, `=` and `id` (a keyword to the parser, though a column name here)
+    // are five of the limit's tokens; n terms bring n - 1 more.
+    let terms = limit - 4;
+    let deepest = format!("SELECT {} FROM orders WHERE id = 2", chain(terms));
+    // Order 2 is in the North, which alice sees; its amount is 20.
+    assert_eq!(
+        values(&alice.simple_query(&deepest).await.unwrap()),
+        vec![vec![Some((20 * terms).to_string())]]
+    );
+    let refused = alice
+        .simple_query(&format!("SELECT {} FROM orders", chain(5 * limit)))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&refused), "42501");
+    assert!(
+        refused
+            .as_db_error()
+            .unwrap()
+            .message()
+            .contains("operators and keywords, more than"),
+        "{refused}"
+    );
+    let after = proxy.client("bob", "bob-secret").await.unwrap();
+    after.simple_query("SELECT 1").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_the_query_running_upstream() {
     let (_db, proxy) = shop().await;

@@ -1380,6 +1380,37 @@ fn quoted_identifiers_with_quotes_are_refused() {
     refused("alice", r#"SELECT id AS "a"" FROM secret --" FROM orders"#);
 }
 
+/// A chain of operators nests one level per operator; past the limit it is refused before any
+/// tree is built (the proxy test runs one at the limit through a session).
+#[test]
+fn operator_chains_past_the_limit_are_refused_before_they_are_parsed() {
+    let limit = tablegate::rewrite::MAX_OPERATORS;
+    for chain in [
+        vec!["amount"; limit * 5].join(" + "),
+        format!("amount{}", "::numeric".repeat(limit)),
+        vec!["amount > 0"; limit].join(" OR "),
+    ] {
+        let refusal = refused("alice", &format!("SELECT {chain} FROM orders"));
+        assert_eq!(refusal.kind, RefusalKind::Unsupported);
+        assert!(
+            refusal
+                .message
+                .contains(&format!("more than the {limit} tablegate checks")),
+            "{}",
+            refusal.message
+        );
+    }
+    // Identifiers, literals and commas are not counted: a long IN list is not refused.
+    let values = (0..limit * 5)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    ok(
+        "alice",
+        &format!("SELECT id FROM orders WHERE id IN ({values})"),
+    );
+}
+
 #[test]
 fn multi_statement_strings_are_all_or_nothing() {
     let out = ok("alice", "SELECT 1; SELECT id FROM orders");

@@ -34,6 +34,7 @@ fn threads() -> &'static SessionThreads {
                 let handle = runtime.handle().clone();
                 std::thread::Builder::new()
                     .name(format!("tablegate-sessions-{i}"))
+                    .stack_size(crate::rewrite::STACK_SIZE)
                     .spawn(move || runtime.block_on(std::future::pending::<()>()))
                     .expect("a thread for client sessions");
                 handle

@@ -23,7 +23,9 @@ mod statement;
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::catalog::{Catalog, RelationId};
 use crate::policy::Access;
@@ -107,7 +109,8 @@ pub struct Trace {
 
 /// Parses SQL text the way tablegate reads every statement.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, Refusal> {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+    let dialect = PostgreSqlDialect {};
+    let syntax_error = |e: ParserError| {
         let detail = e.to_string();
         let detail = detail.strip_prefix("sql parser error: ").unwrap_or(&detail);
         Refusal::new(
@@ -115,7 +118,61 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, Refusal> {
             format!("tablegate could not parse the statement: {detail}"),
         )
         .with_hint("tablegate forwards only SQL it can parse and check")
-    })
+    };
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| syntax_error(e.into()))?;
+    let operators = tokens.iter().filter(|t| may_nest(&t.token)).count();
+    if operators > MAX_OPERATORS {
+        return Err(Refusal::new(
+            RefusalKind::Unsupported,
+            format!(
+                "the statement has {operators} operators and keywords, more than the \
+                 {MAX_OPERATORS} tablegate checks in one statement"
+            ),
+        )
+        .with_hint("split it, or write long OR chains of comparisons as IN (…) lists"));
+    }
+    Parser::new(&dialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(syntax_error)
+}
+
+/// The most operators and keywords one statement may hold. sqlparser bounds nesting through
+/// parentheses, but a chain such as `a + a + … + a` or `x::t::t::…` parses into a tree as deep
+/// as it is long, and walking, printing or dropping it recurses once per level: without a bound
+/// one statement would overflow the stack and abort the process for every session. Every
+/// token that can add a level counts (identifiers, literals, commas and parentheses cannot),
+/// so the depth stays below this plus what the parser's own limit allows.
+pub const MAX_OPERATORS: usize = 2_000;
+
+/// The stack of every thread that parses or rewrites SQL: enough for a statement at
+/// [`MAX_OPERATORS`], with room to spare, in an unoptimised build (about 11 KB per level). Only
+/// the pages a deep statement touches are ever committed.
+pub const STACK_SIZE: usize = 64 << 20;
+
+fn may_nest(token: &Token) -> bool {
+    match token {
+        Token::Word(word) => word.quote_style.is_none() && word.keyword != Keyword::NoKeyword,
+        Token::Whitespace(_)
+        | Token::EOF
+        | Token::Comma
+        | Token::Period
+        | Token::SemiColon
+        | Token::LParen
+        | Token::RParen
+        | Token::Number(..)
+        | Token::SingleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::HexStringLiteral(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::Placeholder(_) => false,
+        _ => true,
+    }
 }
 
 /// Rewrites a statement string: all of it, or none (one refused statement refuses the string).
