@@ -274,6 +274,17 @@ async fn a_deeply_nested_statement_is_answered_or_refused_never_fatal() {
         values(&alice.simple_query(&deepest).await.unwrap()),
         vec![vec![Some((20 * terms).to_string())]]
     );
+    // A JOIN chain nests too, one level per JOIN, and costs more stack per level (the cache
+    // clones the tree). PostgreSQL wants ON clauses, so its syntax error shows the chain was
+    // walked and forwarded.
+    let joins: String = (1..limit - 4)
+        .map(|i| format!(" JOIN orders o{i}"))
+        .collect();
+    let joined = alice
+        .simple_query(&format!("SELECT 1 FROM orders o0{joins}"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&joined), "42601", "{joined}");
     let refused = alice
         .simple_query(&format!("SELECT {} FROM orders", chain(5 * limit)))
         .await
