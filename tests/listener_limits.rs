@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::database::TempDatabase;
+use support::metrics::sample;
 use support::proxy::{
     Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, tls_config,
 };
@@ -49,12 +50,10 @@ async fn until_open(proxy: &Proxy, open: usize) {
 /// The value of the sample written exactly as `series` in what `/metrics` would answer.
 fn metric(proxy: &Proxy, series: &str) -> f64 {
     let reloader = Arc::new(PolicyReloader::new(proxy.gate.clone()));
-    let text = scrape::render(&Ops::new(proxy.gate.clone(), reloader, None));
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample `{series}` in:\n{text}"))
-        .parse()
-        .unwrap()
+    sample(
+        &scrape::render(&Ops::new(proxy.gate.clone(), reloader, None)),
+        series,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

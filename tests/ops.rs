@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::database::TempDatabase;
+use support::metrics::sample;
 use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
 use tablegate::http_listener::{self, HttpLimits};
 use tablegate::ops::{self, Ops};
@@ -39,16 +40,6 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     (status, content_type, response.text().await.unwrap())
-}
-
-/// The value of the sample written exactly as `series` (name and labels).
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample `{series}` in:\n{metrics}"))
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +75,7 @@ async fn metrics_count_outcomes_refusals_latencies_sessions_and_pools() {
         "{content_type}"
     );
     let statements = |outcome: &str| {
-        value(
+        sample(
             &metrics,
             &format!("tablegate_statements_total{{outcome=\"{outcome}\"}}"),
         )
@@ -93,7 +84,7 @@ async fn metrics_count_outcomes_refusals_latencies_sessions_and_pools() {
     assert_eq!(statements("error"), 1.0);
     assert_eq!(statements("refused"), 2.0);
     let refused = |kind: &str| {
-        value(
+        sample(
             &metrics,
             &format!("tablegate_statements_refused_total{{kind=\"{kind}\"}}"),
         )
@@ -103,26 +94,26 @@ async fn metrics_count_outcomes_refusals_latencies_sessions_and_pools() {
     assert_eq!(refused("syntax"), 0.0);
     // Six statements were rewritten (or refused); the repeated one came from the cache.
     assert_eq!(
-        value(&metrics, "tablegate_rewrite_duration_seconds_count"),
+        sample(&metrics, "tablegate_rewrite_duration_seconds_count"),
         6.0
     );
     assert_eq!(
-        value(
+        sample(
             &metrics,
             "tablegate_rewrite_duration_seconds_bucket{le=\"+Inf\"}"
         ),
         6.0
     );
-    assert!(value(&metrics, "tablegate_rewrite_duration_seconds_sum") > 0.0);
+    assert!(sample(&metrics, "tablegate_rewrite_duration_seconds_sum") > 0.0);
     assert_eq!(
-        value(
+        sample(
             &metrics,
             "tablegate_rewrite_cache_lookups_total{result=\"hit\"}"
         ),
         1.0
     );
     assert_eq!(
-        value(
+        sample(
             &metrics,
             "tablegate_rewrite_cache_lookups_total{result=\"miss\"}"
         ),
@@ -130,25 +121,25 @@ async fn metrics_count_outcomes_refusals_latencies_sessions_and_pools() {
     );
     // Upstream answered the four statements tablegate sent it.
     assert_eq!(
-        value(&metrics, "tablegate_upstream_duration_seconds_count"),
+        sample(&metrics, "tablegate_upstream_duration_seconds_count"),
         4.0
     );
-    assert_eq!(value(&metrics, "tablegate_sessions_open"), 1.0);
-    assert_eq!(value(&metrics, "tablegate_logins_failed_total"), 2.0);
+    assert_eq!(sample(&metrics, "tablegate_sessions_open"), 1.0);
+    assert_eq!(sample(&metrics, "tablegate_logins_failed_total"), 2.0);
     assert_eq!(
-        value(
+        sample(
             &metrics,
             "tablegate_pool_connections{datasource=\"shop\",state=\"in_use\"}"
         ),
         1.0
     );
     assert_eq!(
-        value(&metrics, "tablegate_pool_size{datasource=\"shop\"}"),
+        sample(&metrics, "tablegate_pool_size{datasource=\"shop\"}"),
         8.0
     );
-    assert_eq!(value(&metrics, "tablegate_policy_generation"), 1.0);
+    assert_eq!(sample(&metrics, "tablegate_policy_generation"), 1.0);
     assert_eq!(
-        value(
+        sample(
             &metrics,
             "tablegate_policy_reloads_total{result=\"success\"}"
         ),
@@ -164,8 +155,8 @@ async fn metrics_count_outcomes_refusals_latencies_sessions_and_pools() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, _, metrics) = get(addr, "/metrics").await;
-        if value(&metrics, "tablegate_sessions_open") == 0.0
-            && value(
+        if sample(&metrics, "tablegate_sessions_open") == 0.0
+            && sample(
                 &metrics,
                 "tablegate_pool_connections{datasource=\"shop\",state=\"idle\"}",
             ) == 1.0

@@ -10,7 +10,7 @@ use tokio::process::Command;
 use support::database::TempDatabase;
 use support::proxy::{
     Proxy, SERVICE_ACCOUNT, SERVICE_SECRET, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS,
-    tls_config,
+    assert_cancel_stops_a_sleep, tls_config,
 };
 use tokio_postgres::SimpleQueryMessage;
 
@@ -305,16 +305,7 @@ async fn a_deeply_nested_statement_is_answered_or_refused_never_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_the_query_running_upstream() {
     let (_db, proxy) = shop().await;
-    let alice = proxy.client("alice", "alice-secret").await.unwrap();
-    let token = alice.cancel_token();
-    let sleeping = tokio::spawn(async move { alice.simple_query("SELECT pg_sleep(30)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), sleeping)
-        .await
-        .expect("cancelled in time")
-        .unwrap();
-    assert_eq!(sqlstate(&outcome.unwrap_err()), "57014", "query_canceled");
+    assert_cancel_stops_a_sleep(proxy.client("alice", "alice-secret").await.unwrap()).await;
 }
 
 /// As PostgreSQL's auth_delay: every wrong guess, for a real user or not, waits a second for

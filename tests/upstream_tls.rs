@@ -6,15 +6,13 @@ mod support;
 use std::time::Duration;
 
 use support::database::TempDatabase;
-use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::proxy::{
+    Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, assert_cancel_stops_a_sleep,
+};
 use tablegate::config::Config;
 use tablegate::directory::DirectoryStore;
 use tablegate::directory::postgres::PostgresStore;
-use tablegate::upstream::{Connection, Target};
-
-fn sqlstate(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
-}
+use tablegate::upstream::{Connection, Database, Target};
 
 /// The local server's certificate file: it is its own root.
 async fn server_certificate(db: &TempDatabase) -> String {
@@ -77,16 +75,7 @@ async fn require_encrypts_every_upstream_connection_and_cancel() {
     assert_eq!(plain, 0, "an upstream connection is in plaintext");
 
     // The cancel key travels over TLS too, and still reaches the right backend.
-    let alice = proxy.client("alice", "alice-secret").await.unwrap();
-    let token = alice.cancel_token();
-    let sleeping = tokio::spawn(async move { alice.simple_query("SELECT pg_sleep(30)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), sleeping)
-        .await
-        .expect("cancelled in time")
-        .unwrap();
-    assert_eq!(sqlstate(&outcome.unwrap_err()), "57014", "query_canceled");
+    assert_cancel_stops_a_sleep(proxy.client("alice", "alice-secret").await.unwrap()).await;
 
     // Pooled TLS connections move between sessions (and threads) and are reused, not replaced:
     // neither the rebind nor the idle probe may break them.
@@ -173,30 +162,31 @@ async fn a_certificate_from_another_authority_is_refused() {
 
     // The proxy's own connections (the pool's, not the driver's that read the catalog) verify
     // the same way.
-    let config = Config::parse(
-        &Proxy::shop_datasource(
-            &db.url().replace("127.0.0.1", "localhost"),
-            &format!(
-                "tls = \"verify-full\"\ntls_root_cert = \"{}\"",
-                root.display()
-            ),
+    let error = raw_connection_error(
+        &db.url().replace("127.0.0.1", "localhost"),
+        &format!(
+            "tls = \"verify-full\"\ntls_root_cert = \"{}\"",
+            root.display()
         ),
-        std::env::temp_dir(),
     )
-    .unwrap();
-    let database = config
-        .datasource("shop")
-        .unwrap()
-        .database("shop", &config.base)
-        .unwrap();
-    let error = Connection::open(&Target::from_database(&database).unwrap())
+    .await;
+    assert!(error.contains("invalid peer certificate"), "{error}");
+}
+
+/// The datasource `shop` at `url` with `settings`, as tablegate would reach it.
+fn shop_database(url: &str, settings: &str) -> Result<Database, String> {
+    let config = Config::parse(&Proxy::shop_datasource(url, settings), std::env::temp_dir())?;
+    config.datasource("shop")?.database("shop", &config.base)
+}
+
+/// Why the proxy's own connection (not the driver's) to `shop` at `url` fails.
+async fn raw_connection_error(url: &str, settings: &str) -> String {
+    let database = shop_database(url, settings).unwrap();
+    Connection::open(&Target::from_database(&database).unwrap())
         .await
         .err()
-        .expect("a server whose certificate the root did not sign");
-    assert!(
-        error.to_string().contains("invalid peer certificate"),
-        "{error}"
-    );
+        .expect("the connection fails")
+        .to_string()
 }
 
 /// tablegate's own listener without TLS answers SSLRequest with "no": a datasource that asks for
@@ -216,24 +206,8 @@ async fn a_server_that_declines_tls_is_not_spoken_to_in_plaintext() {
     assert!(error.contains("TLS"), "{error}");
 
     // The proxy's own connections refuse too (the driver's, above, read the catalog first).
-    let config = Config::parse(
-        &Proxy::shop_datasource(&behind_plain, "tls = \"require\""),
-        std::env::temp_dir(),
-    )
-    .unwrap();
-    let database = config
-        .datasource("shop")
-        .unwrap()
-        .database("shop", &config.base)
-        .unwrap();
-    let error = Connection::open(&Target::from_database(&database).unwrap())
-        .await
-        .err()
-        .expect("the upstream declines TLS");
-    assert!(
-        error.to_string().contains("the server does not accept TLS"),
-        "{error}"
-    );
+    let error = raw_connection_error(&behind_plain, "tls = \"require\"").await;
+    assert!(error.contains("the server does not accept TLS"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,32 +236,14 @@ fn a_url_with_several_hosts_or_a_hostaddr_is_refused() {
         "postgres://u@localhost/shop?hostaddr=10.1.2.3",
         "postgres://u@localhost,db.internal/shop",
     ] {
-        let config = Config::parse(
-            &format!("[datasource.shop]\nurl = \"{url}\"\n"),
-            std::env::temp_dir(),
-        )
-        .unwrap();
-        let error = config
-            .datasource("shop")
-            .unwrap()
-            .database("shop", &config.base)
-            .unwrap_err();
+        let error = shop_database(url, "").unwrap_err();
         assert!(error.contains("give exactly one host"), "{url}: {error}");
     }
 }
 
 #[test]
 fn a_url_that_sets_sslmode_is_refused_for_the_tls_key() {
-    let config = Config::parse(
-        "[datasource.shop]\nurl = \"postgres://u@db.internal/shop?sslmode=prefer\"\n",
-        std::env::temp_dir(),
-    )
-    .unwrap();
-    let error = config
-        .datasource("shop")
-        .unwrap()
-        .database("shop", &config.base)
-        .unwrap_err();
+    let error = shop_database("postgres://u@db.internal/shop?sslmode=prefer", "").unwrap_err();
     assert!(
         error.contains(
             "datasource `shop`: the url sets sslmode; set TLS with the section's tls key"

@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod data;
 pub mod database;
 pub mod fixture;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod raw;

@@ -142,6 +142,25 @@ impl Drop for Proxy {
     }
 }
 
+/// Runs `pg_sleep(30)` on `client`, cancels it with the client's cancel token, and asserts that
+/// the query ended as PostgreSQL ends a cancelled one (the policy must allow pg_sleep).
+pub async fn assert_cancel_stops_a_sleep(client: Client) {
+    let token = client.cancel_token();
+    let sleeping = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), sleeping)
+        .await
+        .expect("cancelled in time")
+        .unwrap();
+    let error = outcome.unwrap_err();
+    assert_eq!(
+        error.code().map(|c| c.code()),
+        Some("57014"),
+        "query_canceled: {error}"
+    );
+}
+
 /// A `[tls]` section (for [`Proxy::start`]) with a fresh self-signed certificate for
 /// localhost and 127.0.0.1, kept in the returned folder.
 pub fn tls_config() -> (tempfile::TempDir, String) {
