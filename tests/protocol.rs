@@ -286,3 +286,41 @@ async fn scram_salts_do_not_tell_unknown_users_from_known_ones() {
     assert_eq!(alice, scram_salt(port, "alice").await);
     assert_ne!(alice, ghost);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_mid_pipeline_answers_what_came_before_then_the_fatal() {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::start(
+        &db,
+        SHOP_POLICY,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "[directory]\nsession_recheck_secs = 0\n",
+    )
+    .await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut bound = raw::parse("sleep", "SELECT pg_sleep(0.3)");
+    bound.extend_from_slice(&raw::bind("p", "sleep"));
+    bound.extend_from_slice(&raw::flush());
+    client.send(&bound).await;
+    assert_eq!(tags(&client.take(2).await), "12");
+    proxy
+        .gate
+        .directory
+        .set_disabled_by_admin("alice", true)
+        .await
+        .unwrap();
+    // Execute and Sync are answered upstream while the Parse behind them ends the session.
+    let mut pipeline = raw::execute("p");
+    pipeline.extend_from_slice(&raw::sync());
+    pipeline.extend_from_slice(&raw::parse("", "SELECT 1"));
+    pipeline.extend_from_slice(&raw::sync());
+    client.send(&pipeline).await;
+    let owed = client.until_ready().await;
+    assert_eq!(tags(&owed), "DCZ", "the sleep's answer comes first");
+    let fatal = client.take(1).await.remove(0);
+    assert_eq!(sqlstate(&fatal), "57P01");
+    let mut rest = Vec::new();
+    client.stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "nothing follows the FATAL");
+}

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use pgwire::messages::response::ErrorResponse;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::stream::{ClientWrite, UpstreamRead};
 use crate::audit::{self, Outcome, Subject};
@@ -299,13 +299,47 @@ impl Relay {
                 Err(e) => return e,
             }
             self.process();
-            if !self.out.is_empty() {
-                if let Err(e) = wire::send(&mut self.client, &self.out).await {
-                    return e;
-                }
-                self.out.clear();
+            if let Err(e) = self.send_out().await {
+                return e;
             }
         }
+    }
+
+    /// Sends what [`Relay::process`] produced. Safe to cancel at any await: `out` holds
+    /// exactly what the client has not been sent, so the stream's framing stays known.
+    async fn send_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        while !self.out.is_empty() {
+            let written = self.client.write(&self.out).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.out.advance(written);
+        }
+        self.client.flush().await
+    }
+
+    /// Once the session's end is decided: relays the answers upstream still owes for messages
+    /// the client sent before the one that ended it, so the client reads them before the
+    /// FATAL, in the order PostgreSQL would have sent them. Gives up at `deadline` (a long
+    /// statement, a client that does not read). Returns whether the client's stream ends on a
+    /// message boundary, where a FATAL may follow.
+    pub async fn deliver_owed(&mut self, deadline: tokio::time::Instant) -> bool {
+        let delivered = tokio::time::timeout_at(deadline, async {
+            self.send_out().await?;
+            while !self.shared.lock().expect("session state").is_quiet() {
+                if self.upstream.read_buf(&mut self.buf).await? == 0 {
+                    break;
+                }
+                self.process();
+                self.send_out().await?;
+            }
+            io::Result::Ok(())
+        })
+        .await;
+        !matches!(delivered, Ok(Err(_))) && self.out.is_empty() && self.passthrough == 0
     }
 
     fn process(&mut self) {

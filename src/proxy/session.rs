@@ -90,6 +90,9 @@ const AUTHENTICATION_FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// How long a client has from connecting to being logged in.
 const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a session that is ending waits for the answers upstream owes the client.
+const OWED_ANSWERS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Settings from the startup packet: direct parameters and `-c name=value` in `options`.
 fn startup_settings(params: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Fatal> {
     let mut settings = BTreeMap::new();
@@ -554,8 +557,23 @@ impl Session {
             end = forwarder.run(&mut reader, first) => Ending::Client(end),
             end = relay.run() => Ending::Upstream(end),
         };
-        let up_write = forwarder.upstream;
-        let mut client_read = forwarder.client;
+        let Forwarder {
+            upstream: mut up_write,
+            client: mut client_read,
+            out: mut unsent,
+            ..
+        } = forwarder;
+        let mut whole = true;
+        if let Ending::Client(Err(_)) = ending {
+            // PostgreSQL answers a pipeline in order: what came before the message that ends
+            // the session is answered first, then the FATAL.
+            let deadline = tokio::time::Instant::now() + OWED_ANSWERS_TIMEOUT;
+            if !unsent.is_empty() {
+                wire::put_message(b'H', &[], &mut unsent);
+                let _ = tokio::time::timeout_at(deadline, wire::send(&mut up_write, &unsent)).await;
+            }
+            whole = relay.deliver_owed(deadline).await;
+        }
         let quiet = shared.lock().expect("session state").is_quiet();
         let (up_read, mut client_write) = relay.into_parts();
         self.gate.cancels.remove(&self.cancel_key);
@@ -571,7 +589,9 @@ impl Session {
                 }
             }
             Ending::Client(Err(fatal)) => {
-                fatal.send_to(&mut client_write).await;
+                if whole {
+                    fatal.send_to(&mut client_write).await;
+                }
                 // Closing with unread client bytes (the rest of a pipeline) sends a reset,
                 // which can destroy the error before the client reads it: read them first.
                 let mut rest = [0u8; 4096];
@@ -757,10 +777,10 @@ impl Forwarder<'_> {
 
     async fn flush(&mut self) -> Result<(), Fatal> {
         if !self.out.is_empty() {
-            wire::send(&mut self.upstream, &self.out)
-                .await
-                .map_err(Fatal::io)?;
+            let sent = wire::send(&mut self.upstream, &self.out).await;
+            // Cleared even on failure: `out` never holds bytes upstream may have received.
             self.out.clear();
+            sent.map_err(Fatal::io)?;
         }
         Ok(())
     }
