@@ -180,7 +180,13 @@ async fn after_too_many_failed_logins_an_address_is_refused_until_its_window_end
         ),
         2.0
     );
-    assert_eq!(metric(&proxy, "tablegate_logins_failed_total"), 3.0);
+    assert_eq!(
+        metric(
+            &proxy,
+            "tablegate_logins_failed_total{reason=\"credentials\"}"
+        ),
+        3.0
+    );
 
     // As the message said: after that long, the right password logs in again.
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -191,6 +197,36 @@ async fn after_too_many_failed_logins_an_address_is_refused_until_its_window_end
         .expect("the service account logs in again");
     tokio::spawn(connection);
     engine.simple_query("SELECT 1").await.unwrap();
+}
+
+/// An outage is not the client's fault: it answers 58000 (as PostgreSQL answers an
+/// unreadable catalog), at once, and costs the address none of its failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_during_a_directory_outage_are_answered_58000_and_not_counted_as_failures() {
+    let (_db, proxy) = shop_with("login_failures_per_address = 2").await;
+    proxy.break_directory();
+    for _ in 0..4 {
+        let asked = Instant::now();
+        let e = proxy.client("alice", "alice-secret").await.err().unwrap();
+        assert_eq!(sqlstate(&e), "58000", "{e}");
+        assert!(
+            message(&e).starts_with("the user directory is unavailable"),
+            "{e}"
+        );
+        assert!(asked.elapsed() < Duration::from_secs(1), "no failure delay");
+    }
+    let failed = |reason: &str| {
+        metric(
+            &proxy,
+            &format!("tablegate_logins_failed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(failed("directory_unavailable"), 4.0);
+    assert_eq!(failed("credentials"), 0.0);
+
+    proxy.repair_directory();
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    alice.simple_query("SELECT 1").await.unwrap();
 }
 
 /// The attack the per-connection delay does not slow: many connections guessing at once.

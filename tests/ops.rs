@@ -125,7 +125,13 @@ async fn metrics_count_outcomes_refusals_latencies_sessions_and_pools() {
         4.0
     );
     assert_eq!(sample(&metrics, "tablegate_sessions_open"), 1.0);
-    assert_eq!(sample(&metrics, "tablegate_logins_failed_total"), 2.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "tablegate_logins_failed_total{reason=\"credentials\"}"
+        ),
+        2.0
+    );
     assert_eq!(
         sample(
             &metrics,

@@ -68,7 +68,8 @@ pub struct ProxyMetrics {
     cache_misses: Counter,
     upstream: Histogram,
     sessions: Gauge,
-    failed_logins: Counter,
+    /// By [`LoginFailure`].
+    failed_logins: [Counter; 3],
 }
 
 impl Default for ProxyMetrics {
@@ -82,7 +83,28 @@ impl Default for ProxyMetrics {
             cache_misses: Counter::default(),
             upstream: Histogram::new(UPSTREAM_BOUNDS),
             sessions: Gauge::default(),
-            failed_logins: Counter::default(),
+            failed_logins: Default::default(),
+        }
+    }
+}
+
+/// Why a login failed, as `tablegate_logins_failed_total` tells them apart: an alert on
+/// guessing must not fire on an outage.
+#[derive(Clone, Copy)]
+pub enum LoginFailure {
+    /// A wrong password or credential, an unknown or disabled user.
+    Credentials,
+    DirectoryUnavailable,
+    /// An unknown database, a protocol error, a client that left mid-login.
+    Other,
+}
+
+impl LoginFailure {
+    fn label(self) -> &'static str {
+        match self {
+            LoginFailure::Credentials => "credentials",
+            LoginFailure::DirectoryUnavailable => "directory_unavailable",
+            LoginFailure::Other => "other",
         }
     }
 }
@@ -122,8 +144,8 @@ impl ProxyMetrics {
         self.refused[kind_index(kind)].inc();
     }
 
-    pub fn login_failed(&self) {
-        self.failed_logins.inc();
+    pub fn login_failed(&self, why: LoginFailure) {
+        self.failed_logins[why as usize].inc();
     }
 
     pub fn session_opened(&self) -> OpenSession<'_> {
@@ -209,13 +231,19 @@ impl ProxyMetrics {
         text.family(
             "tablegate_logins_failed_total",
             "counter",
-            "Logins refused: wrong password or credential, unknown or disabled user.",
-        )
-        .sample(
-            "tablegate_logins_failed_total",
-            &[],
-            self.failed_logins.get() as f64,
+            "Logins that failed, by reason: credentials (wrong password or credential, unknown or disabled user), directory_unavailable, other (unknown database, protocol error, client left).",
         );
+        for reason in [
+            LoginFailure::Credentials,
+            LoginFailure::DirectoryUnavailable,
+            LoginFailure::Other,
+        ] {
+            text.sample(
+                "tablegate_logins_failed_total",
+                &[("reason", reason.label())],
+                self.failed_logins[reason as usize].get() as f64,
+            );
+        }
     }
 }
 

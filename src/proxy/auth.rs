@@ -24,6 +24,10 @@ use crate::wire::{self, FrameReader, take_cstring};
 /// SQLSTATE invalid_password: a wrong password or credential, or an unknown user.
 pub const PASSWORD_FAILED: &str = "28P01";
 
+/// SQLSTATE system_error: the directory could not be read, so the login was not decided (a
+/// client may try again; the throttle does not count it as a guess).
+pub const DIRECTORY_UNAVAILABLE: &str = "58000";
+
 /// The startup setting a service account uses to name the user it acts for.
 pub const ACT_AS: &str = "tablegate.act_as";
 
@@ -41,7 +45,10 @@ enum Principal<'a> {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Fatal {
-    Fatal::new("58000", format!("the user directory is unavailable: {e}"))
+    Fatal::new(
+        DIRECTORY_UNAVAILABLE,
+        format!("the user directory is unavailable: {e}"),
+    )
 }
 
 pub async fn authenticate(

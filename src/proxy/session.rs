@@ -32,6 +32,7 @@ use crate::audit::{self, Outcome, Subject};
 use crate::catalog::Catalog;
 use crate::datasource::Datasource;
 use crate::directory::User;
+use crate::metrics::LoginFailure;
 use crate::policy::Access;
 use crate::policy::value::text_literal;
 use crate::refusal::Refusal;
@@ -183,7 +184,11 @@ async fn establish(
         // A throttled login is counted by the throttle, and logged once when the throttling
         // began: an address refused at once must not flood the log.
         if fatal.code != login_throttle::SQLSTATE {
-            gate.metrics.login_failed();
+            gate.metrics.login_failed(match fatal.code.as_str() {
+                auth::PASSWORD_FAILED => LoginFailure::Credentials,
+                auth::DIRECTORY_UNAVAILABLE => LoginFailure::DirectoryUnavailable,
+                _ => LoginFailure::Other,
+            });
             // Debug formatting: a login name is the client's text, newlines included.
             tracing::warn!(login = ?login, client = %peer, reason = ?fatal.message, "login failed");
         }

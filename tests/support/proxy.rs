@@ -86,12 +86,21 @@ impl Proxy {
 
     /// Makes the directory store unreadable, as a broken disk or database would.
     pub fn break_directory(&self) {
+        self.alter_directory("ALTER TABLE directory_users RENAME TO directory_users_gone");
+    }
+
+    /// Undoes [`Proxy::break_directory`].
+    pub fn repair_directory(&self) {
+        self.alter_directory("ALTER TABLE directory_users_gone RENAME TO directory_users");
+    }
+
+    fn alter_directory(&self, sql: &str) {
         let StoreKind::Sqlite(dir) = &self._store else {
             panic!("the test proxy's directory is SQLite");
         };
         rusqlite::Connection::open(dir.path().join("data/directory.db"))
             .unwrap()
-            .execute_batch("ALTER TABLE directory_users RENAME TO directory_users_gone")
+            .execute_batch(sql)
             .unwrap();
     }
 
