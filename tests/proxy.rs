@@ -12,7 +12,8 @@ use support::proxy::{
     Proxy, SERVICE_ACCOUNT, SERVICE_SECRET, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS,
     assert_cancel_stops_a_sleep, tls_config,
 };
-use tokio_postgres::SimpleQueryMessage;
+use tablegate::upstream::tls::{TlsMode, UpstreamTls};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 async fn shop() -> (TempDatabase, Proxy) {
     shop_with("").await
@@ -305,7 +306,26 @@ async fn a_deeply_nested_statement_is_answered_or_refused_never_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_the_query_running_upstream() {
     let (_db, proxy) = shop().await;
-    assert_cancel_stops_a_sleep(proxy.client("alice", "alice-secret").await.unwrap()).await;
+    assert_cancel_stops_a_sleep(proxy.client("alice", "alice-secret").await.unwrap(), NoTls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_requests_sent_over_tls_reach_the_query_too() {
+    let (_dir, tls) = tls_config();
+    let (_db, proxy) = shop_with(&tls).await;
+    // Encrypted, the certificate unchecked: what is tested is the cancel's TLS handshake.
+    let connector = UpstreamTls::configure("the test client", Some(TlsMode::Require), None, None)
+        .unwrap()
+        .expect("TLS")
+        .driver_connector();
+    let url = proxy
+        .url("alice", "alice-secret")
+        .replace("sslmode=disable", "sslmode=require");
+    let (client, connection) = tokio_postgres::connect(&url, connector.clone())
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    assert_cancel_stops_a_sleep(client, connector).await;
 }
 
 /// As PostgreSQL's auth_delay: every wrong guess, for a real user or not, waits a second for
@@ -345,7 +365,7 @@ async fn wrong_passwords_unknown_users_and_unknown_databases_are_refused() {
     let url = proxy
         .url("alice", "alice-secret")
         .replace("dbname=shop", "dbname=elsewhere");
-    let e = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let e = tokio_postgres::connect(&url, NoTls)
         .await
         .err()
         .expect("refused");
@@ -359,7 +379,7 @@ async fn startup_options_are_checked_not_forwarded() {
         "{} options='-c role=postgres'",
         proxy.url("alice", "alice-secret")
     );
-    let e = tokio_postgres::connect(&forbidden, tokio_postgres::NoTls)
+    let e = tokio_postgres::connect(&forbidden, NoTls)
         .await
         .err()
         .expect("refused");
@@ -368,9 +388,7 @@ async fn startup_options_are_checked_not_forwarded() {
         "{} options='-c DateStyle=German'",
         proxy.url("alice", "alice-secret")
     );
-    let (client, connection) = tokio_postgres::connect(&honoured, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&honoured, NoTls).await.unwrap();
     tokio::spawn(connection);
     let rows = values(&client.simple_query("SHOW DateStyle").await.unwrap());
     assert_eq!(rows, [[Some("German, DMY".to_string())]]);
@@ -521,10 +539,9 @@ async fn a_lost_upstream_connection_gives_a_clean_error_and_new_sessions_work() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_accounts_act_for_a_named_user() {
     let (_db, proxy) = shop_with(SERVICE_ACCOUNT).await;
-    let (client, connection) =
-        tokio_postgres::connect(&proxy.acting_url("sam"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
+    let (client, connection) = tokio_postgres::connect(&proxy.acting_url("sam"), NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
     assert_eq!(
         values(
@@ -544,7 +561,7 @@ async fn service_accounts_act_for_a_named_user() {
     .err()
     .unwrap();
     assert_eq!(sqlstate(&e), "28000");
-    let e = tokio_postgres::connect(&proxy.acting_url("mute"), tokio_postgres::NoTls)
+    let e = tokio_postgres::connect(&proxy.acting_url("mute"), NoTls)
         .await
         .err()
         .unwrap();

@@ -13,6 +13,7 @@ use tablegate::config::Config;
 use tablegate::directory::DirectoryStore;
 use tablegate::directory::postgres::PostgresStore;
 use tablegate::upstream::{Connection, Database, Target};
+use tokio_postgres::NoTls;
 
 /// The local server's certificate file: it is its own root.
 async fn server_certificate(db: &TempDatabase) -> String {
@@ -75,7 +76,7 @@ async fn require_encrypts_every_upstream_connection_and_cancel() {
     assert_eq!(plain, 0, "an upstream connection is in plaintext");
 
     // The cancel key travels over TLS too, and still reaches the right backend.
-    assert_cancel_stops_a_sleep(proxy.client("alice", "alice-secret").await.unwrap()).await;
+    assert_cancel_stops_a_sleep(proxy.client("alice", "alice-secret").await.unwrap(), NoTls).await;
 
     // Pooled TLS connections move between sessions (and threads) and are reused, not replaced:
     // neither the rebind nor the idle probe may break them.

@@ -7,7 +7,8 @@ use tablegate::config::Config;
 use tablegate::directory::{Directory, users_file};
 use tablegate::policy::PolicySet;
 use tablegate::proxy::{self, Gate};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, NoTls, Socket};
 
 use super::database::TempDatabase;
 use super::stores::StoreKind;
@@ -151,13 +152,14 @@ impl Drop for Proxy {
     }
 }
 
-/// Runs `pg_sleep(30)` on `client`, cancels it with the client's cancel token, and asserts that
-/// the query ended as PostgreSQL ends a cancelled one (the policy must allow pg_sleep).
-pub async fn assert_cancel_stops_a_sleep(client: Client) {
+/// Runs `pg_sleep(30)` on `client`, cancels it with the client's cancel token (over `tls`
+/// when the client's connection used TLS, as drivers do), and asserts that the query ended as
+/// PostgreSQL ends a cancelled one (the policy must allow pg_sleep).
+pub async fn assert_cancel_stops_a_sleep<T: MakeTlsConnect<Socket>>(client: Client, tls: T) {
     let token = client.cancel_token();
     let sleeping = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    token.cancel_query(NoTls).await.unwrap();
+    token.cancel_query(tls).await.unwrap();
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), sleeping)
         .await
         .expect("cancelled in time")
