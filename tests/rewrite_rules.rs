@@ -1421,6 +1421,52 @@ fn multi_statement_strings_are_all_or_nothing() {
     refused("alice", "SELECT id FROM orders; SELECT * FROM secret");
 }
 
+/// `TABLE t` is `SELECT * FROM t`, alone or inside a query, and is checked as that.
+#[test]
+fn table_statements_read_like_select_star() {
+    for (table, select) in [
+        ("TABLE orders", "SELECT * FROM orders"),
+        (
+            "TABLE public.orders ORDER BY 1 LIMIT 3",
+            "SELECT * FROM public.orders ORDER BY 1 LIMIT 3",
+        ),
+        (
+            "SELECT * FROM orders UNION ALL TABLE orders",
+            "SELECT * FROM orders UNION ALL SELECT * FROM orders",
+        ),
+        (
+            "WITH orders AS (SELECT 1 AS id) TABLE orders",
+            "WITH orders AS (SELECT 1 AS id) SELECT * FROM orders",
+        ),
+        ("SELECT 1; TABLE orders", "SELECT 1; SELECT * FROM orders"),
+    ] {
+        assert_eq!(ok("alice", table), ok("alice", select), "{table}");
+    }
+    for hidden in [
+        "TABLE secret",
+        "SELECT 1 UNION TABLE secret",
+        "TABLE pg_catalog.pg_authid",
+    ] {
+        assert_eq!(
+            refused("alice", hidden).kind,
+            RefusalKind::Relation,
+            "{hidden}"
+        );
+    }
+}
+
+/// Text after a statement is `;` and another statement, or nothing: never left unread.
+#[test]
+fn text_after_a_statement_is_never_ignored() {
+    for sql in [
+        "SELECT 1 END; DROP TABLE orders",
+        "SELECT id FROM orders END",
+        "TABLE orders END",
+    ] {
+        assert_eq!(refused("alice", sql).kind, RefusalKind::Syntax, "{sql}");
+    }
+}
+
 #[test]
 fn mixed_case_names_are_quoted_in_output() {
     let h = Harness::new();

@@ -133,10 +133,32 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, Refusal> {
         )
         .with_hint("split it, or write long OR chains of comparisons as IN (…) lists"));
     }
-    Parser::new(&dialect)
-        .with_tokens_with_locations(tokens)
-        .parse_statements()
-        .map_err(syntax_error)
+    statements(&mut Parser::new(&dialect).with_tokens_with_locations(tokens)).map_err(syntax_error)
+}
+
+/// sqlparser's `parse_statements`, but as PostgreSQL reads a string of statements: one may
+/// begin with TABLE (`TABLE t` is `SELECT * FROM t`; sqlparser accepts it only inside a query),
+/// and whatever follows a statement must be `;` or the end — sqlparser stops quietly at an
+/// `END` there, which would leave the rest of the text unread rather than refused.
+fn statements(parser: &mut Parser) -> Result<Vec<Statement>, ParserError> {
+    let mut statements = Vec::new();
+    loop {
+        let mut delimited = statements.is_empty();
+        while parser.consume_token(&Token::SemiColon) {
+            delimited = true;
+        }
+        if parser.peek_token_ref().token == Token::EOF {
+            return Ok(statements);
+        }
+        if !delimited {
+            return parser.expected_ref("end of statement", parser.peek_token_ref());
+        }
+        statements.push(if parser.peek_keyword(Keyword::TABLE) {
+            Statement::Query(parser.parse_query()?)
+        } else {
+            parser.parse_statement()?
+        });
+    }
 }
 
 /// The most operators and keywords one statement may hold. sqlparser bounds nesting through
