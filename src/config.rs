@@ -75,6 +75,9 @@ pub struct DatasourceConfig {
     pub tls: Option<TlsMode>,
     /// The CA certificate (PEM) that `verify-ca` and `verify-full` check the server against.
     pub tls_root_cert: Option<PathBuf>,
+    /// Statements running longer are cancelled upstream (SQLSTATE 57014); clients cannot
+    /// change it. Unset: the server's or the service role's own `statement_timeout`.
+    pub statement_timeout_secs: Option<u64>,
 }
 
 impl DatasourceConfig {

@@ -40,7 +40,10 @@ impl Datasource {
         base: &std::path::Path,
     ) -> Result<Datasource, String> {
         let database = config.database(name, base)?;
-        let target = Target::from_database(&database)?;
+        let mut target = Target::from_database(&database)?;
+        target.statement_timeout = config
+            .statement_timeout_secs
+            .map(std::time::Duration::from_secs);
         let catalog = load_catalog(name, &database).await?;
         let pool = Pool::new(target, config.pool_size);
         let (first, lease) = pool

@@ -328,6 +328,43 @@ async fn cancel_requests_sent_over_tls_reach_the_query_too() {
     assert_cancel_stops_a_sleep(client, connector).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_datasource_statement_timeout_is_pinned() {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::open(
+        &Proxy::shop_datasource(&db.url(), "statement_timeout_secs = 1"),
+        SHOP_POLICY,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "",
+    )
+    .await
+    .unwrap();
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let e = alice.simple_query("SELECT pg_sleep(5)").await.unwrap_err();
+    let e = e.as_db_error().expect("PostgreSQL's error");
+    assert_eq!(e.code().code(), "57014");
+    assert!(e.message().contains("statement timeout"), "{}", e.message());
+    for lift in [
+        "SET statement_timeout = 0",
+        "SET LOCAL statement_timeout = 0",
+        "RESET statement_timeout",
+        "SELECT set_config('statement_timeout', '0', false)",
+    ] {
+        let e = alice.simple_query(lift).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{lift}: {e}");
+    }
+    // The session goes on, still bounded.
+    assert_eq!(
+        alice
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        "1s"
+    );
+}
+
 /// As PostgreSQL's auth_delay: every wrong guess, for a real user or not, waits a second for
 /// its answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

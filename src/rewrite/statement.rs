@@ -28,7 +28,7 @@ const SETTABLE: [&str; 7] = [
 ];
 
 /// Settings a client may read.
-const SHOWABLE: [&str; 22] = [
+const SHOWABLE: [&str; 23] = [
     "server_version",
     "server_version_num",
     "server_encoding",
@@ -51,6 +51,8 @@ const SHOWABLE: [&str; 22] = [
     "lc_messages",
     "lc_monetary",
     "lc_numeric",
+    // Pinned by the operator: a client may learn its bound.
+    "statement_timeout",
 ];
 
 /// What a statement does to the session, beyond its result.

@@ -31,6 +31,8 @@ pub struct Target {
     pub database: String,
     pub connect_timeout: Duration,
     pub tls: Option<UpstreamTls>,
+    /// Pinned as `statement_timeout`; `None` leaves the server's (or the login role's) own.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Target {
@@ -76,6 +78,7 @@ impl Target {
                 .copied()
                 .unwrap_or(Duration::from_secs(5)),
             tls: database.tls.clone(),
+            statement_timeout: None,
         })
     }
 }
@@ -302,10 +305,14 @@ impl Connection {
             ("database", target.database.as_str()),
             ("application_name", "tablegate"),
             ("client_encoding", "UTF8"),
-            ("options", PINNED_OPTIONS),
         ] {
             startup.parameters.insert(k.into(), v.into());
         }
+        let mut options = PINNED_OPTIONS.to_owned();
+        if let Some(timeout) = target.statement_timeout {
+            options.push_str(&format!(" -c statement_timeout={}", timeout.as_millis()));
+        }
+        startup.parameters.insert("options".into(), options);
         let mut out = BytesMut::new();
         wire::encode(&startup, &mut out);
         wire::send(&mut stream, &out).await?;
