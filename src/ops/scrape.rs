@@ -112,7 +112,7 @@ fn client_limits(ops: &Ops, text: &mut Exposition) {
     text.family(
         "tablegate_login_throttle_addresses",
         "gauge",
-        "Client addresses (IPv6: /64 networks) the login throttle tracks: failing logins in an open window, or logging in now.",
+        "Client addresses (IPv6: /64 networks) and their networks (IPv4 /24, IPv6 /48) the login throttle tracks: failing logins in an open window, or logging in now.",
     )
     .sample(
         "tablegate_login_throttle_addresses",

@@ -4,9 +4,13 @@
 //! An address (an IPv4 address, or an IPv6 /64: one subscriber's network, which an attacker
 //! holds whole) may fail `login_failures_per_address` logins within `login_failure_window_secs`
 //! of its first failure; then its logins are refused until that window ends, before any
-//! password is looked at. A failure is a login answered 28P01: a wrong password or credential,
-//! an unknown or disabled user, a service account's wrong secret. A success does not reset the
-//! count, or an attacker with an account of their own could interleave it with guesses.
+//! password is looked at. The network around it (an IPv4 /24, an IPv6 /48: what one site or
+//! one hosting customer is given) may fail [`NETWORK_MULTIPLE`] times as many: an attacker
+//! holding a /48 has 65,536 /64s, each with a fresh count, and could otherwise guess that many
+//! times more — and fill the table below with them. A failure is a login answered 28P01: a
+//! wrong password or credential, an unknown or disabled user, a service account's wrong
+//! secret. A success does not reset the count, or an attacker with an account of their own
+//! could interleave it with guesses.
 //!
 //! The delay before each 28P01 answer does not bound parallel guesses, and neither would a
 //! count of failures alone: connections opened at once would all pass the check before the
@@ -15,14 +19,14 @@
 //! exceed it waits for those outcomes. An address therefore has at most the limit checked per
 //! window, however many connections it opens.
 //!
-//! Memory is bounded: an address is tracked only while it has a guess being checked or
-//! failures in an open window, and at most [`TRACKED_ADDRESSES`]. When that many are tracked,
-//! expired ones are swept out; if the table is still full — failures from that many addresses
-//! within one window — guesses from addresses it does not track are refused (fail closed)
-//! rather than checked unthrottled.
+//! Memory is bounded: an address or network is tracked only while it has a guess being checked
+//! or failures in an open window, and at most [`TRACKED_SOURCES`] at once. When that many are
+//! tracked, expired ones are swept out; if the table is still full — failures from that many
+//! addresses within one window, which takes thousands of networks — guesses from addresses it
+//! does not track are refused (fail closed) rather than checked unthrottled.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,8 +36,12 @@ use super::Fatal;
 use crate::config::Config;
 use crate::metrics::primitives::Counter;
 
-/// The most addresses tracked at once: about 50 bytes each, under 15 MB with the table's slack.
-pub const TRACKED_ADDRESSES: usize = 100_000;
+/// The most addresses and networks tracked at once: about 50 bytes each, under 15 MB with the
+/// table's slack.
+pub const TRACKED_SOURCES: usize = 100_000;
+
+/// How many times an address's failures its network may have.
+pub const NETWORK_MULTIPLE: u32 = 10;
 
 /// The SQLSTATE of a throttled login: too_many_connections. Poolers and drivers treat class 53
 /// (insufficient resources) as "try again later", as for PostgreSQL's own "too many
@@ -47,30 +55,63 @@ const CLAIM_RETRY: Duration = Duration::from_millis(10);
 /// The shortest time between two sweeps of the table (each visits every entry).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A client address as the throttle counts it: an IPv4 address, or an IPv6 /64 network.
+/// What the throttle counts failures of: a client address (an IPv4 address, an IPv6 /64) or
+/// the network around one (an IPv4 /24, an IPv6 /48).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ClientAddress(IpAddr);
+pub struct Source {
+    /// The first address of the prefix.
+    ip: IpAddr,
+    prefix: u8,
+}
 
-impl ClientAddress {
-    pub fn of(ip: IpAddr) -> ClientAddress {
+impl Source {
+    /// The address `ip` counts as.
+    pub fn address(ip: IpAddr) -> Source {
         match ip {
-            IpAddr::V4(v4) => ClientAddress(IpAddr::V4(v4)),
+            IpAddr::V4(v4) => Source::v4(v4, 32),
             // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => ClientAddress(IpAddr::V4(v4)),
-                None => ClientAddress(IpAddr::V6(Ipv6Addr::from_bits(
-                    v6.to_bits() & !u128::from(u64::MAX),
-                ))),
+                Some(v4) => Source::v4(v4, 32),
+                None => Source::v6(v6, 64),
             },
+        }
+    }
+
+    /// The network around this address.
+    fn network(self) -> Source {
+        match self.ip {
+            IpAddr::V4(v4) => Source::v4(v4, 24),
+            IpAddr::V6(v6) => Source::v6(v6, 48),
+        }
+    }
+
+    fn is_network(self) -> bool {
+        self.prefix < if self.ip.is_ipv4() { 32 } else { 64 }
+    }
+
+    fn v4(ip: Ipv4Addr, prefix: u8) -> Source {
+        let mask = u32::MAX << (32 - prefix);
+        Source {
+            ip: IpAddr::V4(Ipv4Addr::from_bits(ip.to_bits() & mask)),
+            prefix,
+        }
+    }
+
+    fn v6(ip: Ipv6Addr, prefix: u8) -> Source {
+        let mask = u128::MAX << (128 - prefix);
+        Source {
+            ip: IpAddr::V6(Ipv6Addr::from_bits(ip.to_bits() & mask)),
+            prefix,
         }
     }
 }
 
-impl fmt::Display for ClientAddress {
+impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V4(v4) => write!(f, "{v4}"),
-            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        if self.prefix == 32 && self.ip.is_ipv4() {
+            write!(f, "{}", self.ip)
+        } else {
+            write!(f, "{}/{}", self.ip, self.prefix)
         }
     }
 }
@@ -78,11 +119,8 @@ impl fmt::Display for ClientAddress {
 /// Why a login is refused without its password being checked.
 #[derive(Debug, PartialEq, Eq)]
 enum Throttled {
-    /// The address used up its failures; its window ends after `wait`.
-    Address {
-        client: ClientAddress,
-        wait: Duration,
-    },
+    /// The address, or its network, used up its failures; its window ends after `wait`.
+    Exhausted { source: Source, wait: Duration },
     /// The table is full of failing addresses; this one is not among them.
     Crowded { wait: Duration },
 }
@@ -90,8 +128,8 @@ enum Throttled {
 impl Throttled {
     fn fatal(&self, limit: &LoginThrottle) -> Fatal {
         let (message, wait) = match self {
-            Throttled::Address { client, wait } => {
-                (format!("too many failed logins from {client}"), wait)
+            Throttled::Exhausted { source, wait } => {
+                (format!("too many failed logins from {source}"), wait)
             }
             Throttled::Crowded { wait } => (
                 "too many addresses are failing logins at once; logins from other addresses are refused for now".to_owned(),
@@ -101,15 +139,17 @@ impl Throttled {
         // Whole seconds, rounded up, so that trying again after them succeeds.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Fatal::new(SQLSTATE, format!("{message}: try again in {seconds} s")).with_hint(format!(
-            "one address (IPv6: one /64) may fail {} logins within {} s; \
-             the operator sets this with login_failures_per_address and login_failure_window_secs",
+            "one address (IPv6: one /64) may fail {} logins within {} s, and its network (IPv4: \
+             the /24, IPv6: the /48) {}; the operator sets this with login_failures_per_address \
+             and login_failure_window_secs",
             limit.failures_allowed,
-            limit.window.as_secs()
+            limit.window.as_secs(),
+            limit.network_failures_allowed()
         ))
     }
 }
 
-/// One tracked address.
+/// One tracked address or network.
 struct Record {
     /// Failures in the window that began at `since`.
     failures: u32,
@@ -129,7 +169,7 @@ pub struct LoginThrottle {
     failures_allowed: u32,
     window: Duration,
     capacity: usize,
-    records: DashMap<ClientAddress, Record>,
+    records: DashMap<Source, Record>,
     last_sweep: Mutex<Option<Instant>>,
     refused: Counter,
 }
@@ -145,7 +185,7 @@ impl LoginThrottle {
         Ok(LoginThrottle::new(
             config.login_failures_per_address,
             Duration::from_secs(config.login_failure_window_secs),
-            TRACKED_ADDRESSES,
+            TRACKED_SOURCES,
         ))
     }
 
@@ -165,14 +205,15 @@ impl LoginThrottle {
         self.refused.get()
     }
 
-    /// Addresses tracked now.
+    /// Addresses and networks tracked now.
     pub fn tracked(&self) -> usize {
         self.records.len()
     }
 
-    /// A login from `ip` begins: refused at once when the address has used up its failures.
+    /// A login from `ip` begins: refused at once when the address or its network has used up
+    /// its failures.
     pub fn attempt(&self, ip: IpAddr) -> Result<LoginAttempt<'_>, Fatal> {
-        let client = ClientAddress::of(ip);
+        let client = Source::address(ip);
         self.check(client, Instant::now()).map_err(|throttled| {
             self.refused.inc();
             throttled.fatal(self)
@@ -184,23 +225,59 @@ impl LoginThrottle {
         })
     }
 
-    fn check(&self, client: ClientAddress, now: Instant) -> Result<(), Throttled> {
-        match self.records.get(&client) {
-            Some(record) if self.exhausted(&record, now) => Err(Throttled::Address {
-                client,
-                wait: self.window_left(&record, now),
-            }),
-            _ => Ok(()),
+    fn network_failures_allowed(&self) -> u32 {
+        self.failures_allowed.saturating_mul(NETWORK_MULTIPLE)
+    }
+
+    fn allowed(&self, source: Source) -> u32 {
+        if source.is_network() {
+            self.network_failures_allowed()
+        } else {
+            self.failures_allowed
         }
     }
 
-    fn claim(&self, client: ClientAddress, now: Instant) -> Claim {
-        // A new address sweeps ended windows out first (at most once a second), so the table
+    fn check(&self, client: Source, now: Instant) -> Result<(), Throttled> {
+        for source in [client.network(), client] {
+            if let Some(record) = self.records.get(&source)
+                && self.exhausted(source, &record, now)
+            {
+                return Err(Throttled::Exhausted {
+                    source,
+                    wait: self.window_left(&record, now),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims a guess from `client` on its network and on the address itself.
+    fn claim(&self, client: Source, now: Instant) -> Claim {
+        let network = client.network();
+        // New entries sweep ended windows out first (at most once a second), so the table
         // holds only what still counts.
-        if !self.records.contains_key(&client) && !self.sweep(now) {
+        let new = [network, client]
+            .iter()
+            .filter(|s| !self.records.contains_key(s))
+            .count();
+        if new > 0 && !self.sweep(now, new) {
             return Claim::Refused(Throttled::Crowded { wait: self.window });
         }
-        let mut record = self.records.entry(client).or_insert_with(|| Record {
+        // One entry at a time: holding two of the map's locks at once could deadlock.
+        match self.claim_one(network, now) {
+            Claim::Granted => {}
+            other => return other,
+        }
+        let claim = self.claim_one(client, now);
+        if !matches!(claim, Claim::Granted) {
+            self.release(network, now);
+        }
+        claim
+    }
+
+    fn claim_one(&self, source: Source, now: Instant) -> Claim {
+        let allowed = self.allowed(source);
+        let mut record = self.records.entry(source).or_insert_with(|| Record {
             failures: 0,
             since: now,
             claimed: 0,
@@ -208,12 +285,12 @@ impl LoginThrottle {
         if self.expired(&record, now) {
             record.failures = 0;
         }
-        if record.failures >= self.failures_allowed {
-            Claim::Refused(Throttled::Address {
-                client,
+        if record.failures >= allowed {
+            Claim::Refused(Throttled::Exhausted {
+                source,
                 wait: self.window_left(&record, now),
             })
-        } else if record.failures + record.claimed >= self.failures_allowed {
+        } else if record.failures + record.claimed >= allowed {
             Claim::Wait
         } else {
             record.claimed += 1;
@@ -221,9 +298,24 @@ impl LoginThrottle {
         }
     }
 
-    /// The outcome of a claimed guess.
-    fn settle(&self, client: ClientAddress, failed: bool, now: Instant) {
-        if let Some(mut record) = self.records.get_mut(&client) {
+    /// Gives back a claim that was not used.
+    fn release(&self, source: Source, now: Instant) {
+        if let Some(mut record) = self.records.get_mut(&source) {
+            record.claimed -= 1;
+        }
+        self.records
+            .remove_if(&source, |_, record| self.forgettable(record, now));
+    }
+
+    /// The outcome of a guess claimed for `client`.
+    fn settle(&self, client: Source, failed: bool, now: Instant) {
+        for source in [client.network(), client] {
+            self.settle_one(source, failed, now);
+        }
+    }
+
+    fn settle_one(&self, source: Source, failed: bool, now: Instant) {
+        if let Some(mut record) = self.records.get_mut(&source) {
             record.claimed -= 1;
             if failed {
                 if record.failures == 0 || self.expired(&record, now) {
@@ -231,46 +323,46 @@ impl LoginThrottle {
                     record.since = now;
                 }
                 record.failures += 1;
-                if record.failures == self.failures_allowed {
+                if record.failures == self.allowed(source) {
                     tracing::warn!(
-                        client = %client,
+                        client = %source,
                         failures = record.failures,
                         within_secs = now.duration_since(record.since).as_secs(),
                         refused_for_secs = self.window_left(&record, now).as_secs(),
-                        "too many failed logins from this address: its logins are refused until its window ends"
+                        "too many failed logins from this address or network: its logins are refused until its window ends"
                     );
                 }
             }
         }
         self.records
-            .remove_if(&client, |_, record| self.forgettable(record, now));
+            .remove_if(&source, |_, record| self.forgettable(record, now));
     }
 
-    /// Drops what no longer counts; says whether there is room now. The table is swept at most
-    /// once per [`SWEEP_INTERVAL`].
-    fn sweep(&self, now: Instant) -> bool {
+    /// Drops what no longer counts; says whether there is room for `needed` more entries now.
+    /// The table is swept at most once per [`SWEEP_INTERVAL`].
+    fn sweep(&self, now: Instant, needed: usize) -> bool {
         if let Ok(mut last) = self.last_sweep.try_lock()
             && last.is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_INTERVAL)
         {
             *last = Some(now);
             self.records
                 .retain(|_, record| !self.forgettable(record, now));
-            if self.records.len() >= self.capacity {
+            if self.records.len() + needed > self.capacity {
                 tracing::warn!(
                     tracked = self.records.len(),
                     "the login throttle is full of addresses failing logins: logins from other addresses are refused until their windows end"
                 );
             }
         }
-        self.records.len() < self.capacity
+        self.records.len() + needed <= self.capacity
     }
 
     fn expired(&self, record: &Record, now: Instant) -> bool {
         now.saturating_duration_since(record.since) >= self.window
     }
 
-    fn exhausted(&self, record: &Record, now: Instant) -> bool {
-        record.failures >= self.failures_allowed && !self.expired(record, now)
+    fn exhausted(&self, source: Source, record: &Record, now: Instant) -> bool {
+        record.failures >= self.allowed(source) && !self.expired(record, now)
     }
 
     fn window_left(&self, record: &Record, now: Instant) -> Duration {
@@ -286,7 +378,7 @@ impl LoginThrottle {
 /// task dropped, say, by the authentication timeout — counts as failed.
 pub struct LoginAttempt<'t> {
     throttle: &'t LoginThrottle,
-    client: ClientAddress,
+    client: Source,
     claimed: bool,
 }
 
@@ -334,12 +426,12 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_secs(60);
 
-    fn v4(last: u8) -> ClientAddress {
-        ClientAddress::of(IpAddr::from([192, 0, 2, last]))
+    fn v4(last: u8) -> Source {
+        Source::address(IpAddr::from([192, 0, 2, last]))
     }
 
     /// One guess from `client` at `now`, claimed and settled.
-    fn guess(throttle: &LoginThrottle, client: ClientAddress, failed: bool, now: Instant) {
+    fn guess(throttle: &LoginThrottle, client: Source, failed: bool, now: Instant) {
         assert!(matches!(throttle.claim(client, now), Claim::Granted));
         throttle.settle(client, failed, now);
     }
@@ -357,8 +449,8 @@ mod tests {
             Ok(())
         );
         guess(&throttle, client, true, start + Duration::from_secs(10));
-        let refused = Throttled::Address {
-            client,
+        let refused = Throttled::Exhausted {
+            source: client,
             wait: Duration::from_secs(50),
         };
         assert_eq!(
@@ -367,7 +459,7 @@ mod tests {
         );
         assert!(matches!(
             throttle.claim(client, start + Duration::from_secs(59)),
-            Claim::Refused(Throttled::Address { .. })
+            Claim::Refused(Throttled::Exhausted { .. })
         ));
         // Other addresses are unaffected.
         assert_eq!(
@@ -396,7 +488,7 @@ mod tests {
         throttle.settle(client, true, now);
         assert!(matches!(
             throttle.claim(client, now),
-            Claim::Refused(Throttled::Address { .. })
+            Claim::Refused(Throttled::Exhausted { .. })
         ));
     }
 
@@ -422,14 +514,15 @@ mod tests {
         guess(&throttle, v4(1), false, now);
         assert_eq!(throttle.tracked(), 0, "a success leaves nothing behind");
         guess(&throttle, v4(2), true, now);
-        assert_eq!(throttle.tracked(), 1);
-        assert!(throttle.sweep(now + WINDOW));
+        assert_eq!(throttle.tracked(), 2, "the address and its network");
+        assert!(throttle.sweep(now + WINDOW, 1));
         assert_eq!(throttle.tracked(), 0, "an ended window is swept out");
     }
 
     #[test]
     fn a_full_table_refuses_new_addresses_until_a_sweep_makes_room() {
-        let throttle = LoginThrottle::new(3, WINDOW, 2);
+        // Room for two addresses of one network and the network.
+        let throttle = LoginThrottle::new(3, WINDOW, 3);
         let start = Instant::now();
         guess(&throttle, v4(1), true, start);
         guess(&throttle, v4(2), true, start + Duration::from_secs(30));
@@ -437,7 +530,7 @@ mod tests {
             throttle.claim(v4(3), start + Duration::from_secs(31)),
             Claim::Refused(Throttled::Crowded { .. })
         ));
-        assert_eq!(throttle.tracked(), 2, "the bound holds");
+        assert_eq!(throttle.tracked(), 3, "the bound holds");
         // Tracked addresses go on as before.
         guess(&throttle, v4(1), true, start + Duration::from_secs(31));
         // Once the first window has ended, a sweep makes room.
@@ -447,7 +540,7 @@ mod tests {
             true,
             start + WINDOW + Duration::from_secs(1),
         );
-        assert_eq!(throttle.tracked(), 2);
+        assert_eq!(throttle.tracked(), 3);
         assert_eq!(
             throttle.check(v4(2), start + WINDOW + Duration::from_secs(1)),
             Ok(())
@@ -456,48 +549,100 @@ mod tests {
 
     #[test]
     fn a_full_table_is_swept_at_most_once_a_second() {
-        let throttle = LoginThrottle::new(3, WINDOW, 1);
+        let throttle = LoginThrottle::new(3, WINDOW, 2);
         let start = Instant::now();
         guess(&throttle, v4(1), true, start);
         let first_sweep = start + WINDOW - Duration::from_millis(500);
-        assert!(!throttle.sweep(first_sweep));
+        assert!(!throttle.sweep(first_sweep, 1));
         // The window has ended, but the last sweep was less than a second ago.
-        assert!(!throttle.sweep(start + WINDOW));
-        assert!(throttle.sweep(first_sweep + SWEEP_INTERVAL));
+        assert!(!throttle.sweep(start + WINDOW, 1));
+        assert!(throttle.sweep(first_sweep + SWEEP_INTERVAL, 1));
+    }
+
+    /// Every /64 of a /48 is an address with its own count; together they may fail ten times
+    /// one address's limit, so one /48 can neither multiply its guesses 65,536 times nor
+    /// fill the table.
+    #[test]
+    fn the_addresses_of_one_network_share_ten_times_an_addresss_limit() {
+        let throttle = LoginThrottle::new(2, WINDOW, 100);
+        let now = Instant::now();
+        let subnet = |n: u16| Source::address(IpAddr::from([0x2001, 0xdb8, 1, n, 0, 0, 0, 1]));
+        for n in 0..10 {
+            guess(&throttle, subnet(n), true, now);
+            guess(&throttle, subnet(n), true, now);
+        }
+        let network = subnet(99).network();
+        assert_eq!(network.to_string(), "2001:db8:1::/48");
+        assert!(matches!(
+            throttle.check(subnet(99), now),
+            Err(Throttled::Exhausted { source, .. }) if source == network
+        ));
+        assert!(matches!(
+            throttle.claim(subnet(99), now),
+            Claim::Refused(Throttled::Exhausted { source, .. }) if source == network
+        ));
+        assert_eq!(
+            throttle.tracked(),
+            11,
+            "ten /64s and their /48, nothing more"
+        );
+        let elsewhere = Source::address(IpAddr::from([0x2001, 0xdb8, 2, 0, 0, 0, 0, 1]));
+        assert!(matches!(throttle.claim(elsewhere, now), Claim::Granted));
+
+        // IPv4: the /24.
+        let throttle = LoginThrottle::new(1, WINDOW, 100);
+        for last in 1..=10 {
+            guess(&throttle, v4(last), true, now);
+        }
+        assert!(throttle.check(v4(200), now).is_err());
+        assert_eq!(v4(200).network().to_string(), "192.0.2.0/24");
+        assert_eq!(
+            throttle.check(Source::address(IpAddr::from([192, 0, 3, 1])), now),
+            Ok(())
+        );
+    }
+
+    /// A claim on the network is given back when the address itself is refused, so a
+    /// throttled address does not use up its neighbours' share.
+    #[test]
+    fn a_refused_address_leaves_its_networks_share_alone() {
+        let throttle = LoginThrottle::new(1, WINDOW, 100);
+        let now = Instant::now();
+        guess(&throttle, v4(1), true, now);
+        for _ in 0..20 {
+            assert!(matches!(
+                throttle.claim(v4(1), now),
+                Claim::Refused(Throttled::Exhausted { source, .. }) if source == v4(1)
+            ));
+        }
+        for last in 2..=10 {
+            guess(&throttle, v4(last), true, now);
+        }
+        assert!(
+            throttle.check(v4(11), now).is_err(),
+            "10 failures in the /24"
+        );
     }
 
     #[test]
     fn ipv6_addresses_count_by_their_64_bit_prefix_and_mapped_ipv4_as_ipv4() {
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-        let one = ClientAddress::of(ip("2001:db8:1:2:aaaa::1"));
-        assert_eq!(
-            one,
-            ClientAddress::of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
-        );
-        assert_ne!(one, ClientAddress::of(ip("2001:db8:1:3::1")));
+        let one = Source::address(ip("2001:db8:1:2:aaaa::1"));
+        assert_eq!(one, Source::address(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")));
+        assert_ne!(one, Source::address(ip("2001:db8:1:3::1")));
         assert_eq!(one.to_string(), "2001:db8:1:2::/64");
-        let mapped = ClientAddress::of(ip("::ffff:192.0.2.7"));
+        let mapped = Source::address(ip("::ffff:192.0.2.7"));
         assert_eq!(mapped, v4(7));
         assert_eq!(mapped.to_string(), "192.0.2.7");
 
         let throttle = LoginThrottle::new(2, WINDOW, 100);
         let now = Instant::now();
-        guess(
-            &throttle,
-            ClientAddress::of(ip("2001:db8:1:2::1")),
-            true,
-            now,
-        );
-        guess(
-            &throttle,
-            ClientAddress::of(ip("2001:db8:1:2::2")),
-            true,
-            now,
-        );
-        let refused = throttle.check(ClientAddress::of(ip("2001:db8:1:2::3")), now);
-        assert!(matches!(refused, Err(Throttled::Address { client, .. }) if client == one));
+        guess(&throttle, Source::address(ip("2001:db8:1:2::1")), true, now);
+        guess(&throttle, Source::address(ip("2001:db8:1:2::2")), true, now);
+        let refused = throttle.check(Source::address(ip("2001:db8:1:2::3")), now);
+        assert!(matches!(refused, Err(Throttled::Exhausted { source, .. }) if source == one));
         assert_eq!(
-            throttle.check(ClientAddress::of(ip("2001:db8:1:3::1")), now),
+            throttle.check(Source::address(ip("2001:db8:1:3::1")), now),
             Ok(())
         );
     }
@@ -506,7 +651,7 @@ mod tests {
     fn loopback_is_throttled_like_any_address() {
         let throttle = LoginThrottle::new(1, WINDOW, 100);
         let now = Instant::now();
-        let loopback = ClientAddress::of(IpAddr::from([127, 0, 0, 1]));
+        let loopback = Source::address(IpAddr::from([127, 0, 0, 1]));
         guess(&throttle, loopback, true, now);
         assert!(throttle.check(loopback, now).is_err());
     }
@@ -514,8 +659,8 @@ mod tests {
     #[test]
     fn the_refusal_says_how_long_to_wait_and_what_sets_the_limit() {
         let throttle = LoginThrottle::new(10, WINDOW, 100);
-        let fatal = Throttled::Address {
-            client: v4(9),
+        let fatal = Throttled::Exhausted {
+            source: v4(9),
             wait: Duration::from_millis(41_200),
         }
         .fatal(&throttle);
