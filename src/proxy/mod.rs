@@ -26,6 +26,9 @@ use tokio::net::TcpListener;
 use crate::wire::{self, Report};
 pub use gate::Gate;
 
+/// SQLSTATE connection_failure: a socket failed or closed mid-conversation.
+pub const CONNECTION_FAILURE: &str = "08006";
+
 /// An error that ends the connection, sent to the client as a FATAL ErrorResponse.
 #[derive(Debug)]
 pub struct Fatal {
@@ -49,7 +52,7 @@ impl Fatal {
     }
 
     pub fn io(e: io::Error) -> Fatal {
-        Fatal::new("08006", format!("connection failure: {e}"))
+        Fatal::new(CONNECTION_FAILURE, format!("connection failure: {e}"))
     }
 
     pub fn protocol(message: &str) -> Fatal {
@@ -58,7 +61,7 @@ impl Fatal {
 
     /// The client went away mid-conversation.
     pub fn gone() -> Fatal {
-        Fatal::new("08006", "the client closed the connection")
+        Fatal::new(CONNECTION_FAILURE, "the client closed the connection")
     }
 
     pub fn encode(&self, out: &mut BytesMut) {

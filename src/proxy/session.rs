@@ -21,13 +21,13 @@ use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus,
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Fatal;
 use super::auth::{self, ACT_AS};
 use super::gate::Gate;
 use super::login_throttle;
 use super::relay::{Item, Relay, Shared};
 use super::startup::{self, Opening};
 use super::stream::{ClientRead, ClientStream, split_upstream};
+use super::{CONNECTION_FAILURE, Fatal};
 use crate::audit::{self, Outcome, Subject};
 use crate::catalog::Catalog;
 use crate::datasource::Datasource;
@@ -65,7 +65,7 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
     .await
     .unwrap_or_else(|_| {
         Err(Fatal::new(
-            "08006",
+            CONNECTION_FAILURE,
             "canceling authentication due to timeout",
         ))
     });
@@ -413,7 +413,7 @@ impl Session {
             ),
             crate::upstream::pool::LeaseError::Connect(e) => {
                 tracing::warn!(datasource = %database, error = %e, "upstream connection failed");
-                Fatal::new("08006", format!("datasource \"{database}\" is unavailable; try again later"))
+                Fatal::new(CONNECTION_FAILURE, format!("datasource \"{database}\" is unavailable; try again later"))
             }
         })?;
         self.gate
@@ -569,9 +569,11 @@ impl Session {
             ..
         } = forwarder;
         let mut whole = true;
-        if let Ending::Client(Err(_)) = ending {
-            // PostgreSQL answers a pipeline in order: what came before the message that ends
-            // the session is answered first, then the FATAL.
+        // PostgreSQL answers a pipeline in order: what came before the message that ends the
+        // session is answered first, then the FATAL. Not when a socket itself failed (08006).
+        if let Ending::Client(Err(fatal)) = &ending
+            && fatal.code != CONNECTION_FAILURE
+        {
             let deadline = tokio::time::Instant::now() + OWED_ANSWERS_TIMEOUT;
             if !unsent.is_empty() {
                 wire::put_message(b'H', &[], &mut unsent);
@@ -608,7 +610,7 @@ impl Session {
             Ending::Upstream(e) => {
                 tracing::warn!(user = %self.subject.user, datasource = %self.subject.datasource, error = %e, "upstream connection lost");
                 Fatal::new(
-                    "08006",
+                    CONNECTION_FAILURE,
                     "the connection to the database was lost; reconnect to continue",
                 )
                 .send_to(&mut client_write)
