@@ -3,13 +3,17 @@
 mod support;
 
 use support::database::TempDatabase;
-use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, tls_config};
 use support::raw::{self, RawClient, sqlstate, tags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn shop() -> (TempDatabase, Proxy) {
+    shop_with("").await
+}
+
+async fn shop_with(config: &str) -> (TempDatabase, Proxy) {
     let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, config).await;
     (db, proxy)
 }
 
@@ -77,17 +81,8 @@ async fn flush_delivers_responses_without_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_smuggled_after_an_ssl_request_end_the_connection() {
-    let db = TempDatabase::with(SHOP).await;
-    let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::write(dir.path().join("c.pem"), key.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("k.pem"), key.signing_key.serialize_pem()).unwrap();
-    let tls = format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        dir.path().join("c.pem").display(),
-        dir.path().join("k.pem").display()
-    );
-    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, &tls).await;
+    let (_dir, tls) = tls_config();
+    let (_db, proxy) = shop_with(&tls).await;
     let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     // SSLRequest and, in the same packet, a plaintext startup message meant to be read as if
     // it had come over TLS (the CVE-2021-23222 pattern).
@@ -289,15 +284,7 @@ async fn scram_salts_do_not_tell_unknown_users_from_known_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ended_mid_pipeline_answers_what_came_before_then_the_fatal() {
-    let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(
-        &db,
-        SHOP_POLICY,
-        SHOP_USERS,
-        SHOP_PASSWORDS,
-        "[directory]\nsession_recheck_secs = 0\n",
-    )
-    .await;
+    let (_db, proxy) = shop_with("[directory]\nsession_recheck_secs = 0\n").await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
     let mut bound = raw::parse("sleep", "SELECT pg_sleep(0.3)");
     bound.extend_from_slice(&raw::bind("p", "sleep"));
