@@ -1439,6 +1439,14 @@ fn table_statements_read_like_select_star() {
             "WITH orders AS (SELECT 1 AS id) SELECT * FROM orders",
         ),
         ("SELECT 1; TABLE orders", "SELECT 1; SELECT * FROM orders"),
+        (
+            "WITH orders AS (TABLE orders) TABLE orders",
+            "WITH orders AS (SELECT * FROM orders) SELECT * FROM orders",
+        ),
+        (
+            "SELECT o.id FROM (TABLE orders) o WHERE EXISTS (TABLE customers)",
+            "SELECT o.id FROM (SELECT * FROM orders) o WHERE EXISTS (SELECT * FROM customers)",
+        ),
     ] {
         assert_eq!(ok("alice", table), ok("alice", select), "{table}");
     }
