@@ -80,10 +80,21 @@ pub struct DatasourceConfig {
     pub statement_timeout_secs: Option<u64>,
 }
 
+/// PostgreSQL's largest `statement_timeout`: INT_MAX milliseconds.
+const MAX_STATEMENT_TIMEOUT_SECS: u64 = i32::MAX as u64 / 1000;
+
 impl DatasourceConfig {
     /// The upstream database of datasource `name`, with its password and TLS resolved.
     pub fn database(&self, name: &str, base: &Path) -> Result<Database, String> {
         let what = format!("datasource `{name}`");
+        if let Some(secs) = self.statement_timeout_secs
+            && secs > MAX_STATEMENT_TIMEOUT_SECS
+        {
+            return Err(format!(
+                "{what}: statement_timeout_secs = {secs} is more than PostgreSQL accepts \
+                 ({MAX_STATEMENT_TIMEOUT_SECS} s, about 24 days); use 0 for no timeout"
+            ));
+        }
         let mut database = database(
             &what,
             &self.url,
@@ -472,5 +483,22 @@ mod tests {
         let config: Config = toml::from_str("").unwrap();
         assert!(config.wecom().unwrap_err().contains("[wecom]"));
         assert_eq!(config.directory.sqlite, PathBuf::from("data/directory.db"));
+    }
+
+    #[test]
+    fn a_statement_timeout_past_postgres_limit_is_refused_at_start() {
+        let datasource = |secs: u64| -> DatasourceConfig {
+            toml::from_str(&format!(
+                "url = \"postgres://tablegate@127.0.0.1/db\"\nstatement_timeout_secs = {secs}"
+            ))
+            .unwrap()
+        };
+        let base = Path::new("/");
+        assert!(datasource(2_147_483).database("sales", base).is_ok());
+        let error = datasource(2_147_484).database("sales", base).unwrap_err();
+        assert!(
+            error.starts_with("datasource `sales`: statement_timeout_secs = 2147484"),
+            "{error}"
+        );
     }
 }

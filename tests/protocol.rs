@@ -311,3 +311,34 @@ async fn a_session_ended_mid_pipeline_answers_what_came_before_then_the_fatal() 
     client.stream.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty(), "nothing follows the FATAL");
 }
+
+/// Messages still held back (no Sync or Flush yet) when a session ends were checked under the
+/// access the session is losing: they are dropped, never run for the disabled user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_mid_pipeline_drops_what_it_had_not_sent_upstream() {
+    let (_db, proxy) = shop_with("[directory]\nsession_recheck_secs = 2\n").await;
+    let logged_in = std::time::Instant::now();
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut held = raw::parse("", "SELECT count(*) FROM orders");
+    held.extend_from_slice(&raw::bind("", ""));
+    held.extend_from_slice(&raw::execute(""));
+    client.send(&held).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    proxy
+        .gate
+        .directory
+        .set_disabled_by_admin("alice", true)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2200).saturating_sub(logged_in.elapsed()))
+        .await;
+    let mut ending = raw::parse("", "SELECT 1");
+    ending.extend_from_slice(&raw::sync());
+    client.send(&ending).await;
+    let first = client.take(1).await.remove(0);
+    assert_eq!(
+        (first.tag as char, sqlstate(&first)),
+        ('E', "57P01".to_owned()),
+        "the FATAL, not the held-back statement's answer"
+    );
+}

@@ -95,7 +95,7 @@ pub enum LoginFailure {
     /// A wrong password or credential, an unknown or disabled user.
     Credentials,
     DirectoryUnavailable,
-    /// An unknown database, a protocol error, a client that left mid-login.
+    /// A protocol error, a client that left mid-login.
     Other,
 }
 
@@ -231,7 +231,7 @@ impl ProxyMetrics {
         text.family(
             "tablegate_logins_failed_total",
             "counter",
-            "Logins that failed, by reason: credentials (wrong password or credential, unknown or disabled user), directory_unavailable, other (unknown database, protocol error, client left).",
+            "Logins that failed, by reason: credentials (wrong password or credential, unknown or disabled user), directory_unavailable, other (a protocol error, a client that left mid-login).",
         );
         for reason in [
             LoginFailure::Credentials,

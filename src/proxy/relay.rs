@@ -88,6 +88,8 @@ pub struct Shared {
     /// From the last ReadyForQuery: `I`dle, in a `T`ransaction, or in a failed one (`E`).
     pub transaction_status: u8,
     items: VecDeque<Item>,
+    /// How many of the newest `items` are for messages not yet sent upstream.
+    unsent: usize,
     /// NOTICEs for the client, sent before more upstream output.
     pub notices: Vec<String>,
     marker: String,
@@ -100,6 +102,7 @@ impl Shared {
         Shared {
             transaction_status: b'I',
             items: VecDeque::new(),
+            unsent: 0,
             notices: Vec::new(),
             marker: format!("TABLEGATE_REFUSED_{nonce}"),
             subject,
@@ -109,6 +112,19 @@ impl Shared {
 
     pub fn push(&mut self, item: Item) {
         self.items.push_back(item);
+        self.unsent += 1;
+    }
+
+    /// The messages of every item so far went upstream: they will be answered.
+    pub fn sent(&mut self) {
+        self.unsent = 0;
+    }
+
+    /// Forgets the items whose messages never went upstream, which no answer will come for.
+    pub fn forget_unsent(&mut self) {
+        let sent = self.items.len().saturating_sub(self.unsent);
+        self.items.truncate(sent);
+        self.unsent = 0;
     }
 
     /// Nothing is in flight: upstream is between statements.
@@ -327,19 +343,18 @@ impl Relay {
     /// statement, a client that does not read). Returns whether the client's stream ends on a
     /// message boundary, where a FATAL may follow.
     pub async fn deliver_owed(&mut self, deadline: tokio::time::Instant) -> bool {
-        let delivered = tokio::time::timeout_at(deadline, async {
-            self.send_out().await?;
-            while !self.shared.lock().expect("session state").is_quiet() {
-                if self.upstream.read_buf(&mut self.buf).await? == 0 {
-                    break;
-                }
+        let _ = tokio::time::timeout_at(deadline, async {
+            // Ends when the client cannot be written to, nothing more is owed, or upstream
+            // fails: only the first two leave the client's stream mid-message.
+            while self.send_out().await.is_ok()
+                && (self.passthrough > 0 || !self.shared.lock().expect("session state").is_quiet())
+                && matches!(self.upstream.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+            {
                 self.process();
-                self.send_out().await?;
             }
-            io::Result::Ok(())
         })
         .await;
-        !matches!(delivered, Ok(Err(_))) && self.out.is_empty() && self.passthrough == 0
+        self.out.is_empty() && self.passthrough == 0
     }
 
     fn process(&mut self) {

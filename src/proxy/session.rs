@@ -94,6 +94,10 @@ const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a session that is ending waits for the answers upstream owes the client.
 const OWED_ANSWERS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a session's last FATAL may take to write: a client that stopped reading must not
+/// hold the session's upstream connection.
+const FATAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Settings from the startup packet: direct parameters and `-c name=value` in `options`.
 fn startup_settings(params: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Fatal> {
     let mut settings = BTreeMap::new();
@@ -562,24 +566,20 @@ impl Session {
             end = forwarder.run(&mut reader, first) => Ending::Client(end),
             end = relay.run() => Ending::Upstream(end),
         };
-        let Forwarder {
-            upstream: mut up_write,
-            client: mut client_read,
-            out: mut unsent,
-            ..
-        } = forwarder;
+        let up_write = forwarder.upstream;
+        let mut client_read = forwarder.client;
         let mut whole = true;
-        // PostgreSQL answers a pipeline in order: what came before the message that ends the
-        // session is answered first, then the FATAL. Not when a socket itself failed (08006).
+        // PostgreSQL answers a pipeline in order: what upstream was sent before the message
+        // that ends the session is answered first, then the FATAL. What was not sent yet is
+        // dropped: it was checked under the access the session is losing. Not when a socket
+        // itself failed (08006).
         if let Ending::Client(Err(fatal)) = &ending
             && fatal.code != CONNECTION_FAILURE
         {
-            let deadline = tokio::time::Instant::now() + OWED_ANSWERS_TIMEOUT;
-            if !unsent.is_empty() {
-                wire::put_message(b'H', &[], &mut unsent);
-                let _ = tokio::time::timeout_at(deadline, wire::send(&mut up_write, &unsent)).await;
-            }
-            whole = relay.deliver_owed(deadline).await;
+            shared.lock().expect("session state").forget_unsent();
+            whole = relay
+                .deliver_owed(tokio::time::Instant::now() + OWED_ANSWERS_TIMEOUT)
+                .await;
         }
         let quiet = shared.lock().expect("session state").is_quiet();
         let (up_read, mut client_write) = relay.into_parts();
@@ -597,7 +597,9 @@ impl Session {
             }
             Ending::Client(Err(fatal)) => {
                 if whole {
-                    fatal.send_to(&mut client_write).await;
+                    let _ =
+                        tokio::time::timeout(FATAL_WRITE_TIMEOUT, fatal.send_to(&mut client_write))
+                            .await;
                 }
                 // Closing with unread client bytes (the rest of a pipeline) sends a reset,
                 // which can destroy the error before the client reads it: read them first.
@@ -609,12 +611,12 @@ impl Session {
             }
             Ending::Upstream(e) => {
                 tracing::warn!(user = %self.subject.user, datasource = %self.subject.datasource, error = %e, "upstream connection lost");
-                Fatal::new(
+                let fatal = Fatal::new(
                     CONNECTION_FAILURE,
                     "the connection to the database was lost; reconnect to continue",
-                )
-                .send_to(&mut client_write)
-                .await;
+                );
+                let _ = tokio::time::timeout(FATAL_WRITE_TIMEOUT, fatal.send_to(&mut client_write))
+                    .await;
             }
             Ending::Client(Ok(())) => {}
         }
@@ -788,6 +790,7 @@ impl Forwarder<'_> {
             // Cleared even on failure: `out` never holds bytes upstream may have received.
             self.out.clear();
             sent.map_err(Fatal::io)?;
+            self.shared.lock().expect("session state").sent();
         }
         Ok(())
     }
