@@ -349,18 +349,39 @@ async fn the_datasource_statement_timeout_is_pinned() {
         "SET statement_timeout = 0",
         "SET LOCAL statement_timeout = 0",
         "RESET statement_timeout",
+        "DISCARD ALL",
         "SELECT set_config('statement_timeout', '0', false)",
     ] {
         let e = alice.simple_query(lift).await.unwrap_err();
         assert_eq!(sqlstate(&e), "42501", "{lift}: {e}");
     }
-    // The session goes on, still bounded.
-    assert_eq!(
-        alice
+    // The session goes on, still bounded, and so does the next one on the pooled connection
+    // (reset with DISCARD ALL by tablegate, which likewise restores the startup options).
+    let shown = |client: tokio_postgres::Client| async move {
+        client
             .query_one("SHOW statement_timeout", &[])
             .await
             .unwrap()
-            .get::<_, String>(0),
+            .get::<_, String>(0)
+    };
+    // RESET ALL (allowed: drivers send it) goes back to the startup options: still pinned.
+    alice.simple_query("RESET ALL").await.unwrap();
+    assert_eq!(shown(alice).await, "1s");
+    // The pool's only connection (its idle list is a stack) is alice's, once it is back.
+    let pool = &proxy.gate.datasources["shop"].pool;
+    for _ in 0..100 {
+        if pool.idle() == 1 && pool.in_use() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (pool.idle(), pool.in_use()),
+        (1, 0),
+        "alice's connection went back"
+    );
+    assert_eq!(
+        shown(proxy.client("bob", "bob-secret").await.unwrap()).await,
         "1s"
     );
 }
