@@ -197,6 +197,7 @@ sqlite = "directory.db"
 
 [datasource.quickstart]
 url = "{database_url}"
+statement_timeout_secs = 30
 
 [wecom]
 corp_id = "wwquickstart"
