@@ -485,6 +485,34 @@ mod tests {
         assert_eq!(config.directory.sqlite, PathBuf::from("data/directory.db"));
     }
 
+    /// The examples operators copy from: every key in them is one tablegate knows.
+    #[test]
+    fn the_configuration_examples_in_the_docs_parse() {
+        let doc = |path: &str| {
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+        };
+        let first_toml_block_after = |text: &str, heading: &str| -> String {
+            text.split(heading)
+                .nth(1)
+                .and_then(|s| s.split("```toml\n").nth(1))
+                .and_then(|s| s.split("```").next())
+                .unwrap_or_else(|| panic!("a ```toml block after {heading}"))
+                .to_owned()
+        };
+        for (path, heading) in [
+            ("README.md", "## Running it"),
+            ("docs/configuration.md", "## A complete example"),
+        ] {
+            let example = first_toml_block_after(&doc(path), heading);
+            let config = Config::parse(&example, PathBuf::new())
+                .unwrap_or_else(|e| panic!("{path}, {heading}: {e}"));
+            assert!(
+                !config.datasource.is_empty(),
+                "{path}: the example's datasource"
+            );
+        }
+    }
+
     #[test]
     fn a_statement_timeout_past_postgres_limit_is_refused_at_start() {
         let datasource = |secs: u64| -> DatasourceConfig {
