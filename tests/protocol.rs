@@ -342,3 +342,70 @@ async fn a_session_ended_mid_pipeline_drops_what_it_had_not_sent_upstream() {
         "the FATAL, not the held-back statement's answer"
     );
 }
+
+/// Answers owed are waited for a few seconds at most: a long statement in flight when the
+/// session ends does not keep the FATAL (or the upstream connection) waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_behind_a_long_statement_ends_within_seconds() {
+    let (db, proxy) = shop_with("[directory]\nsession_recheck_secs = 0\n").await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut bound = raw::parse("sleep", "SELECT pg_sleep(30)");
+    bound.extend_from_slice(&raw::bind("p", "sleep"));
+    bound.extend_from_slice(&raw::flush());
+    client.send(&bound).await;
+    assert_eq!(tags(&client.take(2).await), "12");
+    proxy
+        .gate
+        .directory
+        .set_disabled_by_admin("alice", true)
+        .await
+        .unwrap();
+    let ended = std::time::Instant::now();
+    let mut pipeline = raw::execute("p");
+    pipeline.extend_from_slice(&raw::sync());
+    pipeline.extend_from_slice(&raw::parse("", "SELECT 1"));
+    client.send(&pipeline).await;
+    let fatal = client.take(1).await.remove(0);
+    assert_eq!(sqlstate(&fatal), "57P01");
+    let waited = ended.elapsed();
+    assert!(
+        (std::time::Duration::from_secs(4)..std::time::Duration::from_secs(15)).contains(&waited),
+        "waited {waited:?} for the sleep's answer, then gave up"
+    );
+    // And the sleep itself was cancelled upstream, not left to run for nobody.
+    assert_eq!(sleeping_after_5_s(&db).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_statement_has_it_cancelled_upstream() {
+    let (db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::message(b'Q', b"SELECT pg_sleep(30)\0"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(client);
+    assert_eq!(sleeping_after_5_s(&db).await, 0);
+}
+
+/// How many `pg_sleep(30)` statements still run on `db` after up to five seconds.
+async fn sleeping_after_5_s(db: &TempDatabase) -> i64 {
+    let admin = db.connect().await;
+    let mut sleeping = i64::MAX;
+    for _ in 0..50 {
+        sleeping = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state = 'active' AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if sleeping == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    sleeping
+}

@@ -132,6 +132,14 @@ impl Shared {
         self.items.is_empty()
     }
 
+    /// A statement is running upstream, or queued there, rather than only a Parse, Close or
+    /// Sync being answered.
+    pub fn runs_a_statement(&self) -> bool {
+        self.items
+            .iter()
+            .any(|item| matches!(item, Item::Query(_) | Item::Execute(_)))
+    }
+
     fn current_run(&mut self) -> Option<&mut Run> {
         match self.items.front_mut() {
             Some(Item::Query(run) | Item::Execute(run)) => Some(run),

@@ -581,9 +581,18 @@ impl Session {
                 .deliver_owed(tokio::time::Instant::now() + OWED_ANSWERS_TIMEOUT)
                 .await;
         }
-        let quiet = shared.lock().expect("session state").is_quiet();
+        let (quiet, running) = {
+            let shared = shared.lock().expect("session state");
+            (shared.is_quiet(), shared.runs_a_statement())
+        };
         let (up_read, mut client_write) = relay.into_parts();
         self.gate.cancels.remove(&self.cancel_key);
+        if running && !matches!(ending, Ending::Upstream(_)) {
+            // Nobody will read what upstream is still working on: stop it, rather than let an
+            // abandoned query run on (closing the connection does not stop a running query).
+            let running = cancel_key.clone();
+            tokio::spawn(async move { crate::upstream::connection::cancel(&running).await });
+        }
         match ending {
             Ending::Client(Ok(())) if quiet => {
                 if let Some(stream) = super::stream::reunite(up_read, up_write) {
