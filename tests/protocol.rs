@@ -282,21 +282,23 @@ async fn scram_salts_do_not_tell_unknown_users_from_known_ones() {
     assert_ne!(alice, ghost);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_ended_mid_pipeline_answers_what_came_before_then_the_fatal() {
-    let (_db, proxy) = shop_with("[directory]\nsession_recheck_secs = 0\n").await;
+/// alice, on a proxy that re-reads her directory entry at every statement, with portal `p`
+/// bound to `sql` (not run yet); then alice is disabled, so her next Parse ends the session.
+async fn disabled_alice_holding_portal_p(sql: &str) -> (TempDatabase, Proxy, RawClient) {
+    let (db, proxy) = shop_with("[directory]\nsession_recheck_secs = 0\n").await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
-    let mut bound = raw::parse("sleep", "SELECT pg_sleep(0.3)");
-    bound.extend_from_slice(&raw::bind("p", "sleep"));
+    let mut bound = raw::parse("held", sql);
+    bound.extend_from_slice(&raw::bind("p", "held"));
     bound.extend_from_slice(&raw::flush());
     client.send(&bound).await;
     assert_eq!(tags(&client.take(2).await), "12");
-    proxy
-        .gate
-        .directory
-        .set_disabled_by_admin("alice", true)
-        .await
-        .unwrap();
+    proxy.disable("alice").await;
+    (db, proxy, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_mid_pipeline_answers_what_came_before_then_the_fatal() {
+    let (_db, _proxy, mut client) = disabled_alice_holding_portal_p("SELECT pg_sleep(0.3)").await;
     // Execute and Sync are answered upstream while the Parse behind them ends the session.
     let mut pipeline = raw::execute("p");
     pipeline.extend_from_slice(&raw::sync());
@@ -324,12 +326,7 @@ async fn a_session_ended_mid_pipeline_drops_what_it_had_not_sent_upstream() {
     held.extend_from_slice(&raw::execute(""));
     client.send(&held).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    proxy
-        .gate
-        .directory
-        .set_disabled_by_admin("alice", true)
-        .await
-        .unwrap();
+    proxy.disable("alice").await;
     tokio::time::sleep(std::time::Duration::from_millis(2200).saturating_sub(logged_in.elapsed()))
         .await;
     let mut ending = raw::parse("", "SELECT 1");
@@ -347,19 +344,7 @@ async fn a_session_ended_mid_pipeline_drops_what_it_had_not_sent_upstream() {
 /// session ends does not keep the FATAL (or the upstream connection) waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ended_behind_a_long_statement_ends_within_seconds() {
-    let (db, proxy) = shop_with("[directory]\nsession_recheck_secs = 0\n").await;
-    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
-    let mut bound = raw::parse("sleep", "SELECT pg_sleep(30)");
-    bound.extend_from_slice(&raw::bind("p", "sleep"));
-    bound.extend_from_slice(&raw::flush());
-    client.send(&bound).await;
-    assert_eq!(tags(&client.take(2).await), "12");
-    proxy
-        .gate
-        .directory
-        .set_disabled_by_admin("alice", true)
-        .await
-        .unwrap();
+    let (db, _proxy, mut client) = disabled_alice_holding_portal_p("SELECT pg_sleep(30)").await;
     let ended = std::time::Instant::now();
     let mut pipeline = raw::execute("p");
     pipeline.extend_from_slice(&raw::sync());

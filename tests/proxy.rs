@@ -926,12 +926,7 @@ async fn a_session_whose_user_cannot_be_confirmed_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_disabled_after_login_loses_the_open_session() {
     let (_db, proxy, alice) = alice_rechecked_at_every_statement().await;
-    proxy
-        .gate
-        .directory
-        .set_disabled_by_admin("alice", true)
-        .await
-        .unwrap();
+    proxy.disable("alice").await;
     let e = alice.query_one(COUNT_ORDERS, &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "57P01");
     assert!(alice.is_closed() || alice.simple_query("SELECT 1").await.is_err());

@@ -85,6 +85,15 @@ impl Proxy {
         })
     }
 
+    /// Disables `userid` in the directory, as `tablegate users disable` does.
+    pub async fn disable(&self, userid: &str) {
+        self.gate
+            .directory
+            .set_disabled_by_admin(userid, true)
+            .await
+            .unwrap();
+    }
+
     /// Makes the directory store unreadable, as a broken disk or database would.
     pub fn break_directory(&self) {
         self.alter_directory("ALTER TABLE directory_users RENAME TO directory_users_gone");
