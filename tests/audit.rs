@@ -5,6 +5,7 @@ mod support;
 
 use support::database::TempDatabase;
 use support::proxy::{Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::raw::{self, RawClient, tags};
 use tablegate::config::AuditConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,6 +50,7 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
         .await
         .unwrap();
     alice.query(&statement, &[&2i32]).await.unwrap(); // order 2 is in North
+    portal_kept_after_a_failed_rebind(&proxy).await;
     writer.flush();
 
     use std::os::unix::fs::PermissionsExt;
@@ -110,4 +112,44 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
         1,
         "an Execute of a prepared statement"
     );
+    assert_eq!(
+        of("SELECT 'first' AS bound_first")["outcome"],
+        "ok",
+        "the statement upstream ran is the one recorded"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["sql"] != "SELECT 'second' AS bound_second")
+    );
+}
+
+/// Portal "p" is bound to one statement; rebinding it to another fails upstream (42P03), which
+/// keeps the first; after a rollback to a savepoint "p" runs — the first statement.
+async fn portal_kept_after_a_failed_rebind(proxy: &Proxy) {
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let steps = [
+        (
+            raw::pipeline(&[
+                raw::parse("first", "SELECT 'first' AS bound_first"),
+                raw::parse("second", "SELECT 'second' AS bound_second"),
+                raw::sync(),
+            ]),
+            "11Z",
+        ),
+        (raw::query("BEGIN"), "CZ"),
+        (raw::pipeline(&[raw::bind("p", "first"), raw::sync()]), "2Z"),
+        (raw::query("SAVEPOINT a"), "CZ"),
+        (
+            raw::pipeline(&[raw::bind("p", "second"), raw::sync()]),
+            "EZ",
+        ),
+        (raw::query("ROLLBACK TO SAVEPOINT a"), "CZ"),
+        (raw::pipeline(&[raw::execute("p"), raw::sync()]), "DCZ"),
+        (raw::query("COMMIT"), "CZ"),
+    ];
+    for (messages, expected) in steps {
+        client.send(&messages).await;
+        assert_eq!(tags(&client.until_ready().await), expected);
+    }
 }

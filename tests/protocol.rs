@@ -2,6 +2,7 @@
 
 mod support;
 
+use bytes::BytesMut;
 use support::database::TempDatabase;
 use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, tls_config};
 use support::raw::{self, RawClient, sqlstate, tags};
@@ -395,4 +396,174 @@ async fn sleeping_within_5_s(db: &TempDatabase, expected: i64) -> i64 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     sleeping
+}
+
+// ---- search_path: tablegate's path and upstream's agree after every way a SET can go -------
+
+/// alice may read archive.notes, so archive may be on her path; archive.orders she may not.
+async fn archive_shop() -> (TempDatabase, Proxy) {
+    let db = TempDatabase::with(&format!(
+        "{SHOP} CREATE SCHEMA archive; CREATE TABLE archive.orders (id int);
+         CREATE TABLE archive.notes (id int);"
+    ))
+    .await;
+    let policy = format!(
+        "{SHOP_POLICY}\n[role.archivist.datasource.shop]\ntables = [\"archive.notes\"]\n\n[[assign]]\nuser = \"alice\"\nroles = [\"archivist\"]\n"
+    );
+    let proxy = Proxy::start(&db, &policy, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    (db, proxy)
+}
+
+/// Upstream's path (SHOW search_path), and whether tablegate's path leads `orders` to
+/// archive.orders (refused) rather than public.orders.
+async fn paths(client: &mut RawClient) -> (String, bool) {
+    client.send(&raw::query("SHOW search_path")).await;
+    let upstream = raw::first_value(&client.until_ready().await[1]);
+    client
+        .send(&raw::query("SELECT count(*) FROM orders"))
+        .await;
+    let answer = client.until_ready().await;
+    let archive = answer[0].tag == b'E';
+    if archive {
+        assert_eq!(sqlstate(&answer[0]), "42501");
+    }
+    (upstream, archive)
+}
+
+const DEFAULT_PATH: &str = "\"$user\", public";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_search_path_must_end_its_batch_so_it_commits_alone() {
+    let (_db, proxy) = archive_shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    // Upstream would run the SELECT under the new path before tablegate, which follows a path
+    // only once upstream committed it, could know; and an error after the SET rolls it back.
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("", "SET search_path = archive, public"),
+            raw::bind("", ""),
+            raw::execute(""),
+            raw::parse("", "SELECT 1"),
+            raw::bind("", ""),
+            raw::execute(""),
+            raw::sync(),
+        ]))
+        .await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "12CEZ");
+    assert_eq!(sqlstate(&answer[3]), "42501");
+    assert!(raw::message_text(&answer[3]).contains("last statement before Sync"));
+    assert_eq!(
+        paths(&mut client).await,
+        (DEFAULT_PATH.into(), false),
+        "rolled back on both sides"
+    );
+    // Alone before its Sync (a Close cannot fail), it takes effect on both sides.
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("", "SET search_path = archive, public"),
+            raw::bind("", ""),
+            raw::execute(""),
+            raw::message(b'C', b"P\0"),
+            raw::sync(),
+            raw::query("SELECT count(*) FROM orders"),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "12C3Z");
+    let pipelined = client.until_ready().await;
+    assert_eq!(
+        sqlstate(&pipelined[0]),
+        "42501",
+        "a statement pipelined behind the SET resolves along the new path"
+    );
+    assert_eq!(paths(&mut client).await, ("archive, public".into(), true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_name_whose_parse_failed_upstream_is_free_to_prepare_again() {
+    let (_db, proxy) = archive_shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    // Passes the rewriter, fails upstream at Parse: upstream has no statement "s".
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT id FROM orders WHERE id = 'abc'"),
+            raw::sync(),
+        ]))
+        .await;
+    let failed = client.until_ready().await;
+    assert_eq!(
+        (tags(&failed).as_str(), sqlstate(&failed[0]).as_str()),
+        ("EZ", "22P02")
+    );
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SET search_path = archive, public"),
+            raw::bind("", "s"),
+            raw::execute(""),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "12CZ");
+    assert_eq!(paths(&mut client).await, ("archive, public".into(), true));
+}
+
+/// Pipelined behind a Parse that upstream refuses, a Parse of the same name would create the
+/// statement upstream while tablegate, unable to know yet, kept the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_name_is_not_prepared_again_before_upstream_answers_for_it() {
+    let (_db, proxy) = archive_shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT id FROM orders WHERE id = 'abc'"),
+            raw::sync(),
+            raw::parse("s", "SET search_path = archive, public"),
+            raw::bind("", "s"),
+            raw::execute(""),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "EZ");
+    let second = client.until_ready().await;
+    assert_eq!(tags(&second), "EZ");
+    assert!(raw::message_text(&second[0]).contains("still being prepared"));
+    assert_eq!(paths(&mut client).await, (DEFAULT_PATH.into(), false));
+}
+
+/// A named portal upstream kept when its rebinding failed there is executed after a rollback to
+/// a savepoint: only upstream's answers tell which statement ran. A SET search_path tablegate
+/// did not expect ends the session before anything runs under a path it does not follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_search_path_tablegate_did_not_expect_ends_the_session() {
+    let (_db, proxy) = archive_shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let steps: [(Vec<BytesMut>, &str); 5] = [
+        (
+            vec![
+                raw::parse("set", "SET search_path = archive, public"),
+                raw::parse("select", "SELECT 1"),
+                raw::sync(),
+            ],
+            "11Z",
+        ),
+        (vec![raw::query("BEGIN")], "CZ"),
+        (vec![raw::bind("p", "set"), raw::sync()], "2Z"),
+        (vec![raw::query("SAVEPOINT a")], "CZ"),
+        // Upstream refuses the second portal "p" (42P03) and keeps the first.
+        (vec![raw::bind("p", "select"), raw::sync()], "EZ"),
+    ];
+    for (messages, expected) in steps {
+        client.send(&raw::pipeline(&messages)).await;
+        assert_eq!(tags(&client.until_ready().await), expected);
+    }
+    client.send(&raw::query("ROLLBACK TO SAVEPOINT a")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    client
+        .send(&raw::pipeline(&[raw::execute("p"), raw::sync()]))
+        .await;
+    let fatal = client.take(1).await.remove(0);
+    assert_eq!(sqlstate(&fatal), "08P01");
+    let mut rest = Vec::new();
+    client.stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "nothing follows the FATAL");
 }

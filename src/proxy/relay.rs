@@ -6,8 +6,14 @@
 //! account's identity is not reported), and ErrorResponse — the refusal marker's error is
 //! replaced by the refusal, and positions into rewritten text are dropped. Messages larger than
 //! the buffer stream through without being held whole.
+//!
+//! Upstream's answers are also the only exact record of what it holds: which prepared
+//! statements and portals exist (a Parse or Bind can fail there after tablegate sent it), and
+//! whether a `SET search_path` committed. The relay keeps that record in answer order, so audit
+//! records name the statement a portal really ran, and the session follows the search path
+//! upstream committed — or ends, when upstream ran one tablegate did not expect.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,21 +21,34 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use pgwire::messages::response::ErrorResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
 
 use super::stream::{ClientWrite, UpstreamRead};
 use crate::audit::{self, Outcome, Subject};
 use crate::metrics::ProxyMetrics;
 use crate::refusal::Refusal;
+use crate::rewrite::SessionEffect;
 use crate::wire::{self, Report, take_cstring};
 
 /// Messages above this size are streamed rather than buffered whole.
 const STREAM_ABOVE: usize = 64 * 1024;
 
+/// A statement as tablegate forwarded it.
+pub struct Forwarded {
+    /// As the client sent it.
+    pub sql: Arc<str>,
+    /// As upstream runs it.
+    pub text: Arc<str>,
+    pub effect: Option<SessionEffect>,
+}
+
 /// A statement upstream is running for the client.
 pub struct Run {
-    sql: Arc<str>,
-    forwarded: Arc<str>,
-    rewritten: bool,
+    /// What runs: for an Execute, found from `portal` when upstream answers it.
+    statement: Option<Arc<Forwarded>>,
+    portal: Option<String>,
+    /// The session sent it as a `SET search_path` and waits for it to settle.
+    expects_effect: bool,
     /// When the client's message arrived (audit duration: rewrite and upstream).
     started: Instant,
     /// When the statement was queued for upstream (upstream latency).
@@ -49,18 +68,32 @@ pub enum Item {
     /// A Sync (or the end of a refusal marker's simple query): ends with ReadyForQuery.
     Sync,
     /// A Parse: ends with ParseComplete, which is not passed on if tablegate sent the Parse
-    /// itself (re-preparing a statement after a policy change).
-    Parsed { own: bool },
-    /// A Close: ends with CloseComplete, likewise.
-    Closed { own: bool },
+    /// itself (re-preparing a statement after a policy change). `tracked`: the session
+    /// recorded the statement under `name`, and hears if upstream refused it.
+    Parsed {
+        own: bool,
+        name: String,
+        statement: Arc<Forwarded>,
+        tracked: bool,
+    },
+    /// A Bind: ends with BindComplete.
+    Bound { portal: String, statement: String },
+    /// A Close: ends with CloseComplete, which is not passed on if tablegate sent it.
+    Closed { own: bool, object: Closing },
+}
+
+/// What a Close closes.
+pub enum Closing {
+    Statement(String),
+    Portal(String),
 }
 
 impl Item {
-    pub fn query(sql: String, forwarded: String, rewritten: bool, started: Instant) -> Item {
+    pub fn query(statement: Arc<Forwarded>, started: Instant) -> Item {
         Item::Query(Run {
-            sql: Arc::from(sql),
-            forwarded: Arc::from(forwarded),
-            rewritten,
+            expects_effect: statement.effect.is_some(),
+            statement: Some(statement),
+            portal: None,
             started,
             sent: Instant::now(),
             rows: 0,
@@ -68,13 +101,12 @@ impl Item {
         })
     }
 
-    pub fn execute(statement: Option<(Arc<str>, Arc<str>)>) -> Item {
-        let (sql, forwarded) = statement.unwrap_or_else(|| (Arc::from(""), Arc::from("")));
+    pub fn execute(portal: String, expects_effect: bool) -> Item {
         let now = Instant::now();
         Item::Execute(Run {
-            rewritten: sql != forwarded,
-            sql,
-            forwarded,
+            statement: None,
+            portal: Some(portal),
+            expects_effect,
             started: now,
             sent: now,
             rows: 0,
@@ -82,6 +114,11 @@ impl Item {
         })
     }
 }
+
+/// Upstream ran a `SET search_path` tablegate did not expect, or inside a transaction block
+/// whose end would decide it: the path tablegate resolves names along may no longer be
+/// upstream's.
+pub struct Untracked;
 
 /// Session state both halves see.
 pub struct Shared {
@@ -95,6 +132,20 @@ pub struct Shared {
     marker: String,
     subject: Subject,
     metrics: Arc<ProxyMetrics>,
+    /// Upstream's prepared statements and portals, as its answers confirm them.
+    statements: HashMap<String, Arc<Forwarded>>,
+    portals: HashMap<String, Arc<Forwarded>>,
+    /// Statements the session recorded whose Parse upstream refused: upstream has no such
+    /// statement, so the name is free again.
+    pub refused_parses: Vec<(String, Arc<Forwarded>)>,
+    /// A `SET search_path` ran in the transaction upstream is in.
+    effect_ran: Option<SessionEffect>,
+    /// The session sent a `SET search_path` and waits for the next ReadyForQuery.
+    pub awaiting_effect: bool,
+    /// A `SET search_path` upstream committed, for the session to follow.
+    pub committed_effect: Option<SessionEffect>,
+    /// Wakes the session at each ReadyForQuery.
+    pub ready: Arc<Notify>,
 }
 
 impl Shared {
@@ -107,6 +158,13 @@ impl Shared {
             marker: format!("TABLEGATE_REFUSED_{nonce}"),
             subject,
             metrics,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            refused_parses: Vec::new(),
+            effect_ran: None,
+            awaiting_effect: false,
+            committed_effect: None,
+            ready: Arc::new(Notify::new()),
         }
     }
 
@@ -140,6 +198,22 @@ impl Shared {
             .any(|item| matches!(item, Item::Query(_) | Item::Execute(_)))
     }
 
+    /// Upstream confirmed `statement` under `name` and still holds it.
+    pub fn holds_statement(&self, name: &str, statement: &Arc<Forwarded>) -> bool {
+        self.statements
+            .get(name)
+            .is_some_and(|held| Arc::ptr_eq(held, statement))
+    }
+
+    /// No answer still due ends a statement or a transaction: the last ReadyForQuery's status
+    /// is upstream's now, whatever Parse, Bind or Close of the current batch is answered.
+    pub fn transaction_status_is_current(&self) -> bool {
+        !self
+            .items
+            .iter()
+            .any(|item| matches!(item, Item::Query(_) | Item::Execute(_) | Item::Sync))
+    }
+
     fn current_run(&mut self) -> Option<&mut Run> {
         match self.items.front_mut() {
             Some(Item::Query(run) | Item::Execute(run)) => Some(run),
@@ -147,17 +221,29 @@ impl Shared {
         }
     }
 
-    fn finish(&self, run: Run) {
+    /// Finds an Execute's statement: the one upstream bound to its portal.
+    fn resolve(&self, run: &mut Run) {
+        if let Some(portal) = run.portal.take() {
+            run.statement = self.portals.get(&portal).cloned();
+        }
+    }
+
+    fn finish(&self, mut run: Run) {
+        self.resolve(&mut run);
         self.metrics
             .finished(run.error.is_some(), run.sent.elapsed());
         let outcome = match &run.error {
             None => Outcome::Ok { rows: run.rows },
             Some(message) => Outcome::Error { message },
         };
+        let (sql, text) = match &run.statement {
+            Some(s) => (&*s.sql, &*s.text),
+            None => ("", ""),
+        };
         audit::record(
             &self.subject,
-            &run.sql,
-            Some(&run.forwarded),
+            sql,
+            Some(text),
             outcome,
             run.started.elapsed(),
         );
@@ -169,28 +255,76 @@ impl Shared {
         }
     }
 
-    /// A ParseComplete or CloseComplete: whether the client should see it.
+    /// A ParseComplete, BindComplete or CloseComplete: whether the client should see it.
     fn on_prepared(&mut self, tag: u8) -> bool {
-        match (self.items.front(), tag) {
-            (Some(Item::Parsed { own }), b'1') | (Some(Item::Closed { own }), b'3') => {
-                let own = *own;
-                self.items.pop_front();
+        let expected = matches!(
+            (self.items.front(), tag),
+            (Some(Item::Parsed { .. }), b'1')
+                | (Some(Item::Bound { .. }), b'2')
+                | (Some(Item::Closed { .. }), b'3')
+        );
+        if !expected {
+            return true;
+        }
+        match self.items.pop_front() {
+            Some(Item::Parsed {
+                own,
+                name,
+                statement,
+                ..
+            }) => {
+                self.statements.insert(name, statement);
+                !own
+            }
+            Some(Item::Bound { portal, statement }) => {
+                match self.statements.get(&statement) {
+                    Some(s) => self.portals.insert(portal, s.clone()),
+                    None => self.portals.remove(&portal),
+                };
+                true
+            }
+            Some(Item::Closed { own, object }) => {
+                match object {
+                    Closing::Statement(name) => self.statements.remove(&name),
+                    Closing::Portal(name) => self.portals.remove(&name),
+                };
                 !own
             }
             _ => true,
         }
     }
 
-    fn on_completion(&mut self) {
-        if matches!(self.items.front(), Some(Item::Execute(_)))
-            && let Some(Item::Execute(run)) = self.items.pop_front()
-        {
-            self.finish(run);
+    /// A CommandComplete, EmptyQueryResponse or PortalSuspended.
+    fn on_completion(&mut self) -> Result<(), Untracked> {
+        let effect = match self.items.front() {
+            Some(Item::Query(run)) => run.statement.as_ref().and_then(|s| s.effect.clone()),
+            Some(Item::Execute(_)) => {
+                let Some(Item::Execute(mut run)) = self.items.pop_front() else {
+                    unreachable!("the front item is an Execute")
+                };
+                self.resolve(&mut run);
+                // Completed, so upstream knew the portal: so must the relay.
+                let Some(statement) = run.statement.clone() else {
+                    return Err(Untracked);
+                };
+                if statement.effect.is_some() && !run.expects_effect {
+                    return Err(Untracked);
+                }
+                self.finish(run);
+                statement.effect.clone()
+            }
+            _ => None,
+        };
+        if effect.is_some() {
+            self.effect_ran = effect;
         }
+        Ok(())
     }
 
     /// An ErrorResponse: the bytes to send instead (the same bytes, or a rewritten message).
     fn on_error(&mut self, message: BytesMut) -> BytesMut {
+        // The transaction it ran in fails: a SET search_path in it is undone.
+        self.effect_ran = None;
         let fields = match parse_fields(&message) {
             Some(f) => f,
             None => return message,
@@ -216,7 +350,8 @@ impl Shared {
                         return out;
                     }
                     Item::Query(run) | Item::Execute(run) => self.finish(run),
-                    Item::Sync | Item::Parsed { .. } | Item::Closed { .. } => {}
+                    Item::Sync | Item::Parsed { .. } | Item::Bound { .. } | Item::Closed { .. } => {
+                    }
                 }
             }
             return message;
@@ -224,7 +359,7 @@ impl Shared {
         let rewritten = match self.items.front_mut() {
             Some(Item::Query(run)) => {
                 run.error.get_or_insert_with(|| text.to_owned());
-                run.rewritten
+                run.statement.as_ref().is_none_or(|s| s.sql != s.text)
             }
             _ => true,
         };
@@ -235,9 +370,17 @@ impl Shared {
                     self.finish(run);
                 }
             }
-            // The Parse or Close failed; upstream now skips to Sync.
-            Some(Item::Parsed { .. } | Item::Closed { .. }) => {
-                self.items.pop_front();
+            // The Parse, Bind or Close failed; upstream now skips to Sync.
+            Some(Item::Parsed { .. } | Item::Bound { .. } | Item::Closed { .. }) => {
+                if let Some(Item::Parsed {
+                    name,
+                    statement,
+                    tracked: true,
+                    ..
+                }) = self.items.pop_front()
+                {
+                    self.refused_parses.push((name, statement));
+                }
             }
             _ => {}
         }
@@ -251,24 +394,40 @@ impl Shared {
         message
     }
 
-    fn on_ready(&mut self, status: u8) {
+    fn on_ready(&mut self, status: u8) -> Result<(), Untracked> {
         self.transaction_status = status;
+        if status == b'I' {
+            // Outside a transaction no portal lives on.
+            self.portals.clear();
+        }
+        self.awaiting_effect = false;
+        self.ready.notify_waiters();
+        if let Some(effect) = self.effect_ran.take() {
+            if status != b'I' {
+                return Err(Untracked);
+            }
+            self.committed_effect = Some(effect);
+        }
         while let Some(item) = self.items.pop_front() {
             match item {
                 Item::Query(run) => {
                     self.finish(run);
-                    return;
+                    break;
                 }
-                Item::Sync => return,
+                Item::Sync => break,
                 Item::Execute(mut run) => {
                     run.error.get_or_insert_with(|| {
                         "not executed: an earlier message in the pipeline failed".into()
                     });
                     self.finish(run);
                 }
-                Item::Refused(_) | Item::Parsed { .. } | Item::Closed { .. } => {}
+                Item::Refused(_)
+                | Item::Parsed { .. }
+                | Item::Bound { .. }
+                | Item::Closed { .. } => {}
             }
         }
+        Ok(())
     }
 }
 
@@ -281,6 +440,12 @@ fn parse_fields(message: &[u8]) -> Option<Vec<(u8, String)>> {
         fields.push((key, take_cstring(&mut body).ok()?));
     }
     Some(fields)
+}
+
+/// Why relaying stopped.
+pub enum RelayEnd {
+    Upstream(io::Error),
+    Untracked,
 }
 
 pub struct Relay {
@@ -309,22 +474,26 @@ impl Relay {
         (self.upstream, self.client)
     }
 
-    /// Relays until upstream closes or fails (it never ends otherwise).
-    pub async fn run(&mut self) -> io::Error {
+    /// Relays until upstream closes or fails, or its session state leaves what tablegate
+    /// tracks (it never ends otherwise).
+    pub async fn run(&mut self) -> RelayEnd {
         loop {
             match self.upstream.read_buf(&mut self.buf).await {
                 Ok(0) => {
-                    return io::Error::new(
+                    return RelayEnd::Upstream(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the database closed the connection",
-                    );
+                    ));
                 }
                 Ok(_) => {}
-                Err(e) => return e,
+                Err(e) => return RelayEnd::Upstream(e),
             }
-            self.process();
+            let processed = self.process();
             if let Err(e) = self.send_out().await {
-                return e;
+                return RelayEnd::Upstream(e);
+            }
+            if let Err(Untracked) = processed {
+                return RelayEnd::Untracked;
             }
         }
     }
@@ -357,15 +526,16 @@ impl Relay {
             while self.send_out().await.is_ok()
                 && (self.passthrough > 0 || !self.shared.lock().expect("session state").is_quiet())
                 && matches!(self.upstream.read_buf(&mut self.buf).await, Ok(n) if n > 0)
-            {
-                self.process();
-            }
+                && self.process().is_ok()
+            {}
         })
         .await;
         self.out.is_empty() && self.passthrough == 0
     }
 
-    fn process(&mut self) {
+    /// Turns what upstream sent into what the client is sent, up to where upstream's session
+    /// state leaves what tablegate tracks, if it does: nothing from there on reaches the client.
+    fn process(&mut self) -> Result<(), Untracked> {
         let mut shared = self.shared.lock().expect("session state");
         for notice in shared.notices.drain(..) {
             Report {
@@ -383,12 +553,12 @@ impl Relay {
                 self.out.extend_from_slice(&self.buf.split_to(take));
                 self.passthrough -= take;
                 if self.passthrough > 0 {
-                    return;
+                    return Ok(());
                 }
                 continue;
             }
             if self.buf.len() < 5 {
-                return;
+                return Ok(());
             }
             let tag = self.buf[0];
             let total =
@@ -401,7 +571,7 @@ impl Relay {
                     self.passthrough = total - self.buf.len();
                     self.out.extend_from_slice(&self.buf.split());
                 }
-                return;
+                return Ok(());
             }
             let message = self.buf.split_to(total);
             match tag {
@@ -409,13 +579,13 @@ impl Relay {
                     shared.on_row();
                     self.out.extend_from_slice(&message);
                 }
-                b'1' | b'3' => {
+                b'1' | b'2' | b'3' => {
                     if shared.on_prepared(tag) {
                         self.out.extend_from_slice(&message);
                     }
                 }
                 b'C' | b'I' | b's' => {
-                    shared.on_completion();
+                    shared.on_completion()?;
                     self.out.extend_from_slice(&message);
                 }
                 b'E' => {
@@ -423,7 +593,7 @@ impl Relay {
                     self.out.extend_from_slice(&replaced);
                 }
                 b'Z' => {
-                    shared.on_ready(message.get(5).copied().unwrap_or(b'I'));
+                    shared.on_ready(message.get(5).copied().unwrap_or(b'I'))?;
                     self.out.extend_from_slice(&message);
                 }
                 b'S' => {

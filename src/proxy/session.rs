@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use super::auth::{self, ACT_AS};
 use super::gate::Gate;
 use super::login_throttle;
-use super::relay::{Item, Relay, Shared};
+use super::relay::{Closing, Forwarded, Item, Relay, RelayEnd, Shared};
 use super::startup::{self, Opening};
 use super::stream::{ClientRead, ClientStream, split_upstream};
 use super::{CONNECTION_FAILURE, Fatal};
@@ -278,6 +278,9 @@ async fn establish(
         portals: HashMap::new(),
         skipping: false,
         in_batch: false,
+        executed_in_batch: false,
+        effect_in_batch: false,
+        effect_unsettled: false,
         application_name: settings.remove("application_name").unwrap_or_default(),
         user_checked: Instant::now(),
         directory_failing_since: None,
@@ -287,11 +290,8 @@ async fn establish(
 }
 
 /// A prepared statement as the client named it.
-#[derive(Clone)]
 struct Statement {
-    sql: Arc<str>,
-    forwarded: Arc<str>,
-    effect: Option<SessionEffect>,
+    text: Arc<Forwarded>,
     /// The parameter types the client declared, as sent.
     param_types: bytes::Bytes,
     /// The access it was rewritten for; another one (a policy reload, a new catalog) means the
@@ -314,14 +314,22 @@ struct Session {
     cancel_key: (i32, i32),
     /// Names this session's refusal markers.
     nonce: String,
+    /// The client's prepared statements and portals as tablegate sent them; upstream's answers
+    /// may still refuse the latest ones (the relay keeps what upstream confirmed).
     statements: HashMap<String, Statement>,
-    portals: HashMap<String, Statement>,
+    portals: HashMap<String, Arc<Forwarded>>,
     /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
     skipping: bool,
     /// Extended-protocol messages were sent since the last Sync. Upstream may then be skipping
     /// to Sync after an error of its own, ignoring a simple Query tablegate would still expect
     /// an answer to: such a Query is refused.
     in_batch: bool,
+    /// An Execute was sent since the last Sync.
+    executed_in_batch: bool,
+    /// A `SET search_path` was executed since the last Sync: it must commit alone.
+    effect_in_batch: bool,
+    /// A `SET search_path` was sent and upstream has not answered it with ReadyForQuery.
+    effect_unsettled: bool,
     application_name: String,
     /// When the user's directory entry was last read ([`Session::recheck_user`]).
     user_checked: Instant,
@@ -564,7 +572,10 @@ impl Session {
         let ending = tokio::select! {
             biased;
             end = forwarder.run(&mut reader, first) => Ending::Client(end),
-            end = relay.run() => Ending::Upstream(end),
+            end = relay.run() => match end {
+                RelayEnd::Upstream(e) => Ending::Upstream(e),
+                RelayEnd::Untracked => Ending::Untracked,
+            },
         };
         let up_write = forwarder.upstream;
         let mut client_read = forwarder.client;
@@ -593,6 +604,20 @@ impl Session {
             let running = cancel_key.clone();
             tokio::spawn(async move { crate::upstream::connection::cancel(&running).await });
         }
+        let untracked;
+        let fatal = match &ending {
+            Ending::Client(Err(fatal)) => whole.then_some(fatal),
+            Ending::Untracked => {
+                tracing::warn!(user = %self.subject.user, datasource = %self.subject.datasource, "session ended: upstream ran a SET search_path tablegate did not expect");
+                untracked = Fatal::new(
+                    "08P01",
+                    "terminating the session: upstream ran a SET search_path that tablegate did not expect, so tablegate no longer knows how names resolve",
+                )
+                .with_hint("prepare SET search_path under a name not used before, execute it alone before Sync and outside transaction blocks, then reconnect");
+                Some(&untracked)
+            }
+            _ => None,
+        };
         match ending {
             Ending::Client(Ok(())) if quiet => {
                 if let Some(stream) = super::stream::reunite(up_read, up_write) {
@@ -604,8 +629,8 @@ impl Session {
                     tokio::spawn(lease.give_back(connection));
                 }
             }
-            Ending::Client(Err(fatal)) => {
-                if whole {
+            Ending::Client(Err(_)) | Ending::Untracked => {
+                if let Some(fatal) = fatal {
                     let _ =
                         tokio::time::timeout(FATAL_WRITE_TIMEOUT, fatal.send_to(&mut client_write))
                             .await;
@@ -636,6 +661,8 @@ impl Session {
 enum Ending {
     Client(Result<(), Fatal>),
     Upstream(std::io::Error),
+    /// See [`RelayEnd::Untracked`].
+    Untracked,
 }
 
 struct Forwarder<'s> {
@@ -661,6 +688,27 @@ impl Forwarder<'_> {
             let Some(mut frame) = next else {
                 return Ok(());
             };
+            if !matches!(frame.tag, b'S' | b'H' | b'X') {
+                // A Close cannot fail, so cannot roll the SET back.
+                if self.session.effect_in_batch && frame.tag != b'C' {
+                    if !self.skipping() {
+                        let refusal = Refusal::new(
+                            crate::refusal::RefusalKind::Setting,
+                            "SET search_path must be the last statement before Sync",
+                        )
+                        .with_hint("send Sync after SET search_path, then the next statement");
+                        self.refuse_extended("<message after SET search_path>", refusal);
+                    }
+                    continue;
+                }
+                // Not before the Sync that brings the SET's answer.
+                if self.session.effect_unsettled && !self.session.effect_in_batch {
+                    self.settle_effect().await;
+                }
+                if matches!(frame.tag, b'P' | b'B' | b'D') {
+                    self.forget_refused_parses();
+                }
+            }
             match frame.tag {
                 // PostgreSQL ignores every message up to Sync after an error.
                 b'Q' | b'F' if self.skipping() => {}
@@ -675,7 +723,7 @@ impl Forwarder<'_> {
                 b'Q' => {
                     self.session.recheck_user().await?;
                     let sql = take_cstring(&mut frame.body).map_err(Fatal::io)?;
-                    self.simple_query(sql);
+                    self.simple_query(sql).await;
                     self.flush().await?;
                 }
                 b'P' => {
@@ -691,9 +739,11 @@ impl Forwarder<'_> {
                     let statement = take_cstring(&mut body).map_err(Fatal::io)?;
                     self.refresh_statement(&statement);
                     if !self.skipping() {
-                        if let Some(s) = self.session.statements.get(&statement).cloned() {
-                            self.session.portals.insert(portal, s);
-                        }
+                        match self.session.statements.get(&statement) {
+                            Some(s) => self.session.portals.insert(portal.clone(), s.text.clone()),
+                            None => self.session.portals.remove(&portal),
+                        };
+                        self.push(Item::Bound { portal, statement });
                         wire::put_message(b'B', &frame.body, &mut self.out);
                     }
                 }
@@ -702,23 +752,23 @@ impl Forwarder<'_> {
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         let portal = take_cstring(&mut body).map_err(Fatal::io)?;
-                        let statement = self.session.portals.get(&portal).cloned();
-                        if let Some(s) = &statement
-                            && let Some(effect) = &s.effect
-                        {
+                        let effect = self
+                            .session
+                            .portals
+                            .get(&portal)
+                            .filter(|s| s.effect.is_some())
+                            .cloned();
+                        if let Some(s) = &effect {
                             // Prepared outside a transaction block, perhaps run inside one.
-                            let status = self
-                                .shared
-                                .lock()
-                                .expect("session state")
-                                .transaction_status;
-                            if let Err(refusal) = effect_allowed(true, status) {
+                            if let Err(refusal) = self.effect_may_run().await {
                                 self.refuse_extended(&s.sql, refusal);
                                 continue;
                             }
-                            self.session.apply(effect);
+                            self.session.effect_in_batch = true;
+                            self.await_effect();
                         }
-                        self.push(Item::execute(statement.map(|s| (s.sql, s.forwarded))));
+                        self.session.executed_in_batch = true;
+                        self.push(Item::execute(portal, effect.is_some()));
                         wire::put_message(b'E', &frame.body, &mut self.out);
                     }
                 }
@@ -740,15 +790,17 @@ impl Forwarder<'_> {
                         let mut body = frame.body.clone();
                         let kind = body.get_u8();
                         let name = take_cstring(&mut body).map_err(Fatal::io)?;
-                        match kind {
+                        let object = match kind {
                             b'S' => {
                                 self.session.statements.remove(&name);
+                                Closing::Statement(name)
                             }
                             _ => {
                                 self.session.portals.remove(&name);
+                                Closing::Portal(name)
                             }
-                        }
-                        self.push(Item::Closed { own: false });
+                        };
+                        self.push(Item::Closed { own: false, object });
                         wire::put_message(b'C', &frame.body, &mut self.out);
                     }
                 }
@@ -761,6 +813,8 @@ impl Forwarder<'_> {
                 b'S' => {
                     self.session.skipping = false;
                     self.session.in_batch = false;
+                    self.session.executed_in_batch = false;
+                    self.session.effect_in_batch = false;
                     self.push(Item::Sync);
                     wire::put_message(b'S', &[], &mut self.out);
                     self.flush().await?;
@@ -804,29 +858,108 @@ impl Forwarder<'_> {
         Ok(())
     }
 
-    fn simple_query(&mut self, sql: String) {
+    async fn simple_query(&mut self, sql: String) {
         let started = Instant::now();
+        let mut prepared = self.session.rewrite(&sql);
+        if let Ok(p) = &prepared
+            && p.effect.is_some()
+            && let Err(refusal) = self.effect_may_run().await
+        {
+            prepared = Err(refusal);
+        }
+        match prepared {
+            Ok(prepared) => {
+                if prepared.effect.is_some() {
+                    self.await_effect();
+                }
+                wire::query(&prepared.sql, &mut self.out);
+                let statement = Arc::new(Forwarded {
+                    sql: Arc::from(sql),
+                    text: Arc::from(prepared.sql),
+                    effect: prepared.effect,
+                });
+                let mut shared = self.shared.lock().expect("session state");
+                shared.notices.extend(prepared.notices.iter().cloned());
+                shared.push(Item::query(statement, started));
+            }
+            Err(refusal) => self.refuse_simple(&sql, refusal),
+        }
+    }
+
+    /// A `SET search_path` runs alone in a transaction of its own, which upstream commits
+    /// unless the SET itself fails: nothing sent before it may still open a transaction block
+    /// or fail one, and nothing may follow it before Sync. Then tablegate knows the path
+    /// upstream follows once upstream answers.
+    async fn effect_may_run(&self) -> Result<(), Refusal> {
+        if self.session.executed_in_batch {
+            return Err(Refusal::new(
+                crate::refusal::RefusalKind::Setting,
+                "SET search_path must be the first statement after Sync",
+            )
+            .with_hint("send Sync before SET search_path"));
+        }
+        // Statements sent before it, in earlier batches, may still open or end a transaction.
+        self.wait_for_ready(Shared::transaction_status_is_current)
+            .await;
         let status = self
             .shared
             .lock()
             .expect("session state")
             .transaction_status;
-        match self
-            .session
-            .rewrite(&sql)
-            .and_then(|p| effect_allowed(p.effect.is_some(), status).map(|()| p))
-        {
-            Ok(prepared) => {
-                if let Some(effect) = &prepared.effect {
-                    self.session.apply(effect);
-                }
-                let rewritten = prepared.sql != sql;
-                wire::query(&prepared.sql, &mut self.out);
-                let mut shared = self.shared.lock().expect("session state");
-                shared.notices.extend(prepared.notices.iter().cloned());
-                shared.push(Item::query(sql, prepared.sql, rewritten, started));
+        effect_allowed(true, status)
+    }
+
+    /// A `SET search_path` is on its way: the next statement waits for upstream's answer.
+    fn await_effect(&mut self) {
+        self.shared.lock().expect("session state").awaiting_effect = true;
+        self.session.effect_unsettled = true;
+    }
+
+    /// Waits until upstream has answered the `SET search_path` sent, then follows the path it
+    /// committed, if it did. Its ReadyForQuery comes without more from the client: the SET
+    /// went upstream alone, with its Sync.
+    async fn settle_effect(&mut self) {
+        self.wait_for_ready(|shared| !shared.awaiting_effect).await;
+        let committed = self
+            .shared
+            .lock()
+            .expect("session state")
+            .committed_effect
+            .take();
+        if let Some(effect) = committed {
+            self.session.apply(&effect);
+        }
+        self.session.effect_unsettled = false;
+    }
+
+    /// Waits for ReadyForQuery messages until `done` holds. Only for answers to messages
+    /// already sent upstream, which come without more from the client.
+    async fn wait_for_ready(&self, done: impl Fn(&Shared) -> bool) {
+        let ready = self.shared.lock().expect("session state").ready.clone();
+        loop {
+            let notified = ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if done(&self.shared.lock().expect("session state")) {
+                return;
             }
-            Err(refusal) => self.refuse_simple(&sql, refusal),
+            notified.await;
+        }
+    }
+
+    /// Statements whose Parse upstream refused are not upstream's: their names are free.
+    fn forget_refused_parses(&mut self) {
+        let refused =
+            std::mem::take(&mut self.shared.lock().expect("session state").refused_parses);
+        for (name, statement) in refused {
+            if self
+                .session
+                .statements
+                .get(&name)
+                .is_some_and(|s| Arc::ptr_eq(&s.text, &statement))
+            {
+                self.session.statements.remove(&name);
+            }
         }
     }
 
@@ -883,6 +1016,30 @@ impl Forwarder<'_> {
             .and_then(single_statement)
             .and_then(|p| effect_allowed(p.effect.is_some(), status).map(|()| p))
             .and_then(|p| declared_types_allowed(&param_types).map(|()| p));
+        let taken = match self.session.statements.get(&name) {
+            Some(existing) if !own && !name.is_empty() => Some(existing.text.clone()),
+            _ => None,
+        };
+        if let Some(existing) = &taken
+            && prepared.is_ok()
+            && !self
+                .shared
+                .lock()
+                .expect("session state")
+                .holds_statement(&name, existing)
+        {
+            // Upstream has not confirmed the statement of that name yet: it may still refuse
+            // it, and take this one instead of answering 42P05.
+            let refusal = Refusal::new(
+                crate::refusal::RefusalKind::Statement,
+                format!("prepared statement \"{name}\" is still being prepared"),
+            )
+            .with_hint(
+                "wait for the answer to its Parse before preparing a statement of the same name",
+            );
+            self.refuse_extended(&sql, refusal);
+            return;
+        }
         match prepared {
             Ok(prepared) => {
                 let mut message = BytesMut::with_capacity(
@@ -894,24 +1051,32 @@ impl Forwarder<'_> {
                 message.extend_from_slice(&[0]);
                 message.extend_from_slice(&param_types);
                 wire::put_message(b'P', &message, &mut self.out);
+                let statement = Arc::new(Forwarded {
+                    sql,
+                    text: Arc::from(prepared.sql),
+                    effect: prepared.effect,
+                });
+                // Upstream answers 42P05 and keeps the statement it has: so does tablegate.
+                let tracked = taken.is_none();
                 let mut shared = self.shared.lock().expect("session state");
                 shared.notices.extend(prepared.notices.iter().cloned());
-                shared.push(Item::Parsed { own });
+                shared.push(Item::Parsed {
+                    own,
+                    name: name.clone(),
+                    statement: statement.clone(),
+                    tracked,
+                });
                 drop(shared);
-                if !own && !name.is_empty() && self.session.statements.contains_key(&name) {
-                    // Upstream answers 42P05 and keeps the statement it has: so does tablegate.
-                    return;
+                if tracked {
+                    self.session.statements.insert(
+                        name,
+                        Statement {
+                            text: statement,
+                            param_types,
+                            access: self.session.access.id(),
+                        },
+                    );
                 }
-                self.session.statements.insert(
-                    name,
-                    Statement {
-                        sql,
-                        forwarded: Arc::from(prepared.sql),
-                        effect: prepared.effect,
-                        param_types,
-                        access: self.session.access.id(),
-                    },
-                );
             }
             // A named statement upstream already holds stays, there and here.
             Err(refusal) => self.refuse_extended(&sql, refusal),
@@ -948,12 +1113,15 @@ impl Forwarder<'_> {
         if statement.access == current {
             return;
         }
-        let (sql, param_types) = (statement.sql.clone(), statement.param_types.clone());
+        let (sql, param_types) = (statement.text.sql.clone(), statement.param_types.clone());
         let mut close = BytesMut::from(&b"S"[..]);
         close.extend_from_slice(name.as_bytes());
         close.extend_from_slice(&[0]);
         wire::put_message(b'C', &close, &mut self.out);
-        self.push(Item::Closed { own: true });
+        self.push(Item::Closed {
+            own: true,
+            object: Closing::Statement(name.to_owned()),
+        });
         self.prepare(name.to_owned(), sql, param_types, true);
     }
 }

@@ -91,11 +91,20 @@ pub fn tags(frames: &[Frame]) -> String {
 
 /// The SQLSTATE of an ErrorResponse frame.
 pub fn sqlstate(frame: &Frame) -> String {
+    error_field(frame, b'C')
+}
+
+/// The message of an ErrorResponse frame.
+pub fn message_text(frame: &Frame) -> String {
+    error_field(frame, b'M')
+}
+
+fn error_field(frame: &Frame, wanted: u8) -> String {
     let mut body = frame.body.clone();
     while body.has_remaining() && body[0] != 0 {
         let field = body.get_u8();
         let value = wire::take_cstring(&mut body).unwrap();
-        if field == b'C' {
+        if field == wanted {
             return value;
         }
     }
@@ -150,4 +159,27 @@ pub fn message(tag: u8, body: &[u8]) -> BytesMut {
     let mut out = BytesMut::new();
     wire::put_message(tag, body, &mut out);
     out
+}
+
+pub fn query(sql: &str) -> BytesMut {
+    let mut body = BytesMut::new();
+    cstring(&mut body, sql);
+    message(b'Q', &body)
+}
+
+/// Messages sent together, as one pipeline.
+pub fn pipeline(parts: &[BytesMut]) -> BytesMut {
+    parts.iter().fold(BytesMut::new(), |mut all, part| {
+        all.extend_from_slice(part);
+        all
+    })
+}
+
+/// The first column of a DataRow frame, as text.
+pub fn first_value(frame: &Frame) -> String {
+    assert_eq!(frame.tag, b'D', "a DataRow");
+    let mut body = frame.body.clone();
+    body.advance(2);
+    let length = body.get_i32() as usize;
+    String::from_utf8(body[..length].to_vec()).unwrap()
 }
