@@ -213,13 +213,17 @@ async fn row_filters_run_before_conditions_that_could_fail() {
             "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
              INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END, g * 10
                FROM generate_series(1, 1000) g;
-             ANALYZE public.orders;",
+             CREATE TABLE public.ledger (id int, region text, amount numeric);
+             INSERT INTO public.ledger SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+               CASE WHEN g = 1 THEN 0 ELSE g END FROM generate_series(1, 100) g;
+             CREATE VIEW public.east_ledger AS SELECT * FROM public.ledger WHERE region = 'East';
+             ANALYZE public.orders; ANALYZE public.ledger;",
         )
         .await
         .expect("the orders table");
     let policies = PolicySet::from_str(
         "p.toml",
-        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\"]\n\
+        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\", \"public.east_ledger\"]\n\
          rows.\"public.orders\" = \"region IN ({{user.regions}})\"\n\
          [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n\
          vars = { regions = [\"East\", \"North\", \"South\", \"Central\", \"Islands\", \"Overseas\"] }\n",
@@ -282,6 +286,30 @@ async fn row_filters_run_before_conditions_that_could_fail() {
         run(&client, &unfenced).await.is_err(),
         "unfenced, the comparison reaches the hidden row on this server: {unfenced}"
     );
+    // Found by red-team review: the same comparison on rows a subquery returns, and a view's
+    // own WHERE, which is no barrier either (the view is granted whole).
+    for (probe, expected) in [
+        (
+            "SELECT count(*) FROM (SELECT (id, amount, id) AS r FROM orders) s WHERE r = ANY(ARRAY[(1, 10.0, 'x')])",
+            "0",
+        ),
+        (
+            "SELECT count(*) FROM east_ledger WHERE 1 / amount IS NOT NULL",
+            "50",
+        ),
+    ] {
+        let forwarded = rewrite(probe, &context).expect("accepted").sql();
+        assert_eq!(
+            run(&client, &forwarded).await.map(|r| r.rows),
+            Ok(vec![vec![Some(expected.to_owned())]]),
+            "{probe}\n-> {forwarded}"
+        );
+        let unfenced = forwarded.replace(" OFFSET 0)", ")");
+        assert!(
+            run(&client, &unfenced).await.is_err(),
+            "unfenced, the condition reaches the hidden row on this server: {unfenced}"
+        );
+    }
 }
 
 /// EXPLAIN is forwarded with costs off: the planner's row estimates come from statistics over

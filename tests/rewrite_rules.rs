@@ -1509,3 +1509,42 @@ fn references_to_later_ctes_of_a_recursive_list_are_refused() {
         "WITH x AS (SELECT count(*) AS n FROM orders), orders AS (SELECT 1 AS id) SELECT * FROM x",
     );
 }
+
+#[test]
+fn function_call_notation_is_refused() {
+    // PostgreSQL reads `a.f`, when f is not a column of a, as the call `f(a)`: any function,
+    // allowed or not, on a whole row or on a column (found by red-team review).
+    for sql in [
+        "SELECT o.id, o.describe FROM orders o",
+        "SELECT o.count FROM orders o",
+        "SELECT region.pg_sleep FROM orders",
+        "SELECT v.p.pg_terminate_backend FROM (VALUES (1)) v(p)",
+        "SELECT public.orders.set_config FROM orders",
+        "SELECT count(*) FROM orders o WHERE o.row_to_json IS NOT NULL",
+        "SELECT id FROM orders ORDER BY orders.md5",
+    ] {
+        let e = refused("alice", sql);
+        assert!(e.message.contains("is not a column"), "{sql}: {e}");
+    }
+    for sql in [
+        "SELECT (o).row_to_json FROM orders o",
+        "SELECT (o).id FROM orders o",
+    ] {
+        let e = refused("alice", sql);
+        assert!(e.message.contains("field selection"), "{sql}: {e}");
+    }
+}
+
+#[test]
+fn named_function_arguments_name_parameters_not_columns() {
+    assert_eq!(
+        ok("alice", "SELECT now() - make_interval(days => 30)"),
+        "SELECT pg_catalog.now() - pg_catalog.make_interval(days => 30)"
+    );
+    assert_eq!(
+        ok("alice", "SELECT make_interval(days := amount) FROM orders"),
+        format!(
+            "SELECT pg_catalog.make_interval(days := amount) FROM {ORDERS_EAST_NORTH} AS \"orders\""
+        )
+    );
+}

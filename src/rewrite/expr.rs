@@ -58,10 +58,14 @@ impl Walker<'_> {
                 self.expr(root, frame, clause)?;
                 for access in access_chain {
                     match access {
-                        // A field name of a composite value, not a column reference.
-                        AccessExpr::Dot(Expr::Identifier(_)) => {}
+                        // `(a).f` is the call `f(a)` unless a is a composite value with a
+                        // field f, which tablegate cannot tell.
                         AccessExpr::Dot(_) => {
-                            return Err(Refusal::unsupported("this field access"));
+                            return Err(Refusal::new(
+                                RefusalKind::Unsupported,
+                                "field selection `(value).field` is not supported",
+                            )
+                            .with_hint("PostgreSQL reads `(a).f` as the call `f(a)` when a has no field f; write columns as alias.column"));
                         }
                         AccessExpr::Subscript(Subscript::Index { index }) => {
                             self.expr(index, frame, clause)?
@@ -457,6 +461,18 @@ impl Walker<'_> {
                 None => Ok((ColumnState::Visible, None)),
             },
             Resolved::Unknown => Ok((ColumnState::Visible, None)),
+            Resolved::NotAColumn => Err(Refusal::new(
+                RefusalKind::Unsupported,
+                format!(
+                    "`{}` is not a column of a table, subquery or function in FROM",
+                    parts
+                        .iter()
+                        .map(|p| crate::names::display_ident(p))
+                        .collect::<Vec<_>>()
+                        .join(".")
+                ),
+            )
+            .with_hint("PostgreSQL would read it as a field of a composite value or as a function call (`a.f` is `f(a)`); write columns as alias.column, and call functions as f(…)")),
         }
     }
 
@@ -543,19 +559,23 @@ impl Walker<'_> {
         frame: &Frame,
         clause: &'static str,
     ) -> Result<(), Refusal> {
+        let postgres_operator = |operator: &sqlparser::ast::FunctionArgOperator| {
+            matches!(
+                operator,
+                sqlparser::ast::FunctionArgOperator::RightArrow
+                    | sqlparser::ast::FunctionArgOperator::Assignment
+            )
+        };
         let arg = match arg {
             FunctionArg::Unnamed(a) => a,
-            FunctionArg::Named { arg, operator, .. } => {
-                if !matches!(
-                    operator,
-                    sqlparser::ast::FunctionArgOperator::RightArrow
-                        | sqlparser::ast::FunctionArgOperator::Assignment
-                ) {
-                    return Err(Refusal::unsupported("this named-argument syntax"));
-                }
-                arg
-            }
-            FunctionArg::ExprNamed { .. } => {
+            FunctionArg::Named { arg, operator, .. } if postgres_operator(operator) => arg,
+            // `make_interval(days => 30)`: the name is a parameter's, never a column.
+            FunctionArg::ExprNamed {
+                name: Expr::Identifier(_),
+                arg,
+                operator,
+            } if postgres_operator(operator) => arg,
+            FunctionArg::Named { .. } | FunctionArg::ExprNamed { .. } => {
                 return Err(Refusal::unsupported("this named-argument syntax"));
             }
         };

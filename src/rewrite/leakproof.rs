@@ -161,6 +161,12 @@ impl Visitor for LeakyConditions {
             for item in &select.projection {
                 if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
                 {
+                    // A row-valued output is compared by an outer condition at run time
+                    // ([`RowNames`]), under a name tablegate does not know holds a row.
+                    if self.judge_here().row_valued(e) {
+                        self.leaky = true;
+                        return ControlFlow::Break(());
+                    }
                     conditions.push(e);
                 }
             }
@@ -217,11 +223,15 @@ impl Visitor for LeakyConditions {
 }
 
 impl LeakyConditions {
-    fn judge<'e>(&mut self, conditions: impl IntoIterator<Item = &'e Expr>) -> ControlFlow<()> {
-        let judge = Judge {
+    fn judge_here(&self) -> Judge<'_> {
+        Judge {
             nested: self.correlated > 0,
             rows: &self.rows,
-        };
+        }
+    }
+
+    fn judge<'e>(&mut self, conditions: impl IntoIterator<Item = &'e Expr>) -> ControlFlow<()> {
+        let judge = self.judge_here();
         if conditions.into_iter().any(|e| !judge.leakproof(e)) {
             self.leaky = true;
             return ControlFlow::Break(());
@@ -367,7 +377,13 @@ impl Judge<'_> {
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => self.comparable(a, b),
             Expr::In { expr, target, .. } => match target {
                 InTarget::List(list) => list.iter().all(|item| self.comparable(expr, item)),
-                InTarget::Subquery(_) => !self.whole_row(expr) && leakproof(expr),
+                // The subquery's output types are known when the statement is planned.
+                InTarget::Subquery(_) => match expr.as_ref() {
+                    Expr::Tuple(fields) => {
+                        fields.iter().all(|f| !self.row_valued(f) && leakproof(f))
+                    }
+                    e => !self.whole_row(e) && leakproof(e),
+                },
                 _ => false,
             },
             Expr::Between {
@@ -391,8 +407,12 @@ impl Judge<'_> {
                     && leakproof(left)
                     && (matches!(**right, Expr::Subquery(_)) || leakproof(right))
             }
-            Expr::Array(array) => array.elem.iter().all(leakproof),
-            Expr::Tuple(items) => items.iter().all(leakproof),
+            // Of literals only: an element that is an array makes a multidimensional array,
+            // which fails when another element's dimensions differ.
+            Expr::Array(array) => array.elem.iter().all(is_literal_array_element),
+            // A row value outside a row comparison: compared later at run time, or returned
+            // to be compared by an outer condition ([`RowNames`]).
+            Expr::Tuple(_) => false,
             Expr::Function(f) if self.nested => {
                 f.over.is_none() && is_aggregate(f) && self.arguments_leakproof(f)
             }
@@ -453,6 +473,19 @@ impl Judge<'_> {
     }
 }
 
+/// A literal, or an array constructor of literals.
+fn is_literal_array_element(e: &Expr) -> bool {
+    match e {
+        Expr::Value(_) => true,
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } => matches!(**expr, Expr::Value(_)),
+        Expr::Array(array) => array.elem.iter().all(is_literal_array_element),
+        _ => false,
+    }
+}
+
 /// Aggregate calls run on rows every filter has passed (as do window calls).
 fn is_aggregate(f: &Function) -> bool {
     let parts: Vec<String> = f
@@ -496,6 +529,8 @@ mod tests {
             "SELECT * FROM t, generate_series(1, t.x) AS g",
             "SELECT x FROM t WHERE x = ANY (SELECT y FROM u WHERE u.z = t.z)",
             "SELECT x FROM t WHERE (x, y) = (1, 2) AND (x, y) IN ((1, 2), (3, 4))",
+            "SELECT x FROM t WHERE x = ANY (ARRAY[-1, 2]) AND y = ANY (ARRAY[ARRAY['a'], ARRAY['b']])",
+            "SELECT (x, y) AS r FROM t WHERE x > 1",
             "SELECT x FROM t WHERE (x, y) IN (SELECT a, b FROM u)",
         ] {
             assert!(!fenced(sql), "{sql}");
@@ -538,6 +573,14 @@ mod tests {
             "SELECT count(*) FROM orders o WHERE (o) IN (SELECT c FROM customers c)",
             "SELECT count(*) FROM orders o, customers c WHERE o = c",
             "SELECT count(*) FROM orders o WHERE (id, region) = (1, 2, 3)",
+            // row values returned by a subquery, compared outside it (found by red-team review)
+            "SELECT count(*) FROM (SELECT (id, amount, id) AS r FROM orders) s WHERE r = ANY(ARRAY[(3, 999.0, 'x')])",
+            "WITH s AS (SELECT (id, amount) AS r FROM orders) SELECT count(*) FROM s WHERE r IS NOT DISTINCT FROM (3, 'x')",
+            "SELECT count(*) FROM (SELECT o AS r FROM orders o) s WHERE r = r",
+            "SELECT count(*) FROM (SELECT (id, amount) AS r FROM orders) a, (SELECT (1, 'x') AS k) b WHERE a.r = b.k",
+            // an array of arrays fails when their dimensions differ
+            "SELECT count(*) FROM orders WHERE ARRAY[tags, ARRAY['p', 'q']] IS NOT NULL",
+            "SELECT count(*) FROM orders WHERE id = ANY(ARRAY[id, amount])",
         ] {
             assert!(fenced(sql), "{sql}");
         }

@@ -22,7 +22,7 @@ use super::colname::output_name;
 use super::expr::check_type;
 use super::grouping::GroupedUses;
 use super::scope::{ColumnState, CteDef, Frame, FromItem, ItemColumn, Resolved};
-use crate::catalog::SYSTEM_SCHEMAS;
+use crate::catalog::{RelationKind, SYSTEM_SCHEMAS};
 use crate::names::{QualifiedName, display_ident, fold, quoted};
 use crate::policy::Source;
 use crate::refusal::{Refusal, RefusalKind};
@@ -1227,7 +1227,8 @@ impl Walker<'_> {
                 if !alias_columns.is_empty() {
                     rename_source_columns(select, &access.visible, &alias_columns, relation);
                 }
-                if self.fence && select.selection.is_some() {
+                if self.fence && (select.selection.is_some() || relation.kind == RelationKind::View)
+                {
                     // See `leakproof`: the row filter runs before the query's conditions.
                     self.trace.fenced = true;
                     body.limit_clause = Some(LimitClause::LimitOffset {

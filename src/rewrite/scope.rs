@@ -121,6 +121,9 @@ pub(super) enum Resolved<'a> {
     /// tablegate cannot tell; PostgreSQL will either raise an error or find the column in an
     /// item whose columns tablegate cannot name — never a hidden one, which its source lacks.
     Unknown,
+    /// `a.b` that is not column b of item a: PostgreSQL reads it as field b of a composite
+    /// value a, or else as the call `b(a)` — of any function, on the allow-list or not.
+    NotAColumn,
 }
 
 impl<'a> Frame<'a> {
@@ -148,14 +151,14 @@ impl<'a> Frame<'a> {
         })
     }
 
-    /// Resolves `parts` (already folded) as PostgreSQL's transformColumnRef does.
+    /// Resolves `parts` (already folded) as PostgreSQL's transformColumnRef does, as far as
+    /// a column of an item: a qualified name that is not one is [`Resolved::NotAColumn`].
     pub fn resolve(&self, parts: &[String]) -> Resolved<'a> {
         match parts {
             [name] => self.resolve_unqualified(name),
             [first, column] => match self.item(first) {
                 Some(item) => Self::in_item(item, column),
-                // `a.b` may also be field b of a composite column a.
-                None => self.resolve_unqualified(first),
+                None => Resolved::NotAColumn,
             },
             [schema, table, column] => {
                 let qualified = self.levels().find_map(|f| {
@@ -166,17 +169,19 @@ impl<'a> Frame<'a> {
                 });
                 match qualified {
                     Some(item) => Self::in_item(item, column),
-                    None => self.resolve(&parts[..2]),
+                    None => Resolved::NotAColumn,
                 }
             }
             _ => Resolved::Unknown,
         }
     }
 
+    /// Column `column` of `item`. Of an item whose columns tablegate cannot all name, any
+    /// other name may be a column or a function.
     fn in_item(item: &'a FromItem, column: &str) -> Resolved<'a> {
         match item.column(column) {
             Some(c) => Resolved::Column { item, column: c },
-            None => Resolved::Unknown,
+            None => Resolved::NotAColumn,
         }
     }
 
