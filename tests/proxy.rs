@@ -508,6 +508,39 @@ async fn search_path_is_tracked_for_name_resolution() {
     );
 }
 
+/// Between catalog refreshes tablegate does not know a column added upstream: a table granted
+/// whole must not show it, for the deny-list would hide it once known (found by red-team review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_added_since_the_catalog_was_read_stays_out_of_reach() {
+    let db = TempDatabase::with(&format!(
+        "{SHOP} CREATE TABLE notes (id int, body text); INSERT INTO notes VALUES (1, 'hello');"
+    ))
+    .await;
+    let policy = format!(
+        "{SHOP_POLICY}\n[role.reader.datasource.shop]\ntables = [\"public.notes\"]\n\n[[assign]]\nuser = \"carol\"\nroles = [\"reader\"]\n"
+    );
+    let proxy = Proxy::start(&db, &policy, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let carol = proxy.client("carol", "carol-secret").await.unwrap();
+    db.connect()
+        .await
+        .batch_execute(
+            "ALTER TABLE notes ADD COLUMN phone text; UPDATE notes SET phone = '555-0199';",
+        )
+        .await
+        .unwrap();
+    let e = carol
+        .simple_query("SELECT phone FROM notes")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&e),
+        "42703",
+        "no such column, as far as anyone can see"
+    );
+    let rows = carol.query("SELECT * FROM notes", &[]).await.unwrap();
+    assert_eq!(rows[0].columns().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_errors_reach_the_client_without_positions_into_rewritten_text() {
     let (_db, proxy) = shop().await;

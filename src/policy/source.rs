@@ -13,7 +13,7 @@ use super::assignment::{Entitlements, HeldRole};
 use super::filter::BindError;
 use super::origin::Origin;
 use super::set::{DatasourcePolicy, Grant, Located, MaskRule};
-use crate::catalog::{Catalog, RelationId, RelationKind};
+use crate::catalog::{Catalog, RelationId};
 use crate::directory::User;
 use crate::names::{NamePattern, quoted};
 use crate::refusal::{Refusal, RefusalKind};
@@ -214,10 +214,7 @@ impl TableBuilder<'_> {
     fn source(&self, views: &[RoleView], visible: &[bool], masked: &mut [bool]) -> Source {
         let relation = self.catalog.relation(self.relation);
         let unfiltered = views.iter().any(|v| v.filter.is_none());
-        // A view's own WHERE is no barrier: PostgreSQL may run the query's conditions on the
-        // rows it excludes. Read through a source, it can be fenced as filters are.
         if unfiltered
-            && relation.kind != RelationKind::View
             && views
                 .iter()
                 .all(|v| v.columns.iter().all(|c| *c == Shown::Plain))

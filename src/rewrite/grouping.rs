@@ -100,7 +100,7 @@ impl Walker<'_> {
         group_by.extend(added);
     }
 
-    /// Whether the item is a protected relation whose every primary key column is grouped, and
+    /// Whether the item is a granted relation whose every primary key column is grouped, and
     /// is the table's own value in the source. With several roles a key column one role does not
     /// grant is NULL on the rows only that role admits; it no longer identifies a row, and the
     /// query is left to fail as it would on the permitted data.
@@ -111,22 +111,26 @@ impl Walker<'_> {
         let Some(access) = self.access.table(id) else {
             return false;
         };
-        let Ok(Source::Protected(source)) = &access.source else {
-            return false;
-        };
-        let SetExpr::Select(select) = source.body.as_ref() else {
-            return false;
+        // The source lists the visible columns in table order; a whole one, all of them plain.
+        let projection = match &access.source {
+            Ok(Source::Whole) => None,
+            Ok(Source::Protected(source)) => match source.body.as_ref() {
+                SetExpr::Select(select) => Some(&select.projection),
+                _ => return false,
+            },
+            Err(_) => return false,
         };
         let key = &self.catalog.relation(id).primary_key;
         !key.is_empty()
             && key.iter().all(|&k| {
-                // The source lists the visible columns in table order.
                 let position = access.visible[..k].iter().filter(|&&v| v).count();
                 access.visible.get(k) == Some(&true)
-                    && matches!(
-                        select.projection.get(position),
-                        Some(SelectItem::UnnamedExpr(Expr::Identifier(_)))
-                    )
+                    && projection.is_none_or(|p| {
+                        matches!(
+                            p.get(position),
+                            Some(SelectItem::UnnamedExpr(Expr::Identifier(_)))
+                        )
+                    })
                     && item.columns.get(k).is_some_and(|c| is_grouped(&c.name))
             })
     }

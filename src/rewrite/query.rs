@@ -1183,70 +1183,56 @@ impl Walker<'_> {
             .as_ref()
             .map_or_else(|| quoted(&relation.name.name), |a| a.name.clone());
         let object = sql::object_name(&relation.name);
-        *factor = match source {
-            Source::Whole => {
-                self.checked.relations += 1;
-                let mut table = sql::table(
-                    object,
-                    Some(TableAlias {
-                        explicit: true,
-                        name: alias_ident,
-                        columns: alias
-                            .as_ref()
-                            .map(|a| a.columns.clone())
-                            .unwrap_or_default(),
-                        at: None,
-                    }),
-                );
-                if let TableFactor::Table {
-                    sample: s,
-                    inheritance: i,
-                    ..
-                } = &mut table
-                {
-                    *s = sample.take();
-                    *i = inheritance.take();
-                }
-                table
-            }
-            Source::Protected(mut body) => {
-                // Counted before the query's own TABLESAMPLE moves in: that was walked above.
-                self.checked.add(Census::of(&body));
-                let SetExpr::Select(select) = body.body.as_mut() else {
-                    unreachable!("protected sources are SELECTs");
-                };
-                if let TableFactor::Table {
-                    sample: s,
-                    inheritance: i,
-                    ..
-                } = &mut select.from[0].relation
-                {
-                    *s = sample.take();
-                    *i = inheritance.take();
-                }
-                if !alias_columns.is_empty() {
-                    rename_source_columns(select, &access.visible, &alias_columns, relation);
-                }
-                if self.fence && (select.selection.is_some() || relation.kind == RelationKind::View)
-                {
-                    // See `leakproof`: the row filter runs before the query's conditions.
-                    self.trace.fenced = true;
-                    body.limit_clause = Some(LimitClause::LimitOffset {
-                        limit: None,
-                        offset: Some(Offset {
-                            value: Expr::value(Value::Number("0".into(), false)),
-                            rows: OffsetRows::None,
-                        }),
-                        limit_by: vec![],
-                    });
-                }
-                TableFactor::Derived {
-                    lateral: false,
-                    subquery: body,
-                    alias: Some(sql::alias(alias_ident)),
-                    sample: None,
-                }
-            }
+        // A relation granted whole is read through a source too, listing the columns
+        // tablegate knows: a column added upstream since the catalog was read (perhaps one a
+        // deny-list will hide), or a system column, is not reached through it.
+        let mut body = match source {
+            Source::Whole => Box::new(sql::select(
+                relation
+                    .columns
+                    .iter()
+                    .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(quoted(&c.name))))
+                    .collect(),
+                sql::table(object, None),
+                None,
+            )),
+            Source::Protected(body) => body,
+        };
+        // Counted before the query's own TABLESAMPLE moves in: that was walked above.
+        self.checked.add(Census::of(&body));
+        let SetExpr::Select(select) = body.body.as_mut() else {
+            unreachable!("sources are SELECTs");
+        };
+        if let TableFactor::Table {
+            sample: s,
+            inheritance: i,
+            ..
+        } = &mut select.from[0].relation
+        {
+            *s = sample.take();
+            *i = inheritance.take();
+        }
+        if !alias_columns.is_empty() {
+            rename_source_columns(select, &access.visible, &alias_columns, relation);
+        }
+        // A view's own WHERE is no more a barrier than a row filter.
+        if self.fence && (select.selection.is_some() || relation.kind == RelationKind::View) {
+            // See `leakproof`: the row filter runs before the query's conditions.
+            self.trace.fenced = true;
+            body.limit_clause = Some(LimitClause::LimitOffset {
+                limit: None,
+                offset: Some(Offset {
+                    value: Expr::value(Value::Number("0".into(), false)),
+                    rows: OffsetRows::None,
+                }),
+                limit_by: vec![],
+            });
+        }
+        *factor = TableFactor::Derived {
+            lateral: false,
+            subquery: body,
+            alias: Some(sql::alias(alias_ident)),
+            sample: None,
         };
         Ok(item)
     }
