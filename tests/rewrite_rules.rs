@@ -530,6 +530,50 @@ fn ordinals_are_renumbered_after_stripping() {
 }
 
 #[test]
+fn ordinals_count_a_star_as_postgres_expands_it_when_a_column_is_stripped() {
+    // On the table, `phone, *` is phone, id, name, phone, region: 2 is id, now first.
+    assert_eq!(
+        ok("alice", "SELECT phone, * FROM customers ORDER BY 2"),
+        format!("SELECT * FROM {CUSTOMERS} AS \"customers\" ORDER BY 1")
+    );
+    assert_eq!(
+        ok(
+            "alice",
+            "SELECT c.*, phone, c.id FROM customers c ORDER BY 2"
+        ),
+        format!("SELECT c.*, c.id FROM {CUSTOMERS} AS c ORDER BY 2")
+    );
+    // The stripped column itself, the one left out of *, and positions past that.
+    for (sql, says) in [
+        (
+            "SELECT phone, * FROM customers ORDER BY 1",
+            "cannot be used in ORDER BY",
+        ),
+        (
+            "SELECT c.*, phone, c.id FROM customers c ORDER BY 5",
+            "cannot be used in ORDER BY",
+        ),
+        (
+            "SELECT *, phone FROM customers ORDER BY 3",
+            "counts past the column phone",
+        ),
+        (
+            "SELECT *, phone FROM customers ORDER BY 4",
+            "counts past the column phone",
+        ),
+    ] {
+        let e = refused("alice", sql);
+        assert!(e.message.contains(says), "{sql}: {e}");
+    }
+    // Behind a * over columns tablegate cannot name, no position can be trusted.
+    let e = refused(
+        "alice",
+        "SELECT *, phone FROM customers, json_to_record('{}') AS r ORDER BY 2",
+    );
+    assert!(e.hint.unwrap().contains("cannot name"));
+}
+
+#[test]
 fn allow_lists_and_several_roles_mask_per_role() {
     // dave: rep (orders in West, all columns but phone) + auditor (all orders, id and region).
     let out = ok("dave", "SELECT * FROM orders");

@@ -554,7 +554,31 @@ impl Walker<'_> {
     ) -> Result<Vec<Stripped>, Refusal> {
         let mut stripped = Vec::new();
         let mut kept = Vec::with_capacity(projection.len());
-        for (position, item) in std::mem::take(projection).into_iter().enumerate() {
+        // Where the item starts in the select list as PostgreSQL expands it on the tables
+        // themselves: a `*` there includes hidden columns. Unknown past a `*` over columns
+        // tablegate cannot name.
+        let mut place = Some(0);
+        for item in std::mem::take(projection) {
+            let position = place;
+            let width = match &item {
+                SelectItem::Wildcard(_) => frame
+                    .items
+                    .iter()
+                    .filter(|i| i.unqualified_visible)
+                    .map(|i| (!i.open).then_some(i.columns.len()))
+                    .sum::<Option<usize>>(),
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(name),
+                    _,
+                ) => object_name_parts(name)
+                    .ok()
+                    .and_then(|parts| self.wildcard_item(&parts, frame))
+                    .filter(|i| !i.open)
+                    .map(|i| i.columns.len()),
+                SelectItem::QualifiedWildcard(..) => None,
+                _ => Some(1),
+            };
+            place = place.zip(width).map(|(p, w)| p + w);
             let (expr, alias) = match &item {
                 SelectItem::UnnamedExpr(e) => (Some(e), None),
                 SelectItem::ExprWithAlias { expr, alias } => (Some(expr), Some(fold(alias))),
@@ -696,30 +720,19 @@ impl Walker<'_> {
         names_first: bool,
     ) -> Result<(), Refusal> {
         if let Some(original) = ordinal(e)? {
-            // Stripped items are counted as one column each, which a `*` in the list breaks.
-            if !positions.stripped.is_empty()
-                && projection.iter().any(|item| {
-                    matches!(
-                        item,
-                        SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
-                    )
-                })
-            {
-                return Err(hidden_column_refusal(&positions.stripped[0].label, clause)
-                    .with_hint("name the columns instead of giving positions when * and a hidden column share the select list"));
+            if let Some(s) = positions.stripped.iter().find(|s| s.position.is_none()) {
+                return Err(hidden_column_refusal(&s.label, clause)
+                    .with_hint("name the columns instead of giving positions: a * before the hidden column covers columns tablegate cannot name"));
             }
+            let places = || positions.stripped.iter().filter_map(|s| s.position);
             if let Some(s) = positions
                 .stripped
                 .iter()
-                .find(|s| s.position + 1 == original)
+                .find(|s| s.position.map(|p| p + 1) == Some(original))
             {
                 return Err(hidden_column_refusal(&s.label, clause));
             }
-            let shift = positions
-                .stripped
-                .iter()
-                .filter(|s| s.position + 1 < original)
-                .count();
+            let shift = places().filter(|&p| p + 1 < original).count();
             positions
                 .output
                 .refuse_position_past_hidden(original - shift, clause)?;
@@ -1268,7 +1281,9 @@ impl Walker<'_> {
 
 /// A stripped select-list item: where it stood, what it showed, and the output name it had.
 pub(super) struct Stripped {
-    position: usize,
+    /// Where it was in the select list as PostgreSQL would expand it (0-based); `None` past a
+    /// `*` over columns tablegate cannot name.
+    position: Option<usize>,
     label: String,
     output_name: String,
 }
