@@ -14,6 +14,7 @@ use support::proxy::{
 };
 use tablegate::ops::{Ops, scrape};
 use tablegate::reload::PolicyReloader;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_postgres::NoTls;
 
@@ -126,6 +127,78 @@ async fn past_the_connection_cap_clients_are_refused_as_postgres_refuses_them() 
     until_open(&proxy, 1).await;
     let sam = proxy.client("sam", "sam-secret").await.unwrap();
     sam.simple_query("SELECT 1").await.unwrap();
+}
+
+/// Connections from another loopback address (an attacker's) that send nothing.
+async fn silent_connections_from(
+    source: &str,
+    proxy: &Proxy,
+    count: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        held.push(socket.connect(proxy.addr).await.unwrap());
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_cannot_fill_the_cap_with_logins_it_never_finishes() {
+    let share = tablegate::proxy::connection_limit::LOGINS_PER_ADDRESS;
+    let (_db, proxy) = shop_with(&format!("max_client_connections = {}", share + 1)).await;
+    let _silent = silent_connections_from("127.0.0.2", &proxy, share).await;
+    until_open(&proxy, share).await;
+    // One more from that host asks for a session and is told why not.
+    let mut past_share = silent_connections_from("127.0.0.2", &proxy, 1)
+        .await
+        .remove(0);
+    let mut startup = Vec::new();
+    let parameters = b"user\0alice\0database\0shop\0\0";
+    startup.extend_from_slice(&(8 + parameters.len() as i32).to_be_bytes());
+    startup.extend_from_slice(&196608i32.to_be_bytes());
+    startup.extend_from_slice(parameters);
+    past_share.write_all(&startup).await.unwrap();
+    let mut answer = Vec::new();
+    past_share.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.contains("53300") && answer.contains("127.0.0.2 are logging in at once"),
+        "{answer}"
+    );
+    // Others still get in.
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    alice.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(
+        metric(
+            &proxy,
+            "tablegate_connections_refused_total{reason=\"too_many_logins\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_cannot_take_every_refusal_from_cancel_requests() {
+    let (_db, proxy) = shop_with("max_client_connections = 1").await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let token = alice.cancel_token();
+    let sleeping = tokio::spawn(async move { alice.simple_query("SELECT pg_sleep(30)").await });
+    // Past the cap, each would be answered after its startup packet, which never comes.
+    let _silent = silent_connections_from(
+        "127.0.0.2",
+        &proxy,
+        tablegate::proxy::connection_limit::REFUSALS_AT_ONCE,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), sleeping)
+        .await
+        .expect("cancelled in time")
+        .unwrap();
+    assert_eq!(sqlstate(&outcome.unwrap_err()), "57014", "query_canceled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,12 +97,17 @@ fn client_limits(ops: &Ops, text: &mut Exposition) {
     text.family(
         "tablegate_connections_refused_total",
         "counter",
-        "Client connections refused before a session: too_many_clients (max_client_connections open), login_throttled (the address failed too many logins).",
+        "Client connections refused before a session: too_many_clients (max_client_connections open), too_many_logins (the address has too many logins in progress), login_throttled (the address failed too many logins).",
     )
     .sample(
         "tablegate_connections_refused_total",
         &[("reason", "too_many_clients")],
         connections.refused() as f64,
+    )
+    .sample(
+        "tablegate_connections_refused_total",
+        &[("reason", "too_many_logins")],
+        connections.refused_logins() as f64,
     )
     .sample(
         "tablegate_connections_refused_total",

@@ -102,9 +102,9 @@ pub async fn serve(gate: Arc<Gate>, listener: TcpListener) -> io::Result<()> {
                 continue;
             }
         };
-        match gate.connections.admit() {
-            Some(slot) => threads::spawn_session(gate.clone(), socket, peer, slot),
-            None => connection_limit::refuse(&gate, socket, peer),
+        match gate.connections.admit(peer) {
+            Ok((slot, login)) => threads::spawn_session(gate.clone(), socket, peer, slot, login),
+            Err(why) => connection_limit::refuse(&gate, socket, peer, why),
         }
     }
 }

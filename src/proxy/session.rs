@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::auth::{self, ACT_AS};
+use super::connection_limit::AddressClaim;
 use super::gate::Gate;
 use super::login_throttle;
 use super::relay::{Closing, Forwarded, Item, Relay, RelayEnd, Shared};
@@ -50,7 +51,9 @@ const STARTUP_SETTINGS: [&str; 6] = [
     "application_name",
 ];
 
-pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
+/// Runs a client's session; `login` is its place among its address's logins in progress, given
+/// back once the login is over.
+pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr, login: AddressClaim) {
     // As PostgreSQL's authentication_timeout: a stranger may not hold a connection open.
     let deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
     let Ok(Opening::Session(mut stream, mut reader, params)) =
@@ -69,6 +72,7 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr) {
             "canceling authentication due to timeout",
         ))
     });
+    drop(login);
     match established {
         Ok(session) => {
             reader.set_limit(wire::MAX_MESSAGE_LENGTH);

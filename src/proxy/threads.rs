@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::connection_limit::AddressClaim;
 use super::{Gate, session};
 
 struct SessionThreads {
@@ -48,12 +49,14 @@ fn threads() -> &'static SessionThreads {
 }
 
 /// Runs the session of an accepted client on the next session thread, in turn. `slot` is its
-/// place under `max_client_connections`, given back when the session's task ends, however.
+/// place under `max_client_connections`, given back when the session's task ends, however;
+/// `login` its place among its address's logins in progress.
 pub fn spawn_session(
     gate: Arc<Gate>,
     socket: TcpStream,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
+    login: AddressClaim,
 ) {
     // Moved between runtimes as a plain socket: it registers with the thread that serves it.
     let socket = match socket.into_std() {
@@ -68,7 +71,7 @@ pub fn spawn_session(
     threads.runtimes[turn].spawn(async move {
         let _slot = slot;
         match TcpStream::from_std(socket) {
-            Ok(socket) => session::run(gate, socket, peer).await,
+            Ok(socket) => session::run(gate, socket, peer, login).await,
             Err(e) => tracing::warn!(error = %e, client = %peer, "could not start the session"),
         }
     });
