@@ -479,30 +479,37 @@ async fn set_search_path_must_end_its_batch_so_it_commits_alone() {
     assert_eq!(paths(&mut client).await, ("archive, public".into(), true));
 }
 
+/// A Parse of "s" that passes the rewriter and fails upstream (22P02), and its Sync.
+fn parse_s_failing_upstream() -> Vec<BytesMut> {
+    vec![
+        raw::parse("s", "SELECT id FROM orders WHERE id = 'abc'"),
+        raw::sync(),
+    ]
+}
+
+/// "s" prepared as `SET search_path = archive, public` and run, then Sync.
+fn set_archive_path_as_s() -> Vec<BytesMut> {
+    vec![
+        raw::parse("s", "SET search_path = archive, public"),
+        raw::bind("", "s"),
+        raw::execute(""),
+        raw::sync(),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_name_whose_parse_failed_upstream_is_free_to_prepare_again() {
     let (_db, proxy) = archive_shop().await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
-    // Passes the rewriter, fails upstream at Parse: upstream has no statement "s".
     client
-        .send(&raw::pipeline(&[
-            raw::parse("s", "SELECT id FROM orders WHERE id = 'abc'"),
-            raw::sync(),
-        ]))
+        .send(&raw::pipeline(&parse_s_failing_upstream()))
         .await;
     let failed = client.until_ready().await;
     assert_eq!(
         (tags(&failed).as_str(), sqlstate(&failed[0]).as_str()),
         ("EZ", "22P02")
     );
-    client
-        .send(&raw::pipeline(&[
-            raw::parse("s", "SET search_path = archive, public"),
-            raw::bind("", "s"),
-            raw::execute(""),
-            raw::sync(),
-        ]))
-        .await;
+    client.send(&raw::pipeline(&set_archive_path_as_s())).await;
     assert_eq!(tags(&client.until_ready().await), "12CZ");
     assert_eq!(paths(&mut client).await, ("archive, public".into(), true));
 }
@@ -514,14 +521,9 @@ async fn a_statement_name_is_not_prepared_again_before_upstream_answers_for_it()
     let (_db, proxy) = archive_shop().await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
     client
-        .send(&raw::pipeline(&[
-            raw::parse("s", "SELECT id FROM orders WHERE id = 'abc'"),
-            raw::sync(),
-            raw::parse("s", "SET search_path = archive, public"),
-            raw::bind("", "s"),
-            raw::execute(""),
-            raw::sync(),
-        ]))
+        .send(&raw::pipeline(
+            &[parse_s_failing_upstream(), set_archive_path_as_s()].concat(),
+        ))
         .await;
     assert_eq!(tags(&client.until_ready().await), "EZ");
     let second = client.until_ready().await;
