@@ -312,6 +312,64 @@ async fn row_filters_run_before_conditions_that_could_fail() {
     }
 }
 
+/// Found by red-team review: with a row filter PostgreSQL runs as a semi-join (a membership
+/// subquery), a query's condition runs on every row before it — here a subquery correlated
+/// with the outer row, whose DISTINCT ON or failing aggregate read the hidden West orders.
+#[tokio::test]
+async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
+    let database = TempDatabase::create().await;
+    let client = database.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric, note text);
+             INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+               g * 10, 'hidden-' || g FROM generate_series(1, 1000) g;
+             CREATE TABLE public.region_members (userid text, region text);
+             INSERT INTO public.region_members VALUES ('alice', 'East');
+             ANALYZE public.orders; ANALYZE public.region_members;",
+        )
+        .await
+        .expect("the tables");
+    let policies = PolicySet::from_str(
+        "p.toml",
+        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\"]\n\
+         rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
+         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
+    )
+    .expect("policy");
+    let users = users_file::parse("[[user]]\nuserid = \"alice\"\n", "u").expect("users");
+    let catalog = Catalog::load(&client).await.expect("catalog");
+    let access = Access::build(&policies, &catalog, &users[0], "d");
+    let search_path = SearchPath::parse_setting("public").expect("path");
+    let context = Context {
+        catalog: &catalog,
+        access: &access,
+        search_path: &search_path,
+    };
+    for (probe, expected) in [
+        (
+            "SELECT count(*) FROM orders o WHERE o.id IN (SELECT DISTINCT ON (CASE WHEN o.id = 7 THEN o.note::int END) 7)",
+            "0",
+        ),
+        (
+            "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND o.amount > 60) IS NULL",
+            "500",
+        ),
+    ] {
+        let forwarded = rewrite(probe, &context).expect("accepted").sql();
+        assert_eq!(
+            run(&client, &forwarded).await.map(|r| r.rows),
+            Ok(vec![vec![Some(expected.to_owned())]]),
+            "{probe}\n-> {forwarded}"
+        );
+        let unfenced = forwarded.replace(" OFFSET 0)", ")");
+        assert!(
+            run(&client, &unfenced).await.is_err(),
+            "unfenced, the subquery reaches the hidden row on this server: {unfenced}"
+        );
+    }
+}
+
 /// EXPLAIN is forwarded with costs off: the planner's row estimates come from statistics over
 /// all rows, so they described the rows a policy filters out (found while probing).
 #[tokio::test]

@@ -225,11 +225,9 @@ fn subqueries_everywhere_are_filtered() {
     ] {
         let out = ok("alice", sql);
         let occurrences = sql.matches("FROM orders").count();
-        assert_eq!(
-            out.matches(ORDERS_EAST_NORTH).count(),
-            occurrences,
-            "{sql}\n-> {out}"
-        );
+        // Fenced (`… OFFSET 0)`) or not.
+        let source = ORDERS_EAST_NORTH.strip_suffix(')').unwrap();
+        assert_eq!(out.matches(source).count(), occurrences, "{sql}\n-> {out}");
         assert!(
             !out.contains("FROM orders"),
             "unfiltered occurrence left in {out}"

@@ -359,7 +359,7 @@ mod tests {
             source_sql(&catalog, &access, "public", "customers"),
             "SELECT \"id\", \"name\", '****' || pg_catalog.right(\"phone\"::TEXT, \
              CASE WHEN (pg_catalog.length(\"phone\"::TEXT) > 4) THEN 4 ELSE 0 END) AS \"phone\", \
-             pg_catalog.date_trunc('year', \"born\")::DATE AS \"born\", \"region\" \
+             pg_catalog.date_trunc('year', \"born\"::TIMESTAMP)::DATE AS \"born\", \"region\" \
              FROM \"public\".\"customers\""
         );
         let table = customers(&catalog, &access);

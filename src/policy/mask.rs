@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use sqlparser::ast::{BinaryOperator, DataType, Expr, Value};
+use sqlparser::ast::{BinaryOperator, DataType, ExactNumberInfo, Expr, TimezoneInfo, Value};
 
 use crate::names::quoted;
 use crate::sql;
@@ -59,13 +59,14 @@ impl Mask {
     /// `format_type` prints it; an error says why the mask cannot apply to that type.
     pub fn expression(self, column: &str, type_name: &str) -> Result<Expr, String> {
         let value = || Expr::Identifier(quoted(column));
-        let as_text = || sql::cast(value(), DataType::Text);
         let text = |s: &str| Expr::value(Value::SingleQuotedString(s.to_owned()));
         let number = |n: &str| Expr::value(Value::Number(n.to_owned(), false));
+        let as_text = || self.fixed_text(column, type_name);
         Ok(match self {
             Mask::Last4 => {
+                let as_text = as_text()?;
                 let long = Expr::BinaryOp {
-                    left: Box::new(sql::builtin_call("length", vec![as_text()])),
+                    left: Box::new(sql::builtin_call("length", vec![as_text.clone()])),
                     op: BinaryOperator::Gt,
                     right: Box::new(number("4")),
                 };
@@ -73,7 +74,7 @@ impl Mask {
                 Expr::BinaryOp {
                     left: Box::new(text("****")),
                     op: BinaryOperator::StringConcat,
-                    right: Box::new(sql::builtin_call("right", vec![as_text(), kept])),
+                    right: Box::new(sql::builtin_call("right", vec![as_text, kept])),
                 }
             }
             Mask::Hash => sql::builtin_call(
@@ -83,7 +84,7 @@ impl Mask {
                         "sha256",
                         vec![sql::builtin_call(
                             "convert_to",
-                            vec![as_text(), text("UTF8")],
+                            vec![as_text()?, text("UTF8")],
                         )],
                     ),
                     text("hex"),
@@ -92,11 +93,21 @@ impl Mask {
             // A CASE that never takes its branch: NULL, typed as the column is.
             Mask::Null => sql::case(vec![(Expr::value(Value::Boolean(false)), value())], None),
             Mask::Year => {
-                let truncated = sql::builtin_call("date_trunc", vec![text("year"), value()]);
-                match YearType::of(type_name) {
-                    // date_trunc takes a date as a timestamp with time zone; cast back.
-                    Some(YearType::Date) => sql::cast(truncated, DataType::Date),
-                    Some(YearType::Timestamp) => truncated,
+                let year = |arguments| sql::builtin_call("date_trunc", arguments);
+                match TimeType::of(type_name) {
+                    // As a timestamp without time zone: a date taken as a timestamp with time
+                    // zone would be truncated in the session's time zone.
+                    Some(TimeType::Date) => sql::cast(
+                        year(vec![
+                            text("year"),
+                            sql::cast(value(), DataType::Timestamp(None, TimezoneInfo::None)),
+                        ]),
+                        DataType::Date,
+                    ),
+                    Some(TimeType::Timestamp) => year(vec![text("year"), value()]),
+                    // In UTC, not in the session's time zone, which the client sets: truncated
+                    // in a zone 167 hours away, a late-December instant shows its year's end.
+                    Some(TimeType::TimestampTz) => year(vec![text("year"), value(), text("UTC")]),
                     None => {
                         return Err(format!(
                             "the `year` mask applies to date and timestamp columns; `{column}` is {type_name}"
@@ -114,22 +125,86 @@ impl fmt::Display for Mask {
     }
 }
 
-enum YearType {
-    Date,
-    Timestamp,
+impl Mask {
+    /// The column as text that no session setting changes: DateStyle, TimeZone, IntervalStyle
+    /// and extra_float_digits, which clients may set, change how dates, times, intervals and
+    /// floats print, and a mask over two printings would show more than over one (`last4` of a
+    /// date shows month and day in ISO, the year in `SQL, DMY`; found by red-team review).
+    fn fixed_text(self, column: &str, type_name: &str) -> Result<Expr, String> {
+        let value = Expr::Identifier(quoted(column));
+        let text = |s: &str| Expr::value(Value::SingleQuotedString(s.to_owned()));
+        let to_char = |value, format: &str| sql::builtin_call("to_char", vec![value, text(format)]);
+        Ok(match TimeType::of(type_name) {
+            Some(TimeType::Date) => to_char(value, "YYYY-MM-DD"),
+            Some(TimeType::Timestamp) => to_char(value, "YYYY-MM-DD HH24:MI:SS.US"),
+            Some(TimeType::TimestampTz) => to_char(
+                sql::builtin_call("timezone", vec![text("UTC"), value]),
+                "YYYY-MM-DD HH24:MI:SS.US",
+            ),
+            None if matches!(type_name, "real" | "double precision") => sql::cast(
+                sql::cast(value, DataType::Numeric(ExactNumberInfo::None)),
+                DataType::Text,
+            ),
+            None if prints_the_same_in_every_session(type_name) => sql::cast(value, DataType::Text),
+            None => {
+                return Err(format!(
+                    "the `{self}` mask shows `{column}` as text, and how {type_name} prints depends on session settings; mask it with `null`"
+                ));
+            }
+        })
+    }
 }
 
-impl YearType {
-    fn of(type_name: &str) -> Option<YearType> {
+/// Types whose text no setting a client may change alters.
+fn prints_the_same_in_every_session(type_name: &str) -> bool {
+    let base = type_name.split('(').next().unwrap_or(type_name).trim_end();
+    matches!(
+        base,
+        "text"
+            | "character varying"
+            | "character"
+            | "\"char\""
+            | "name"
+            | "citext"
+            | "smallint"
+            | "integer"
+            | "bigint"
+            | "numeric"
+            | "boolean"
+            | "uuid"
+            | "json"
+            | "jsonb"
+            | "inet"
+            | "cidr"
+            | "macaddr"
+            | "macaddr8"
+            | "bytea"
+    ) && !type_name.ends_with(']')
+}
+
+/// Date and timestamp types, which the `year` mask truncates.
+enum TimeType {
+    Date,
+    Timestamp,
+    TimestampTz,
+}
+
+impl TimeType {
+    fn of(type_name: &str) -> Option<TimeType> {
         if type_name == "date" {
-            return Some(YearType::Date);
+            return Some(TimeType::Date);
         }
         // `timestamp(3) with time zone` and the like; arrays (`…[]`) are not dates.
-        let timestamp = type_name.starts_with("timestamp")
-            && (type_name.ends_with("with time zone")
-                || type_name.ends_with("without time zone")
-                || type_name == "timestamp");
-        timestamp.then_some(YearType::Timestamp)
+        if !type_name.starts_with("timestamp") {
+            return None;
+        }
+        if type_name.ends_with("with time zone") && !type_name.ends_with("without time zone") {
+            Some(TimeType::TimestampTz)
+        } else if type_name.ends_with("without time zone") || type_name == "timestamp" {
+            Some(TimeType::Timestamp)
+        } else {
+            None
+        }
     }
 }
 
@@ -157,12 +232,37 @@ mod tests {
         );
         assert_eq!(
             sql_of(Mask::Year, "date"),
-            "pg_catalog.date_trunc('year', \"Phone\")::DATE"
+            "pg_catalog.date_trunc('year', \"Phone\"::TIMESTAMP)::DATE"
         );
         assert_eq!(
             sql_of(Mask::Year, "timestamp(3) with time zone"),
+            "pg_catalog.date_trunc('year', \"Phone\", 'UTC')"
+        );
+        assert_eq!(
+            sql_of(Mask::Year, "timestamp without time zone"),
             "pg_catalog.date_trunc('year', \"Phone\")"
         );
+    }
+
+    #[test]
+    fn text_masks_print_values_the_same_in_every_session() {
+        assert_eq!(
+            sql_of(Mask::Hash, "date"),
+            "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.to_char(\"Phone\", 'YYYY-MM-DD'), 'UTF8')), 'hex')"
+        );
+        assert!(sql_of(Mask::Last4, "timestamp with time zone").contains(
+            "pg_catalog.to_char(pg_catalog.timezone('UTC', \"Phone\"), 'YYYY-MM-DD HH24:MI:SS.US')"
+        ));
+        assert!(sql_of(Mask::Last4, "double precision").contains("\"Phone\"::NUMERIC::TEXT"));
+        assert!(sql_of(Mask::Last4, "numeric(10,2)").contains("\"Phone\"::TEXT"));
+        for type_name in ["interval", "date[]", "text[]", "money", "point"] {
+            let err = Mask::Last4.expression("phone", type_name).unwrap_err();
+            assert!(
+                err.contains("depends on session settings"),
+                "{type_name}: {err}"
+            );
+        }
+        assert!(Mask::Null.expression("phone", "interval").is_ok());
     }
 
     #[test]

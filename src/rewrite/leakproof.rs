@@ -17,11 +17,14 @@
 //! every level, and the select list of every subquery, CTE and derived table (an outer
 //! condition on one of its columns is pushed down as that expression). Aggregate and window
 //! calls are evaluated after the rows are filtered, so their arguments do not count — except
-//! inside a subquery in an expression or a LATERAL item, which may run once per outer row
-//! before that row's filter, with its values as parameters: there every expression counts
-//! (ORDER BY, LIMIT, GROUP BY, function arguments in FROM, aggregate arguments), and a scalar
-//! subquery that could return two rows fails. The decision reads the query's shape only, never
-//! a literal's value.
+//! inside a subquery in an expression that refers to the outer query, or a LATERAL item, which
+//! may run once per outer row before that row's filter, with its values as parameters: there
+//! every expression counts (ORDER BY, LIMIT, DISTINCT ON, GROUP BY, function arguments in
+//! FROM, aggregate arguments), aggregates that can fail count (which rows they see, and so
+//! whether they fail, may depend on the outer row), and a scalar subquery that could return
+//! two rows fails. A subquery counts as referring to the outer query unless each of its column
+//! references is plainly its own. The decision reads the query's shape only, never a
+//! literal's value.
 //!
 //! What remains: a comparison of two columns of different types may convert one of them on
 //! every row (numeric to float8, date to timestamp) and fail on values beyond the other type's
@@ -32,27 +35,156 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    InTarget, JoinConstraint, JoinOperator, LimitClause, ObjectNamePart, OrderBy, OrderByKind,
-    Query, Select, SelectItem, SetExpr, Statement, TableFactor, UnaryOperator, Visit, Visitor,
+    BinaryOperator, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    GroupByExpr, InTarget, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart,
+    OrderBy, OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
+    UnaryOperator, Visit, Visitor,
 };
 
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
 
+/// Whether relation `name` (folded parts, as written in FROM) has column `column`: `None` when
+/// tablegate does not know the relation.
+pub(super) type HasColumn<'a> = dyn Fn(&[String], &str) -> Option<bool> + 'a;
+
 /// Whether some condition of the statement may raise an error on a row, so that row filters
 /// must run first.
-pub(super) fn needs_fence(statement: &Statement) -> bool {
+pub(super) fn needs_fence(statement: &Statement, has_column: &HasColumn) -> bool {
     let mut names = RowNames(HashSet::new());
     let _ = statement.visit(&mut names);
+    let mut ctes = CteNames(HashSet::new());
+    let _ = statement.visit(&mut ctes);
     let mut finder = LeakyConditions {
         depth: 0,
         correlated: 0,
+        sublinks: Vec::new(),
         rows: names.0,
+        ctes: ctes.0,
+        has_column,
         leaky: false,
     };
     let _ = statement.visit(&mut finder);
     finder.leaky
+}
+
+/// Every CTE name the statement defines, at any level.
+struct CteNames(HashSet<String>);
+
+impl Visitor for CteNames {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            self.0
+                .extend(with.cte_tables.iter().map(|c| fold(&c.alias.name)));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// What a subquery defines and what it references, to tell whether it refers to the query
+/// around it.
+#[derive(Default)]
+struct SubqueryNames {
+    /// Names of its FROM items (at any depth within it).
+    items: HashSet<String>,
+    /// Its FROM relations, as written.
+    relations: Vec<Vec<String>>,
+    /// Some FROM item has columns it cannot name (a derived table, a function, a CTE).
+    unnamed_columns: bool,
+    /// Names it gives: select-list aliases, alias column lists.
+    given: HashSet<String>,
+    references: Vec<Vec<String>>,
+}
+
+impl Visitor for SubqueryNames {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        let alias = match factor {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                let parts = folded_parts(name);
+                if alias.is_none()
+                    && let Some(last) = parts.last()
+                {
+                    self.items.insert(last.clone());
+                }
+                if args.is_some() {
+                    self.unnamed_columns = true;
+                } else {
+                    self.relations.push(parts);
+                }
+                alias
+            }
+            TableFactor::Derived { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::NestedJoin { alias, .. } => {
+                self.unnamed_columns = true;
+                alias
+            }
+            _ => {
+                self.unnamed_columns = true;
+                &None
+            }
+        };
+        if let Some(alias) = alias {
+            self.items.insert(fold(&alias.name));
+            self.given
+                .extend(alias.columns.iter().map(|c| fold(&c.name)));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        for item in &select.projection {
+            if let SelectItem::ExprWithAlias { alias, .. } = item {
+                self.given.insert(fold(alias));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        match e {
+            Expr::Identifier(id) => self.references.push(vec![fold(id)]),
+            Expr::CompoundIdentifier(ids) => self.references.push(ids.iter().map(fold).collect()),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn folded_parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(id) => fold(id),
+            ObjectNamePart::Function(_) => String::new(),
+        })
+        .collect()
+}
+
+/// The query of an expression holding a subquery.
+fn sublink_query(e: &Expr) -> Option<&Query> {
+    match e {
+        Expr::Subquery(query)
+        | Expr::Exists {
+            subquery: query, ..
+        } => Some(query),
+        Expr::In {
+            target: InTarget::Subquery(query),
+            ..
+        } => Some(query),
+        Expr::Function(Function {
+            args: FunctionArguments::Subquery(query),
+            ..
+        }) => Some(query),
+        _ => None,
+    }
 }
 
 /// The names by which a FROM item can be used as a whole-row value (`o` in `o = (5, 1, 1)`).
@@ -87,18 +219,25 @@ impl Visitor for RowNames {
     }
 }
 
-struct LeakyConditions {
+struct LeakyConditions<'a> {
     /// Query nesting: 1 is the statement's own query (its select list is the result).
     depth: usize,
-    /// How many subqueries in expressions (or LATERAL items) enclose this point: their queries
-    /// may run once per outer row, before that row's filter, with its values as parameters.
+    /// How many subqueries in expressions that refer to the query around them (or LATERAL
+    /// items) enclose this point: their queries may run once per outer row, before that row's
+    /// filter, with its values as parameters.
     correlated: usize,
+    /// For each subquery in an expression enclosing this point, whether it counts in
+    /// `correlated`.
+    sublinks: Vec<bool>,
     /// Names that may be whole rows ([`RowNames`]).
     rows: HashSet<String>,
+    /// The statement's CTE names: a FROM name among them may not be the relation of that name.
+    ctes: HashSet<String>,
+    has_column: &'a HasColumn<'a>,
     leaky: bool,
 }
 
-impl Visitor for LeakyConditions {
+impl Visitor for LeakyConditions<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
@@ -171,21 +310,33 @@ impl Visitor for LeakyConditions {
                 }
             }
         }
-        if self.correlated > 0
-            && let GroupByExpr::Expressions(exprs, _) = &select.group_by
-        {
-            conditions.extend(exprs);
+        if self.correlated > 0 {
+            if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
+                conditions.extend(exprs);
+            }
+            // Found by red-team review: `IN (SELECT DISTINCT ON (CASE WHEN o.id = 7 THEN
+            // o.note::int END) 7)` quoted a hidden row's note in its error.
+            if let Some(Distinct::On(exprs)) = &select.distinct {
+                conditions.extend(exprs);
+            }
         }
         self.judge(conditions)
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        self.correlated += usize::from(is_sublink(e));
+        if let Some(query) = sublink_query(e) {
+            let correlated = self.refers_outside(query);
+            self.sublinks.push(correlated);
+            self.correlated += usize::from(correlated);
+        }
         ControlFlow::Continue(())
     }
 
     fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        self.correlated -= usize::from(is_sublink(e));
+        if sublink_query(e).is_some() {
+            let correlated = self.sublinks.pop().expect("pushed in pre_visit_expr");
+            self.correlated -= usize::from(correlated);
+        }
         ControlFlow::Continue(())
     }
 
@@ -222,7 +373,34 @@ impl Visitor for LeakyConditions {
     }
 }
 
-impl LeakyConditions {
+impl LeakyConditions<'_> {
+    /// Whether `query` may refer to the query around it: unless every column reference in it
+    /// is qualified by one of its own FROM items, or is unqualified and names a column of one of
+    /// its relations (or a name it gives), while none of its items has columns tablegate
+    /// cannot name.
+    fn refers_outside(&self, query: &Query) -> bool {
+        let mut names = SubqueryNames::default();
+        let _ = query.visit(&mut names);
+        names
+            .references
+            .iter()
+            .any(|reference| match reference.as_slice() {
+                [name] => {
+                    let own = names.items.contains(name)
+                        || names.given.contains(name)
+                        || names.relations.iter().any(|relation| {
+                            !self
+                                .ctes
+                                .contains(relation.last().map_or("", String::as_str))
+                                && (self.has_column)(relation, name) == Some(true)
+                        });
+                    !own || names.unnamed_columns
+                }
+                [.., qualifier, _] => !names.items.contains(qualifier),
+                [] => true,
+            })
+    }
+
     fn judge_here(&self) -> Judge<'_> {
         Judge {
             nested: self.correlated > 0,
@@ -249,16 +427,6 @@ fn values_rows<'q>(body: &'q SetExpr, rows: &mut Vec<&'q Expr>) {
             values_rows(right, rows);
         }
         _ => {}
-    }
-}
-
-/// An expression holding a subquery.
-fn is_sublink(e: &Expr) -> bool {
-    match e {
-        Expr::Subquery(_) | Expr::Exists { .. } => true,
-        Expr::In { target, .. } => matches!(target, InTarget::Subquery(_)),
-        Expr::Function(f) => matches!(f.args, FunctionArguments::Subquery(_)),
-        _ => false,
     }
 }
 
@@ -413,8 +581,14 @@ impl Judge<'_> {
             // A row value outside a row comparison: compared later at run time, or returned
             // to be compared by an outer condition ([`RowNames`]).
             Expr::Tuple(_) => false,
+            // Which rows an aggregate sees here may depend on the outer row, so one that
+            // can fail on some input (`array_agg` of a null array, `sum` of floats overflowing,
+            // found by red-team review) tells about that row.
             Expr::Function(f) if self.nested => {
-                f.over.is_none() && is_aggregate(f) && self.arguments_leakproof(f)
+                f.over.is_none()
+                    && is_aggregate(f)
+                    && NEVER_FAILING_AGGREGATES.contains(&function_name(f).as_str())
+                    && self.arguments_leakproof(f)
             }
             Expr::Function(f) => f.over.is_some() || is_aggregate(f),
             _ => false,
@@ -486,23 +660,23 @@ fn is_literal_array_element(e: &Expr) -> bool {
     }
 }
 
+/// Aggregates that cannot fail whatever rows they see: they only count or compare values of
+/// one type.
+const NEVER_FAILING_AGGREGATES: [&str; 6] = ["count", "min", "max", "bool_and", "bool_or", "every"];
+
+/// A built-in's name as called (`f` or `pg_catalog.f`), or "" for any other.
+fn function_name(f: &Function) -> String {
+    match folded_parts(&f.name).as_slice() {
+        [name] => name.clone(),
+        [schema, name] if schema == "pg_catalog" => name.clone(),
+        _ => String::new(),
+    }
+}
+
 /// Aggregate calls run on rows every filter has passed (as do window calls).
 fn is_aggregate(f: &Function) -> bool {
-    let parts: Vec<String> = f
-        .name
-        .0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(id) => fold(id),
-            ObjectNamePart::Function(_) => String::new(),
-        })
-        .collect();
-    let name = match parts.as_slice() {
-        [name] => name,
-        [schema, name] if schema == "pg_catalog" => name,
-        _ => return false,
-    };
-    AGGREGATES.contains(&name.as_str()) && !matches!(f.args, FunctionArguments::Subquery(_))
+    AGGREGATES.contains(&function_name(f).as_str())
+        && !matches!(f.args, FunctionArguments::Subquery(_))
 }
 
 #[cfg(test)]
@@ -511,8 +685,23 @@ mod tests {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::parser::Parser;
 
+    /// Tables t(x, y, z), u(y, z), orders(id, amount, region, note): what tablegate's catalog
+    /// would know.
+    fn has_column(relation: &[String], column: &str) -> Option<bool> {
+        let columns: &[&str] = match relation.last()?.as_str() {
+            "t" => &["x", "y", "z"],
+            "u" => &["y", "z"],
+            "orders" => &["id", "amount", "region", "note"],
+            _ => return None,
+        };
+        Some(columns.contains(&column))
+    }
+
     fn fenced(sql: &str) -> bool {
-        needs_fence(&Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0])
+        needs_fence(
+            &Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0],
+            &has_column,
+        )
     }
 
     #[test]
@@ -531,6 +720,10 @@ mod tests {
             "SELECT x FROM t WHERE (x, y) = (1, 2) AND (x, y) IN ((1, 2), (3, 4))",
             "SELECT x FROM t WHERE x = ANY (ARRAY[-1, 2]) AND y = ANY (ARRAY[ARRAY['a'], ARRAY['b']])",
             "SELECT (x, y) AS r FROM t WHERE x > 1",
+            // subqueries that do not refer to the query around them run once, on filtered rows
+            "SELECT x FROM t WHERE y > (SELECT sum(u.y) FROM u WHERE u.z > 1)",
+            "SELECT x FROM t WHERE y IN (SELECT DISTINCT ON (z / 2) y FROM u)",
+            "SELECT x FROM t WHERE y > (SELECT sum(y) AS total FROM u ORDER BY total)",
             "SELECT x FROM t WHERE (x, y) IN (SELECT a, b FROM u)",
         ] {
             assert!(!fenced(sql), "{sql}");
@@ -573,6 +766,14 @@ mod tests {
             "SELECT count(*) FROM orders o WHERE (o) IN (SELECT c FROM customers c)",
             "SELECT count(*) FROM orders o, customers c WHERE o = c",
             "SELECT count(*) FROM orders o WHERE (id, region) = (1, 2, 3)",
+            // correlated: DISTINCT ON, and aggregates that can fail on rows chosen by the outer
+            // row (found by red-team review)
+            "SELECT count(*) FROM orders o WHERE o.id IN (SELECT DISTINCT ON (CASE WHEN o.id = 7 THEN o.note::int END) 7)",
+            "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND o.amount > 60) IS NULL",
+            "SELECT x FROM t WHERE (SELECT sum(u.y) FROM u WHERE u.z = x) > 0",
+            "SELECT x FROM t WHERE (SELECT sum(u.y) FROM u WHERE u.z = t.z) > 0",
+            // names tablegate cannot place count as the outer query's
+            "SELECT x FROM t WHERE (SELECT sum(y) FROM (SELECT y FROM u) s) > 0",
             // row values returned by a subquery, compared outside it (found by red-team review)
             "SELECT count(*) FROM (SELECT (id, amount, id) AS r FROM orders) s WHERE r = ANY(ARRAY[(3, 999.0, 'x')])",
             "WITH s AS (SELECT (id, amount) AS r FROM orders) SELECT count(*) FROM s WHERE r IS NOT DISTINCT FROM (3, 'x')",

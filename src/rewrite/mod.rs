@@ -239,7 +239,19 @@ fn walk(
 ) -> Result<Option<SessionEffect>, Refusal> {
     let mut effect = None;
     for statement in statements.iter_mut() {
-        walker.fence = leakproof::needs_fence(statement);
+        let has_column = |relation: &[String], column: &str| {
+            let name = walker.resolve_relation(relation, "").ok()?;
+            let id = walker.catalog.lookup(&name)?;
+            Some(
+                walker
+                    .catalog
+                    .relation(id)
+                    .columns
+                    .iter()
+                    .any(|c| c.name == column),
+            )
+        };
+        walker.fence = leakproof::needs_fence(statement, &has_column);
         walker.checked = census::Census::default();
         if let Some(e) = walker.statement(statement)? {
             effect = Some(e);

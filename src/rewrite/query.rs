@@ -1251,7 +1251,11 @@ impl Walker<'_> {
     }
 
     /// The relation a name means: schema-qualified, or the first match along the search_path.
-    fn resolve_relation(&self, parts: &[String], written: &str) -> Result<QualifiedName, Refusal> {
+    pub(super) fn resolve_relation(
+        &self,
+        parts: &[String],
+        written: &str,
+    ) -> Result<QualifiedName, Refusal> {
         let qualified = match parts {
             [name] => self
                 .search_path
