@@ -569,3 +569,44 @@ async fn a_set_search_path_tablegate_did_not_expect_ends_the_session() {
     client.stream.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty(), "nothing follows the FATAL");
 }
+
+/// Found by red-team review: a Close without its subtype byte panicked the session's task,
+/// which skipped the session's cleanup (a running statement was left running upstream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_without_a_subtype_is_a_protocol_error() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client.send(&raw::message(b'C', &[])).await;
+    let fatal = client.take(1).await.remove(0);
+    assert_eq!(sqlstate(&fatal), "08P01");
+    let mut rest = Vec::new();
+    client.stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    let mut next = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    next.send(&raw::query("SELECT 1")).await;
+    assert_eq!(tags(&next.until_ready().await), "TDCZ");
+}
+
+/// Found by red-team review: a NOTICE for a pipelined statement was written while a large
+/// row was still streaming to a slow reader, into the middle of that row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_wait_for_the_end_of_a_streamed_message() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::query("SELECT repeat('a', 8000000)"))
+        .await;
+    // The row fills the socket buffers: the relay waits mid-message for the client to read.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    client
+        .send(&raw::query("SELECT name, phone FROM customers"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let first = client.until_ready().await;
+    assert!(first[1].body.len() > 8_000_000);
+    let second = client.until_ready().await;
+    // The stripped column's NOTICE, between two messages.
+    let all = tags(&first) + &tags(&second);
+    assert_eq!(all.matches('N').count(), 1, "{all}");
+    assert_eq!(all.replace('N', ""), "TDCZTDDDDDCZ");
+}

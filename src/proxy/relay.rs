@@ -537,16 +537,6 @@ impl Relay {
     /// state leaves what tablegate tracks, if it does: nothing from there on reaches the client.
     fn process(&mut self) -> Result<(), Untracked> {
         let mut shared = self.shared.lock().expect("session state");
-        for notice in shared.notices.drain(..) {
-            Report {
-                severity: "NOTICE",
-                code: "01000",
-                message: &notice,
-                detail: None,
-                hint: None,
-            }
-            .notice(&mut self.out);
-        }
         loop {
             if self.passthrough > 0 {
                 let take = self.passthrough.min(self.buf.len());
@@ -556,6 +546,17 @@ impl Relay {
                     return Ok(());
                 }
                 continue;
+            }
+            // Only between messages: inside a streamed one, a NOTICE would corrupt it.
+            for notice in shared.notices.drain(..) {
+                Report {
+                    severity: "NOTICE",
+                    code: "01000",
+                    message: &notice,
+                    detail: None,
+                    hint: None,
+                }
+                .notice(&mut self.out);
             }
             if self.buf.len() < 5 {
                 return Ok(());

@@ -792,6 +792,9 @@ impl Forwarder<'_> {
                     self.session.in_batch = true;
                     if !self.skipping() {
                         let mut body = frame.body.clone();
+                        if body.is_empty() {
+                            return Err(Fatal::protocol("invalid Close message: no subtype"));
+                        }
                         let kind = body.get_u8();
                         let name = take_cstring(&mut body).map_err(Fatal::io)?;
                         let object = match kind {
