@@ -145,6 +145,20 @@ fn bench(c: &mut Criterion) {
     c.bench_function("analytic query, fresh rewrite", |b| {
         b.iter(|| rewrite(black_box(ANALYTIC), &context).unwrap().sql())
     });
+    // A cache miss on a long IN list (about 70 KB): the cost must grow with the text, not its
+    // square, since it holds the session thread.
+    let ids: Vec<String> = (0..10_000).map(|i| (100_000 + i).to_string()).collect();
+    let long_list = format!(
+        "SELECT id, amount FROM orders WHERE id IN ({})",
+        ids.join(", ")
+    );
+    c.bench_function("10,000-value IN list, cache miss", |b| {
+        b.iter(|| {
+            RewriteCache::new(16)
+                .rewrite(black_box(&long_list), &context, &path_key)
+                .unwrap()
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -1464,6 +1464,25 @@ fn operator_chains_past_the_limit_are_refused_before_they_are_parsed() {
     );
 }
 
+/// Rewriting takes time in proportion to the text, on a thread other sessions share.
+#[test]
+fn statements_past_the_size_limit_are_refused_before_they_are_parsed() {
+    let limit = tablegate::rewrite::MAX_STATEMENT_BYTES;
+    let values = (0..limit / 6)
+        .map(|i| (100_000 + i).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT id FROM orders WHERE id IN ({values})");
+    assert!(sql.len() > limit);
+    let refusal = refused("alice", &sql);
+    assert_eq!(refusal.kind, RefusalKind::Unsupported);
+    assert!(
+        refusal.message.contains("bytes long"),
+        "{}",
+        refusal.message
+    );
+}
+
 #[test]
 fn multi_statement_strings_are_all_or_nothing() {
     let out = ok("alice", "SELECT 1; SELECT id FROM orders");

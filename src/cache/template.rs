@@ -144,7 +144,14 @@ impl VisitorMut for Slotter<'_> {
                     _ => false,
                 }
         };
-        if let Some(index) = self.literals.iter().position(is_literal) {
+        // The lexer lists literals in text order: one search, not a scan per value (a long IN
+        // list made that quadratic, found by red-team review).
+        let place = self
+            .literals
+            .binary_search_by_key(&(start.line, start.column), |l| (l.line, l.column));
+        if let Ok(index) = place
+            && is_literal(&self.literals[index])
+        {
             self.used[index] += 1;
             value.value = Value::Placeholder(format!("{}{index}_", self.marker));
         }

@@ -109,6 +109,16 @@ pub struct Trace {
 
 /// Parses SQL text the way tablegate reads every statement.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, Refusal> {
+    if sql.len() > MAX_STATEMENT_BYTES {
+        return Err(Refusal::new(
+            RefusalKind::Unsupported,
+            format!(
+                "the statement is {} bytes long, more than the {MAX_STATEMENT_BYTES} tablegate checks at once",
+                sql.len()
+            ),
+        )
+        .with_hint("split it, or put long lists of values in a table"));
+    }
     let dialect = PostgreSqlDialect {};
     let syntax_error = |e: ParserError| {
         let detail = e.to_string();
@@ -168,6 +178,11 @@ fn statements(parser: &mut Parser) -> Result<Vec<Statement>, ParserError> {
 /// token that can add a level counts (identifiers, literals, commas and parentheses cannot),
 /// so the depth stays below this plus what the parser's own limit allows.
 pub const MAX_OPERATORS: usize = 2_000;
+
+/// The longest statement text tablegate checks: rewriting takes time and memory in proportion
+/// to it, on the thread that serves the session (and others), so a few megabytes of IN list
+/// must not stall them.
+pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
 
 /// The stack of every thread that parses or rewrites SQL: enough for a statement at
 /// [`MAX_OPERATORS`] in an unoptimised build, where an operator chain takes about 11 KB per
