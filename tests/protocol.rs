@@ -284,25 +284,31 @@ async fn scram_salts_do_not_tell_unknown_users_from_known_ones() {
 }
 
 /// alice, on a proxy that re-reads her directory entry at every statement, with portal `p`
-/// bound to `sql` (not run yet); then alice is disabled, so her next Parse ends the session.
-async fn disabled_alice_holding_portal_p(sql: &str) -> (TempDatabase, Proxy, RawClient) {
+/// bound to `SELECT pg_sleep(seconds)` and running; then alice is disabled, so her next Parse
+/// ends the session.
+async fn disabled_alice_running_portal_p(seconds: u32) -> (TempDatabase, Proxy, RawClient) {
+    let sql = format!("SELECT pg_sleep({seconds})");
     let (db, proxy) = shop_with("[directory]\nsession_recheck_secs = 0\n").await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
-    let mut bound = raw::parse("held", sql);
+    let mut bound = raw::parse("held", &sql);
     bound.extend_from_slice(&raw::bind("p", "held"));
     bound.extend_from_slice(&raw::flush());
     client.send(&bound).await;
     assert_eq!(tags(&client.take(2).await), "12");
+    client
+        .send(&raw::pipeline(&[raw::execute("p"), raw::flush()]))
+        .await;
+    // Disabled only once the Execute went upstream, where the sleep runs.
+    assert_eq!(sleeping_within_5_s(&db, seconds, 1).await, 1);
     proxy.disable("alice").await;
     (db, proxy, client)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ended_mid_pipeline_answers_what_came_before_then_the_fatal() {
-    let (_db, _proxy, mut client) = disabled_alice_holding_portal_p("SELECT pg_sleep(0.3)").await;
+    let (_db, _proxy, mut client) = disabled_alice_running_portal_p(2).await;
     // Execute and Sync are answered upstream while the Parse behind them ends the session.
-    let mut pipeline = raw::execute("p");
-    pipeline.extend_from_slice(&raw::sync());
+    let mut pipeline = raw::sync();
     pipeline.extend_from_slice(&raw::parse("", "SELECT 1"));
     pipeline.extend_from_slice(&raw::sync());
     client.send(&pipeline).await;
@@ -313,6 +319,36 @@ async fn a_session_ended_mid_pipeline_answers_what_came_before_then_the_fatal() 
     let mut rest = Vec::new();
     client.stream.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty(), "nothing follows the FATAL");
+}
+
+/// Found by red-team review: fetching more rows from a suspended portal takes only Execute,
+/// which did not re-read the user's entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_user_fetches_no_more_rows_from_an_open_portal() {
+    let (_db, proxy) = shop_with("[directory]\nsession_recheck_secs = 0\n").await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut one_row = BytesMut::from(&b"p\0"[..]);
+    one_row.extend_from_slice(&1i32.to_be_bytes());
+    let fetch = raw::message(b'E', &one_row);
+    client
+        .send(&raw::pipeline(&[
+            raw::query("BEGIN"),
+            raw::parse("", "SELECT id FROM orders"),
+            raw::bind("p", ""),
+            fetch.clone(),
+            raw::flush(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    assert_eq!(
+        tags(&client.take(4).await),
+        "12Ds",
+        "one row, then suspended"
+    );
+    proxy.disable("alice").await;
+    client.send(&fetch).await;
+    let fatal = client.take(1).await.remove(0);
+    assert_eq!(sqlstate(&fatal), "57P01");
 }
 
 /// Messages still held back (no Sync or Flush yet) when a session ends were checked under the
@@ -345,10 +381,9 @@ async fn a_session_ended_mid_pipeline_drops_what_it_had_not_sent_upstream() {
 /// session ends does not keep the FATAL (or the upstream connection) waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ended_behind_a_long_statement_ends_within_seconds() {
-    let (db, _proxy, mut client) = disabled_alice_holding_portal_p("SELECT pg_sleep(30)").await;
+    let (db, _proxy, mut client) = disabled_alice_running_portal_p(30).await;
     let ended = std::time::Instant::now();
-    let mut pipeline = raw::execute("p");
-    pipeline.extend_from_slice(&raw::sync());
+    let mut pipeline = raw::sync();
     pipeline.extend_from_slice(&raw::parse("", "SELECT 1"));
     client.send(&pipeline).await;
     let fatal = client.take(1).await.remove(0);
@@ -359,7 +394,7 @@ async fn a_session_ended_behind_a_long_statement_ends_within_seconds() {
         "waited {waited:?} for the sleep's answer, then gave up"
     );
     // And the sleep itself was cancelled upstream, not left to run for nobody.
-    assert_eq!(sleeping_within_5_s(&db, 0).await, 0);
+    assert_eq!(sleeping_within_5_s(&db, 30, 0).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,22 +405,26 @@ async fn a_client_that_leaves_mid_statement_has_it_cancelled_upstream() {
         .send(&raw::message(b'Q', b"SELECT pg_sleep(30)\0"))
         .await;
     // A cancel that reaches a backend before its query starts does nothing: leave once it runs.
-    assert_eq!(sleeping_within_5_s(&db, 1).await, 1, "the sleep started");
+    assert_eq!(
+        sleeping_within_5_s(&db, 30, 1).await,
+        1,
+        "the sleep started"
+    );
     drop(client);
-    assert_eq!(sleeping_within_5_s(&db, 0).await, 0);
+    assert_eq!(sleeping_within_5_s(&db, 30, 0).await, 0);
 }
 
-/// How many `pg_sleep(30)` statements run on `db` once there are `expected`, or after five
+/// How many `pg_sleep(seconds)` statements run on `db` once there are `expected`, or after five
 /// seconds.
-async fn sleeping_within_5_s(db: &TempDatabase, expected: i64) -> i64 {
+async fn sleeping_within_5_s(db: &TempDatabase, seconds: u32, expected: i64) -> i64 {
     let admin = db.connect().await;
     let mut sleeping = i64::MAX;
     for _ in 0..50 {
         sleeping = admin
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND state = 'active' AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
-                &[],
+                 AND state = 'active' AND query LIKE $1 AND pid <> pg_backend_pid()",
+                &[&format!("%pg_sleep({seconds})%")],
             )
             .await
             .unwrap()
@@ -514,10 +553,10 @@ async fn a_statement_name_whose_parse_failed_upstream_is_free_to_prepare_again()
     assert_eq!(paths(&mut client).await, ("archive, public".into(), true));
 }
 
-/// Pipelined behind a Parse that upstream refuses, a Parse of the same name would create the
-/// statement upstream while tablegate, unable to know yet, kept the first.
+/// Pipelined behind a Parse that upstream refuses, a Parse of the same name creates the
+/// statement upstream: tablegate waits for the first one's answer before it decides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_name_is_not_prepared_again_before_upstream_answers_for_it() {
+async fn a_pipelined_parse_reusing_a_name_waits_for_the_answer_to_the_first() {
     let (_db, proxy) = archive_shop().await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
     client
@@ -526,10 +565,61 @@ async fn a_statement_name_is_not_prepared_again_before_upstream_answers_for_it()
         ))
         .await;
     assert_eq!(tags(&client.until_ready().await), "EZ");
-    let second = client.until_ready().await;
-    assert_eq!(tags(&second), "EZ");
-    assert!(raw::message_text(&second[0]).contains("still being prepared"));
-    assert_eq!(paths(&mut client).await, (DEFAULT_PATH.into(), false));
+    assert_eq!(tags(&client.until_ready().await), "12CZ");
+    assert_eq!(paths(&mut client).await, ("archive, public".into(), true));
+}
+
+/// Found by red-team review: after a policy change, tablegate re-prepares a statement before it
+/// runs (Close and Parse); a Close of the client's own does the like. When an error earlier in
+/// the batch made upstream skip them, upstream kept the statement rewritten for the old policy
+/// while tablegate counted it as rewritten for the new one, or as gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_upstream_kept_after_a_skipped_refresh_or_close_follow_the_policy() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT count(*) FROM orders"),
+            raw::parse("t", "SELECT count(*) FROM orders"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "11Z");
+    // alice sees East and North (20 orders), then East only (10).
+    proxy.use_policy(&SHOP_POLICY.replace(
+        "vars = { regions = [\"East\", \"North\"] }",
+        "vars = { regions = [\"East\"] }",
+    ));
+    for skipped in [raw::describe_statement("s"), raw::message(b'C', b"St\0")] {
+        client
+            .send(&raw::pipeline(&[
+                raw::bind("", "nosuch"),
+                skipped,
+                raw::sync(),
+            ]))
+            .await;
+        let failed = client.until_ready().await;
+        assert_eq!(
+            (tags(&failed).as_str(), sqlstate(&failed[0]).as_str()),
+            ("EZ", "26000")
+        );
+    }
+    for name in ["s", "t"] {
+        client
+            .send(&raw::pipeline(&[
+                raw::bind("", name),
+                raw::execute(""),
+                raw::sync(),
+            ]))
+            .await;
+        let ran = client.until_ready().await;
+        assert_eq!(tags(&ran), "2DCZ", "{name}");
+        assert_eq!(
+            raw::first_value(&ran[1]),
+            "10",
+            "{name} follows the new policy"
+        );
+    }
 }
 
 /// A named portal upstream kept when its rebinding failed there is executed after a rollback to

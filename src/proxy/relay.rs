@@ -40,6 +40,8 @@ pub struct Forwarded {
     /// As upstream runs it.
     pub text: Arc<str>,
     pub effect: Option<SessionEffect>,
+    /// The parameter types the client declared, as sent (empty for a simple Query).
+    pub param_types: bytes::Bytes,
 }
 
 /// A statement upstream is running for the client.
@@ -79,7 +81,50 @@ pub enum Item {
     /// A Bind: ends with BindComplete.
     Bound { portal: String, statement: String },
     /// A Close: ends with CloseComplete, which is not passed on if tablegate sent it.
-    Closed { own: bool, object: Closing },
+    /// `closed`: the statement the session forgot when it sent the Close.
+    Closed {
+        own: bool,
+        object: Closing,
+        closed: Option<Arc<Forwarded>>,
+    },
+}
+
+/// A Parse or Close the session counted on that upstream did not carry out: it failed, or came
+/// after an error and was skipped. The session undoes what it recorded, newest first.
+pub enum Unapplied {
+    Parse {
+        name: String,
+        statement: Arc<Forwarded>,
+        own: bool,
+    },
+    Close {
+        name: String,
+        closed: Option<Arc<Forwarded>>,
+    },
+}
+
+impl Unapplied {
+    /// What the session must undo for `item`, which upstream did not carry out.
+    fn of(item: Item) -> Option<Unapplied> {
+        match item {
+            Item::Parsed {
+                own,
+                name,
+                statement,
+                tracked,
+            } if own || tracked => Some(Unapplied::Parse {
+                name,
+                statement,
+                own,
+            }),
+            Item::Closed {
+                object: Closing::Statement(name),
+                closed,
+                ..
+            } => Some(Unapplied::Close { name, closed }),
+            _ => None,
+        }
+    }
 }
 
 /// What a Close closes.
@@ -135,9 +180,8 @@ pub struct Shared {
     /// Upstream's prepared statements and portals, as its answers confirm them.
     statements: HashMap<String, Arc<Forwarded>>,
     portals: HashMap<String, Arc<Forwarded>>,
-    /// Statements the session recorded whose Parse upstream refused: upstream has no such
-    /// statement, so the name is free again.
-    pub refused_parses: Vec<(String, Arc<Forwarded>)>,
+    /// Parses and Closes upstream did not carry out, oldest first.
+    pub unapplied: Vec<Unapplied>,
     /// A `SET search_path` ran in the transaction upstream is in.
     effect_ran: Option<SessionEffect>,
     /// The session sent a `SET search_path` and waits for the next ReadyForQuery.
@@ -160,7 +204,7 @@ impl Shared {
             metrics,
             statements: HashMap::new(),
             portals: HashMap::new(),
-            refused_parses: Vec::new(),
+            unapplied: Vec::new(),
             effect_ran: None,
             awaiting_effect: false,
             committed_effect: None,
@@ -198,11 +242,11 @@ impl Shared {
             .any(|item| matches!(item, Item::Query(_) | Item::Execute(_)))
     }
 
-    /// Upstream confirmed `statement` under `name` and still holds it.
-    pub fn holds_statement(&self, name: &str, statement: &Arc<Forwarded>) -> bool {
-        self.statements
-            .get(name)
-            .is_some_and(|held| Arc::ptr_eq(held, statement))
+    /// A Parse or Close already sent waits for its answer.
+    pub fn changes_statements(&self) -> bool {
+        self.items
+            .iter()
+            .any(|item| matches!(item, Item::Parsed { .. } | Item::Closed { .. }))
     }
 
     /// No answer still due ends a statement or a transaction: the last ReadyForQuery's status
@@ -283,7 +327,7 @@ impl Shared {
                 };
                 true
             }
-            Some(Item::Closed { own, object }) => {
+            Some(Item::Closed { own, object, .. }) => {
                 match object {
                     Closing::Statement(name) => self.statements.remove(&name),
                     Closing::Portal(name) => self.portals.remove(&name),
@@ -372,15 +416,8 @@ impl Shared {
             }
             // The Parse, Bind or Close failed; upstream now skips to Sync.
             Some(Item::Parsed { .. } | Item::Bound { .. } | Item::Closed { .. }) => {
-                if let Some(Item::Parsed {
-                    name,
-                    statement,
-                    tracked: true,
-                    ..
-                }) = self.items.pop_front()
-                {
-                    self.refused_parses.push((name, statement));
-                }
+                let failed = self.items.pop_front().expect("the front item");
+                self.unapplied.extend(Unapplied::of(failed));
             }
             _ => {}
         }
@@ -421,10 +458,11 @@ impl Shared {
                     });
                     self.finish(run);
                 }
-                Item::Refused(_)
-                | Item::Parsed { .. }
-                | Item::Bound { .. }
-                | Item::Closed { .. } => {}
+                // Skipped after an error.
+                Item::Parsed { .. } | Item::Closed { .. } => {
+                    self.unapplied.extend(Unapplied::of(item));
+                }
+                Item::Refused(_) | Item::Bound { .. } => {}
             }
         }
         Ok(())

@@ -25,7 +25,7 @@ use super::auth::{self, ACT_AS};
 use super::connection_limit::AddressClaim;
 use super::gate::Gate;
 use super::login_throttle;
-use super::relay::{Closing, Forwarded, Item, Relay, RelayEnd, Shared};
+use super::relay::{Closing, Forwarded, Item, Relay, RelayEnd, Shared, Unapplied};
 use super::startup::{self, Opening};
 use super::stream::{ClientRead, ClientStream, split_upstream};
 use super::{CONNECTION_FAILURE, Fatal};
@@ -296,12 +296,13 @@ async fn establish(
 /// A prepared statement as the client named it.
 struct Statement {
     text: Arc<Forwarded>,
-    /// The parameter types the client declared, as sent.
-    param_types: bytes::Bytes,
     /// The access it was rewritten for; another one (a policy reload, a new catalog) means the
     /// rewrite must be made again before the statement runs.
     access: u64,
 }
+
+/// No access's id: a statement that must be rewritten again before it next runs.
+const STALE_ACCESS: u64 = 0;
 
 struct Session {
     gate: Arc<Gate>,
@@ -709,8 +710,8 @@ impl Forwarder<'_> {
                 if self.session.effect_unsettled && !self.session.effect_in_batch {
                     self.settle_effect().await;
                 }
-                if matches!(frame.tag, b'P' | b'B' | b'D') {
-                    self.forget_refused_parses();
+                if !self.session.in_batch && matches!(frame.tag, b'P' | b'B' | b'D' | b'C') {
+                    self.undo_unapplied().await;
                 }
             }
             match frame.tag {
@@ -752,6 +753,8 @@ impl Forwarder<'_> {
                     }
                 }
                 b'E' => {
+                    // A suspended portal is fetched from by Execute alone.
+                    self.session.recheck_user().await?;
                     self.session.in_batch = true;
                     if !self.skipping() {
                         let mut body = frame.body.clone();
@@ -797,17 +800,21 @@ impl Forwarder<'_> {
                         }
                         let kind = body.get_u8();
                         let name = take_cstring(&mut body).map_err(Fatal::io)?;
-                        let object = match kind {
+                        let (object, closed) = match kind {
                             b'S' => {
-                                self.session.statements.remove(&name);
-                                Closing::Statement(name)
+                                let closed = self.session.statements.remove(&name);
+                                (Closing::Statement(name), closed.map(|s| s.text))
                             }
                             _ => {
                                 self.session.portals.remove(&name);
-                                Closing::Portal(name)
+                                (Closing::Portal(name), None)
                             }
                         };
-                        self.push(Item::Closed { own: false, object });
+                        self.push(Item::Closed {
+                            own: false,
+                            object,
+                            closed,
+                        });
                         wire::put_message(b'C', &frame.body, &mut self.out);
                     }
                 }
@@ -884,6 +891,7 @@ impl Forwarder<'_> {
                     sql: Arc::from(sql),
                     text: Arc::from(prepared.sql),
                     effect: prepared.effect,
+                    param_types: bytes::Bytes::new(),
                 });
                 let mut shared = self.shared.lock().expect("session state");
                 shared.notices.extend(prepared.notices.iter().cloned());
@@ -954,18 +962,43 @@ impl Forwarder<'_> {
         }
     }
 
-    /// Statements whose Parse upstream refused are not upstream's: their names are free.
-    fn forget_refused_parses(&mut self) {
-        let refused =
-            std::mem::take(&mut self.shared.lock().expect("session state").refused_parses);
-        for (name, statement) in refused {
-            if self
-                .session
-                .statements
-                .get(&name)
-                .is_some_and(|s| Arc::ptr_eq(&s.text, &statement))
-            {
-                self.session.statements.remove(&name);
+    /// Before a batch uses the client's prepared statements: waits for the answers to Parses
+    /// and Closes of earlier batches (already sent, so they come), then undoes, newest first,
+    /// what the session recorded for those upstream did not carry out. Within a batch nothing
+    /// needs undoing for the batch's own sake: after an error upstream skips the rest of it.
+    async fn undo_unapplied(&mut self) {
+        self.wait_for_ready(|shared| !shared.changes_statements())
+            .await;
+        let unapplied = std::mem::take(&mut self.shared.lock().expect("session state").unapplied);
+        let statements = &mut self.session.statements;
+        for undo in unapplied.into_iter().rev() {
+            match undo {
+                // Upstream did not take it.
+                Unapplied::Parse {
+                    name, statement, ..
+                } => {
+                    if statements
+                        .get(&name)
+                        .is_some_and(|s| Arc::ptr_eq(&s.text, &statement))
+                    {
+                        statements.remove(&name);
+                    }
+                }
+                // Upstream still holds it, perhaps rewritten for an older access: rewrite it
+                // again before it next runs.
+                Unapplied::Close {
+                    name,
+                    closed: Some(text),
+                } => {
+                    statements.insert(
+                        name,
+                        Statement {
+                            text,
+                            access: STALE_ACCESS,
+                        },
+                    );
+                }
+                Unapplied::Close { closed: None, .. } => {}
             }
         }
     }
@@ -1023,30 +1056,9 @@ impl Forwarder<'_> {
             .and_then(single_statement)
             .and_then(|p| effect_allowed(p.effect.is_some(), status).map(|()| p))
             .and_then(|p| declared_types_allowed(&param_types).map(|()| p));
-        let taken = match self.session.statements.get(&name) {
-            Some(existing) if !own && !name.is_empty() => Some(existing.text.clone()),
-            _ => None,
-        };
-        if let Some(existing) = &taken
-            && prepared.is_ok()
-            && !self
-                .shared
-                .lock()
-                .expect("session state")
-                .holds_statement(&name, existing)
-        {
-            // Upstream has not confirmed the statement of that name yet: it may still refuse
-            // it, and take this one instead of answering 42P05.
-            let refusal = Refusal::new(
-                crate::refusal::RefusalKind::Statement,
-                format!("prepared statement \"{name}\" is still being prepared"),
-            )
-            .with_hint(
-                "wait for the answer to its Parse before preparing a statement of the same name",
-            );
-            self.refuse_extended(&sql, refusal);
-            return;
-        }
+        // Upstream answers 42P05 and keeps the statement it has: so does tablegate. (Its
+        // Parse, if in an earlier batch, was answered: see `undo_unapplied`.)
+        let tracked = own || name.is_empty() || !self.session.statements.contains_key(&name);
         match prepared {
             Ok(prepared) => {
                 let mut message = BytesMut::with_capacity(
@@ -1062,9 +1074,8 @@ impl Forwarder<'_> {
                     sql,
                     text: Arc::from(prepared.sql),
                     effect: prepared.effect,
+                    param_types,
                 });
-                // Upstream answers 42P05 and keeps the statement it has: so does tablegate.
-                let tracked = taken.is_none();
                 let mut shared = self.shared.lock().expect("session state");
                 shared.notices.extend(prepared.notices.iter().cloned());
                 shared.push(Item::Parsed {
@@ -1079,7 +1090,6 @@ impl Forwarder<'_> {
                         name,
                         Statement {
                             text: statement,
-                            param_types,
                             access: self.session.access.id(),
                         },
                     );
@@ -1120,14 +1130,16 @@ impl Forwarder<'_> {
         if statement.access == current {
             return;
         }
-        let (sql, param_types) = (statement.text.sql.clone(), statement.param_types.clone());
+        let text = statement.text.clone();
         let mut close = BytesMut::from(&b"S"[..]);
         close.extend_from_slice(name.as_bytes());
         close.extend_from_slice(&[0]);
         wire::put_message(b'C', &close, &mut self.out);
+        let (sql, param_types) = (text.sql.clone(), text.param_types.clone());
         self.push(Item::Closed {
             own: true,
             object: Closing::Statement(name.to_owned()),
+            closed: Some(text),
         });
         self.prepare(name.to_owned(), sql, param_types, true);
     }
