@@ -700,3 +700,27 @@ async fn notices_wait_for_the_end_of_a_streamed_message() {
     assert_eq!(all.matches('N').count(), 1, "{all}");
     assert_eq!(all.replace('N', ""), "TDCZTDDDDDCZ");
 }
+
+/// Found by red-team review: an error quoting a huge value was held whole, copied, and written
+/// whole to the audit log; a few at once exhausted memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_error_reaches_the_client_cut_short() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::query("SELECT repeat('é', 1000000)::int"))
+        .await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "EZ");
+    assert_eq!(sqlstate(&answer[0]), "22P02");
+    let message = raw::message_text(&answer[0]);
+    assert!(message.len() < 70_000, "{} bytes", message.len());
+    assert!(message.starts_with("invalid input syntax for type integer: \"éé"));
+    assert!(message.ends_with("(cut short by tablegate)"));
+    client.send(&raw::query("SELECT 1")).await;
+    assert_eq!(
+        tags(&client.until_ready().await),
+        "TDCZ",
+        "the session goes on"
+    );
+}

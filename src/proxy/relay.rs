@@ -5,7 +5,8 @@
 //! ReadyForQuery (the transaction status), completions (audit), ParameterStatus (the service
 //! account's identity is not reported), and ErrorResponse — the refusal marker's error is
 //! replaced by the refusal, and positions into rewritten text are dropped. Messages larger than
-//! the buffer stream through without being held whole.
+//! the buffer stream through without being held whole, except errors and notices, which are
+//! cut to their first 64 KiB.
 //!
 //! Upstream's answers are also the only exact record of what it holds: which prepared
 //! statements and portals exist (a Parse or Bind can fail there after tablegate sent it), and
@@ -32,6 +33,9 @@ use crate::wire::{self, Report, take_cstring};
 
 /// Messages above this size are streamed rather than buffered whole.
 const STREAM_ABOVE: usize = 64 * 1024;
+
+/// The longest error message an audit record keeps.
+const AUDITED_ERROR: usize = 4 * 1024;
 
 /// A statement as tablegate forwarded it.
 pub struct Forwarded {
@@ -402,7 +406,7 @@ impl Shared {
         }
         let rewritten = match self.items.front_mut() {
             Some(Item::Query(run)) => {
-                run.error.get_or_insert_with(|| text.to_owned());
+                run.error.get_or_insert_with(|| audited(text));
                 run.statement.as_ref().is_none_or(|s| s.sql != s.text)
             }
             _ => true,
@@ -410,7 +414,7 @@ impl Shared {
         match self.items.front() {
             Some(Item::Execute(_)) => {
                 if let Some(Item::Execute(mut run)) = self.items.pop_front() {
-                    run.error = Some(text.to_owned());
+                    run.error = Some(audited(text));
                     self.finish(run);
                 }
             }
@@ -469,6 +473,44 @@ impl Shared {
     }
 }
 
+/// An error message as the audit record keeps it: at most [`AUDITED_ERROR`] bytes.
+fn audited(text: &str) -> String {
+    if text.len() <= AUDITED_ERROR {
+        return text.to_owned();
+    }
+    let mut end = AUDITED_ERROR;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} …", &text[..end])
+}
+
+/// An ErrorResponse or NoticeResponse from the start of a longer one: its complete fields, and
+/// the one it stops in, marked as cut.
+fn cut_short(start: &[u8]) -> BytesMut {
+    let mut fields = BytesMut::new();
+    for field in start[5..].split_inclusive(|&b| b == 0) {
+        if field.len() < 2 {
+            break;
+        }
+        if field.last() == Some(&0) {
+            fields.extend_from_slice(field);
+        } else {
+            // Cut perhaps inside a UTF-8 sequence: keep whole characters only.
+            fields.extend_from_slice(&field[..1]);
+            let text = String::from_utf8_lossy(&field[1..]);
+            fields.extend_from_slice(text.trim_end_matches('\u{FFFD}').as_bytes());
+            fields.extend_from_slice(" … (cut short by tablegate)\0".as_bytes());
+        }
+    }
+    fields.extend_from_slice(&[0]);
+    let mut message = BytesMut::with_capacity(fields.len() + 5);
+    message.extend_from_slice(&[start[0]]);
+    message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(&fields);
+    message
+}
+
 /// The fields of an ErrorResponse or NoticeResponse message (type byte and length included).
 fn parse_fields(message: &[u8]) -> Option<Vec<(u8, String)>> {
     let mut body = BytesMut::from(message.get(5..)?);
@@ -494,6 +536,8 @@ pub struct Relay {
     out: BytesMut,
     /// Bytes of a large message still to pass through unread.
     passthrough: usize,
+    /// Bytes of a large error or notice still to drop: the client got it cut short.
+    discard: usize,
 }
 
 impl Relay {
@@ -505,6 +549,7 @@ impl Relay {
             buf: BytesMut::with_capacity(16 * 1024),
             out: BytesMut::with_capacity(16 * 1024),
             passthrough: 0,
+            discard: 0,
         }
     }
 
@@ -562,7 +607,9 @@ impl Relay {
             // Ends when the client cannot be written to, nothing more is owed, or upstream
             // fails: only the first two leave the client's stream mid-message.
             while self.send_out().await.is_ok()
-                && (self.passthrough > 0 || !self.shared.lock().expect("session state").is_quiet())
+                && (self.passthrough > 0
+                    || self.discard > 0
+                    || !self.shared.lock().expect("session state").is_quiet())
                 && matches!(self.upstream.read_buf(&mut self.buf).await, Ok(n) if n > 0)
                 && self.process().is_ok()
             {}
@@ -585,6 +632,15 @@ impl Relay {
                 }
                 continue;
             }
+            if self.discard > 0 {
+                let take = self.discard.min(self.buf.len());
+                self.buf.advance(take);
+                self.discard -= take;
+                if self.discard > 0 {
+                    return Ok(());
+                }
+                continue;
+            }
             // Only between messages: inside a streamed one, a NOTICE would corrupt it.
             for notice in shared.notices.drain(..) {
                 Report {
@@ -602,17 +658,25 @@ impl Relay {
             let tag = self.buf[0];
             let total =
                 u32::from_be_bytes(self.buf[1..5].try_into().expect("4 bytes")) as usize + 1;
-            if self.buf.len() < total {
-                if total > STREAM_ABOVE && matches!(tag, b'D' | b'd' | b'T' | b'A') {
-                    if tag == b'D' {
-                        shared.on_row();
-                    }
-                    self.passthrough = total - self.buf.len();
-                    self.out.extend_from_slice(&self.buf.split());
+            let message = if self.buf.len() >= total {
+                self.buf.split_to(total)
+            } else if total > STREAM_ABOVE && matches!(tag, b'D' | b'd' | b'T' | b'A') {
+                if tag == b'D' {
+                    shared.on_row();
                 }
+                self.passthrough = total - self.buf.len();
+                self.out.extend_from_slice(&self.buf.split());
                 return Ok(());
-            }
-            let message = self.buf.split_to(total);
+            } else if matches!(tag, b'E' | b'N') && self.buf.len() >= STREAM_ABOVE {
+                // `repeat('x', 200000000)::int` quotes its 200 MB input: held whole (and written
+                // to the audit log), a few such errors would exhaust memory (found by red-team
+                // review).
+                let kept = self.buf.split_to(STREAM_ABOVE);
+                self.discard = total - STREAM_ABOVE;
+                cut_short(&kept)
+            } else {
+                return Ok(());
+            };
             match tag {
                 b'D' => {
                     shared.on_row();
