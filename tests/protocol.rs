@@ -585,11 +585,7 @@ async fn statements_upstream_kept_after_a_skipped_refresh_or_close_follow_the_po
         ]))
         .await;
     assert_eq!(tags(&client.until_ready().await), "11Z");
-    // alice sees East and North (20 orders), then East only (10).
-    proxy.use_policy(&SHOP_POLICY.replace(
-        "vars = { regions = [\"East\", \"North\"] }",
-        "vars = { regions = [\"East\"] }",
-    ));
+    proxy.use_policy(&east_only());
     for skipped in [raw::describe_statement("s"), raw::message(b'C', b"St\0")] {
         client
             .send(&raw::pipeline(&[
@@ -723,4 +719,103 @@ async fn a_huge_error_reaches_the_client_cut_short() {
         "TDCZ",
         "the session goes on"
     );
+}
+
+/// Found in review: an unnamed Parse (or a refusal marker, itself an unnamed Parse) that
+/// upstream skipped after an error left upstream its unnamed statement, which tablegate had
+/// forgotten, so a later Bind of it ran without being rewritten for the new policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unnamed_statement_upstream_kept_follows_the_policy() {
+    for skipped in ["SELECT 1", "SELECT * FROM secret"] {
+        let (_db, proxy) = shop().await;
+        let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+        client
+            .send(&raw::pipeline(&[
+                raw::parse("", "SELECT count(*) FROM orders"),
+                raw::sync(),
+            ]))
+            .await;
+        assert_eq!(tags(&client.until_ready().await), "1Z");
+        proxy.use_policy(&east_only());
+        client
+            .send(&raw::pipeline(&[
+                raw::bind("", "nosuch"),
+                raw::parse("", skipped),
+                raw::sync(),
+            ]))
+            .await;
+        assert_eq!(tags(&client.until_ready().await), "EZ");
+        client
+            .send(&raw::pipeline(&[
+                raw::bind("", ""),
+                raw::execute(""),
+                raw::sync(),
+            ]))
+            .await;
+        let ran = client.until_ready().await;
+        assert_eq!(tags(&ran), "2DCZ", "{skipped}");
+        assert_eq!(raw::first_value(&ran[1]), "10", "after {skipped}");
+    }
+}
+
+/// Found in review: a batch that began with an Execute (of a portal open in a transaction)
+/// skipped the undo of what upstream had not carried out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_begins_with_an_execute_still_sees_what_upstream_skipped() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut first_row = BytesMut::from(&b"p\0"[..]);
+    first_row.extend_from_slice(&1i32.to_be_bytes());
+    let fetch = raw::message(b'E', &first_row);
+    let steps = [
+        (
+            raw::pipeline(&[
+                raw::parse("s", "SELECT count(*) FROM orders"),
+                raw::parse("t", "SELECT generate_series(1, 5)"),
+                raw::sync(),
+            ]),
+            "11Z",
+        ),
+        (raw::query("BEGIN"), "CZ"),
+        (
+            raw::pipeline(&[raw::bind("p", "t"), fetch.clone(), raw::sync()]),
+            "2DsZ",
+        ),
+        (raw::query("SAVEPOINT x"), "CZ"),
+    ];
+    for (messages, expected) in steps {
+        client.send(&messages).await;
+        assert_eq!(tags(&client.until_ready().await), expected);
+    }
+    proxy.use_policy(&east_only());
+    // The Bind's re-prepare of s (its own Close and Parse) is skipped after the failed Execute.
+    client
+        .send(&raw::pipeline(&[
+            raw::execute("nosuch"),
+            raw::bind("q", "s"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "EZ");
+    client.send(&raw::query("ROLLBACK TO SAVEPOINT x")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    client
+        .send(&raw::pipeline(&[
+            fetch,
+            raw::bind("q", "s"),
+            raw::execute("q"),
+            raw::sync(),
+        ]))
+        .await;
+    let ran = client.until_ready().await;
+    assert_eq!(tags(&ran), "Ds2DCZ");
+    assert_eq!(raw::first_value(&ran[3]), "10", "s follows the new policy");
+}
+
+/// The shop's policy with alice narrowed from East and North (20 orders) to East (10).
+fn east_only() -> String {
+    SHOP_POLICY.replace(
+        "vars = { regions = [\"East\", \"North\"] }",
+        "vars = { regions = [\"East\"] }",
+    )
 }

@@ -75,12 +75,14 @@ pub enum Item {
     Sync,
     /// A Parse: ends with ParseComplete, which is not passed on if tablegate sent the Parse
     /// itself (re-preparing a statement after a policy change). `tracked`: the session
-    /// recorded the statement under `name`, and hears if upstream refused it.
+    /// recorded the statement under `name`, and hears if upstream refused it; `replaced`: the
+    /// unnamed statement the session forgot for it.
     Parsed {
         own: bool,
         name: String,
         statement: Arc<Forwarded>,
         tracked: bool,
+        replaced: Option<Arc<Forwarded>>,
     },
     /// A Bind: ends with BindComplete.
     Bound { portal: String, statement: String },
@@ -96,10 +98,12 @@ pub enum Item {
 /// A Parse or Close the session counted on that upstream did not carry out: it failed, or came
 /// after an error and was skipped. The session undoes what it recorded, newest first.
 pub enum Unapplied {
+    /// `kept`: a statement upstream still holds under that name (an unnamed Parse it skipped
+    /// leaves the unnamed statement it had; one that failed has dropped it).
     Parse {
         name: String,
         statement: Arc<Forwarded>,
-        own: bool,
+        kept: Option<Arc<Forwarded>>,
     },
     Close {
         name: String,
@@ -108,18 +112,20 @@ pub enum Unapplied {
 }
 
 impl Unapplied {
-    /// What the session must undo for `item`, which upstream did not carry out.
-    fn of(item: Item) -> Option<Unapplied> {
+    /// What the session must undo for `item`, which upstream did not carry out: it `failed`, or
+    /// was skipped.
+    fn of(item: Item, failed: bool) -> Option<Unapplied> {
         match item {
             Item::Parsed {
                 own,
                 name,
                 statement,
                 tracked,
+                replaced,
             } if own || tracked => Some(Unapplied::Parse {
                 name,
                 statement,
-                own,
+                kept: replaced.filter(|_| !failed),
             }),
             Item::Closed {
                 object: Closing::Statement(name),
@@ -421,7 +427,7 @@ impl Shared {
             // The Parse, Bind or Close failed; upstream now skips to Sync.
             Some(Item::Parsed { .. } | Item::Bound { .. } | Item::Closed { .. }) => {
                 let failed = self.items.pop_front().expect("the front item");
-                self.unapplied.extend(Unapplied::of(failed));
+                self.unapplied.extend(Unapplied::of(failed, true));
             }
             _ => {}
         }
@@ -464,7 +470,7 @@ impl Shared {
                 }
                 // Skipped after an error.
                 Item::Parsed { .. } | Item::Closed { .. } => {
-                    self.unapplied.extend(Unapplied::of(item));
+                    self.unapplied.extend(Unapplied::of(item, false));
                 }
                 Item::Refused(_) | Item::Bound { .. } => {}
             }

@@ -285,6 +285,7 @@ async fn establish(
         executed_in_batch: false,
         effect_in_batch: false,
         effect_unsettled: false,
+        undone: false,
         application_name: settings.remove("application_name").unwrap_or_default(),
         user_checked: Instant::now(),
         directory_failing_since: None,
@@ -335,6 +336,9 @@ struct Session {
     effect_in_batch: bool,
     /// A `SET search_path` was sent and upstream has not answered it with ReadyForQuery.
     effect_unsettled: bool,
+    /// Since the last Sync, [`Forwarder::undo_unapplied`] has run: the record of prepared
+    /// statements holds what upstream did with earlier batches.
+    undone: bool,
     application_name: String,
     /// When the user's directory entry was last read ([`Session::recheck_user`]).
     user_checked: Instant,
@@ -710,8 +714,9 @@ impl Forwarder<'_> {
                 if self.session.effect_unsettled && !self.session.effect_in_batch {
                     self.settle_effect().await;
                 }
-                if !self.session.in_batch && matches!(frame.tag, b'P' | b'B' | b'D' | b'C') {
+                if !self.session.undone && matches!(frame.tag, b'P' | b'B' | b'D' | b'C') {
                     self.undo_unapplied().await;
+                    self.session.undone = true;
                 }
             }
             match frame.tag {
@@ -829,6 +834,7 @@ impl Forwarder<'_> {
                     self.session.in_batch = false;
                     self.session.executed_in_batch = false;
                     self.session.effect_in_batch = false;
+                    self.session.undone = false;
                     self.push(Item::Sync);
                     wire::put_message(b'S', &[], &mut self.out);
                     self.flush().await?;
@@ -973,15 +979,26 @@ impl Forwarder<'_> {
         let statements = &mut self.session.statements;
         for undo in unapplied.into_iter().rev() {
             match undo {
-                // Upstream did not take it.
+                // Upstream did not take it, and may still hold the unnamed statement it replaced.
                 Unapplied::Parse {
-                    name, statement, ..
+                    name,
+                    statement,
+                    kept,
                 } => {
                     if statements
                         .get(&name)
                         .is_some_and(|s| Arc::ptr_eq(&s.text, &statement))
                     {
                         statements.remove(&name);
+                    }
+                    if let Some(text) = kept {
+                        statements.insert(
+                            name,
+                            Statement {
+                                text,
+                                access: STALE_ACCESS,
+                            },
+                        );
                     }
                 }
                 // Upstream still holds it, perhaps rewritten for an older access: rewrite it
@@ -1076,6 +1093,10 @@ impl Forwarder<'_> {
                     effect: prepared.effect,
                     param_types,
                 });
+                let replaced = match name.as_str() {
+                    "" => self.session.statements.get("").map(|s| s.text.clone()),
+                    _ => None,
+                };
                 let mut shared = self.shared.lock().expect("session state");
                 shared.notices.extend(prepared.notices.iter().cloned());
                 shared.push(Item::Parsed {
@@ -1083,6 +1104,7 @@ impl Forwarder<'_> {
                     name: name.clone(),
                     statement: statement.clone(),
                     tracked,
+                    replaced,
                 });
                 drop(shared);
                 if tracked {
@@ -1104,8 +1126,12 @@ impl Forwarder<'_> {
     /// rest of the batch is skipped until Sync, as after any error in the extended protocol.
     fn refuse_extended(&mut self, sql: &str, refusal: Refusal) {
         self.record_refusal(sql, &refusal);
-        // The marker is an unnamed Parse: upstream drops its unnamed statement, failed or not.
-        self.session.statements.remove("");
+        // The marker is an unnamed Parse: upstream drops its unnamed statement — unless it is
+        // skipping after an error of its own, and keeps it. Either way, rewrite it again before
+        // it runs.
+        if let Some(unnamed) = self.session.statements.get_mut("") {
+            unnamed.access = STALE_ACCESS;
+        }
         let mut message = BytesMut::new();
         message.extend_from_slice(&[0]);
         message.extend_from_slice(self.marker().as_bytes());
