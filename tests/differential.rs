@@ -199,6 +199,35 @@ async fn masked_values(fixture: &Fixture) -> usize {
     masked
 }
 
+/// User alice of datasource `d` under `policy`, on the database `client` is connected to.
+struct Alice {
+    catalog: Catalog,
+    access: Access,
+    search_path: SearchPath,
+}
+
+impl Alice {
+    async fn under(client: &tokio_postgres::Client, policy: &str) -> Alice {
+        let policies = PolicySet::from_str("p.toml", policy).expect("policy");
+        let users = users_file::parse("[[user]]\nuserid = \"alice\"\n", "u").expect("users");
+        let catalog = Catalog::load(client).await.expect("catalog");
+        let access = Access::build(&policies, &catalog, &users[0], "d");
+        Alice {
+            catalog,
+            access,
+            search_path: SearchPath::parse_setting("public").expect("path"),
+        }
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            catalog: &self.catalog,
+            access: &self.access,
+            search_path: &self.search_path,
+        }
+    }
+}
+
 /// Found while probing beyond the corpus, now fixed: PostgreSQL flattened protected sources and
 /// evaluated a query's cheap conditions before the row filter, so a condition that fails on some
 /// value was an oracle on rows the user may not see. Here the user sees the East orders (amounts
@@ -221,23 +250,15 @@ async fn row_filters_run_before_conditions_that_could_fail() {
         )
         .await
         .expect("the orders table");
-    let policies = PolicySet::from_str(
-        "p.toml",
+    let alice = Alice::under(
+        &client,
         "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\", \"public.east_ledger\"]\n\
          rows.\"public.orders\" = \"region IN ({{user.regions}})\"\n\
          [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n\
          vars = { regions = [\"East\", \"North\", \"South\", \"Central\", \"Islands\", \"Overseas\"] }\n",
     )
-    .expect("policy");
-    let users = users_file::parse("[[user]]\nuserid = \"alice\"\n", "u").expect("users");
-    let catalog = Catalog::load(&client).await.expect("catalog");
-    let access = Access::build(&policies, &catalog, &users[0], "d");
-    let search_path = SearchPath::parse_setting("public").expect("path");
-    let context = Context {
-        catalog: &catalog,
-        access: &access,
-        search_path: &search_path,
-    };
+    .await;
+    let context = alice.context();
     for probe in [
         "SELECT count(*) FROM orders WHERE sqrt(amount - 15) IS NOT NULL",
         "SELECT count(*) FROM orders WHERE sqrt(amount - 5) IS NOT NULL",
@@ -288,26 +309,41 @@ async fn row_filters_run_before_conditions_that_could_fail() {
     );
     // Found by red-team review: the same comparison on rows a subquery returns, and a view's
     // own WHERE, which is no barrier either (the view is granted whole).
-    for (probe, expected) in [
-        (
-            "SELECT count(*) FROM (SELECT (id, amount, id) AS r FROM orders) s WHERE r = ANY(ARRAY[(1, 10.0, 'x')])",
-            "0",
-        ),
-        (
-            "SELECT count(*) FROM east_ledger WHERE 1 / amount IS NOT NULL",
-            "50",
-        ),
-    ] {
-        let forwarded = rewrite(probe, &context).expect("accepted").sql();
+    fenced_probes_hold(
+        &client,
+        &context,
+        &[
+            (
+                "SELECT count(*) FROM (SELECT (id, amount, id) AS r FROM orders) s WHERE r = ANY(ARRAY[(1, 10.0, 'x')])",
+                "0",
+            ),
+            (
+                "SELECT count(*) FROM east_ledger WHERE 1 / amount IS NOT NULL",
+                "50",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// Each probe, rewritten, answers `expected`; unfenced (`OFFSET 0` taken out of its sources)
+/// it fails on this server, which is what makes it a test of the fence.
+async fn fenced_probes_hold(
+    client: &tokio_postgres::Client,
+    context: &Context<'_>,
+    probes: &[(&str, &str)],
+) {
+    for (probe, expected) in probes {
+        let forwarded = rewrite(probe, context).expect("accepted").sql();
         assert_eq!(
-            run(&client, &forwarded).await.map(|r| r.rows),
-            Ok(vec![vec![Some(expected.to_owned())]]),
+            run(client, &forwarded).await.map(|r| r.rows),
+            Ok(vec![vec![Some((*expected).to_owned())]]),
             "{probe}\n-> {forwarded}"
         );
         let unfenced = forwarded.replace(" OFFSET 0)", ")");
         assert!(
-            run(&client, &unfenced).await.is_err(),
-            "unfenced, the condition reaches the hidden row on this server: {unfenced}"
+            run(client, &unfenced).await.is_err(),
+            "unfenced, the condition reaches a hidden row on this server: {unfenced}"
         );
     }
 }
@@ -330,44 +366,29 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
         )
         .await
         .expect("the tables");
-    let policies = PolicySet::from_str(
-        "p.toml",
+    let alice = Alice::under(
+        &client,
         "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\"]\n\
          rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
          [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
     )
-    .expect("policy");
-    let users = users_file::parse("[[user]]\nuserid = \"alice\"\n", "u").expect("users");
-    let catalog = Catalog::load(&client).await.expect("catalog");
-    let access = Access::build(&policies, &catalog, &users[0], "d");
-    let search_path = SearchPath::parse_setting("public").expect("path");
-    let context = Context {
-        catalog: &catalog,
-        access: &access,
-        search_path: &search_path,
-    };
-    for (probe, expected) in [
-        (
-            "SELECT count(*) FROM orders o WHERE o.id IN (SELECT DISTINCT ON (CASE WHEN o.id = 7 THEN o.note::int END) 7)",
-            "0",
-        ),
-        (
-            "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND o.amount > 60) IS NULL",
-            "500",
-        ),
-    ] {
-        let forwarded = rewrite(probe, &context).expect("accepted").sql();
-        assert_eq!(
-            run(&client, &forwarded).await.map(|r| r.rows),
-            Ok(vec![vec![Some(expected.to_owned())]]),
-            "{probe}\n-> {forwarded}"
-        );
-        let unfenced = forwarded.replace(" OFFSET 0)", ")");
-        assert!(
-            run(&client, &unfenced).await.is_err(),
-            "unfenced, the subquery reaches the hidden row on this server: {unfenced}"
-        );
-    }
+    .await;
+    let context = alice.context();
+    fenced_probes_hold(
+        &client,
+        &context,
+        &[
+            (
+                "SELECT count(*) FROM orders o WHERE o.id IN (SELECT DISTINCT ON (CASE WHEN o.id = 7 THEN o.note::int END) 7)",
+                "0",
+            ),
+            (
+                "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND o.amount > 60) IS NULL",
+                "500",
+            ),
+        ],
+    )
+    .await;
 }
 
 /// EXPLAIN is forwarded with costs off: the planner's row estimates come from statistics over
@@ -385,22 +406,14 @@ async fn explain_shows_no_estimates_about_filtered_rows() {
         )
         .await
         .expect("the employees table");
-    let policies = PolicySet::from_str(
-        "p.toml",
+    let alice = Alice::under(
+        &client,
         "[datasource.d]\n[role.staff.datasource.d]\ntables = [\"public.employees\"]\n\
          rows.\"public.employees\" = \"dept = 'Sales'\"\n\
          [[assign]]\nuser = \"alice\"\nroles = [\"staff\"]\n",
     )
-    .expect("policy");
-    let users = users_file::parse("[[user]]\nuserid = \"alice\"\n", "u").expect("users");
-    let catalog = Catalog::load(&client).await.expect("catalog");
-    let access = Access::build(&policies, &catalog, &users[0], "d");
-    let search_path = SearchPath::parse_setting("public").expect("path");
-    let context = Context {
-        catalog: &catalog,
-        access: &access,
-        search_path: &search_path,
-    };
+    .await;
+    let context = alice.context();
     // Alice's rows earn under 100; the Board's 10,000 and more. Unrewritten, the estimate for
     // `salary > 5000` was 250 rows where Alice has none.
     let sql = "EXPLAIN SELECT * FROM employees WHERE salary > 5000";
