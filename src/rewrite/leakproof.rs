@@ -84,10 +84,14 @@ impl Visitor for CteNames {
 }
 
 /// What a subquery defines and what it references, to tell whether it refers to the query
-/// around it.
+/// around it. Only what it defines itself counts, not what queries nested in it define: a
+/// name those define may be another one's in the subquery's own scope (`o.id` next to an
+/// `EXISTS (SELECT 1 FROM orders o)` is the outer `o`), so their references count as outside.
 #[derive(Default)]
 struct SubqueryNames {
-    /// Names of its FROM items (at any depth within it).
+    /// Query nesting within the subquery: 1 is its own.
+    depth: usize,
+    /// Names of its FROM items.
     items: HashSet<String>,
     /// Its FROM relations, as written.
     relations: Vec<Vec<String>>,
@@ -101,7 +105,20 @@ struct SubqueryNames {
 impl Visitor for SubqueryNames {
     type Break = ();
 
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if self.depth > 1 {
+            return ControlFlow::Continue(());
+        }
         let alias = match factor {
             TableFactor::Table {
                 name, alias, args, ..
@@ -140,6 +157,9 @@ impl Visitor for SubqueryNames {
     }
 
     fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        if self.depth > 1 {
+            return ControlFlow::Continue(());
+        }
         for item in &select.projection {
             if let SelectItem::ExprWithAlias { alias, .. } = item {
                 self.given.insert(fold(alias));
@@ -774,6 +794,8 @@ mod tests {
             "SELECT x FROM t WHERE (SELECT sum(u.y) FROM u WHERE u.z = t.z) > 0",
             // names tablegate cannot place count as the outer query's
             "SELECT x FROM t WHERE (SELECT sum(y) FROM (SELECT y FROM u) s) > 0",
+            // an alias a nested query defines is not the subquery's own (found in review)
+            "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND EXISTS (SELECT 1 FROM orders o)) IS NULL",
             // row values returned by a subquery, compared outside it (found by red-team review)
             "SELECT count(*) FROM (SELECT (id, amount, id) AS r FROM orders) s WHERE r = ANY(ARRAY[(3, 999.0, 'x')])",
             "WITH s AS (SELECT (id, amount) AS r FROM orders) SELECT count(*) FROM s WHERE r IS NOT DISTINCT FROM (3, 'x')",
