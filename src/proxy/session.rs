@@ -956,7 +956,14 @@ impl Forwarder<'_> {
     /// Waits for ReadyForQuery messages until `done` holds. Only for answers to messages
     /// already sent upstream, which come without more from the client.
     async fn wait_for_ready(&self, done: impl Fn(&Shared) -> bool) {
-        let ready = self.shared.lock().expect("session state").ready.clone();
+        let ready = {
+            let shared = self.shared.lock().expect("session state");
+            // Usually so at once: no waiter to register (this runs at every batch).
+            if done(&shared) {
+                return;
+            }
+            shared.ready.clone()
+        };
         loop {
             let notified = ready.notified();
             tokio::pin!(notified);
