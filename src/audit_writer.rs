@@ -4,7 +4,8 @@
 //! a context switch per query on a small machine. Here formatted lines are appended to a shared
 //! buffer under a short lock; a background thread writes the buffer out every 100 ms, and a
 //! line is written at once when the buffer passes 256 KiB. [`BatchWriter::flush`] (called when
-//! tablegate stops) writes what is left.
+//! tablegate stops) writes what is left. The buffer is swapped out before the slow write, so a
+//! session appending a line never waits for the disk: only writers wait for each other.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -14,46 +15,55 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const FLUSH_ABOVE: usize = 256 * 1024;
 
 struct Shared {
-    buffer: Vec<u8>,
+    buffer: Mutex<Vec<u8>>,
+    /// The destination and a spare buffer to swap in. Taken before the buffer's lock, so
+    /// batches reach the destination in the order they were filled.
+    out: Mutex<Destination>,
+}
+
+struct Destination {
     out: Box<dyn Write + Send>,
+    spare: Vec<u8>,
 }
 
 impl Shared {
-    fn write_out(&mut self) {
-        if !self.buffer.is_empty() {
+    fn write_out(&self) {
+        let mut destination = self.out.lock().expect("audit destination");
+        let Destination { out, spare } = &mut *destination;
+        std::mem::swap(&mut *self.buffer.lock().expect("audit buffer"), spare);
+        if !spare.is_empty() {
             // An audit file that cannot be written must not stop the proxy; the error is logged.
-            if let Err(e) = self
-                .out
-                .write_all(&self.buffer)
-                .and_then(|_| self.out.flush())
-            {
+            if let Err(e) = out.write_all(spare).and_then(|_| out.flush()) {
                 eprintln!("tablegate: cannot write audit records: {e}");
             }
-            self.buffer.clear();
+            spare.clear();
         }
     }
 }
 
 #[derive(Clone)]
 pub struct BatchWriter {
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Shared>,
 }
 
 impl BatchWriter {
     /// A writer to `out`, flushed by a background thread for as long as the writer lives.
     pub fn new(out: Box<dyn Write + Send>) -> BatchWriter {
         let writer = BatchWriter {
-            shared: Arc::new(Mutex::new(Shared {
-                buffer: Vec::with_capacity(FLUSH_ABOVE),
-                out,
-            })),
+            shared: Arc::new(Shared {
+                buffer: Mutex::new(Vec::with_capacity(FLUSH_ABOVE)),
+                out: Mutex::new(Destination {
+                    out,
+                    spare: Vec::with_capacity(FLUSH_ABOVE),
+                }),
+            }),
         };
         let weak = Arc::downgrade(&writer.shared);
         std::thread::Builder::new()
             .name("tablegate-audit".into())
             .spawn(move || {
                 while let Some(shared) = weak.upgrade() {
-                    shared.lock().expect("audit buffer").write_out();
+                    shared.write_out();
                     drop(shared);
                     std::thread::sleep(FLUSH_EVERY);
                 }
@@ -64,16 +74,19 @@ impl BatchWriter {
 
     /// Writes out everything buffered.
     pub fn flush(&self) {
-        self.shared.lock().expect("audit buffer").write_out();
+        self.shared.write_out();
     }
 }
 
 impl Write for BatchWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut shared = self.shared.lock().expect("audit buffer");
-        shared.buffer.extend_from_slice(bytes);
-        if shared.buffer.len() > FLUSH_ABOVE {
-            shared.write_out();
+        let full = {
+            let mut buffer = self.shared.buffer.lock().expect("audit buffer");
+            buffer.extend_from_slice(bytes);
+            buffer.len() > FLUSH_ABOVE
+        };
+        if full {
+            self.shared.write_out();
         }
         Ok(bytes.len())
     }
@@ -112,7 +125,7 @@ mod tests {
         let sink = Sink::default();
         let mut writer = BatchWriter::new(Box::new(sink.clone()));
         writer.write_all(b"{\"a\":1}\n").unwrap();
-        writer.flush_now_for_test();
+        BatchWriter::flush(&writer);
         assert_eq!(&*sink.0.lock().unwrap(), b"{\"a\":1}\n");
         let big = vec![b'x'; FLUSH_ABOVE + 1];
         writer.write_all(&big).unwrap();
@@ -127,11 +140,5 @@ mod tests {
             sink.0.lock().unwrap().ends_with(b"tail\n"),
             "the background thread writes out"
         );
-    }
-
-    impl BatchWriter {
-        fn flush_now_for_test(&self) {
-            BatchWriter::flush(self);
-        }
     }
 }
