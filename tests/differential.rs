@@ -386,9 +386,28 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
                 "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND o.amount > 60) IS NULL",
                 "500",
             ),
+            // A select-list alias does not make `id` the subquery's own: LIMIT reads o.id.
+            (
+                "SELECT count(*) FROM orders o WHERE EXISTS (SELECT 1 AS id LIMIT CASE WHEN id = 7 THEN -1 ELSE 1 END)",
+                "500",
+            ),
+            // Nor does a table whose alias renamed its `id` away.
+            (
+                "SELECT count(*) FROM orders o WHERE EXISTS (SELECT 1 FROM orders r(x) LIMIT CASE WHEN id = 7 THEN -1 ELSE 1 END)",
+                "500",
+            ),
         ],
     )
     .await;
+    // The filter names its table with a schema: a CTE of the same name does not replace it.
+    let shadowing = "WITH region_members AS (SELECT 'alice' AS userid, 'West' AS region) \
+                     SELECT count(*) FROM orders";
+    let forwarded = rewrite(shadowing, &context).expect("accepted").sql();
+    assert_eq!(
+        run(&client, &forwarded).await.map(|r| r.rows),
+        Ok(vec![vec![Some("500".to_owned())]]),
+        "{forwarded}"
+    );
 }
 
 /// EXPLAIN is forwarded with costs off: the planner's row estimates come from statistics over

@@ -4,11 +4,15 @@
 //! an expression template whose `{{…}}` placeholders are parameter nodes. Binding a user's values
 //! replaces each placeholder with a typed literal node (a list expands an `IN (...)` list), so no
 //! value is ever pasted into SQL text.
+//!
+//! A filter runs inside the user's query, where the user's CTEs and search_path are in scope. So
+//! every table it reads must be schema-qualified, and every function it calls either a known
+//! built-in or schema-qualified: a name the user could redirect would let them choose the filter.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, InTarget, Query, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+    Expr, InTarget, ObjectName, Query, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -16,6 +20,7 @@ use sqlparser::tokenizer::Span;
 
 use super::value::VarValue;
 use crate::names::fold;
+use crate::rewrite::functions::is_safe_function;
 
 #[derive(Clone, Debug)]
 pub struct RowFilter {
@@ -76,6 +81,9 @@ impl RowFilter {
             return Err(
                 "write {{user.x}} placeholders as whole values outside quotes (tablegate inserts a typed literal), and no $n parameters".into(),
             );
+        }
+        if let ControlFlow::Break(reason) = template.visit(&mut UnredirectableNames) {
+            return Err(reason);
         }
         // Spans point into the policy file; the rewrite cache matches literals by span, so none
         // of a policy's literals may carry one.
@@ -181,6 +189,41 @@ impl Visitor for PlaceholderCounter {
                 Some(n) => *n += 1,
                 None => self.foreign = true,
             }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Refuses names in a filter that the user's query could make mean something else.
+struct UnredirectableNames;
+
+impl Visitor for UnredirectableNames {
+    type Break = String;
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+        match &query.with {
+            Some(_) => ControlFlow::Break(
+                "a row filter may not hold a WITH clause (its names would mix with the user's CTEs); write a subquery instead".into(),
+            ),
+            None => ControlFlow::Continue(()),
+        }
+    }
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<String> {
+        match relation.0.len() {
+            1 => ControlFlow::Break(format!(
+                "qualify the table `{relation}` in the row filter with its schema (e.g. public.{relation}): an unqualified name would follow the user's CTEs and search_path"
+            )),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
+        if let Expr::Function(function) = expr
+            && let [name] = function.name.0.as_slice()
+            && let Some(id) = name.as_ident()
+            && !is_safe_function(&fold(id))
+        {
+            return ControlFlow::Break(format!(
+                "qualify the function `{id}` in the row filter with its schema (e.g. pg_catalog.{id} or public.{id}): only known built-ins may be unqualified, as other names follow the user's search_path"
+            ));
         }
         ControlFlow::Continue(())
     }
@@ -352,9 +395,41 @@ mod tests {
     }
 
     #[test]
+    fn names_the_users_query_could_redirect_are_rejected() {
+        for (filter, complaint) in [
+            (
+                "r IN (SELECT region FROM members)",
+                "qualify the table `members`",
+            ),
+            (
+                "EXISTS (SELECT 1 FROM \"Members\" m)",
+                "qualify the table `\"Members\"`",
+            ),
+            (
+                "r IN (WITH m AS (SELECT 1) SELECT * FROM public.m)",
+                "WITH clause",
+            ),
+            (
+                "owner_of(id) = {{user.x}}",
+                "qualify the function `owner_of`",
+            ),
+        ] {
+            let error = RowFilter::parse(filter).unwrap_err();
+            assert!(error.contains(complaint), "{filter}: {error}");
+        }
+        for filter in [
+            "r IN (SELECT m.region FROM public.members m WHERE m.userid = {{user.x}})",
+            "public.owner_of(id) = {{user.x}} AND lower(name) = 'a' AND coalesce(a, 1) = 1",
+        ] {
+            assert!(RowFilter::parse(filter).is_ok(), "{filter}");
+        }
+    }
+
+    #[test]
     fn columns_outside_subqueries_are_collected() {
-        let f = RowFilter::parse("t.a = 1 AND b IN (SELECT c FROM other WHERE d = {{user.x}})")
-            .unwrap();
+        let f =
+            RowFilter::parse("t.a = 1 AND b IN (SELECT c FROM public.other WHERE d = {{user.x}})")
+                .unwrap();
         assert_eq!(
             f.columns(),
             vec![vec!["t".to_string(), "a".into()], vec!["b".into()]]
