@@ -95,10 +95,9 @@ struct SubqueryNames {
     items: HashSet<String>,
     /// Its FROM relations, as written.
     relations: Vec<Vec<String>>,
-    /// Some FROM item has columns it cannot name (a derived table, a function, a CTE).
+    /// Some FROM item has columns it cannot name (a derived table, a function, a CTE, a table
+    /// whose alias renames columns).
     unnamed_columns: bool,
-    /// Names it gives: select-list aliases, alias column lists.
-    given: HashSet<String>,
     references: Vec<Vec<String>>,
 }
 
@@ -150,20 +149,8 @@ impl Visitor for SubqueryNames {
         };
         if let Some(alias) = alias {
             self.items.insert(fold(&alias.name));
-            self.given
-                .extend(alias.columns.iter().map(|c| fold(&c.name)));
-        }
-        ControlFlow::Continue(())
-    }
-
-    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
-        if self.depth > 1 {
-            return ControlFlow::Continue(());
-        }
-        for item in &select.projection {
-            if let SelectItem::ExprWithAlias { alias, .. } = item {
-                self.given.insert(fold(alias));
-            }
+            // Found by red-team review: in `docs d(x)` the name `id` is no longer docs' column.
+            self.unnamed_columns |= !alias.columns.is_empty();
         }
         ControlFlow::Continue(())
     }
@@ -396,8 +383,7 @@ impl Visitor for LeakyConditions<'_> {
 impl LeakyConditions<'_> {
     /// Whether `query` may refer to the query around it: unless every column reference in it
     /// is qualified by one of its own FROM items, or is unqualified and names a column of one of
-    /// its relations (or a name it gives), while none of its items has columns tablegate
-    /// cannot name.
+    /// its relations, while none of its items has columns tablegate cannot name.
     fn refers_outside(&self, query: &Query) -> bool {
         let mut names = SubqueryNames::default();
         let _ = query.visit(&mut names);
@@ -406,8 +392,10 @@ impl LeakyConditions<'_> {
             .iter()
             .any(|reference| match reference.as_slice() {
                 [name] => {
+                    // Select-list aliases do not count: PostgreSQL resolves them only as bare
+                    // ORDER BY or GROUP BY items, and a LIMIT naming one reads the outer row
+                    // (found by red-team review).
                     let own = names.items.contains(name)
-                        || names.given.contains(name)
                         || names.relations.iter().any(|relation| {
                             !self
                                 .ctes
@@ -743,7 +731,6 @@ mod tests {
             // subqueries that do not refer to the query around them run once, on filtered rows
             "SELECT x FROM t WHERE y > (SELECT sum(u.y) FROM u WHERE u.z > 1)",
             "SELECT x FROM t WHERE y IN (SELECT DISTINCT ON (z / 2) y FROM u)",
-            "SELECT x FROM t WHERE y > (SELECT sum(y) AS total FROM u ORDER BY total)",
             "SELECT x FROM t WHERE (x, y) IN (SELECT a, b FROM u)",
         ] {
             assert!(!fenced(sql), "{sql}");
@@ -770,6 +757,11 @@ mod tests {
             // inside a subquery correlated with rows no filter has passed yet
             "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM generate_series(1, (1 / t.x)::int))",
             "SELECT x FROM t WHERE EXISTS (SELECT 1 LIMIT 1 / t.x)",
+            // names that look like the subquery's own but are the outer row's
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 AS x LIMIT CASE WHEN x = 7 THEN -1 END)",
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u AS v(a) LIMIT CASE WHEN y = 7 THEN -1 END)",
+            // conservative: an ORDER BY naming a select-list alias counts as outside too
+            "SELECT x FROM t WHERE y > (SELECT sum(y) AS total FROM u ORDER BY total)",
             "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u ORDER BY 1 / t.x)",
             "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u GROUP BY u.y / t.x)",
             "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u HAVING sum(1 / t.x) > 0)",
