@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::names::QualifiedName;
+use crate::rewrite::settings::SettingRules;
 
 /// What kind of relation a name denotes. All are protected the same way; the kind is reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +85,7 @@ pub struct Catalog {
     session_user: String,
     /// The upstream default search_path, as its raw setting.
     default_search_path: String,
+    setting_rules: SettingRules,
 }
 
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
@@ -110,7 +112,18 @@ impl Catalog {
             schemas,
             session_user: session_user.into(),
             default_search_path: default_search_path.into(),
+            setting_rules: SettingRules::new([], "ISO, MDY"),
         }
+    }
+
+    /// The catalog with the upstream's time zone names and date order.
+    pub fn with_setting_rules(mut self, rules: SettingRules) -> Catalog {
+        self.setting_rules = rules;
+        self
+    }
+
+    pub fn setting_rules(&self) -> &SettingRules {
+        &self.setting_rules
     }
 
     pub fn generation(&self) -> u64 {
@@ -198,7 +211,9 @@ impl Catalog {
             .collect::<Vec<_>>();
         let settings = client
             .query_one(
-                "SELECT session_user::text, pg_catalog.current_setting('search_path')",
+                "SELECT session_user::text, pg_catalog.current_setting('search_path'), \
+                        pg_catalog.current_setting('DateStyle'), \
+                        ARRAY(SELECT name::text FROM pg_catalog.pg_timezone_names)",
                 &[],
             )
             .await?;
@@ -207,7 +222,11 @@ impl Catalog {
             schemas,
             settings.get::<_, String>(0),
             settings.get::<_, String>(1),
-        ))
+        )
+        .with_setting_rules(SettingRules::new(
+            settings.get::<_, Vec<String>>(3),
+            settings.get(2),
+        )))
     }
 }
 
@@ -244,7 +263,12 @@ pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
                 .collect(),
         })
         .collect();
-    Catalog::new(relations, [], "tablegate", "\"$user\", public")
+    Catalog::new(relations, [], "tablegate", "\"$user\", public").with_setting_rules(
+        SettingRules::new(
+            ["UTC", "Europe/Berlin", "Asia/Shanghai"].map(String::from),
+            "ISO, MDY",
+        ),
+    )
 }
 
 /// [`catalog_of_tables`] with primary keys: `("public", "orders", &["id"])`.
@@ -275,4 +299,5 @@ pub fn catalog_with_keys(
         base.session_user,
         base.default_search_path,
     )
+    .with_setting_rules(base.setting_rules)
 }

@@ -443,13 +443,57 @@ async fn startup_options_are_checked_not_forwarded() {
         .expect("refused");
     assert_eq!(sqlstate(&e), "42501");
     let honoured = format!(
-        "{} options='-c DateStyle=German'",
+        "{} options='-c DateStyle=SQL -c TimeZone=Asia/Shanghai'",
         proxy.url("alice", "alice-secret")
     );
     let (client, connection) = tokio_postgres::connect(&honoured, NoTls).await.unwrap();
     tokio::spawn(connection);
-    let rows = values(&client.simple_query("SHOW DateStyle").await.unwrap());
-    assert_eq!(rows, [[Some("German, DMY".to_string())]]);
+    let rows = values(
+        &client
+            .simple_query("SHOW DateStyle; SHOW TimeZone")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        rows,
+        [
+            [Some("SQL, MDY".to_string())],
+            [Some("Asia/Shanghai".to_string())]
+        ]
+    );
+}
+
+/// Found by red-team review: a row filter runs under the user's session settings, so a time
+/// zone a week from UTC moved `d >= '2024-01-01'` on a timestamptz column by days, and a date
+/// order of DMY read `'01/02/2024'` as February. Such settings are refused, at startup and by SET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_would_move_a_row_filter_are_refused() {
+    let (_db, proxy) = shop().await;
+    for options in [
+        "-c TimeZone=<+167>-167",
+        "-c DateStyle=German",
+        "-c IntervalStyle=sql_standard",
+    ] {
+        let url = format!("{} options='{options}'", proxy.url("alice", "alice-secret"));
+        let e = tokio_postgres::connect(&url, NoTls)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(sqlstate(&e), "42501", "{options}: {e}");
+    }
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    for set in [
+        "SET TimeZone = '<+167>-167'",
+        "SET TIME ZONE 100",
+        "SET DateStyle = 'ISO, DMY'",
+    ] {
+        let e = alice.simple_query(set).await.expect_err(set);
+        assert_eq!(sqlstate(&e), "42501", "{set}: {e}");
+    }
+    alice
+        .batch_execute("SET TimeZone = 'UTC'; SET TIME ZONE -8; SET DateStyle = 'ISO, MDY'")
+        .await
+        .expect("real zones and the server's date order");
 }
 
 /// How many orders `client` sees, by simple query (names resolved with its search_path).

@@ -19,6 +19,7 @@ mod printable;
 mod query;
 mod scope;
 pub mod search_path;
+pub mod settings;
 mod statement;
 
 use sqlparser::ast::Statement;

@@ -12,6 +12,7 @@ use sqlparser::ast::{
 use super::Walker;
 use super::scope::Frame;
 use super::search_path::SearchPath;
+use super::settings::SettingRules;
 use crate::names::fold;
 use crate::refusal::{Refusal, RefusalKind};
 
@@ -107,7 +108,7 @@ impl Walker<'_> {
                 }
             }
             Statement::Set(set) => {
-                let effect = set_statement(set)?;
+                let effect = set_statement(set, self.catalog.setting_rules())?;
                 if let Some(SessionEffect::SearchPath(path)) = &effect {
                     path.refuse_other_schemas(|schema| {
                         self.access
@@ -158,7 +159,7 @@ impl Walker<'_> {
     }
 }
 
-fn set_statement(set: &mut Set) -> Result<Option<SessionEffect>, Refusal> {
+fn set_statement(set: &mut Set, rules: &SettingRules) -> Result<Option<SessionEffect>, Refusal> {
     match set {
         Set::SingleAssignment {
             scope,
@@ -202,11 +203,16 @@ fn set_statement(set: &mut Set) -> Result<Option<SessionEffect>, Refusal> {
                     for v in values.iter() {
                         plain_setting_value(v)?;
                     }
+                    rules.check(variable, values)?;
                     Ok(None)
                 }
             }
         }
-        Set::SetTimeZone { value, .. } => plain_setting_value(value).map(|_| None),
+        Set::SetTimeZone { value, .. } => {
+            plain_setting_value(value)?;
+            rules.check_time_zone(std::slice::from_ref(value))?;
+            Ok(None)
+        }
         Set::SetNames { charset_name, .. }
             if is_utf8_name(&Expr::Identifier(charset_name.clone())) =>
         {
