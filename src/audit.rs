@@ -1,4 +1,5 @@
-//! Audit records: one JSON line per statement, to a file or stdout, through `tracing`.
+//! Audit records: one JSON line per statement, to a file or stdout, through `tracing`
+//! ([`crate::audit_line`] formats them).
 //!
 //! Each record names the user, datasource, client address, the SQL as sent, what was forwarded
 //! (or why it was refused), the outcome, the duration and the rows returned. Passwords and
@@ -13,6 +14,7 @@ use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::audit_line::AuditLayer;
 pub use crate::audit_writer::BatchWriter;
 use crate::config::AuditConfig;
 
@@ -91,15 +93,9 @@ pub fn init(config: &AuditConfig, base: &std::path::Path) -> Result<Option<Batch
             Some(BatchWriter::new(Box::new(file)))
         }
     };
-    let audit_layer = audit.clone().map(|writer| {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_writer(writer)
-            .with_filter(audit_only)
-    });
+    let audit_layer = audit
+        .clone()
+        .map(|writer| AuditLayer::new(writer).with_filter(audit_only));
     tracing_subscriber::registry()
         .with(logs)
         .with(audit_layer)

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod asktable;
 pub mod audit;
+mod audit_line;
 mod audit_writer;
 pub mod cache;
 pub mod catalog;
