@@ -48,8 +48,10 @@ impl ScramVerifier {
     /// A verifier no password matches, for a login that has none: its salt and keys derive from
     /// `secret` and the login, so asking twice for the same name gives the same salt, as for a
     /// real user, and different names give different salts (PostgreSQL's `scram_mock_salt`).
+    /// The name folds as userids do (ASCII only): found by red-team review, a Unicode fold gave
+    /// `\u{212A}evin` (Kelvin sign) the salt of `kevin` only when no user kevin existed.
     pub fn decoy(secret: &[u8], login: &str) -> ScramVerifier {
-        let login = login.to_lowercase();
+        let login = super::record::userid_key(login);
         let derive = |purpose: &str| hmac(secret, format!("{purpose}\0{login}").as_bytes());
         ScramVerifier {
             iterations: DEFAULT_ITERATIONS,
@@ -145,6 +147,12 @@ mod tests {
         let a = ScramVerifier::decoy(secret, "Alice");
         assert_eq!(a, ScramVerifier::decoy(secret, "alice"));
         assert_ne!(a.salt, ScramVerifier::decoy(secret, "bob").salt);
+        // Folded as the directory folds userids: a Kelvin sign is not a `k`, as no lookup
+        // finds `kevin` under `\u{212A}evin`.
+        assert_ne!(
+            ScramVerifier::decoy(secret, "kevin").salt,
+            ScramVerifier::decoy(secret, "\u{212A}evin").salt
+        );
         assert_ne!(
             a.salt,
             ScramVerifier::decoy(b"another secret", "alice").salt

@@ -168,8 +168,13 @@ impl Gate {
         generation
     }
 
+    /// The service account of this login name, case-insensitive as userids are: an exact match
+    /// only would answer `ASKTABLE` with a decoy salt and `asktable` with the real one, telling
+    /// a service account's name (found by red-team review).
     pub fn service_account(&self, name: &str) -> Option<&ServiceAccount> {
-        self.service_accounts.iter().find(|a| a.name == name)
+        self.service_accounts
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 
