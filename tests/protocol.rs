@@ -819,3 +819,33 @@ fn east_only() -> String {
         "vars = { regions = [\"East\"] }",
     )
 }
+
+/// Found by red-team review: a login whose startup setting upstream rejects had leased a
+/// connection and registered its cancel key, which only a session that got as far as serving
+/// removed: each such login left an entry in the cancel table for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_startup_leaves_no_cancel_key_behind() {
+    let (_db, proxy) = shop().await;
+    let garbage = format!(
+        "{} options='-c TimeZone=garbage'",
+        proxy.url("alice", "alice-secret")
+    );
+    for _ in 0..3 {
+        let e = tokio_postgres::connect(&garbage, tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{e}");
+    }
+    assert_eq!(
+        proxy.gate.cancels.len(),
+        0,
+        "no cancel key outlives its login"
+    );
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    alice.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(proxy.gate.cancels.len(), 1, "a session holds one");
+    drop(alice);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(proxy.gate.cancels.len(), 0);
+}

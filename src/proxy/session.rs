@@ -277,6 +277,7 @@ async fn establish(
         upstream: None,
         lease: None,
         cancel_key: (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>()),
+        cancel_entry: None,
         nonce: format!("{:016x}", rand::random::<u64>()),
         statements: HashMap::new(),
         portals: HashMap::new(),
@@ -292,6 +293,18 @@ async fn establish(
     };
     session.greet(stream, settings).await?;
     Ok(session)
+}
+
+/// A session's entry in [`Gate::cancels`], removed when dropped.
+struct CancelEntry {
+    gate: Arc<Gate>,
+    key: (i32, i32),
+}
+
+impl Drop for CancelEntry {
+    fn drop(&mut self) {
+        self.gate.cancels.remove(&self.key);
+    }
 }
 
 /// A prepared statement as the client named it.
@@ -318,6 +331,10 @@ struct Session {
     upstream: Option<Connection>,
     lease: Option<Lease>,
     cancel_key: (i32, i32),
+    /// The cancel key's entry in the gate's table, once a connection is leased; removed when
+    /// dropped, so however the session ends (a failed startup SET, the login timeout, a
+    /// panic) the entry goes with it.
+    cancel_entry: Option<CancelEntry>,
     /// Names this session's refusal markers.
     nonce: String,
     /// The client's prepared statements and portals as tablegate sent them; upstream's answers
@@ -440,6 +457,10 @@ impl Session {
         self.gate
             .cancels
             .insert(self.cancel_key, connection.cancel_key.clone());
+        self.cancel_entry = Some(CancelEntry {
+            gate: self.gate.clone(),
+            key: self.cancel_key,
+        });
         self.upstream = Some(connection);
         self.lease = Some(lease);
         Ok(())
@@ -606,7 +627,7 @@ impl Session {
             (shared.is_quiet(), shared.runs_a_statement())
         };
         let (up_read, mut client_write) = relay.into_parts();
-        self.gate.cancels.remove(&self.cancel_key);
+        drop(self.cancel_entry.take());
         if running && !matches!(ending, Ending::Upstream(_)) {
             // Nobody will read what upstream is still working on: stop it, rather than let an
             // abandoned query run on (closing the connection does not stop a running query).
