@@ -849,3 +849,36 @@ async fn a_failed_startup_leaves_no_cancel_key_behind() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(proxy.gate.cancels.len(), 0);
 }
+
+/// Found by red-team review: a Query without its NUL or with text that is not UTF-8, or a Bind
+/// cut short, ended the session as a broken connection (08006), which skipped the answers owed
+/// for earlier statements of the pipeline. They are protocol violations, answered after those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_string_is_a_protocol_error_after_the_answers_owed() {
+    let (_db, proxy) = shop().await;
+    let malformed: [&[u8]; 3] = [b"SELECT 1", b"SELECT '\xff'\0", b"\0"];
+    for (tag, body) in [b'Q', b'Q', b'B'].into_iter().zip(malformed) {
+        let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+        client
+            .send(&raw::pipeline(&[
+                raw::query("SELECT pg_sleep(0.3), count(*) FROM orders"),
+                raw::message(tag, body),
+            ]))
+            .await;
+        assert_eq!(
+            tags(&client.until_ready().await),
+            "TDCZ",
+            "the earlier statement's answer comes first"
+        );
+        let fatal = client.take(1).await.remove(0);
+        assert_eq!(
+            (fatal.tag, sqlstate(&fatal)),
+            (b'E', "08P01".to_owned()),
+            "{}",
+            raw::message_text(&fatal)
+        );
+        let mut rest = Vec::new();
+        client.stream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing follows the FATAL");
+    }
+}

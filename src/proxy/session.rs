@@ -571,6 +571,7 @@ impl Session {
         if self.upstream.is_none() {
             match reader.next(&mut stream).await {
                 Ok(Some(frame)) if frame.tag != b'X' => first = Some(frame),
+                Err(e) => return Fatal::read(e).send(&mut stream).await,
                 _ => return,
             }
             if let Err(fatal) = self.lease().await {
@@ -713,7 +714,7 @@ impl Forwarder<'_> {
         loop {
             let next = match first.take() {
                 Some(frame) => Some(frame),
-                None => reader.next(&mut self.client).await.map_err(Fatal::io)?,
+                None => reader.next(&mut self.client).await.map_err(Fatal::read)?,
             };
             let Some(mut frame) = next else {
                 return Ok(());
@@ -753,7 +754,7 @@ impl Forwarder<'_> {
                 }
                 b'Q' => {
                     self.session.recheck_user().await?;
-                    let sql = take_cstring(&mut frame.body).map_err(Fatal::io)?;
+                    let sql = take_cstring(&mut frame.body).map_err(Fatal::read)?;
                     self.simple_query(sql).await;
                     self.flush().await?;
                 }
@@ -766,8 +767,8 @@ impl Forwarder<'_> {
                     self.session.recheck_user().await?;
                     self.session.in_batch = true;
                     let mut body = frame.body.clone();
-                    let portal = take_cstring(&mut body).map_err(Fatal::io)?;
-                    let statement = take_cstring(&mut body).map_err(Fatal::io)?;
+                    let portal = take_cstring(&mut body).map_err(Fatal::read)?;
+                    let statement = take_cstring(&mut body).map_err(Fatal::read)?;
                     self.refresh_statement(&statement);
                     if !self.skipping() {
                         match self.session.statements.get(&statement) {
@@ -784,7 +785,7 @@ impl Forwarder<'_> {
                     self.session.in_batch = true;
                     if !self.skipping() {
                         let mut body = frame.body.clone();
-                        let portal = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let portal = take_cstring(&mut body).map_err(Fatal::read)?;
                         let effect = self
                             .session
                             .portals
@@ -810,7 +811,7 @@ impl Forwarder<'_> {
                     if frame.body.first() == Some(&b'S') {
                         let mut body = frame.body.clone();
                         body.advance(1);
-                        let statement = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let statement = take_cstring(&mut body).map_err(Fatal::read)?;
                         self.refresh_statement(&statement);
                     }
                     if !self.skipping() {
@@ -825,7 +826,7 @@ impl Forwarder<'_> {
                             return Err(Fatal::protocol("invalid Close message: no subtype"));
                         }
                         let kind = body.get_u8();
-                        let name = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let name = take_cstring(&mut body).map_err(Fatal::read)?;
                         let (object, closed) = match kind {
                             b'S' => {
                                 let closed = self.session.statements.remove(&name);
@@ -1080,8 +1081,8 @@ impl Forwarder<'_> {
         if self.skipping() {
             return Ok(());
         }
-        let name = take_cstring(&mut body).map_err(Fatal::io)?;
-        let sql = take_cstring(&mut body).map_err(Fatal::io)?;
+        let name = take_cstring(&mut body).map_err(Fatal::read)?;
+        let sql = take_cstring(&mut body).map_err(Fatal::read)?;
         self.prepare(name, Arc::from(sql), body.freeze(), false);
         Ok(())
     }
