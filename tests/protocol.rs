@@ -882,3 +882,47 @@ async fn a_malformed_string_is_a_protocol_error_after_the_answers_owed() {
         assert!(rest.is_empty(), "nothing follows the FATAL");
     }
 }
+
+/// Found by red-team review: a portal is planned when bound, and Execute re-checked only the
+/// user, so a portal opened before a reload went on returning rows the new policy filters out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_bound_before_a_reload_is_not_executed_under_it() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let fetch = |rows: i32| {
+        let mut body = BytesMut::from(&b"p\0"[..]);
+        body.extend_from_slice(&rows.to_be_bytes());
+        raw::message(b'E', &body)
+    };
+    client.send(&raw::query("BEGIN")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT id, region FROM orders ORDER BY id"),
+            raw::bind("p", "s"),
+            fetch(1),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "12DsZ");
+    proxy.use_policy(&east_only());
+    client.send(&raw::pipeline(&[fetch(5), raw::sync()])).await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "EZ", "no row of the old policy");
+    assert_eq!(sqlstate(&answer[0]), "42501");
+    assert!(raw::message_text(&answer[0]).contains("bound before the policies changed"));
+    client.send(&raw::query("ROLLBACK")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    // Bound again, the statement follows the new policy.
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("c", "SELECT count(*) FROM orders"),
+            raw::bind("", "c"),
+            raw::execute(""),
+            raw::sync(),
+        ]))
+        .await;
+    let ran = client.until_ready().await;
+    assert_eq!(tags(&ran), "12DCZ");
+    assert_eq!(raw::first_value(&ran[2]), "10");
+}

@@ -340,7 +340,8 @@ struct Session {
     /// The client's prepared statements and portals as tablegate sent them; upstream's answers
     /// may still refuse the latest ones (the relay keeps what upstream confirmed).
     statements: HashMap<String, Statement>,
-    portals: HashMap<String, Arc<Forwarded>>,
+    /// Each with the access its statement was rewritten for when it was bound.
+    portals: HashMap<String, Statement>,
     /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
     skipping: bool,
     /// Extended-protocol messages were sent since the last Sync. Upstream may then be skipping
@@ -772,7 +773,13 @@ impl Forwarder<'_> {
                     self.refresh_statement(&statement);
                     if !self.skipping() {
                         match self.session.statements.get(&statement) {
-                            Some(s) => self.session.portals.insert(portal.clone(), s.text.clone()),
+                            Some(s) => self.session.portals.insert(
+                                portal.clone(),
+                                Statement {
+                                    text: s.text.clone(),
+                                    access: s.access,
+                                },
+                            ),
                             None => self.session.portals.remove(&portal),
                         };
                         self.push(Item::Bound { portal, statement });
@@ -786,10 +793,23 @@ impl Forwarder<'_> {
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         let portal = take_cstring(&mut body).map_err(Fatal::read)?;
+                        if !self.portal_follows_the_policy(&portal) {
+                            let sql = self.session.portals[&portal].text.sql.clone();
+                            let refusal = Refusal::new(
+                                crate::refusal::RefusalKind::Policy,
+                                format!(
+                                    "portal \"{portal}\" was bound before the policies changed"
+                                ),
+                            )
+                            .with_hint("bind the statement again: the portal was planned under the old policy");
+                            self.refuse_extended(&sql, refusal);
+                            continue;
+                        }
                         let effect = self
                             .session
                             .portals
                             .get(&portal)
+                            .map(|p| &p.text)
                             .filter(|s| s.effect.is_some())
                             .cloned();
                         if let Some(s) = &effect {
@@ -883,6 +903,30 @@ impl Forwarder<'_> {
 
     fn skipping(&self) -> bool {
         self.session.skipping
+    }
+
+    /// A portal is planned when bound: one bound under an older access (a policy reload, a new
+    /// catalog, the user's attributes) may run only if its statement is rewritten for the
+    /// current access exactly as it was then; otherwise it would go on returning what the old
+    /// policy allowed.
+    fn portal_follows_the_policy(&mut self, portal: &str) -> bool {
+        self.session.refresh_access();
+        let current = self.session.access.id();
+        let Some(bound) = self.session.portals.get(portal) else {
+            return true;
+        };
+        if bound.access == current {
+            return true;
+        }
+        let text = bound.text.clone();
+        let unchanged = self
+            .session
+            .rewrite(&text.sql)
+            .is_ok_and(|p| p.statements == 1 && p.sql == *text.text);
+        if unchanged && let Some(bound) = self.session.portals.get_mut(portal) {
+            bound.access = current;
+        }
+        unchanged
     }
 
     fn push(&self, item: Item) {
