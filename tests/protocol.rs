@@ -926,3 +926,68 @@ async fn a_portal_bound_before_a_reload_is_not_executed_under_it() {
     assert_eq!(tags(&ran), "12DCZ");
     assert_eq!(raw::first_value(&ran[2]), "10");
 }
+
+/// The process's peak memory (VmHWM), in bytes.
+fn peak_memory() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Sends a message of type `tag` announcing a body of `length` bytes: `start`, then `x`s, then
+/// `end`, in chunks.
+async fn send_long(client: &mut RawClient, tag: u8, length: usize, start: &[u8], end: &[u8]) {
+    let mut header = vec![tag];
+    header.extend_from_slice(&((length + 4) as u32).to_be_bytes());
+    header.extend_from_slice(start);
+    client.send(&header).await;
+    let mut left = length - start.len() - end.len();
+    let chunk = vec![b'x'; 1 << 20];
+    while left > 0 {
+        let n = left.min(chunk.len());
+        client.send(&chunk[..n]).await;
+        left -= n;
+    }
+    client.send(end).await;
+}
+
+/// Found by red-team review: a Query or Parse of hundreds of megabytes was held whole before
+/// the 1 MiB statement limit refused it (and its text was written whole to the audit log).
+/// Now it is refused from its header and dropped as it arrives; the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_too_long_to_check_is_refused_without_being_held() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let before = peak_memory();
+    let length = 300 << 20;
+    send_long(&mut client, b'Q', length, b"SELECT '", b"'\0").await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "EZ");
+    assert_eq!(sqlstate(&answer[0]), "42501");
+    assert!(
+        raw::message_text(&answer[0]).contains(&format!("its message is {length} bytes long")),
+        "{}",
+        raw::message_text(&answer[0])
+    );
+    let grown = peak_memory().saturating_sub(before);
+    assert!(grown < 100 << 20, "peak memory grew by {} MiB", grown >> 20);
+    // A Parse: refused, and the rest of its batch skipped to Sync, as after any refusal.
+    send_long(&mut client, b'P', 3 << 20, b"big\0SELECT '", b"'\0\0\0").await;
+    client
+        .send(&raw::pipeline(&[
+            raw::bind("", "big"),
+            raw::execute(""),
+            raw::sync(),
+            raw::query("SELECT 1"),
+        ]))
+        .await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "EZ");
+    assert_eq!(sqlstate(&answer[0]), "42501");
+    assert_eq!(
+        tags(&client.until_ready().await),
+        "TDCZ",
+        "the session goes on"
+    );
+}

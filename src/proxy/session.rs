@@ -37,7 +37,7 @@ use crate::metrics::LoginFailure;
 use crate::policy::Access;
 use crate::policy::value::text_literal;
 use crate::refusal::Refusal;
-use crate::rewrite::{Context, SearchPath, SessionEffect};
+use crate::rewrite::{Context, MAX_STATEMENT_BYTES, SearchPath, SessionEffect};
 use crate::upstream::{Connection, Lease};
 use crate::wire::{self, Frame, FrameReader, take_cstring};
 
@@ -76,6 +76,9 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr, login: Ad
     match established {
         Ok(session) => {
             reader.set_limit(wire::MAX_MESSAGE_LENGTH);
+            // A statement too long to check is refused from its message's header, never held.
+            reader.limit_body(b'Q', MAX_QUERY_BODY);
+            reader.limit_body(b'P', MAX_PARSE_BODY);
             let _open = gate.metrics.session_opened();
             session.serve(stream, reader).await
         }
@@ -88,6 +91,13 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr, login: Ad
         }
     }
 }
+
+/// The longest Query body a statement tablegate checks can need: its text and the NUL.
+const MAX_QUERY_BODY: usize = MAX_STATEMENT_BYTES + 1;
+
+/// The longest Parse body a statement tablegate checks can need: a name (64 KiB, far past any
+/// driver's), the text, their NULs, and the count and OIDs of 65,535 parameter types.
+const MAX_PARSE_BODY: usize = (64 << 10) + MAX_STATEMENT_BYTES + 2 + 2 + 4 * 65_535;
 
 /// How long a wrong password or credential waits for its answer.
 const AUTHENTICATION_FAILURE_DELAY: Duration = Duration::from_secs(1);
@@ -417,7 +427,9 @@ impl Session {
             let mut reader = FrameReader::new();
             loop {
                 match reader.next(upstream).await.map_err(Fatal::io)? {
-                    Some(Frame { tag: b'E', body }) => {
+                    Some(Frame {
+                        tag: b'E', body, ..
+                    }) => {
                         return Err(Fatal::new(
                             "22023",
                             crate::upstream::connection::error_message(body),
@@ -427,6 +439,7 @@ impl Session {
                     Some(Frame {
                         tag: b'S',
                         mut body,
+                        ..
                     }) => {
                         let name = take_cstring(&mut body).map_err(Fatal::io)?;
                         let value = take_cstring(&mut body).map_err(Fatal::io)?;
@@ -755,14 +768,22 @@ impl Forwarder<'_> {
                 }
                 b'Q' => {
                     self.session.recheck_user().await?;
-                    let sql = take_cstring(&mut frame.body).map_err(Fatal::read)?;
-                    self.simple_query(sql).await;
+                    if let Some(length) = frame.cut {
+                        self.refuse_cut(&frame, length);
+                    } else {
+                        let sql = take_cstring(&mut frame.body).map_err(Fatal::read)?;
+                        self.simple_query(sql).await;
+                    }
                     self.flush().await?;
                 }
                 b'P' => {
                     self.session.recheck_user().await?;
                     self.session.in_batch = true;
-                    self.parse(frame.body)?;
+                    match frame.cut {
+                        Some(length) if !self.skipping() => self.refuse_cut(&frame, length),
+                        Some(_) => {}
+                        None => self.parse(frame.body)?,
+                    }
                 }
                 b'B' => {
                     self.session.recheck_user().await?;
@@ -1093,12 +1114,13 @@ impl Forwarder<'_> {
         }
     }
 
-    /// Counts and audits a refused statement.
-    fn record_refusal(&self, sql: &str, refusal: &Refusal) {
+    /// Counts and audits a refused statement; `length` is its whole length in bytes (`sql` may
+    /// be only its start).
+    fn record_refusal(&self, sql: &str, length: usize, refusal: &Refusal) {
         self.session.gate.metrics.refused(refusal.kind);
         audit::record(
             &self.session.subject,
-            sql,
+            &audit::refused_sql(sql, length),
             None,
             Outcome::Refused {
                 reason: &refusal.message,
@@ -1110,11 +1132,40 @@ impl Forwarder<'_> {
 
     /// Sends a refusal marker as a simple query; the relay answers with the refusal.
     fn refuse_simple(&mut self, sql: &str, refusal: Refusal) {
-        self.record_refusal(sql, &refusal);
+        self.record_refusal(sql, sql.len(), &refusal);
+        self.send_simple_refusal(refusal);
+    }
+
+    fn send_simple_refusal(&mut self, refusal: Refusal) {
         wire::query(&self.marker(), &mut self.out);
         let mut shared = self.shared.lock().expect("session state");
         shared.push(Item::Refused(refusal));
         shared.push(Item::Sync);
+    }
+
+    /// Refuses a Query or Parse the reader cut (see [`MAX_QUERY_BODY`]) as the rewriter refuses
+    /// a statement past [`MAX_STATEMENT_BYTES`], auditing the start of its text.
+    fn refuse_cut(&mut self, frame: &Frame, length: usize) {
+        let mut text: &[u8] = &frame.body;
+        if frame.tag == b'P' {
+            // Past the statement's name, if the part kept holds all of it.
+            text = text.splitn(2, |&b| b == 0).nth(1).unwrap_or_default();
+        }
+        let text = text.split(|&b| b == 0).next().unwrap_or_default();
+        let sql = String::from_utf8_lossy(text);
+        let refusal = Refusal::new(
+            crate::refusal::RefusalKind::Unsupported,
+            format!(
+                "the statement is longer than the {MAX_STATEMENT_BYTES} bytes tablegate checks at once (its message is {length} bytes long)"
+            ),
+        )
+        .with_hint("split it, or put long lists of values in a table");
+        self.record_refusal(sql.trim_end_matches('\u{FFFD}'), length, &refusal);
+        if frame.tag == b'Q' {
+            self.send_simple_refusal(refusal);
+        } else {
+            self.send_extended_refusal(refusal);
+        }
     }
 
     fn marker(&self) -> String {
@@ -1198,7 +1249,11 @@ impl Forwarder<'_> {
     /// Sends a refusal marker as an unnamed Parse; the relay answers with the refusal, and the
     /// rest of the batch is skipped until Sync, as after any error in the extended protocol.
     fn refuse_extended(&mut self, sql: &str, refusal: Refusal) {
-        self.record_refusal(sql, &refusal);
+        self.record_refusal(sql, sql.len(), &refusal);
+        self.send_extended_refusal(refusal);
+    }
+
+    fn send_extended_refusal(&mut self, refusal: Refusal) {
         // The marker is an unnamed Parse: upstream drops its unnamed statement — unless it is
         // skipping after an error of its own, and keeps it. Either way, rewrite it again before
         // it runs.
