@@ -991,3 +991,60 @@ async fn a_statement_too_long_to_check_is_refused_without_being_held() {
         "the session goes on"
     );
 }
+
+/// Found by red-team review: messages were written upstream only at Query, Sync and Flush, so
+/// a pipeline that never sent either was held whole (300,000 Bind and Execute: 50 MB). They
+/// now go upstream as they pile up, and PostgreSQL answers them as it reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_without_sync_goes_upstream_as_it_grows() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT 1 WHERE false"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "1Z");
+    let pairs = 10_000;
+    let pair = raw::pipeline(&[raw::bind("", "s"), raw::execute("")]);
+    client.send(&pair.repeat(pairs)).await;
+    let early = tokio::time::timeout(std::time::Duration::from_secs(10), client.take(2))
+        .await
+        .expect("answers before Sync");
+    assert_eq!(tags(&early), "2C");
+    client.send(&raw::sync()).await;
+    let rest = client.until_ready().await;
+    assert_eq!(tags(&early) + &tags(&rest), "2C".repeat(pairs) + "Z");
+}
+
+/// After an error upstream skips the rest of the batch and answers none of it before Sync:
+/// such a batch, however long, is neither queued without bound nor waited on for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_upstream_skips_is_not_queued_without_bound() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT 1 WHERE false"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "1Z");
+    let before = peak_memory();
+    client.send(&raw::bind("", "nosuch")).await;
+    let pair = raw::pipeline(&[raw::bind("", "s"), raw::execute("")]).repeat(10_000);
+    for _ in 0..50 {
+        client.send(&pair).await;
+    }
+    client.send(&raw::sync()).await;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), client.until_ready())
+        .await
+        .expect("answered");
+    assert_eq!(tags(&answer), "EZ");
+    assert_eq!(sqlstate(&answer[0]), "26000", "the Bind of nosuch");
+    let grown = peak_memory().saturating_sub(before);
+    assert!(grown < 30 << 20, "peak memory grew by {} MiB", grown >> 20);
+    client.send(&raw::query("SELECT 1")).await;
+    assert_eq!(tags(&client.until_ready().await), "TDCZ");
+}

@@ -25,7 +25,7 @@ use super::auth::{self, ACT_AS};
 use super::connection_limit::AddressClaim;
 use super::gate::Gate;
 use super::login_throttle;
-use super::relay::{Closing, Forwarded, Item, Relay, RelayEnd, Shared, Unapplied};
+use super::relay::{Closing, Forwarded, Item, MAX_QUEUED, Relay, RelayEnd, Shared, Unapplied};
 use super::startup::{self, Opening};
 use super::stream::{ClientRead, ClientStream, split_upstream};
 use super::{CONNECTION_FAILURE, Fatal};
@@ -710,11 +710,15 @@ enum Ending {
     Untracked,
 }
 
+/// Messages for upstream are written at Query, Sync and Flush, or once they pass this size:
+/// PostgreSQL reads a pipeline as it comes, and TCP's backpressure then bounds what waits.
+const SEND_ABOVE: usize = 64 * 1024;
+
 struct Forwarder<'s> {
     session: &'s mut Session,
     client: ClientRead,
     upstream: super::stream::UpstreamWrite,
-    /// Messages for upstream, written at Query, Sync and Flush.
+    /// Messages for upstream, written at Query, Sync and Flush, or past [`SEND_ABOVE`].
     out: BytesMut,
     shared: Arc<Mutex<Shared>>,
 }
@@ -726,6 +730,7 @@ impl Forwarder<'_> {
         mut first: Option<Frame>,
     ) -> Result<(), Fatal> {
         loop {
+            self.bound_pending().await?;
             let next = match first.take() {
                 Some(frame) => Some(frame),
                 None => reader.next(&mut self.client).await.map_err(Fatal::read)?,
@@ -948,6 +953,39 @@ impl Forwarder<'_> {
             bound.access = current;
         }
         unchanged
+    }
+
+    /// Keeps a pipeline that never sends Sync or Flush from growing without bound: its messages
+    /// go upstream once they pass [`SEND_ABOVE`], and past [`MAX_QUEUED`] awaited answers the
+    /// session asks upstream for its answers (a Flush: PostgreSQL holds them until its buffer
+    /// fills) and waits for them before reading more from the client. If upstream skips the
+    /// rest of the batch after an error, so does the session (nothing of it will be answered
+    /// before Sync), as after a refusal.
+    async fn bound_pending(&mut self) -> Result<(), Fatal> {
+        if self.out.len() > SEND_ABOVE {
+            self.flush().await?;
+        }
+        // While skipping, nothing is queued before Sync.
+        if self.skipping() || self.shared.lock().expect("session state").queued() < MAX_QUEUED {
+            return Ok(());
+        }
+        wire::put_message(b'H', &[], &mut self.out);
+        self.flush().await?;
+        loop {
+            let room = {
+                let mut shared = self.shared.lock().expect("session state");
+                if shared.upstream_skips_batch() {
+                    self.session.skipping = true;
+                    return Ok(());
+                }
+                if shared.queued() <= MAX_QUEUED / 2 {
+                    return Ok(());
+                }
+                shared.wait_for_room();
+                shared.room.clone()
+            };
+            room.notified().await;
+        }
     }
 
     fn push(&self, item: Item) {
