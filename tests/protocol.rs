@@ -1034,6 +1034,7 @@ async fn a_pipeline_upstream_skips_is_not_queued_without_bound() {
     let before = peak_memory();
     client.send(&raw::bind("", "nosuch")).await;
     let pair = raw::pipeline(&[raw::bind("", "s"), raw::execute("")]).repeat(10_000);
+    // 500,000 Bind and Execute.
     for _ in 0..50 {
         client.send(&pair).await;
     }
@@ -1044,7 +1045,9 @@ async fn a_pipeline_upstream_skips_is_not_queued_without_bound() {
     assert_eq!(tags(&answer), "EZ");
     assert_eq!(sqlstate(&answer[0]), "26000", "the Bind of nosuch");
     let grown = peak_memory().saturating_sub(before);
-    assert!(grown < 30 << 20, "peak memory grew by {} MiB", grown >> 20);
+    // Queued, each of the million messages cost over 100 bytes (138 MiB before the fix); the
+    // margin is for the test running beside this one in the process.
+    assert!(grown < 60 << 20, "peak memory grew by {} MiB", grown >> 20);
     client.send(&raw::query("SELECT 1")).await;
     assert_eq!(tags(&client.until_ready().await), "TDCZ");
 }
