@@ -31,6 +31,29 @@ pub struct Subject {
     pub via: Option<String>,
 }
 
+/// The most of a refused statement's text an audit record keeps: a client's text may be
+/// long (it was refused), and every byte of it would be written to the log.
+pub const AUDITED_SQL: usize = 64 * 1024;
+
+/// A refused statement's text as its audit record keeps it: at most [`AUDITED_SQL`] bytes of
+/// `sql`, marked when cut. `length` is the statement's whole length, when `sql` is only its
+/// start.
+pub fn refused_sql(sql: &str, length: usize) -> std::borrow::Cow<'_, str> {
+    if sql.len() <= AUDITED_SQL && length <= sql.len() {
+        return sql.into();
+    }
+    let mut end = sql.len().min(AUDITED_SQL);
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    let length = length.max(sql.len());
+    format!(
+        "{} … (cut short by tablegate: {length} bytes in all)",
+        &sql[..end]
+    )
+    .into()
+}
+
 pub enum Outcome<'a> {
     Ok { rows: u64 },
     Error { message: &'a str },
@@ -102,4 +125,25 @@ pub fn init(config: &AuditConfig, base: &std::path::Path) -> Result<Option<Batch
         .try_init()
         .map_err(|e| format!("cannot set up logging: {e}"))?;
     Ok(audit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_statement_is_audited_up_to_a_bound() {
+        assert_eq!(refused_sql("SELECT 1", 8), "SELECT 1");
+        let long = "é".repeat(AUDITED_SQL);
+        let kept = refused_sql(&long, long.len());
+        assert!(kept.len() < AUDITED_SQL + 100, "{}", kept.len());
+        assert!(kept.ends_with(&format!(
+            "(cut short by tablegate: {} bytes in all)",
+            long.len()
+        )));
+        assert!(
+            refused_sql("SELECT", 5_000_000)
+                .ends_with("SELECT … (cut short by tablegate: 5000000 bytes in all)")
+        );
+    }
 }

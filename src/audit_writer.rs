@@ -5,7 +5,8 @@
 //! buffer under a short lock; a background thread writes the buffer out every 100 ms, and a
 //! line is written at once when the buffer passes 256 KiB. [`BatchWriter::flush`] (called when
 //! tablegate stops) writes what is left. The buffer is swapped out before the slow write, so a
-//! session appending a line never waits for the disk: only writers wait for each other.
+//! session appending a line never waits for the disk: only writers wait for each other. After
+//! a batch larger than usual, its buffer shrinks back to the usual size.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,9 @@ impl Shared {
                 eprintln!("tablegate: cannot write audit records: {e}");
             }
             spare.clear();
+            // One huge line must not leave a huge buffer behind (the two are swapped, so each
+            // is shrunk here in turn).
+            spare.shrink_to(FLUSH_ABOVE);
         }
     }
 }
@@ -118,6 +122,22 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_huge_line_leaves_no_huge_buffer_behind() {
+        let sink = Sink::default();
+        let mut writer = BatchWriter::new(Box::new(sink.clone()));
+        writer.write_all(&vec![b'x'; 64 * FLUSH_ABOVE]).unwrap();
+        writer.write_all(b"small\n").unwrap();
+        BatchWriter::flush(&writer);
+        assert_eq!(sink.0.lock().unwrap().len(), 64 * FLUSH_ABOVE + 6);
+        let buffer = writer.shared.buffer.lock().unwrap().capacity();
+        let spare = writer.shared.out.lock().unwrap().spare.capacity();
+        assert!(
+            buffer <= 2 * FLUSH_ABOVE && spare <= 2 * FLUSH_ABOVE,
+            "{buffer} and {spare} bytes kept"
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
         .unwrap();
     alice.query(&statement, &[&2i32]).await.unwrap(); // order 2 is in North
     portal_kept_after_a_failed_rebind(&proxy).await;
+    long_refused_statements(&proxy).await;
     writer.flush();
 
     use std::os::unix::fs::PermissionsExt;
@@ -122,6 +123,41 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
             .iter()
             .all(|r| r["sql"] != "SELECT 'second' AS bound_second")
     );
+
+    // Found by red-team review: a refused statement's text was written whole (a 157 MB line).
+    for start in [
+        "SELECT 'cut by the reader",
+        "SELECT * FROM secret WHERE x = 'cut",
+    ] {
+        let record = records
+            .iter()
+            .find(|r| r["sql"].as_str().unwrap().starts_with(start))
+            .unwrap_or_else(|| panic!("no record for {start}"));
+        assert_eq!(record["outcome"], "refused");
+        let sql = record["sql"].as_str().unwrap();
+        assert!(sql.len() <= 65 * 1024, "{} bytes audited", sql.len());
+        assert!(sql.ends_with(" bytes in all)"), "marked as cut");
+    }
+    assert!(text.lines().all(|l| l.len() < 70 * 1024));
+}
+
+/// A Query too long for tablegate to check, refused from its header, and one within the limit
+/// refused by its policy: each audited with the start of its text only.
+async fn long_refused_statements(proxy: &Proxy) {
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    for start in [
+        "SELECT 'cut by the reader",
+        "SELECT * FROM secret WHERE x = 'cut",
+    ] {
+        let length = if start.contains("secret") {
+            900_000
+        } else {
+            5 << 20
+        };
+        let sql = format!("{start}{}'", "x".repeat(length - start.len() - 1));
+        client.send(&raw::query(&sql)).await;
+        assert_eq!(tags(&client.until_ready().await), "EZ");
+    }
 }
 
 /// Portal "p" is bound to one statement; rebinding it to another fails upstream (42P03), which

@@ -819,3 +819,235 @@ fn east_only() -> String {
         "vars = { regions = [\"East\"] }",
     )
 }
+
+/// Found by red-team review: a login whose startup setting upstream rejects had leased a
+/// connection and registered its cancel key, which only a session that got as far as serving
+/// removed: each such login left an entry in the cancel table for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_startup_leaves_no_cancel_key_behind() {
+    let (_db, proxy) = shop().await;
+    let garbage = format!(
+        "{} options='-c TimeZone=garbage'",
+        proxy.url("alice", "alice-secret")
+    );
+    for _ in 0..3 {
+        let e = tokio_postgres::connect(&garbage, tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{e}");
+    }
+    assert_eq!(
+        proxy.gate.cancels.len(),
+        0,
+        "no cancel key outlives its login"
+    );
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    alice.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(proxy.gate.cancels.len(), 1, "a session holds one");
+    drop(alice);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(proxy.gate.cancels.len(), 0);
+}
+
+/// Found by red-team review: a Query without its NUL or with text that is not UTF-8, or a Bind
+/// cut short, ended the session as a broken connection (08006), which skipped the answers owed
+/// for earlier statements of the pipeline. They are protocol violations, answered after those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_string_is_a_protocol_error_after_the_answers_owed() {
+    let (_db, proxy) = shop().await;
+    let malformed: [&[u8]; 3] = [b"SELECT 1", b"SELECT '\xff'\0", b"\0"];
+    for (tag, body) in [b'Q', b'Q', b'B'].into_iter().zip(malformed) {
+        let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+        client
+            .send(&raw::pipeline(&[
+                raw::query("SELECT pg_sleep(0.3), count(*) FROM orders"),
+                raw::message(tag, body),
+            ]))
+            .await;
+        assert_eq!(
+            tags(&client.until_ready().await),
+            "TDCZ",
+            "the earlier statement's answer comes first"
+        );
+        let fatal = client.take(1).await.remove(0);
+        assert_eq!(
+            (fatal.tag, sqlstate(&fatal)),
+            (b'E', "08P01".to_owned()),
+            "{}",
+            raw::message_text(&fatal)
+        );
+        let mut rest = Vec::new();
+        client.stream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing follows the FATAL");
+    }
+}
+
+/// Found by red-team review: a portal is planned when bound, and Execute re-checked only the
+/// user, so a portal opened before a reload went on returning rows the new policy filters out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_bound_before_a_reload_is_not_executed_under_it() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let fetch = |rows: i32| {
+        let mut body = BytesMut::from(&b"p\0"[..]);
+        body.extend_from_slice(&rows.to_be_bytes());
+        raw::message(b'E', &body)
+    };
+    client.send(&raw::query("BEGIN")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT id, region FROM orders ORDER BY id"),
+            raw::bind("p", "s"),
+            fetch(1),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "12DsZ");
+    proxy.use_policy(&east_only());
+    client.send(&raw::pipeline(&[fetch(5), raw::sync()])).await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "EZ", "no row of the old policy");
+    assert_eq!(sqlstate(&answer[0]), "42501");
+    assert!(raw::message_text(&answer[0]).contains("bound before the policies changed"));
+    client.send(&raw::query("ROLLBACK")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    // Bound again, the statement follows the new policy.
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("c", "SELECT count(*) FROM orders"),
+            raw::bind("", "c"),
+            raw::execute(""),
+            raw::sync(),
+        ]))
+        .await;
+    let ran = client.until_ready().await;
+    assert_eq!(tags(&ran), "12DCZ");
+    assert_eq!(raw::first_value(&ran[2]), "10");
+}
+
+/// The process's peak memory (VmHWM), in bytes.
+fn peak_memory() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Sends a message of type `tag` announcing a body of `length` bytes: `start`, then `x`s, then
+/// `end`, in chunks.
+async fn send_long(client: &mut RawClient, tag: u8, length: usize, start: &[u8], end: &[u8]) {
+    let mut header = vec![tag];
+    header.extend_from_slice(&((length + 4) as u32).to_be_bytes());
+    header.extend_from_slice(start);
+    client.send(&header).await;
+    let mut left = length - start.len() - end.len();
+    let chunk = vec![b'x'; 1 << 20];
+    while left > 0 {
+        let n = left.min(chunk.len());
+        client.send(&chunk[..n]).await;
+        left -= n;
+    }
+    client.send(end).await;
+}
+
+/// Found by red-team review: a Query or Parse of hundreds of megabytes was held whole before
+/// the 1 MiB statement limit refused it (and its text was written whole to the audit log).
+/// Now it is refused from its header and dropped as it arrives; the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_too_long_to_check_is_refused_without_being_held() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let before = peak_memory();
+    let length = 300 << 20;
+    send_long(&mut client, b'Q', length, b"SELECT '", b"'\0").await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "EZ");
+    assert_eq!(sqlstate(&answer[0]), "42501");
+    assert!(
+        raw::message_text(&answer[0]).contains(&format!("its message is {length} bytes long")),
+        "{}",
+        raw::message_text(&answer[0])
+    );
+    let grown = peak_memory().saturating_sub(before);
+    assert!(grown < 100 << 20, "peak memory grew by {} MiB", grown >> 20);
+    // A Parse: refused, and the rest of its batch skipped to Sync, as after any refusal.
+    send_long(&mut client, b'P', 3 << 20, b"big\0SELECT '", b"'\0\0\0").await;
+    client
+        .send(&raw::pipeline(&[
+            raw::bind("", "big"),
+            raw::execute(""),
+            raw::sync(),
+            raw::query("SELECT 1"),
+        ]))
+        .await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "EZ");
+    assert_eq!(sqlstate(&answer[0]), "42501");
+    assert_eq!(
+        tags(&client.until_ready().await),
+        "TDCZ",
+        "the session goes on"
+    );
+}
+
+/// Found by red-team review: messages were written upstream only at Query, Sync and Flush, so
+/// a pipeline that never sent either was held whole (300,000 Bind and Execute: 50 MB). They
+/// now go upstream as they pile up, and PostgreSQL answers them as it reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_without_sync_goes_upstream_as_it_grows() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT 1 WHERE false"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "1Z");
+    let pairs = 10_000;
+    let pair = raw::pipeline(&[raw::bind("", "s"), raw::execute("")]);
+    client.send(&pair.repeat(pairs)).await;
+    let early = tokio::time::timeout(std::time::Duration::from_secs(10), client.take(2))
+        .await
+        .expect("answers before Sync");
+    assert_eq!(tags(&early), "2C");
+    client.send(&raw::sync()).await;
+    let rest = client.until_ready().await;
+    assert_eq!(tags(&early) + &tags(&rest), "2C".repeat(pairs) + "Z");
+}
+
+/// After an error upstream skips the rest of the batch and answers none of it before Sync:
+/// such a batch, however long, is neither queued without bound nor waited on for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_upstream_skips_is_not_queued_without_bound() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT 1 WHERE false"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "1Z");
+    let before = peak_memory();
+    client.send(&raw::bind("", "nosuch")).await;
+    let pair = raw::pipeline(&[raw::bind("", "s"), raw::execute("")]).repeat(10_000);
+    // 500,000 Bind and Execute.
+    for _ in 0..50 {
+        client.send(&pair).await;
+    }
+    client.send(&raw::sync()).await;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), client.until_ready())
+        .await
+        .expect("answered");
+    assert_eq!(tags(&answer), "EZ");
+    assert_eq!(sqlstate(&answer[0]), "26000", "the Bind of nosuch");
+    let grown = peak_memory().saturating_sub(before);
+    // Queued, each of the million messages cost over 100 bytes (138 MiB before the fix); the
+    // margin is for the test running beside this one in the process.
+    assert!(grown < 60 << 20, "peak memory grew by {} MiB", grown >> 20);
+    client.send(&raw::query("SELECT 1")).await;
+    assert_eq!(tags(&client.until_ready().await), "TDCZ");
+}

@@ -59,6 +59,16 @@ impl Fatal {
         Fatal::new("08P01", message)
     }
 
+    /// A client message could not be read: malformed (a bad length, a string without its NUL
+    /// or not UTF-8) is a protocol violation, anything else a connection failure.
+    pub fn read(e: io::Error) -> Fatal {
+        if e.kind() == io::ErrorKind::InvalidData {
+            Fatal::protocol(&format!("invalid message from the client: {e}"))
+        } else {
+            Fatal::io(e)
+        }
+    }
+
     /// The client went away mid-conversation.
     pub fn gone() -> Fatal {
         Fatal::new(CONNECTION_FAILURE, "the client closed the connection")

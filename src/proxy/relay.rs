@@ -34,6 +34,11 @@ use crate::wire::{self, Report, take_cstring};
 /// Messages above this size are streamed rather than buffered whole.
 const STREAM_ABOVE: usize = 64 * 1024;
 
+/// At most this many answers are awaited at once: past it the session waits for upstream's
+/// answers before it reads more from the client, so a pipeline without Sync does not grow the
+/// queue without bound.
+pub const MAX_QUEUED: usize = 4096;
+
 /// The longest error message an audit record keeps.
 const AUDITED_ERROR: usize = 4 * 1024;
 
@@ -200,6 +205,11 @@ pub struct Shared {
     pub committed_effect: Option<SessionEffect>,
     /// Wakes the session at each ReadyForQuery.
     pub ready: Arc<Notify>,
+    /// An error came since the last ReadyForQuery.
+    errored: bool,
+    /// The session waits for the queue to shrink ([`MAX_QUEUED`]); woken through `room`.
+    wants_room: bool,
+    pub room: Arc<Notify>,
 }
 
 impl Shared {
@@ -219,6 +229,39 @@ impl Shared {
             awaiting_effect: false,
             committed_effect: None,
             ready: Arc::new(Notify::new()),
+            errored: false,
+            wants_room: false,
+            room: Arc::new(Notify::new()),
+        }
+    }
+
+    /// How many answers are awaited.
+    pub fn queued(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Upstream is skipping to Sync after an error in the batch the session has not yet ended:
+    /// whatever more the session sends before Sync is ignored there, and answered by nothing
+    /// until the Sync's ReadyForQuery. (Every Sync or Query sent was answered, so the error
+    /// came after the last of them.)
+    pub fn upstream_skips_batch(&self) -> bool {
+        self.errored
+            && !self
+                .items
+                .iter()
+                .any(|item| matches!(item, Item::Query(_) | Item::Sync))
+    }
+
+    /// The session waits until the queue is down to half of [`MAX_QUEUED`], or upstream skips
+    /// the batch (its queue shrinks only at Sync then).
+    pub fn wait_for_room(&mut self) {
+        self.wants_room = true;
+    }
+
+    fn offer_room(&mut self) {
+        if self.wants_room && (self.items.len() <= MAX_QUEUED / 2 || self.upstream_skips_batch()) {
+            self.wants_room = false;
+            self.room.notify_one();
         }
     }
 
@@ -379,6 +422,7 @@ impl Shared {
     fn on_error(&mut self, message: BytesMut) -> BytesMut {
         // The transaction it ran in fails: a SET search_path in it is undone.
         self.effect_ran = None;
+        self.errored = true;
         let fields = match parse_fields(&message) {
             Some(f) => f,
             None => return message,
@@ -443,6 +487,7 @@ impl Shared {
 
     fn on_ready(&mut self, status: u8) -> Result<(), Untracked> {
         self.transaction_status = status;
+        self.errored = false;
         if status == b'I' {
             // Outside a transaction no portal lives on.
             self.portals.clear();
@@ -578,6 +623,7 @@ impl Relay {
                 Err(e) => return RelayEnd::Upstream(e),
             }
             let processed = self.process();
+            self.shared.lock().expect("session state").offer_room();
             if let Err(e) = self.send_out().await {
                 return RelayEnd::Upstream(e);
             }

@@ -25,7 +25,7 @@ use super::auth::{self, ACT_AS};
 use super::connection_limit::AddressClaim;
 use super::gate::Gate;
 use super::login_throttle;
-use super::relay::{Closing, Forwarded, Item, Relay, RelayEnd, Shared, Unapplied};
+use super::relay::{Closing, Forwarded, Item, MAX_QUEUED, Relay, RelayEnd, Shared, Unapplied};
 use super::startup::{self, Opening};
 use super::stream::{ClientRead, ClientStream, split_upstream};
 use super::{CONNECTION_FAILURE, Fatal};
@@ -37,7 +37,7 @@ use crate::metrics::LoginFailure;
 use crate::policy::Access;
 use crate::policy::value::text_literal;
 use crate::refusal::Refusal;
-use crate::rewrite::{Context, SearchPath, SessionEffect};
+use crate::rewrite::{Context, MAX_STATEMENT_BYTES, SearchPath, SessionEffect};
 use crate::upstream::{Connection, Lease};
 use crate::wire::{self, Frame, FrameReader, take_cstring};
 
@@ -76,6 +76,9 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr, login: Ad
     match established {
         Ok(session) => {
             reader.set_limit(wire::MAX_MESSAGE_LENGTH);
+            // A statement too long to check is refused from its message's header, never held.
+            reader.limit_body(b'Q', MAX_QUERY_BODY);
+            reader.limit_body(b'P', MAX_PARSE_BODY);
             let _open = gate.metrics.session_opened();
             session.serve(stream, reader).await
         }
@@ -88,6 +91,13 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr, login: Ad
         }
     }
 }
+
+/// The longest Query body a statement tablegate checks can need: its text and the NUL.
+const MAX_QUERY_BODY: usize = MAX_STATEMENT_BYTES + 1;
+
+/// The longest Parse body a statement tablegate checks can need: a name (64 KiB, far past any
+/// driver's), the text, their NULs, and the count and OIDs of 65,535 parameter types.
+const MAX_PARSE_BODY: usize = (64 << 10) + MAX_STATEMENT_BYTES + 2 + 2 + 4 * 65_535;
 
 /// How long a wrong password or credential waits for its answer.
 const AUTHENTICATION_FAILURE_DELAY: Duration = Duration::from_secs(1);
@@ -277,6 +287,7 @@ async fn establish(
         upstream: None,
         lease: None,
         cancel_key: (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>()),
+        cancel_entry: None,
         nonce: format!("{:016x}", rand::random::<u64>()),
         statements: HashMap::new(),
         portals: HashMap::new(),
@@ -292,6 +303,18 @@ async fn establish(
     };
     session.greet(stream, settings).await?;
     Ok(session)
+}
+
+/// A session's entry in [`Gate::cancels`], removed when dropped.
+struct CancelEntry {
+    gate: Arc<Gate>,
+    key: (i32, i32),
+}
+
+impl Drop for CancelEntry {
+    fn drop(&mut self) {
+        self.gate.cancels.remove(&self.key);
+    }
 }
 
 /// A prepared statement as the client named it.
@@ -318,12 +341,17 @@ struct Session {
     upstream: Option<Connection>,
     lease: Option<Lease>,
     cancel_key: (i32, i32),
+    /// The cancel key's entry in the gate's table, once a connection is leased; removed when
+    /// dropped, so however the session ends (a failed startup SET, the login timeout, a
+    /// panic) the entry goes with it.
+    cancel_entry: Option<CancelEntry>,
     /// Names this session's refusal markers.
     nonce: String,
     /// The client's prepared statements and portals as tablegate sent them; upstream's answers
     /// may still refuse the latest ones (the relay keeps what upstream confirmed).
     statements: HashMap<String, Statement>,
-    portals: HashMap<String, Arc<Forwarded>>,
+    /// Each with the access its statement was rewritten for when it was bound.
+    portals: HashMap<String, Statement>,
     /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
     skipping: bool,
     /// Extended-protocol messages were sent since the last Sync. Upstream may then be skipping
@@ -399,7 +427,9 @@ impl Session {
             let mut reader = FrameReader::new();
             loop {
                 match reader.next(upstream).await.map_err(Fatal::io)? {
-                    Some(Frame { tag: b'E', body }) => {
+                    Some(Frame {
+                        tag: b'E', body, ..
+                    }) => {
                         return Err(Fatal::new(
                             "22023",
                             crate::upstream::connection::error_message(body),
@@ -409,6 +439,7 @@ impl Session {
                     Some(Frame {
                         tag: b'S',
                         mut body,
+                        ..
                     }) => {
                         let name = take_cstring(&mut body).map_err(Fatal::io)?;
                         let value = take_cstring(&mut body).map_err(Fatal::io)?;
@@ -440,6 +471,10 @@ impl Session {
         self.gate
             .cancels
             .insert(self.cancel_key, connection.cancel_key.clone());
+        self.cancel_entry = Some(CancelEntry {
+            gate: self.gate.clone(),
+            key: self.cancel_key,
+        });
         self.upstream = Some(connection);
         self.lease = Some(lease);
         Ok(())
@@ -550,6 +585,7 @@ impl Session {
         if self.upstream.is_none() {
             match reader.next(&mut stream).await {
                 Ok(Some(frame)) if frame.tag != b'X' => first = Some(frame),
+                Err(e) => return Fatal::read(e).send(&mut stream).await,
                 _ => return,
             }
             if let Err(fatal) = self.lease().await {
@@ -606,7 +642,7 @@ impl Session {
             (shared.is_quiet(), shared.runs_a_statement())
         };
         let (up_read, mut client_write) = relay.into_parts();
-        self.gate.cancels.remove(&self.cancel_key);
+        drop(self.cancel_entry.take());
         if running && !matches!(ending, Ending::Upstream(_)) {
             // Nobody will read what upstream is still working on: stop it, rather than let an
             // abandoned query run on (closing the connection does not stop a running query).
@@ -674,11 +710,15 @@ enum Ending {
     Untracked,
 }
 
+/// Messages for upstream are written at Query, Sync and Flush, or once they pass this size:
+/// PostgreSQL reads a pipeline as it comes, and TCP's backpressure then bounds what waits.
+const SEND_ABOVE: usize = 64 * 1024;
+
 struct Forwarder<'s> {
     session: &'s mut Session,
     client: ClientRead,
     upstream: super::stream::UpstreamWrite,
-    /// Messages for upstream, written at Query, Sync and Flush.
+    /// Messages for upstream, written at Query, Sync and Flush, or past [`SEND_ABOVE`].
     out: BytesMut,
     shared: Arc<Mutex<Shared>>,
 }
@@ -690,9 +730,10 @@ impl Forwarder<'_> {
         mut first: Option<Frame>,
     ) -> Result<(), Fatal> {
         loop {
+            self.bound_pending().await?;
             let next = match first.take() {
                 Some(frame) => Some(frame),
-                None => reader.next(&mut self.client).await.map_err(Fatal::io)?,
+                None => reader.next(&mut self.client).await.map_err(Fatal::read)?,
             };
             let Some(mut frame) = next else {
                 return Ok(());
@@ -732,25 +773,39 @@ impl Forwarder<'_> {
                 }
                 b'Q' => {
                     self.session.recheck_user().await?;
-                    let sql = take_cstring(&mut frame.body).map_err(Fatal::io)?;
-                    self.simple_query(sql).await;
+                    if let Some(length) = frame.cut {
+                        self.refuse_cut(&frame, length);
+                    } else {
+                        let sql = take_cstring(&mut frame.body).map_err(Fatal::read)?;
+                        self.simple_query(sql).await;
+                    }
                     self.flush().await?;
                 }
                 b'P' => {
                     self.session.recheck_user().await?;
                     self.session.in_batch = true;
-                    self.parse(frame.body)?;
+                    match frame.cut {
+                        Some(length) if !self.skipping() => self.refuse_cut(&frame, length),
+                        Some(_) => {}
+                        None => self.parse(frame.body)?,
+                    }
                 }
                 b'B' => {
                     self.session.recheck_user().await?;
                     self.session.in_batch = true;
                     let mut body = frame.body.clone();
-                    let portal = take_cstring(&mut body).map_err(Fatal::io)?;
-                    let statement = take_cstring(&mut body).map_err(Fatal::io)?;
+                    let portal = take_cstring(&mut body).map_err(Fatal::read)?;
+                    let statement = take_cstring(&mut body).map_err(Fatal::read)?;
                     self.refresh_statement(&statement);
                     if !self.skipping() {
                         match self.session.statements.get(&statement) {
-                            Some(s) => self.session.portals.insert(portal.clone(), s.text.clone()),
+                            Some(s) => self.session.portals.insert(
+                                portal.clone(),
+                                Statement {
+                                    text: s.text.clone(),
+                                    access: s.access,
+                                },
+                            ),
                             None => self.session.portals.remove(&portal),
                         };
                         self.push(Item::Bound { portal, statement });
@@ -763,11 +818,24 @@ impl Forwarder<'_> {
                     self.session.in_batch = true;
                     if !self.skipping() {
                         let mut body = frame.body.clone();
-                        let portal = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let portal = take_cstring(&mut body).map_err(Fatal::read)?;
+                        if !self.portal_follows_the_policy(&portal) {
+                            let sql = self.session.portals[&portal].text.sql.clone();
+                            let refusal = Refusal::new(
+                                crate::refusal::RefusalKind::Policy,
+                                format!(
+                                    "portal \"{portal}\" was bound before the policies changed"
+                                ),
+                            )
+                            .with_hint("bind the statement again: the portal was planned under the old policy");
+                            self.refuse_extended(&sql, refusal);
+                            continue;
+                        }
                         let effect = self
                             .session
                             .portals
                             .get(&portal)
+                            .map(|p| &p.text)
                             .filter(|s| s.effect.is_some())
                             .cloned();
                         if let Some(s) = &effect {
@@ -789,7 +857,7 @@ impl Forwarder<'_> {
                     if frame.body.first() == Some(&b'S') {
                         let mut body = frame.body.clone();
                         body.advance(1);
-                        let statement = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let statement = take_cstring(&mut body).map_err(Fatal::read)?;
                         self.refresh_statement(&statement);
                     }
                     if !self.skipping() {
@@ -804,7 +872,7 @@ impl Forwarder<'_> {
                             return Err(Fatal::protocol("invalid Close message: no subtype"));
                         }
                         let kind = body.get_u8();
-                        let name = take_cstring(&mut body).map_err(Fatal::io)?;
+                        let name = take_cstring(&mut body).map_err(Fatal::read)?;
                         let (object, closed) = match kind {
                             b'S' => {
                                 let closed = self.session.statements.remove(&name);
@@ -861,6 +929,63 @@ impl Forwarder<'_> {
 
     fn skipping(&self) -> bool {
         self.session.skipping
+    }
+
+    /// A portal is planned when bound: one bound under an older access (a policy reload, a new
+    /// catalog, the user's attributes) may run only if its statement is rewritten for the
+    /// current access exactly as it was then; otherwise it would go on returning what the old
+    /// policy allowed.
+    fn portal_follows_the_policy(&mut self, portal: &str) -> bool {
+        self.session.refresh_access();
+        let current = self.session.access.id();
+        let Some(bound) = self.session.portals.get(portal) else {
+            return true;
+        };
+        if bound.access == current {
+            return true;
+        }
+        let text = bound.text.clone();
+        let unchanged = self
+            .session
+            .rewrite(&text.sql)
+            .is_ok_and(|p| p.statements == 1 && p.sql == *text.text);
+        if unchanged && let Some(bound) = self.session.portals.get_mut(portal) {
+            bound.access = current;
+        }
+        unchanged
+    }
+
+    /// Keeps a pipeline that never sends Sync or Flush from growing without bound: its messages
+    /// go upstream once they pass [`SEND_ABOVE`], and past [`MAX_QUEUED`] awaited answers the
+    /// session asks upstream for its answers (a Flush: PostgreSQL holds them until its buffer
+    /// fills) and waits for them before reading more from the client. If upstream skips the
+    /// rest of the batch after an error, so does the session (nothing of it will be answered
+    /// before Sync), as after a refusal.
+    async fn bound_pending(&mut self) -> Result<(), Fatal> {
+        if self.out.len() > SEND_ABOVE {
+            self.flush().await?;
+        }
+        // While skipping, nothing is queued before Sync.
+        if self.skipping() || self.shared.lock().expect("session state").queued() < MAX_QUEUED {
+            return Ok(());
+        }
+        wire::put_message(b'H', &[], &mut self.out);
+        self.flush().await?;
+        loop {
+            let room = {
+                let mut shared = self.shared.lock().expect("session state");
+                if shared.upstream_skips_batch() {
+                    self.session.skipping = true;
+                    return Ok(());
+                }
+                if shared.queued() <= MAX_QUEUED / 2 {
+                    return Ok(());
+                }
+                shared.wait_for_room();
+                shared.room.clone()
+            };
+            room.notified().await;
+        }
     }
 
     fn push(&self, item: Item) {
@@ -1027,12 +1152,13 @@ impl Forwarder<'_> {
         }
     }
 
-    /// Counts and audits a refused statement.
-    fn record_refusal(&self, sql: &str, refusal: &Refusal) {
+    /// Counts and audits a refused statement; `length` is its whole length in bytes (`sql` may
+    /// be only its start).
+    fn record_refusal(&self, sql: &str, length: usize, refusal: &Refusal) {
         self.session.gate.metrics.refused(refusal.kind);
         audit::record(
             &self.session.subject,
-            sql,
+            &audit::refused_sql(sql, length),
             None,
             Outcome::Refused {
                 reason: &refusal.message,
@@ -1044,11 +1170,40 @@ impl Forwarder<'_> {
 
     /// Sends a refusal marker as a simple query; the relay answers with the refusal.
     fn refuse_simple(&mut self, sql: &str, refusal: Refusal) {
-        self.record_refusal(sql, &refusal);
+        self.record_refusal(sql, sql.len(), &refusal);
+        self.send_simple_refusal(refusal);
+    }
+
+    fn send_simple_refusal(&mut self, refusal: Refusal) {
         wire::query(&self.marker(), &mut self.out);
         let mut shared = self.shared.lock().expect("session state");
         shared.push(Item::Refused(refusal));
         shared.push(Item::Sync);
+    }
+
+    /// Refuses a Query or Parse the reader cut (see [`MAX_QUERY_BODY`]) as the rewriter refuses
+    /// a statement past [`MAX_STATEMENT_BYTES`], auditing the start of its text.
+    fn refuse_cut(&mut self, frame: &Frame, length: usize) {
+        let mut text: &[u8] = &frame.body;
+        if frame.tag == b'P' {
+            // Past the statement's name, if the part kept holds all of it.
+            text = text.splitn(2, |&b| b == 0).nth(1).unwrap_or_default();
+        }
+        let text = text.split(|&b| b == 0).next().unwrap_or_default();
+        let sql = String::from_utf8_lossy(text);
+        let refusal = Refusal::new(
+            crate::refusal::RefusalKind::Unsupported,
+            format!(
+                "the statement is longer than the {MAX_STATEMENT_BYTES} bytes tablegate checks at once (its message is {length} bytes long)"
+            ),
+        )
+        .with_hint("split it, or put long lists of values in a table");
+        self.record_refusal(sql.trim_end_matches('\u{FFFD}'), length, &refusal);
+        if frame.tag == b'Q' {
+            self.send_simple_refusal(refusal);
+        } else {
+            self.send_extended_refusal(refusal);
+        }
     }
 
     fn marker(&self) -> String {
@@ -1059,8 +1214,8 @@ impl Forwarder<'_> {
         if self.skipping() {
             return Ok(());
         }
-        let name = take_cstring(&mut body).map_err(Fatal::io)?;
-        let sql = take_cstring(&mut body).map_err(Fatal::io)?;
+        let name = take_cstring(&mut body).map_err(Fatal::read)?;
+        let sql = take_cstring(&mut body).map_err(Fatal::read)?;
         self.prepare(name, Arc::from(sql), body.freeze(), false);
         Ok(())
     }
@@ -1132,7 +1287,11 @@ impl Forwarder<'_> {
     /// Sends a refusal marker as an unnamed Parse; the relay answers with the refusal, and the
     /// rest of the batch is skipped until Sync, as after any error in the extended protocol.
     fn refuse_extended(&mut self, sql: &str, refusal: Refusal) {
-        self.record_refusal(sql, &refusal);
+        self.record_refusal(sql, sql.len(), &refusal);
+        self.send_extended_refusal(refusal);
+    }
+
+    fn send_extended_refusal(&mut self, refusal: Refusal) {
         // The marker is an unnamed Parse: upstream drops its unnamed statement — unless it is
         // skipping after an error of its own, and keeps it. Either way, rewrite it again before
         // it runs.
