@@ -687,6 +687,15 @@ async fn service_accounts_act_for_a_named_user() {
         ),
         [[Some("West".to_string())]]
     );
+    // Named in any case, as userids are: an exact match only would give `ASKTABLE` a decoy
+    // salt and so tell the service account's name (found by red-team review).
+    let upper = proxy
+        .acting_url("sam")
+        .replace("user=asktable", "user=ASKTABLE");
+    assert_ne!(upper, proxy.acting_url("sam"));
+    let (client, connection) = tokio_postgres::connect(&upper, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.simple_query("SELECT 1").await.unwrap();
     // Without naming a user, or naming a disabled one, the login fails.
     let e = tokio_postgres::connect(
         &proxy.url("asktable", SERVICE_SECRET),

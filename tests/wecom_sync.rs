@@ -130,9 +130,8 @@ async fn full_sync_then_changes(store: Arc<dyn DirectoryStore>) {
     assert!(!lisi.user.enabled);
     assert_eq!(lisi.wecom_status, Some(5));
     assert!(
-        lisi.password_verifier
-            .unwrap()
-            .matches_password("lisi's own")
+        lisi.password_verifier.is_none(),
+        "a userid that left WeCom may come back as someone else: its password goes"
     );
     assert!(
         !user(&store, "wangwu").await.user.enabled,
@@ -179,6 +178,10 @@ async fn full_sync_then_changes(store: Arc<dyn DirectoryStore>) {
     let zhaoliu = user(&store, "zhaoliu").await;
     assert!(zhaoliu.user.enabled);
     assert!(!zhaoliu.is_enabled(), "the admin disabled zhaoliu");
+    assert!(
+        zhaoliu.password_verifier.is_none(),
+        "a user who comes back does not find the password of whoever had the userid before"
+    );
 }
 
 #[tokio::test]
@@ -343,4 +346,65 @@ async fn users_file_users_are_left_alone_and_revoked_when_removed() {
     let without = Directory::new(Arc::clone(&store), Vec::new());
     assert!(!without.user("boss").await.unwrap().unwrap().enabled);
     assert!(without.password_verifier("boss").await.unwrap().is_none());
+}
+
+/// Found by red-team review: WeCom synced `dba` (Mallory) before the users file named `dba`,
+/// the DBA; Mallory's record kept answering for the userid, so a WeCom login or Mallory's
+/// password opened the DBA's roles. The users file wins whichever came first.
+#[tokio::test]
+async fn a_users_file_user_named_after_a_synced_member_is_not_that_member() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let wecom = FakeWeCom::start(nested_org()).await;
+    let sync = |local: Vec<String>| {
+        let client = WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap();
+        DirectorySync::new(
+            Arc::new(client),
+            Arc::clone(&store),
+            SyncSettings {
+                email_suffix: "example.com".into(),
+                initial_password: Some(INITIAL_PASSWORD.into()),
+                concurrency: 2,
+                local_userids: local,
+            },
+        )
+    };
+    sync(Vec::new()).run(&ProgressBar::hidden()).await.unwrap();
+    assert!(
+        store
+            .user("lisi")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_verifier
+            .is_some()
+    );
+
+    let file = tablegate::directory::users_file::parse(
+        "[[user]]\nuserid = \"LiSi\"\nname = \"The DBA\"\n",
+        "users.toml",
+    )
+    .unwrap();
+    let directory = Directory::new(Arc::clone(&store), file);
+    // Before any new sync: the local user, without the member's password or WeCom login.
+    let lisi = directory.user("lisi").await.unwrap().unwrap();
+    assert_eq!(lisi.name, "The DBA");
+    assert!(directory.password_verifier("lisi").await.unwrap().is_none());
+    assert!(directory.wecom_user("lisi").await.unwrap().is_none());
+    let contested = directory.set_password("lisi", "dba-password").await;
+    assert!(
+        contested
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("Rename the local user")),
+        "{contested:?}"
+    );
+
+    let summary = sync(directory.file_userids().map(str::to_owned).collect())
+        .run(&ProgressBar::hidden())
+        .await
+        .unwrap();
+    assert_eq!(summary.skipped_local, ["lisi"]);
+    assert_eq!(summary.disabled, 1, "{summary}");
+    let member = store.user("lisi").await.unwrap().unwrap();
+    assert!(!member.user.enabled);
+    assert!(member.password_verifier.is_none());
 }

@@ -325,6 +325,19 @@ impl DirectoryStore for PostgresStore {
                 ));
             }
         }
+        let forget: Vec<String> = changes
+            .forget_passwords
+            .iter()
+            .map(|u| userid_key(u))
+            .collect();
+        for batch in forget.chunks(BATCH) {
+            tx.execute(
+                "UPDATE directory_users SET password_verifier = NULL WHERE userid_key = ANY($1)",
+                &[&batch],
+            )
+            .await
+            .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)
     }
 

@@ -272,6 +272,11 @@ impl DirectoryStore for SqliteStore {
         let create = changes.create.clone();
         let update_users = changes.update.clone();
         let seen: Vec<String> = changes.seen.iter().map(|u| userid_key(u)).collect();
+        let forget: Vec<String> = changes
+            .forget_passwords
+            .iter()
+            .map(|u| userid_key(u))
+            .collect();
         let synced_at = changes.synced_at.map(|t| t.0);
         self.with_connection(move |c| {
             let tx = c
@@ -291,6 +296,16 @@ impl DirectoryStore for SqliteStore {
                     .map_err(backend)?;
                 for key in &seen {
                     if touch.execute(params![key, synced_at]).map_err(backend)? == 0 {
+                        return Err(StoreError::UnknownUser(key.clone()));
+                    }
+                }
+                let mut forget_password = tx
+                    .prepare_cached(
+                        "UPDATE directory_users SET password_verifier = NULL WHERE userid_key = ?1",
+                    )
+                    .map_err(backend)?;
+                for key in &forget {
+                    if forget_password.execute(params![key]).map_err(backend)? == 0 {
                         return Err(StoreError::UnknownUser(key.clone()));
                     }
                 }

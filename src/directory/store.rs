@@ -19,6 +19,8 @@ pub enum StoreError {
     UnknownUser(String),
     /// A user to be created already exists.
     DuplicateUser(String),
+    /// The users file names a userid that a WeCom sync stored for another person.
+    Contested(String),
     /// The database failed; the text says which database and why.
     Backend(String),
 }
@@ -33,6 +35,10 @@ impl fmt::Display for StoreError {
             StoreError::DuplicateUser(userid) => {
                 write!(f, "user `{userid}` is already in the directory")
             }
+            StoreError::Contested(userid) => write!(
+                f,
+                "user `{userid}` is in the users file, and WeCom, where it was synced first, has a member of that userid: two people, so neither logs in by password. Rename the local user in the users file, or take `{userid}` out of it to keep the WeCom member"
+            ),
             StoreError::Backend(message) => f.write_str(message),
         }
     }
@@ -51,6 +57,9 @@ pub struct DirectoryChanges {
     pub update: Vec<StoredUser>,
     /// Users seen unchanged by a sync: only their `last_synced_at` moves to `synced_at`.
     pub seen: Vec<String>,
+    /// Users whose password verifier is removed: they left WeCom (or were disabled there), and
+    /// a userid WeCom gives again may be another person's.
+    pub forget_passwords: Vec<String>,
     pub synced_at: Option<Timestamp>,
 }
 

@@ -5,7 +5,9 @@
 //! admin's password and "disabled" flag to the users file's profile (and is disabled once the
 //! users file no longer names it). The users file supplies the users the store does not have.
 //! Only users synced from WeCom may log in through WeCom: a local user is another person, whatever
-//! WeCom userid happens to equal theirs.
+//! WeCom userid happens to equal theirs. The users file wins also over a WeCom record stored
+//! before it named that userid (found by red-team review): the WeCom member is hidden, their
+//! password unused, and neither person gets a password until the admin resolves it.
 
 use std::sync::Arc;
 
@@ -46,7 +48,8 @@ impl Directory {
                 user.enabled = false;
                 Some(user)
             }
-            (Some(stored), _) => Some(stored.effective()),
+            (Some(_), Some(file)) => Some(file.clone()),
+            (Some(stored), None) => Some(stored.effective()),
             (None, file) => file.cloned(),
         }
     }
@@ -61,7 +64,9 @@ impl Directory {
     /// ones included, for the caller to refuse with the right words).
     pub async fn wecom_user(&self, userid: &str) -> Result<Option<User>, StoreError> {
         match self.store.user(userid).await? {
-            Some(stored) if stored.source == UserSource::Wecom => {
+            Some(stored)
+                if stored.source == UserSource::Wecom && self.file_user(userid).is_none() =>
+            {
                 Ok(self.combine(Some(stored), userid))
             }
             _ => Ok(None),
@@ -98,6 +103,9 @@ impl Directory {
         let Some(stored) = self.store.user(userid).await? else {
             return Ok(None);
         };
+        if stored.source == UserSource::Wecom && self.file_user(userid).is_some() {
+            return Ok(None);
+        }
         let verifier = stored.password_verifier.clone();
         let enabled = self
             .combine(Some(stored), userid)
@@ -127,7 +135,10 @@ impl Directory {
     }
 
     async fn ensure_stored(&self, userid: &str) -> Result<(), StoreError> {
-        if self.store.user(userid).await?.is_some() {
+        if let Some(stored) = self.store.user(userid).await? {
+            if stored.source == UserSource::Wecom && self.file_user(userid).is_some() {
+                return Err(StoreError::Contested(stored.user.userid));
+            }
             return Ok(());
         }
         let file = self

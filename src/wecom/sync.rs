@@ -10,7 +10,7 @@
 //!   visible range are disabled, never deleted;
 //! - `local` users (from the users file) are left alone even if WeCom has the same userid.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,14 +147,27 @@ pub fn plan(
         not_found: organisation.not_found,
         ..SyncSummary::default()
     };
+    let local: HashSet<String> = local_userids.iter().map(|u| userid_key(u)).collect();
     for stored in existing {
-        let current = fetched.remove(&userid_key(&stored.user.userid));
+        let key = userid_key(&stored.user.userid);
+        let current = fetched.remove(&key);
         if stored.source == UserSource::Local {
             if let Some(found) = current {
                 summary.skipped_local.push(found.user.userid);
             }
             continue;
         }
+        // A users-file user is another person than the WeCom member of that userid, also when
+        // WeCom synced first (found by red-team review): the member's record goes disabled.
+        let current = match current {
+            Some(found) if local.contains(&key) => {
+                summary.skipped_local.push(found.user.userid);
+                None
+            }
+            other => other,
+        };
+        // A userid that leaves WeCom may come back as someone else: its password goes.
+        let has_password = stored.password_verifier.is_some();
         match current {
             Some(found)
                 if found.user == stored.user && found.wecom_status == stored.wecom_status =>
@@ -163,10 +176,15 @@ pub fn plan(
                 changes.seen.push(stored.user.userid);
             }
             Some(found) => {
-                if stored.user.enabled && !found.user.enabled {
+                let leaving = stored.user.enabled && !found.user.enabled;
+                let returning = !stored.user.enabled && found.user.enabled;
+                if leaving {
                     summary.disabled += 1;
                 } else {
                     summary.updated += 1;
+                }
+                if (leaving || returning) && has_password {
+                    changes.forget_passwords.push(stored.user.userid.clone());
                 }
                 changes.update.push(StoredUser {
                     user: found.user,
@@ -178,6 +196,9 @@ pub fn plan(
             }
             None if stored.user.enabled => {
                 summary.disabled += 1;
+                if has_password {
+                    changes.forget_passwords.push(stored.user.userid.clone());
+                }
                 let mut gone = stored;
                 gone.user.enabled = false;
                 gone.updated_at = now;
