@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use support::stores::StoreKind;
 use tablegate::directory::DirectoryStore;
 use tablegate::wecom::api::Endpoint;
-use tablegate::wecom::fake::{FakeOrg, FakeUser, FakeWeCom, Injection};
+use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom, Injection};
 use tablegate::wecom::{
     ClientOptions, DirectorySync, SyncError, SyncSettings, WeComClient, WeComCredentials,
 };
@@ -343,6 +343,35 @@ async fn login_codes_are_explained() {
     let error = client.user("nobody").await.unwrap_err();
     assert!(error.to_string().contains("60111"), "{error}");
     assert!(!format!("{client:?}").contains(SECRET));
+}
+
+/// Found by red-team review: every bogus login callback costs a getuserinfo call, and past the
+/// budget a genuine login waited up to a minute, holding its connection. A person waiting is
+/// told at once instead, and WeCom is not called.
+#[tokio::test]
+async fn a_login_past_the_call_budget_is_refused_at_once() {
+    let wecom = FakeWeCom::start(org()).await;
+    let client = WeComClient::new(
+        wecom.credentials(),
+        ClientOptions {
+            requests_per_minute: 1,
+            ..options()
+        },
+    )
+    .unwrap();
+    let _ = client.login_identity("bogus").await;
+    let calls = wecom.calls(Endpoint::GetUserInfo);
+    let started = std::time::Instant::now();
+    let code = wecom.issue_code(FakeLogin::Member("zhangsan".into()));
+    let error = client.login_identity(&code).await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(error.kind, tablegate::wecom::WeComErrorKind::OverBudget);
+    assert!(error.to_string().contains("requests_per_minute"), "{error}");
+    assert_eq!(
+        wecom.calls(Endpoint::GetUserInfo),
+        calls,
+        "WeCom was not called"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use axum::routing::get;
 use super::LoginService;
 use super::oauth_state::StateRejection;
 use super::pages;
-use crate::wecom::LoginIdentity;
+use crate::wecom::{LoginIdentity, WeComErrorKind};
 
 pub const LOGIN_PATH: &str = "/login/wecom";
 pub const CALLBACK_PATH: &str = "/login/wecom/callback";
@@ -162,6 +162,13 @@ async fn callback(
             return refuse(
                 StatusCode::FORBIDDEN,
                 "Only members of the company can log in to tablegate.",
+            );
+        }
+        Err(e) if e.kind == WeComErrorKind::OverBudget => {
+            tracing::warn!("WeCom login refused: {e}");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many logins at once right now. Try again in a minute.",
             );
         }
         Err(e) if e.code() == Some(40029) => {

@@ -304,7 +304,20 @@ impl WeComClient {
         endpoint: Endpoint,
         query: &[(&str, &str)],
     ) -> Result<(i64, String, Vec<u8>), WeComError> {
-        self.limiter.acquire(endpoint).await;
+        if endpoint == Endpoint::GetUserInfo {
+            // A person waits at the login callback: past the budget, say so at once rather
+            // than hold the connection (found by red-team review: bogus callbacks, each a
+            // getuserinfo call, held genuine logins for a minute and connections without bound).
+            self.limiter
+                .try_acquire(endpoint)
+                .await
+                .map_err(|_| WeComError {
+                    endpoint,
+                    kind: WeComErrorKind::OverBudget,
+                })?;
+        } else {
+            self.limiter.acquire(endpoint).await;
+        }
         let url = format!(
             "{}{}",
             self.credentials.base_url.trim_end_matches('/'),

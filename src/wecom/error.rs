@@ -17,6 +17,9 @@ pub enum WeComErrorKind {
     Unreachable(String),
     /// An answer that is not WeCom's JSON.
     Unreadable(String),
+    /// tablegate's own budget of calls a minute to the endpoint is spent, and someone is
+    /// waiting on this call: it is not made rather than made late.
+    OverBudget,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +125,11 @@ impl fmt::Display for WeComError {
             WeComErrorKind::Unreadable(detail) => write!(
                 f,
                 "WeCom's answer to {} is not what its API returns ({detail}). Check that [wecom] base_url points at WeCom",
+                self.endpoint
+            ),
+            WeComErrorKind::OverBudget => write!(
+                f,
+                "not calling {}: this minute's budget of calls ([wecom] requests_per_minute) is spent, e.g. by a flood of login callbacks; try again in a minute",
                 self.endpoint
             ),
         }

@@ -29,25 +29,28 @@ impl RateLimiter {
 
     /// Waits until one more call to `endpoint` fits in the window, and records it.
     pub async fn acquire(&self, endpoint: Endpoint) {
-        loop {
-            let wait_until = {
-                let mut calls = self.calls.lock().await;
-                let recent = calls.entry(endpoint).or_default();
-                let now = Instant::now();
-                while recent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-                {
-                    recent.pop_front();
-                }
-                if recent.len() < self.per_minute {
-                    recent.push_back(now);
-                    return;
-                }
-                recent[0] + WINDOW
-            };
+        while let Err(wait_until) = self.try_acquire(endpoint).await {
             tokio::time::sleep_until(wait_until).await;
         }
+    }
+
+    /// Records one more call to `endpoint` if it fits in the window now; else says when it
+    /// would.
+    pub async fn try_acquire(&self, endpoint: Endpoint) -> Result<(), Instant> {
+        let mut calls = self.calls.lock().await;
+        let recent = calls.entry(endpoint).or_default();
+        let now = Instant::now();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
+            recent.pop_front();
+        }
+        if recent.len() < self.per_minute {
+            recent.push_back(now);
+            return Ok(());
+        }
+        Err(recent[0] + WINDOW)
     }
 }
 
@@ -65,5 +68,17 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(1));
         limiter.acquire(Endpoint::UserList).await;
         assert!(start.elapsed() >= WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trying_never_waits() {
+        let limiter = RateLimiter::new(1);
+        let start = Instant::now();
+        assert!(limiter.try_acquire(Endpoint::GetUserInfo).await.is_ok());
+        assert_eq!(
+            limiter.try_acquire(Endpoint::GetUserInfo).await,
+            Err(start + WINDOW)
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }
