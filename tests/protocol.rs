@@ -4,7 +4,9 @@ mod support;
 
 use bytes::BytesMut;
 use support::database::TempDatabase;
-use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, tls_config};
+use support::proxy::{
+    Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, tls_config,
+};
 use support::raw::{self, RawClient, sqlstate, tags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -281,6 +283,33 @@ async fn scram_salts_do_not_tell_unknown_users_from_known_ones() {
     let alice = scram_salt(port, "alice").await;
     assert_eq!(alice, scram_salt(port, "alice").await);
     assert_ne!(alice, ghost);
+}
+
+/// Found by red-team review: the time until the first authentication message told names
+/// apart (a known user's row took longer to read). It now goes out on a timer that starts
+/// before the lookup, for known and unknown names and service accounts alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_authentication_message_waits_for_the_same_timer_for_every_name() {
+    use pgwire::messages::startup::Startup;
+    let (_db, proxy) = shop_with(SERVICE_ACCOUNT).await;
+    for user in ["alice", "ghost", "asktable"] {
+        let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let mut out = bytes::BytesMut::new();
+        let mut startup = Startup::new();
+        startup.parameters.insert("user".into(), user.into());
+        startup.parameters.insert("database".into(), "shop".into());
+        tablegate::wire::encode(&startup, &mut out);
+        let sent = std::time::Instant::now();
+        socket.write_all(&out).await.unwrap();
+        let mut reader = tablegate::wire::FrameReader::new();
+        let request = reader.next(&mut socket).await.unwrap().unwrap();
+        assert_eq!(request.tag, b'R', "{user}");
+        assert!(
+            sent.elapsed() >= tablegate::proxy::auth::LOOKUP_TIME,
+            "{user}: answered after {:?}",
+            sent.elapsed()
+        );
+    }
 }
 
 /// alice, on a proxy that re-reads her directory entry at every statement, with portal `p`
