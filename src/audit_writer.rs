@@ -5,8 +5,9 @@
 //! buffer under a short lock; a background thread writes the buffer out every 100 ms, and a
 //! line is written at once when the buffer passes 256 KiB. [`BatchWriter::flush`] (called when
 //! tablegate stops) writes what is left. The buffer is swapped out before the slow write, so a
-//! session appending a line never waits for the disk: only writers wait for each other. After
-//! a batch larger than usual, its buffer shrinks back to the usual size.
+//! session appending a line waits for the disk only when its own line fills the buffer (and
+//! then for the batch being written, if any). After a batch larger than usual, its buffer
+//! shrinks back to the usual size.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};

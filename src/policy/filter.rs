@@ -12,7 +12,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, InTarget, ObjectName, Query, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+    Expr, InTarget, ObjectName, Query, SetExpr, Value, ValueWithSpan, Visit, VisitMut, Visitor,
+    VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -200,12 +201,18 @@ struct UnredirectableNames;
 impl Visitor for UnredirectableNames {
     type Break = String;
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
-        match &query.with {
-            Some(_) => ControlFlow::Break(
+        if query.with.is_some() {
+            return ControlFlow::Break(
                 "a row filter may not hold a WITH clause (its names would mix with the user's CTEs); write a subquery instead".into(),
-            ),
-            None => ControlFlow::Continue(()),
+            );
         }
+        // `TABLE x` names a relation the visitor does not see as one (found in review).
+        if holds_table_command(&query.body) {
+            return ControlFlow::Break(
+                "a row filter may not use TABLE x; write SELECT * FROM schema.x instead".into(),
+            );
+        }
+        ControlFlow::Continue(())
     }
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<String> {
         match relation.0.len() {
@@ -218,14 +225,25 @@ impl Visitor for UnredirectableNames {
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
         if let Expr::Function(function) = expr
             && let [name] = function.name.0.as_slice()
-            && let Some(id) = name.as_ident()
-            && !is_safe_function(&fold(id))
+            && !name
+                .as_ident()
+                .is_some_and(|id| is_safe_function(&fold(id)))
         {
             return ControlFlow::Break(format!(
-                "qualify the function `{id}` in the row filter with its schema (e.g. pg_catalog.{id} or public.{id}): only known built-ins may be unqualified, as other names follow the user's search_path"
+                "qualify the function `{name}` in the row filter with its schema (e.g. pg_catalog.{name} or public.{name}): only known built-ins may be unqualified, as other names follow the user's search_path"
             ));
         }
         ControlFlow::Continue(())
+    }
+}
+
+fn holds_table_command(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Table(_) => true,
+        SetExpr::SetOperation { left, right, .. } => {
+            holds_table_command(left) || holds_table_command(right)
+        }
+        _ => false,
     }
 }
 
@@ -413,6 +431,8 @@ mod tests {
                 "owner_of(id) = {{user.x}}",
                 "qualify the function `owner_of`",
             ),
+            ("r IN (TABLE members)", "TABLE x"),
+            ("r IN (SELECT 1 UNION TABLE public.members)", "TABLE x"),
         ] {
             let error = RowFilter::parse(filter).unwrap_err();
             assert!(error.contains(complaint), "{filter}: {error}");

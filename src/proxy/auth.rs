@@ -46,8 +46,13 @@ pub struct Identity {
 
 enum Principal<'a> {
     Service(&'a ServiceAccount),
-    /// A directory user (if one has this userid) and their password's verifier (if any).
-    User(Box<Option<User>>, Option<ScramVerifier>),
+    /// A directory user (if one has this userid) and their password's verifier, or a decoy
+    /// (`known` false) when there is none.
+    User {
+        user: Box<Option<User>>,
+        verifier: ScramVerifier,
+        known: bool,
+    },
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Fatal {
@@ -68,13 +73,20 @@ pub async fn authenticate(
     let answer_at = tokio::time::Instant::now() + LOOKUP_TIME;
     let principal = match gate.service_account(login) {
         Some(account) => Principal::Service(account),
-        None => Principal::User(
-            Box::new(gate.directory.user(login).await.map_err(unavailable)?),
-            gate.directory
+        None => {
+            let user = Box::new(gate.directory.user(login).await.map_err(unavailable)?);
+            let stored = gate
+                .directory
                 .password_verifier(login)
                 .await
-                .map_err(unavailable)?,
-        ),
+                .map_err(unavailable)?;
+            Principal::User {
+                user,
+                known: stored.is_some(),
+                // Derived before the timer runs out, so a decoy costs no time after it.
+                verifier: stored.unwrap_or_else(|| gate.decoy_verifier(login)),
+            }
+        }
     };
     tokio::time::sleep_until(answer_at).await;
     let failed = || {
@@ -89,7 +101,9 @@ pub async fn authenticate(
         Principal::Service(account) => {
             scram(stream, reader, &account.verifier, true, attempt).await?
         }
-        Principal::User(_, verifier) if stream.is_tls() => {
+        Principal::User {
+            verifier, known, ..
+        } if stream.is_tls() => {
             let password = cleartext_password(stream, reader).await?;
             attempt.guess().await?;
             match &gate.login {
@@ -110,23 +124,13 @@ pub async fn authenticate(
                         service: None,
                     });
                 }
-                _ => match verifier {
-                    Some(verifier) => matches(verifier.clone(), password).await,
-                    // The same work as a real check: the time taken says nothing about the login.
-                    None => {
-                        let _ = matches(gate.decoy_verifier(login), password).await;
-                        false
-                    }
-                },
+                // Against a decoy too: the same work, so the time says nothing about the login.
+                _ => matches(verifier.clone(), password).await && *known,
             }
         }
-        Principal::User(_, verifier) => {
-            let known = verifier.is_some();
-            let verifier = verifier
-                .clone()
-                .unwrap_or_else(|| gate.decoy_verifier(login));
-            scram(stream, reader, &verifier, known, attempt).await?
-        }
+        Principal::User {
+            verifier, known, ..
+        } => scram(stream, reader, verifier, *known, attempt).await?,
     };
     if !verified {
         // The same hint for every user, existing or not: it only says what TLS allows.
@@ -138,7 +142,7 @@ pub async fn authenticate(
         });
     }
     match principal {
-        Principal::User(user, _) => match *user {
+        Principal::User { user, .. } => match *user {
             Some(user) if user.enabled => Ok(Identity {
                 user,
                 service: None,

@@ -622,7 +622,7 @@ impl Session {
                 RelayEnd::Untracked => Ending::Untracked,
             },
         };
-        let up_write = forwarder.upstream;
+        let mut up_write = forwarder.upstream;
         let mut client_read = forwarder.client;
         let mut whole = true;
         // PostgreSQL answers a pipeline in order: what upstream was sent before the message
@@ -633,6 +633,12 @@ impl Session {
             && fatal.code != CONNECTION_FAILURE
         {
             shared.lock().expect("session state").forget_unsent();
+            // Past the pipeline bound, messages went upstream without Sync or Flush, and
+            // PostgreSQL holds their answers until one comes (found in review). A Flush with
+            // nothing pending is answered with nothing.
+            let mut flush = BytesMut::new();
+            wire::put_message(b'H', &[], &mut flush);
+            let _ = wire::send(&mut up_write, &flush).await;
             whole = relay
                 .deliver_owed(tokio::time::Instant::now() + OWED_ANSWERS_TIMEOUT)
                 .await;

@@ -7,7 +7,10 @@
 //! within what a real client needs: time zones the upstream's tz database names (their offsets
 //! lie within UTC−12…+14) or hours within ±14, where PostgreSQL alone would take a POSIX zone
 //! such as `<+167>-167` a week away; the output style of DateStyle, never its date order; any
-//! IntervalStyle but sql_standard.
+//! IntervalStyle but sql_standard. Values are read strictly — a name or a plain `'…'` literal,
+//! each DateStyle word exactly one PostgreSQL knows — since PostgreSQL itself reads more than
+//! tablegate would (`E'…'` and `$$…$$` strings, `"DMY"` quoted in the list, any word starting
+//! with `EURO`), and what tablegate cannot read is refused.
 
 use std::collections::HashSet;
 
@@ -111,55 +114,65 @@ impl SettingRules {
     }
 
     fn check_date_style(&self, values: &[Expr]) -> Result<(), Refusal> {
+        let kept = self.date_order.name();
+        let refusal = || {
+            Refusal::new(
+                RefusalKind::Setting,
+                format!(
+                    "DateStyle may change how dates are shown, not the date order ({kept}) in which row filters read dates"
+                ),
+            )
+            .with_hint(format!("e.g. SET DateStyle = 'ISO, {kept}' or 'German, {kept}'"))
+        };
         let mut order = self.date_order;
         let mut ordered = false;
         for value in values {
-            let Some(list) = text(value) else {
-                continue;
-            };
+            let list = text(value).ok_or_else(refusal)?;
             for token in list.split(',').map(|t| t.trim().to_ascii_lowercase()) {
                 // As PostgreSQL's check_datestyle reads the list, left to right.
-                let given = match token.as_str() {
-                    "german" if !ordered => Some(DateOrder::Dmy),
-                    "ymd" => Some(DateOrder::Ymd),
-                    "dmy" | "euro" | "european" => Some(DateOrder::Dmy),
-                    "mdy" | "us" | "noneuro" | "noneuropean" => Some(DateOrder::Mdy),
-                    "default" => Some(self.date_order),
-                    _ => None,
-                };
-                if let Some(given) = given {
-                    order = given;
-                    ordered |= token != "german";
+                match token.as_str() {
+                    "iso" | "sql" | "postgres" => {}
+                    "german" if !ordered => order = DateOrder::Dmy,
+                    "german" => {}
+                    "default" => order = self.date_order,
+                    "ymd" | "dmy" | "euro" | "european" | "mdy" | "us" | "noneuro"
+                    | "noneuropean" => {
+                        ordered = true;
+                        order = match token.as_str() {
+                            "ymd" => DateOrder::Ymd,
+                            "dmy" | "euro" | "european" => DateOrder::Dmy,
+                            _ => DateOrder::Mdy,
+                        };
+                    }
+                    _ => return Err(refusal()),
                 }
             }
         }
         if order == self.date_order {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(refusal())
         }
-        let kept = self.date_order.name();
-        Err(Refusal::new(
-            RefusalKind::Setting,
-            format!(
-                "DateStyle may change how dates are shown, not the date order ({kept}) in which row filters read dates"
-            ),
-        )
-        .with_hint(format!("e.g. SET DateStyle = 'ISO, {kept}' or 'German, {kept}'")))
     }
 }
 
 fn check_interval_style(values: &[Expr]) -> Result<(), Refusal> {
-    if values
-        .iter()
-        .filter_map(text)
-        .any(|v| v.trim().eq_ignore_ascii_case("sql_standard"))
-    {
-        return Err(Refusal::new(
+    match values {
+        [value]
+            if text(value).is_some_and(|style| {
+                ["postgres", "postgres_verbose", "iso_8601", "default"]
+                    .iter()
+                    .any(|known| style.eq_ignore_ascii_case(known))
+            }) =>
+        {
+            Ok(())
+        }
+        _ => Err(Refusal::new(
             RefusalKind::Setting,
-            "IntervalStyle sql_standard changes how row filters read negative intervals",
+            "IntervalStyle may be postgres, postgres_verbose or iso_8601: sql_standard changes how row filters read negative intervals",
         )
-        .with_hint("use postgres, postgres_verbose or iso_8601"));
+        .with_hint("e.g. SET IntervalStyle = 'iso_8601'")),
     }
-    Ok(())
 }
 
 /// A name or string literal's text.
@@ -252,7 +265,19 @@ mod tests {
         ] {
             assert!(allowed("datestyle", ok), "{ok}");
         }
-        for refused in ["'ISO, DMY'", "German", "'Euro'", "YMD", "'MDY, DMY'"] {
+        for refused in [
+            "'ISO, DMY'",
+            "German",
+            "'Euro'",
+            "YMD",
+            "'MDY, DMY'",
+            // found in review: forms PostgreSQL reads and a lax reading would pass
+            "E'ISO, DMY'",
+            "$$DMY$$",
+            "'Europe'",
+            "'\"DMY\"'",
+            "'DEFAULT, German'",
+        ] {
             assert!(!allowed("datestyle", refused), "{refused}");
         }
         let european = SettingRules::new([], "ISO, DMY");
@@ -265,5 +290,7 @@ mod tests {
         assert!(allowed("intervalstyle", "postgres_verbose"));
         assert!(allowed("intervalstyle", "'iso_8601'"));
         assert!(!allowed("intervalstyle", "SQL_STANDARD"));
+        assert!(!allowed("intervalstyle", "E'sql_standard'"));
+        assert!(!allowed("intervalstyle", "'sql_standard '"));
     }
 }
