@@ -39,6 +39,15 @@ fn nested_org() -> FakeOrg {
 }
 
 fn syncer(wecom: &FakeWeCom, store: Arc<dyn DirectoryStore>) -> DirectorySync {
+    syncer_beside_local(wecom, store, Vec::new())
+}
+
+/// A sync that leaves `local_userids` (the users file's) alone.
+fn syncer_beside_local(
+    wecom: &FakeWeCom,
+    store: Arc<dyn DirectoryStore>,
+    local_userids: Vec<String>,
+) -> DirectorySync {
     let client = WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap();
     DirectorySync::new(
         Arc::new(client),
@@ -47,7 +56,7 @@ fn syncer(wecom: &FakeWeCom, store: Arc<dyn DirectoryStore>) -> DirectorySync {
             email_suffix: "example.com".into(),
             initial_password: Some(INITIAL_PASSWORD.into()),
             concurrency: 4,
-            local_userids: Vec::new(),
+            local_userids,
         },
     )
 }
@@ -318,16 +327,10 @@ async fn users_file_users_are_left_alone_and_revoked_when_removed() {
         .await
         .unwrap();
     let wecom = FakeWeCom::start(nested_org()).await;
-    let client = WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap();
-    let summary = DirectorySync::new(
-        Arc::new(client),
+    let summary = syncer_beside_local(
+        &wecom,
         Arc::clone(&store),
-        SyncSettings {
-            email_suffix: "example.com".into(),
-            initial_password: Some(INITIAL_PASSWORD.into()),
-            concurrency: 2,
-            local_userids: directory.file_userids().map(str::to_owned).collect(),
-        },
+        directory.file_userids().map(str::to_owned).collect(),
     )
     .run(&ProgressBar::hidden())
     .await
@@ -355,19 +358,7 @@ async fn users_file_users_are_left_alone_and_revoked_when_removed() {
 async fn a_users_file_user_named_after_a_synced_member_is_not_that_member() {
     let (_kind, store) = StoreKind::open_sqlite().await;
     let wecom = FakeWeCom::start(nested_org()).await;
-    let sync = |local: Vec<String>| {
-        let client = WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap();
-        DirectorySync::new(
-            Arc::new(client),
-            Arc::clone(&store),
-            SyncSettings {
-                email_suffix: "example.com".into(),
-                initial_password: Some(INITIAL_PASSWORD.into()),
-                concurrency: 2,
-                local_userids: local,
-            },
-        )
-    };
+    let sync = |local: Vec<String>| syncer_beside_local(&wecom, Arc::clone(&store), local);
     sync(Vec::new()).run(&ProgressBar::hidden()).await.unwrap();
     assert!(
         store
