@@ -52,7 +52,7 @@ impl<S: Subscriber> Layer<S> for AuditLayer {
             line.extend_from_slice(b",\"target\":");
             json_string(line, event.metadata().target());
             line.extend_from_slice(b"}\n");
-            let _ = self.writer.clone().write_all(line);
+            self.writer.append(line);
             if line.capacity() > KEPT_CAPACITY {
                 *line = Vec::new();
             }

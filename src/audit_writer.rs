@@ -9,7 +9,7 @@
 //! then for the batch being written, if any). After a batch larger than usual, its buffer
 //! shrinks back to the usual size.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,30 +81,17 @@ impl BatchWriter {
     pub fn flush(&self) {
         self.shared.write_out();
     }
-}
 
-impl Write for BatchWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+    /// Adds whole lines to the buffer, writing it out if it is full.
+    pub fn append(&self, lines: &[u8]) {
         let full = {
             let mut buffer = self.shared.buffer.lock().expect("audit buffer");
-            buffer.extend_from_slice(bytes);
+            buffer.extend_from_slice(lines);
             buffer.len() > FLUSH_ABOVE
         };
         if full {
             self.shared.write_out();
         }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
-    type Writer = BatchWriter;
-    fn make_writer(&'a self) -> BatchWriter {
-        self.clone()
     }
 }
 
@@ -116,11 +103,11 @@ mod tests {
     struct Sink(Arc<Mutex<Vec<u8>>>);
 
     impl Write for Sink {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(bytes);
             Ok(bytes.len())
         }
-        fn flush(&mut self) -> io::Result<()> {
+        fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
@@ -128,9 +115,9 @@ mod tests {
     #[test]
     fn a_huge_line_leaves_no_huge_buffer_behind() {
         let sink = Sink::default();
-        let mut writer = BatchWriter::new(Box::new(sink.clone()));
-        writer.write_all(&vec![b'x'; 64 * FLUSH_ABOVE]).unwrap();
-        writer.write_all(b"small\n").unwrap();
+        let writer = BatchWriter::new(Box::new(sink.clone()));
+        writer.append(&vec![b'x'; 64 * FLUSH_ABOVE]);
+        writer.append(b"small\n");
         BatchWriter::flush(&writer);
         assert_eq!(sink.0.lock().unwrap().len(), 64 * FLUSH_ABOVE + 6);
         let buffer = writer.shared.buffer.lock().unwrap().capacity();
@@ -144,18 +131,18 @@ mod tests {
     #[test]
     fn lines_are_written_out_in_batches_and_on_flush() {
         let sink = Sink::default();
-        let mut writer = BatchWriter::new(Box::new(sink.clone()));
-        writer.write_all(b"{\"a\":1}\n").unwrap();
+        let writer = BatchWriter::new(Box::new(sink.clone()));
+        writer.append(b"{\"a\":1}\n");
         BatchWriter::flush(&writer);
         assert_eq!(&*sink.0.lock().unwrap(), b"{\"a\":1}\n");
         let big = vec![b'x'; FLUSH_ABOVE + 1];
-        writer.write_all(&big).unwrap();
+        writer.append(&big);
         assert_eq!(
             sink.0.lock().unwrap().len(),
             8 + FLUSH_ABOVE + 1,
             "a full buffer is written at once"
         );
-        writer.write_all(b"tail\n").unwrap();
+        writer.append(b"tail\n");
         std::thread::sleep(FLUSH_EVERY * 3);
         assert!(
             sink.0.lock().unwrap().ends_with(b"tail\n"),
