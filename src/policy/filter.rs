@@ -6,14 +6,16 @@
 //! value is ever pasted into SQL text.
 //!
 //! A filter runs inside the user's query, where the user's CTEs and search_path are in scope. So
-//! every table it reads must be schema-qualified, and every function it calls either a known
-//! built-in or schema-qualified: a name the user could redirect would let them choose the filter.
+//! every table it reads must be schema-qualified, every function it calls either a known
+//! built-in or schema-qualified, and so must every type it casts to and collation it names that
+//! PostgreSQL's grammar does not build in: a name the user could redirect would let them choose
+//! the filter.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, InTarget, ObjectName, Query, SetExpr, Value, ValueWithSpan, Visit, VisitMut, Visitor,
-    VisitorMut,
+    ArrayElemTypeDef, DataType, Expr, InTarget, ObjectName, Query, SetExpr, TypedString, Value,
+    ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -233,7 +235,45 @@ impl Visitor for UnredirectableNames {
                 "qualify the function `{name}` in the row filter with its schema (e.g. pg_catalog.{name} or public.{name}): only known built-ins may be unqualified, as other names follow the user's search_path"
             ));
         }
+        let data_type = match expr {
+            Expr::Cast { data_type, .. } | Expr::TypedString(TypedString { data_type, .. }) => {
+                Some(data_type)
+            }
+            _ => None,
+        };
+        if let Some(name) = data_type.and_then(unqualified_named_type) {
+            return ControlFlow::Break(format!(
+                "qualify the type `{name}` in the row filter with its schema (e.g. pg_catalog.{name} or public.{name}): a type name outside SQL's own follows the user's search_path"
+            ));
+        }
+        if let Expr::Collate { collation, .. } = expr
+            && let [name] = collation.0.as_slice()
+            && !name
+                .as_ident()
+                .is_some_and(|id| BUILT_IN_COLLATIONS.contains(&fold(id).as_str()))
+        {
+            return ControlFlow::Break(format!(
+                "qualify the collation {name} in the row filter with its schema (e.g. pg_catalog.{name}): only C, POSIX, default and ucs_basic may be unqualified"
+            ));
+        }
         ControlFlow::Continue(())
+    }
+}
+
+/// Collations every PostgreSQL has; other names resolve through the search_path.
+const BUILT_IN_COLLATIONS: [&str; 4] = ["C", "POSIX", "default", "ucs_basic"];
+
+/// A type written as a bare name (sqlparser's `Custom`), which PostgreSQL looks up along the
+/// search_path; the types SQL's grammar spells out (integer, text, date …) are pg_catalog's.
+fn unqualified_named_type(data_type: &DataType) -> Option<&ObjectName> {
+    match data_type {
+        DataType::Custom(name, _) if name.0.len() == 1 => Some(name),
+        DataType::Array(
+            ArrayElemTypeDef::AngleBracket(inner)
+            | ArrayElemTypeDef::SquareBracket(inner, _)
+            | ArrayElemTypeDef::Parenthesis(inner),
+        ) => unqualified_named_type(inner),
+        _ => None,
     }
 }
 
@@ -433,6 +473,13 @@ mod tests {
             ),
             ("r IN (TABLE members)", "TABLE x"),
             ("r IN (SELECT 1 UNION TABLE public.members)", "TABLE x"),
+            (
+                "r = {{user.x}}::region_code",
+                "qualify the type `region_code`",
+            ),
+            ("r = CAST({{user.x}} AS region_code[])", "qualify the type"),
+            ("r = region_code 'east'", "qualify the type"),
+            ("r COLLATE \"de_DE\" = {{user.x}}", "qualify the collation"),
         ] {
             let error = RowFilter::parse(filter).unwrap_err();
             assert!(error.contains(complaint), "{filter}: {error}");
@@ -440,6 +487,8 @@ mod tests {
         for filter in [
             "r IN (SELECT m.region FROM public.members m WHERE m.userid = {{user.x}})",
             "public.owner_of(id) = {{user.x}} AND lower(name) = 'a' AND coalesce(a, 1) = 1",
+            "r = {{user.x}}::public.region_code AND d > date '2020-01-01' AND n::integer[] = '{1}'",
+            "r COLLATE \"C\" = {{user.x}} AND r COLLATE pg_catalog.\"de_DE\" = 'a'",
         ] {
             assert!(RowFilter::parse(filter).is_ok(), "{filter}");
         }
