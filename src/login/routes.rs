@@ -19,7 +19,49 @@ pub const CALLBACK_PATH: &str = "/login/wecom/callback";
 
 /// Binds a login's state to the browser that started it: a callback URL someone else started
 /// (login CSRF: the victim would end up logged in as the attacker) is refused.
-const STATE_COOKIE: &str = "tablegate_login_state";
+struct StateCookie {
+    /// Served over HTTPS: the cookie is `Secure` and carries the `__Host-` prefix, with which
+    /// browsers refuse it unless this host set it over HTTPS, so a site on a sibling subdomain
+    /// cannot plant its own state in the victim's browser (cookie tossing) and pass the check.
+    https: bool,
+}
+
+impl StateCookie {
+    fn for_public_url(public_url: &str) -> StateCookie {
+        StateCookie {
+            https: public_url.starts_with("https://"),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        if self.https {
+            "__Host-tablegate_login_state"
+        } else {
+            "tablegate_login_state"
+        }
+    }
+
+    /// The Set-Cookie value: a session cookie, as the state it carries expires on the server.
+    fn set(&self, state: &str) -> String {
+        let name = self.name();
+        if self.https {
+            format!("{name}={state}; Path=/; HttpOnly; SameSite=Lax; Secure")
+        } else {
+            format!("{name}={state}; Path={LOGIN_PATH}; HttpOnly; SameSite=Lax")
+        }
+    }
+
+    /// The login state this browser was given at `/login/wecom`.
+    fn read<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let name = self.name();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+    }
+}
 
 /// The login routes, for `serve` to mount.
 pub fn router(service: Arc<LoginService>) -> Router {
@@ -88,15 +130,7 @@ async fn start(State(service): State<Arc<LoginService>>, headers: HeaderMap) -> 
     };
     match target {
         Ok(url) => {
-            let secure = if settings.public_url.starts_with("https://") {
-                "; Secure"
-            } else {
-                ""
-            };
-            // A session cookie: the state it carries expires on the server.
-            let cookie = format!(
-                "{STATE_COOKIE}={state}; Path={LOGIN_PATH}; HttpOnly; SameSite=Lax{secure}"
-            );
+            let cookie = StateCookie::for_public_url(&settings.public_url).set(&state);
             let mut response = found(url.as_str());
             if let Ok(value) = header::HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
@@ -113,23 +147,14 @@ async fn start(State(service): State<Arc<LoginService>>, headers: HeaderMap) -> 
     }
 }
 
-/// The login state this browser was given at `/login/wecom`.
-fn state_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(STATE_COOKIE)?.strip_prefix('='))
-}
-
 async fn callback(
     State(service): State<Arc<LoginService>>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let refuse = |status, message: &str| pages::refusal(status, message);
-    if params.get("state").map(String::as_str) != state_cookie(&headers) {
+    let cookie = StateCookie::for_public_url(&service.settings.public_url);
+    if params.get("state").map(String::as_str) != cookie.read(&headers) {
         return refuse(
             StatusCode::BAD_REQUEST,
             "This login did not start in this browser. Open tablegate from the WeCom Workplace (or the login page) and start again.",
@@ -230,5 +255,45 @@ fn issue(service: &LoginService, userid: &str) -> Response {
             &settings.psql_host,
             settings.psql_port,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cookies(cookies: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, cookies.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn over_https_only_a_host_prefixed_secure_cookie_carries_the_state() {
+        let cookie = StateCookie::for_public_url("https://tablegate.example.com");
+        assert_eq!(
+            cookie.set("s1"),
+            "__Host-tablegate_login_state=s1; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        // A cookie a sibling subdomain could set (no prefix) is not read.
+        let planted = with_cookies("tablegate_login_state=evil; __Host-tablegate_login_state=s1");
+        assert_eq!(cookie.read(&planted), Some("s1"));
+        assert_eq!(
+            cookie.read(&with_cookies("tablegate_login_state=evil")),
+            None
+        );
+    }
+
+    #[test]
+    fn over_http_the_cookie_stays_on_the_login_path() {
+        let cookie = StateCookie::for_public_url("http://127.0.0.1:8080");
+        assert_eq!(
+            cookie.set("s1"),
+            "tablegate_login_state=s1; Path=/login/wecom; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(
+            cookie.read(&with_cookies("a=b; tablegate_login_state=s1")),
+            Some("s1")
+        );
     }
 }
