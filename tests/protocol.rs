@@ -1081,3 +1081,56 @@ async fn a_pipeline_upstream_skips_is_not_queued_without_bound() {
     client.send(&raw::query("SELECT 1")).await;
     assert_eq!(tags(&client.until_ready().await), "TDCZ");
 }
+
+/// Found in review: PostgreSQL keys prepared statements and portals on the first 63 bytes of their
+/// names (NAMEDATALEN), tablegate on whole names. A statement prepared before a reload, bound
+/// after it under a longer name with the same first 63 bytes, ran upstream as prepared for the
+/// old policy (its row reached the client before the session ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_past_63_bytes_are_refused_as_postgresql_would_alias_them() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let name = "s".repeat(63);
+    let alias = format!("{name}b");
+    client
+        .send(&raw::pipeline(&[
+            raw::parse(&name, "SELECT count(*) FROM orders"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "1Z");
+    proxy.use_policy(&east_only());
+    let fetch = |portal: &str| raw::message(b'E', &[portal.as_bytes(), b"\0\0\0\0\0"].concat());
+    for messages in [
+        vec![raw::bind("", &alias), raw::execute("")],
+        vec![raw::parse(&alias, "SELECT 1")],
+        vec![raw::bind(&alias, &name)],
+        vec![raw::describe_statement(&alias)],
+        vec![fetch(&alias)],
+        vec![raw::message(
+            b'C',
+            &[b"S", alias.as_bytes(), b"\0"].concat(),
+        )],
+    ] {
+        client
+            .send(&raw::pipeline(&[messages, vec![raw::sync()]].concat()))
+            .await;
+        let answer = client.until_ready().await;
+        assert_eq!(
+            (tags(&answer).as_str(), sqlstate(&answer[0]).as_str()),
+            ("EZ", "42501")
+        );
+        assert!(raw::message_text(&answer[0]).contains("longer than 63 bytes"));
+    }
+    // The 63-byte name works, under the new policy.
+    client
+        .send(&raw::pipeline(&[
+            raw::bind(&name, &name),
+            raw::execute(&name),
+            raw::sync(),
+        ]))
+        .await;
+    let ran = client.until_ready().await;
+    assert_eq!(tags(&ran), "2DCZ");
+    assert_eq!(raw::first_value(&ran[1]), "10");
+}

@@ -766,6 +766,20 @@ impl Forwarder<'_> {
                     self.session.undone = true;
                 }
             }
+            if !self.skipping()
+                && named_objects(frame.tag, &frame.body).any(|name| name.len() > MAX_NAME_BYTES)
+            {
+                self.session.in_batch = true;
+                let refusal = Refusal::new(
+                    crate::refusal::RefusalKind::Statement,
+                    format!(
+                        "prepared statement and portal names longer than {MAX_NAME_BYTES} bytes are not allowed"
+                    ),
+                )
+                .with_hint("use shorter names: PostgreSQL tells names apart by their first 63 bytes only");
+                self.refuse_extended("<statement or portal name too long>", refusal);
+                continue;
+            }
             match frame.tag {
                 // PostgreSQL ignores every message up to Sync after an error.
                 b'Q' | b'F' if self.skipping() => {}
@@ -1341,6 +1355,30 @@ impl Forwarder<'_> {
         });
         self.prepare(name.to_owned(), sql, param_types, true);
     }
+}
+
+/// PostgreSQL keys prepared statements and portals on the first 63 bytes of their names
+/// (NAMEDATALEN - 1), tablegate on whole names: two longer names alike in those bytes would be
+/// one object upstream and two here, and a statement prepared under an old policy could be
+/// bound under the other name (found in review). Such names are refused.
+const MAX_NAME_BYTES: usize = 63;
+
+/// The statement and portal names an extended-protocol message refers to (those that end in
+/// their NUL; a malformed message is the handlers' to refuse).
+fn named_objects(tag: u8, body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let (skip, count) = match tag {
+        b'P' | b'E' => (0, 1),
+        b'B' => (0, 2),
+        b'D' | b'C' => (1, 1),
+        _ => (0, 0),
+    };
+    let mut rest = body.get(skip..).unwrap_or_default();
+    (0..count).map_while(move |_| {
+        let end = rest.iter().position(|&b| b == 0)?;
+        let name = &rest[..end];
+        rest = &rest[end + 1..];
+        Some(name)
+    })
 }
 
 fn single_statement(prepared: crate::cache::Prepared) -> Result<crate::cache::Prepared, Refusal> {
