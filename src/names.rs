@@ -174,6 +174,11 @@ impl NamePattern {
         }
     }
 
+    /// Whether the pattern names exactly one thing: no part holds a glob.
+    pub fn is_literal(&self) -> bool {
+        (0..self.parts.len()).all(|index| self.part_is_literal(index))
+    }
+
     /// The first `n` parts as a pattern of their own.
     pub fn prefix(&self, n: usize) -> NamePattern {
         NamePattern {

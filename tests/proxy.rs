@@ -1017,3 +1017,60 @@ async fn a_user_disabled_after_login_loses_the_open_session() {
     assert_eq!(sqlstate(&e), "57P01");
     assert!(alice.is_closed() || alice.simple_query("SELECT 1").await.is_err());
 }
+
+/// Found by red-team review: a `public.*` grant also granted the partitions and inheritance
+/// children of a filtered table, which were then read with none of the parent's row filter,
+/// hidden columns or masks. Only their exact names grant them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_grant_does_not_open_partitions_or_child_tables() {
+    let db = TempDatabase::with(&format!(
+        "{SHOP}
+         CREATE TABLE pay (id int, region text, amount int, note text) PARTITION BY LIST (region);
+         CREATE TABLE pay_east PARTITION OF pay FOR VALUES IN ('East');
+         CREATE TABLE pay_west PARTITION OF pay FOR VALUES IN ('West');
+         INSERT INTO pay VALUES (1, 'East', 100, 'e'), (2, 'West', 999, 'w');
+         CREATE TABLE employees_archive () INHERITS (employees);
+         INSERT INTO employees_archive VALUES (3, 'Old', 1, '555-3');"
+    ))
+    .await;
+    let policy = |extra_grant: &str| {
+        format!(
+            "{SHOP_POLICY}\n[role.analyst.datasource.shop]\ntables = [\"public.*\"{extra_grant}]\n\
+             rows.\"public.pay\" = \"region IN ({{{{user.regions}}}})\"\n\
+             rows.\"public.employees\" = \"false\"\n\
+             [[assign]]\nuser = \"alice\"\nroles = [\"analyst\"]\n"
+        )
+    };
+    let proxy = Proxy::start(&db, &policy(""), SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let count = |sql: &'static str| {
+        let alice = &alice;
+        async move {
+            let rows = alice.query(sql, &[]).await?;
+            Ok::<i64, tokio_postgres::Error>(rows[0].get(0))
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM pay").await.unwrap(), 1);
+    assert_eq!(count("SELECT count(*) FROM employees").await.unwrap(), 0);
+    for child in [
+        "pay_west",
+        "pay_east",
+        "employees_archive",
+        "ONLY employees_archive",
+    ] {
+        let sql = format!("SELECT count(*) FROM {child}");
+        let e = alice.query(&sql, &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{child}");
+    }
+    // Named exactly, a partition is granted, with the rules written for it.
+    proxy.use_policy(&policy(", \"public.pay_east\""));
+    assert_eq!(
+        count("SELECT count(*) FROM pay_east").await.unwrap(),
+        1,
+        "pay_east is granted by its own name"
+    );
+    assert_eq!(
+        sqlstate(&count("SELECT count(*) FROM pay_west").await.unwrap_err()),
+        "42501"
+    );
+}

@@ -15,7 +15,7 @@ use sqlparser::ast::Query;
 use super::assignment::HeldRole;
 use super::mask::Mask;
 use super::origin::Origin;
-use super::set::{Grant, PolicySet};
+use super::set::{Grant, PolicySet, grants_relation};
 use super::source::TableBuilder;
 use crate::catalog::{Catalog, RelationId, SYSTEM_SCHEMAS};
 use crate::directory::User;
@@ -138,12 +138,7 @@ impl Access {
                 }
                 let granting: Vec<_> = grants
                     .iter()
-                    .filter(|(_, g)| {
-                        g.tables.iter().any(|p| {
-                            p.value
-                                .matches(&[&relation.name.schema, &relation.name.name])
-                        })
-                    })
+                    .filter(|(_, g)| g.tables.iter().any(|p| grants_relation(&p.value, relation)))
                     .collect();
                 if granting.is_empty() {
                     continue;

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use super::assignment::{Matcher, RESERVED_VARIABLES};
 use super::origin::{Origin, PolicyError};
-use super::set::{Grant, Located, MaskRule, PolicySet};
+use super::set::{Grant, Located, MaskRule, PolicySet, grants_relation};
 use super::source::denies;
 use crate::catalog::{Catalog, RelationId, SYSTEM_SCHEMAS};
 use crate::directory::User;
@@ -187,26 +187,34 @@ pub async fn check_datasource(
         };
         let granted: Vec<(RelationId, &QualifiedName)> = relations
             .iter()
-            .filter(|(_, n)| {
+            .filter(|(id, _)| {
                 grant
                     .tables
                     .iter()
-                    .any(|p| p.value.matches(&[&n.schema, &n.name]))
+                    .any(|p| grants_relation(&p.value, catalog.relation(*id)))
             })
             .copied()
             .collect();
         for pattern in &grant.tables {
             if !relations
                 .iter()
-                .any(|(_, n)| pattern.value.matches(&[&n.schema, &n.name]))
+                .any(|(id, _)| grants_relation(&pattern.value, catalog.relation(*id)))
             {
-                findings.error(
-                    &pattern.origin,
+                let only_children = relations
+                    .iter()
+                    .any(|(_, n)| pattern.value.matches(&[&n.schema, &n.name]));
+                let message = if only_children {
+                    format!(
+                        "tables `{}` of role `{}` matches only partitions or child tables of datasource `{datasource}`, which a pattern with `*` never grants: name each one, or grant its parent",
+                        pattern.value, role.name
+                    )
+                } else {
                     format!(
                         "tables `{}` of role `{}` matches no relation of datasource `{datasource}`",
                         pattern.value, role.name
-                    ),
-                );
+                    )
+                };
+                findings.error(&pattern.origin, message);
             }
         }
         check_columns(grant, &role.name, catalog, &granted, findings);
@@ -421,19 +429,23 @@ mod tests {
     }
 
     fn findings(policy: &str) -> Findings {
+        let relation = |name: &str, is_child: bool| Relation {
+            name: QualifiedName::new("public", name),
+            kind: RelationKind::Table,
+            is_child,
+            columns: [("id", "integer"), ("phone", "text"), ("born", "date")]
+                .map(|(name, type_name)| Column {
+                    name: name.into(),
+                    type_name: type_name.into(),
+                })
+                .to_vec(),
+            primary_key: vec![0],
+        };
         let catalog = Catalog::new(
-            vec![Relation {
-                name: QualifiedName::new("public", "customers"),
-                kind: RelationKind::Table,
-                is_child: false,
-                columns: [("id", "integer"), ("phone", "text"), ("born", "date")]
-                    .map(|(name, type_name)| Column {
-                        name: name.into(),
-                        type_name: type_name.into(),
-                    })
-                    .to_vec(),
-                primary_key: vec![0],
-            }],
+            vec![
+                relation("customers", false),
+                relation("customers_2024", true),
+            ],
             [],
             "tablegate",
             "public",
@@ -486,6 +498,20 @@ mod tests {
             ]
         );
         assert!(findings.errors.is_empty());
+    }
+
+    #[test]
+    fn a_pattern_matching_only_child_tables_grants_nothing_and_says_why() {
+        let found = findings(
+            "[datasource.d]\n[role.r.datasource.d]\ntables = [\"public.customers_*\", \"public.customers_2024\"]\n",
+        );
+        let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors,
+            [
+                "p.toml:3: tables `public.customers_*` of role `r` matches only partitions or child tables of datasource `d`, which a pattern with `*` never grants: name each one, or grant its parent"
+            ]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::filter::RowFilter;
 use super::mask::Mask;
 use super::origin::{Origin, PolicyError, PolicyErrors, toml_sources};
 use super::value::VarValue;
+use crate::catalog::Relation;
 use crate::names::{NamePattern, fold_str};
 
 /// A value and where the policy wrote it.
@@ -57,6 +58,14 @@ pub struct Grant {
     pub rows: Vec<(Located<NamePattern>, Located<RowFilter>)>,
     pub functions: Vec<Located<String>>,
     pub origin: Origin,
+}
+
+/// Whether a `tables` pattern grants `relation`. A partition or inheritance child is granted
+/// only by its exact name: its parent's rows, columns and masks do not follow it, so a glob
+/// written for the parent (`public.*`) would open it unfiltered (found by red-team review).
+pub fn grants_relation(pattern: &NamePattern, relation: &Relation) -> bool {
+    pattern.matches(&[&relation.name.schema, &relation.name.name])
+        && (!relation.is_child || pattern.is_literal())
 }
 
 #[derive(Clone, Debug)]
