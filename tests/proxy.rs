@@ -1020,7 +1020,7 @@ async fn a_user_disabled_after_login_loses_the_open_session() {
 
 /// Found by red-team review: a `public.*` grant also granted the partitions and inheritance
 /// children of a filtered table, which were then read with none of the parent's row filter,
-/// hidden columns or masks. Only their exact names grant them.
+/// hidden columns or masks; views over it the like. Only their exact names grant them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_grant_does_not_open_partitions_or_child_tables() {
     let db = TempDatabase::with(&format!(
@@ -1030,7 +1030,9 @@ async fn a_wildcard_grant_does_not_open_partitions_or_child_tables() {
          CREATE TABLE pay_west PARTITION OF pay FOR VALUES IN ('West');
          INSERT INTO pay VALUES (1, 'East', 100, 'e'), (2, 'West', 999, 'w');
          CREATE TABLE employees_archive () INHERITS (employees);
-         INSERT INTO employees_archive VALUES (3, 'Old', 1, '555-3');"
+         INSERT INTO employees_archive VALUES (3, 'Old', 1, '555-3');
+         CREATE VIEW pay_all AS SELECT * FROM pay;
+         CREATE MATERIALIZED VIEW pay_totals AS SELECT region, sum(amount) FROM pay GROUP BY region;"
     ))
     .await;
     let policy = |extra_grant: &str| {
@@ -1057,6 +1059,8 @@ async fn a_wildcard_grant_does_not_open_partitions_or_child_tables() {
         "pay_east",
         "employees_archive",
         "ONLY employees_archive",
+        "pay_all",
+        "pay_totals",
     ] {
         let sql = format!("SELECT count(*) FROM {child}");
         let e = alice.query(&sql, &[]).await.unwrap_err();

@@ -200,12 +200,12 @@ pub async fn check_datasource(
                 .iter()
                 .any(|(id, _)| grants_relation(&pattern.value, catalog.relation(*id)))
             {
-                let only_children = relations
+                let only_by_name = relations
                     .iter()
                     .any(|(_, n)| pattern.value.matches(&[&n.schema, &n.name]));
-                let message = if only_children {
+                let message = if only_by_name {
                     format!(
-                        "tables `{}` of role `{}` matches only partitions or child tables of datasource `{datasource}`, which a pattern with `*` never grants: name each one, or grant its parent",
+                        "tables `{}` of role `{}` matches only views, partitions or child tables of datasource `{datasource}`, which a pattern with `*` never grants: name each one",
                         pattern.value, role.name
                     )
                 } else {
@@ -509,7 +509,7 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "p.toml:3: tables `public.customers_*` of role `r` matches only partitions or child tables of datasource `d`, which a pattern with `*` never grants: name each one, or grant its parent"
+                "p.toml:3: tables `public.customers_*` of role `r` matches only views, partitions or child tables of datasource `d`, which a pattern with `*` never grants: name each one"
             ]
         );
     }

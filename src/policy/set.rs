@@ -16,7 +16,7 @@ use super::filter::RowFilter;
 use super::mask::Mask;
 use super::origin::{Origin, PolicyError, PolicyErrors, toml_sources};
 use super::value::VarValue;
-use crate::catalog::Relation;
+use crate::catalog::{Relation, RelationKind};
 use crate::names::{NamePattern, fold_str};
 
 /// A value and where the policy wrote it.
@@ -63,9 +63,16 @@ pub struct Grant {
 /// Whether a `tables` pattern grants `relation`. A partition or inheritance child is granted
 /// only by its exact name: its parent's rows, columns and masks do not follow it, so a glob
 /// written for the parent (`public.*`) would open it unfiltered (found by red-team review).
+/// Views and materialized views likewise: they read other tables with their owner's rights,
+/// where no row filter of the user's reaches.
 pub fn grants_relation(pattern: &NamePattern, relation: &Relation) -> bool {
+    let by_name_only = relation.is_child
+        || matches!(
+            relation.kind,
+            RelationKind::View | RelationKind::MaterializedView
+        );
     pattern.matches(&[&relation.name.schema, &relation.name.name])
-        && (!relation.is_child || pattern.is_literal())
+        && (!by_name_only || pattern.is_literal())
 }
 
 #[derive(Clone, Debug)]
