@@ -1134,3 +1134,74 @@ async fn names_past_63_bytes_are_refused_as_postgresql_would_alias_them() {
     assert_eq!(tags(&ran), "2DCZ");
     assert_eq!(raw::first_value(&ran[1]), "10");
 }
+
+/// psycopg sends `DEALLOCATE ALL` after every rollback once it has prepared a statement.
+/// tablegate carries DEALLOCATE out as Close messages, so its record of statements stays
+/// upstream's: a dropped name is free on both sides, the others are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deallocate_drops_statements_on_both_sides() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let count = "SELECT count(*) FROM orders";
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", count),
+            raw::parse("Keep", count),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "11Z");
+    let run = |name: &str| raw::pipeline(&[raw::bind("", name), raw::execute(""), raw::sync()]);
+    for (sql, tag) in [
+        ("DEALLOCATE s", "DEALLOCATE"),
+        ("deallocate prepare \"Keep\"", "DEALLOCATE"),
+    ] {
+        client.send(&raw::query(sql)).await;
+        let answer = client.until_ready().await;
+        assert_eq!(tags(&answer), "CZ", "{sql}");
+        assert_eq!(raw::command_tag(&answer[0]), tag);
+    }
+    for name in ["s", "Keep"] {
+        client.send(&run(name)).await;
+        let answer = client.until_ready().await;
+        assert_eq!(
+            (tags(&answer).as_str(), sqlstate(&answer[0]).as_str()),
+            ("EZ", "26000"),
+            "{name} is gone upstream"
+        );
+    }
+    // Prepared again before a reload, dropped after it, prepared again: the new one runs.
+    client
+        .send(&raw::pipeline(&[raw::parse("s", count), raw::sync()]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "1Z");
+    proxy.use_policy(&east_only());
+    client.send(&raw::query("DEALLOCATE ALL")).await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "CZ");
+    assert_eq!(raw::command_tag(&answer[0]), "DEALLOCATE ALL");
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", count),
+            raw::bind("", "s"),
+            raw::execute(""),
+            raw::sync(),
+        ]))
+        .await;
+    let ran = client.until_ready().await;
+    assert_eq!(tags(&ran), "12DCZ");
+    assert_eq!(raw::first_value(&ran[2]), "10");
+    // What PostgreSQL would refuse, or tablegate cannot track, is refused.
+    for refused in [
+        vec![raw::query("DEALLOCATE nosuch")],
+        vec![raw::query("DEALLOCATE ALL; SELECT 1")],
+        vec![raw::parse("", "DEALLOCATE ALL"), raw::sync()],
+    ] {
+        client.send(&raw::pipeline(&refused)).await;
+        let answer = client.until_ready().await;
+        assert_eq!(
+            (tags(&answer).as_str(), sqlstate(&answer[0]).as_str()),
+            ("EZ", "42501")
+        );
+    }
+}

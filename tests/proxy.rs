@@ -834,7 +834,7 @@ async fn psycopg_clients_see_their_own_rows_with_and_without_tls() {
     client_program_prints(
         "python3",
         &[script],
-        "alice East,North\nsam West\nalice refused 42501",
+        "alice East,North\nsam West\nalice refused 42501\nalice after rollback East,North",
     )
     .await;
 }

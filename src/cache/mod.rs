@@ -24,7 +24,7 @@ use dashmap::DashMap;
 use sqlparser::ast::Statement;
 
 use crate::refusal::Refusal;
-use crate::rewrite::{self, Context, SessionEffect};
+use crate::rewrite::{self, Context, Deallocation, SessionEffect};
 use lexer::{LexOutcome, lex};
 use template::Template;
 
@@ -34,6 +34,7 @@ pub struct Prepared {
     pub sql: String,
     pub notices: Arc<[String]>,
     pub effect: Option<SessionEffect>,
+    pub deallocation: Option<Deallocation>,
     /// How many statements the string held (a Parse message may hold only one).
     pub statements: usize,
 }
@@ -42,6 +43,7 @@ struct Entry {
     template: Template,
     notices: Arc<[String]>,
     effect: Option<SessionEffect>,
+    deallocation: Option<Deallocation>,
     statements: usize,
     used: AtomicBool,
 }
@@ -111,6 +113,7 @@ impl RewriteCache {
                 sql: entry.template.render(sql, &lexed.literals),
                 notices: entry.notices.clone(),
                 effect: entry.effect.clone(),
+                deallocation: entry.deallocation.clone(),
                 statements: entry.statements,
             };
             return Ok((prepared, Outcome { hit: true }));
@@ -136,6 +139,7 @@ impl RewriteCache {
             template,
             notices: rewritten.notices.into(),
             effect: rewritten.effect,
+            deallocation: rewritten.deallocation,
             statements: rewritten.statements.len(),
             used: AtomicBool::new(false),
         });
@@ -143,6 +147,7 @@ impl RewriteCache {
             sql: entry.template.render(sql, &lexed.literals),
             notices: entry.notices.clone(),
             effect: entry.effect.clone(),
+            deallocation: entry.deallocation.clone(),
             statements: entry.statements,
         };
         self.make_room();

@@ -98,6 +98,10 @@ pub enum Item {
         object: Closing,
         closed: Option<Arc<Forwarded>>,
     },
+    /// A statement the session carried out with messages of its own (`DEALLOCATE`, as Closes),
+    /// ended by its Close of the unnamed portal (as a simple Query ends it): that CloseComplete
+    /// reaches the client as the statement's CommandComplete with `tag`.
+    Completed { run: Run, tag: &'static str },
 }
 
 /// A Parse or Close the session counted on that upstream did not carry out: it failed, or came
@@ -159,6 +163,13 @@ impl Item {
             rows: 0,
             error: None,
         })
+    }
+
+    pub fn completed(statement: Arc<Forwarded>, started: Instant, tag: &'static str) -> Item {
+        let Item::Query(run) = Item::query(statement, started) else {
+            unreachable!("a query item")
+        };
+        Item::Completed { run, tag }
     }
 
     pub fn execute(portal: String, expects_effect: bool) -> Item {
@@ -352,18 +363,18 @@ impl Shared {
         }
     }
 
-    /// A ParseComplete, BindComplete or CloseComplete: whether the client should see it.
-    fn on_prepared(&mut self, tag: u8) -> bool {
+    /// A ParseComplete, BindComplete or CloseComplete: what the client should see of it.
+    fn on_prepared(&mut self, tag: u8, message: BytesMut) -> Option<BytesMut> {
         let expected = matches!(
             (self.items.front(), tag),
             (Some(Item::Parsed { .. }), b'1')
                 | (Some(Item::Bound { .. }), b'2')
-                | (Some(Item::Closed { .. }), b'3')
+                | (Some(Item::Closed { .. } | Item::Completed { .. }), b'3')
         );
         if !expected {
-            return true;
+            return Some(message);
         }
-        match self.items.pop_front() {
+        let shown = match self.items.pop_front() {
             Some(Item::Parsed {
                 own,
                 name,
@@ -387,8 +398,16 @@ impl Shared {
                 };
                 !own
             }
+            Some(Item::Completed { run, tag }) => {
+                self.portals.remove("");
+                self.finish(run);
+                let mut complete = BytesMut::new();
+                wire::put_message(b'C', format!("{tag}\0").as_bytes(), &mut complete);
+                return Some(complete);
+            }
             _ => true,
-        }
+        };
+        shown.then_some(message)
     }
 
     /// A CommandComplete, EmptyQueryResponse or PortalSuspended.
@@ -447,7 +466,9 @@ impl Shared {
                         .error(&mut out);
                         return out;
                     }
-                    Item::Query(run) | Item::Execute(run) => self.finish(run),
+                    Item::Query(run) | Item::Execute(run) | Item::Completed { run, .. } => {
+                        self.finish(run)
+                    }
                     Item::Sync | Item::Parsed { .. } | Item::Bound { .. } | Item::Closed { .. } => {
                     }
                 }
@@ -507,7 +528,7 @@ impl Shared {
                     break;
                 }
                 Item::Sync => break,
-                Item::Execute(mut run) => {
+                Item::Execute(mut run) | Item::Completed { mut run, .. } => {
                     run.error.get_or_insert_with(|| {
                         "not executed: an earlier message in the pipeline failed".into()
                     });
@@ -735,8 +756,8 @@ impl Relay {
                     self.out.extend_from_slice(&message);
                 }
                 b'1' | b'2' | b'3' => {
-                    if shared.on_prepared(tag) {
-                        self.out.extend_from_slice(&message);
+                    if let Some(shown) = shared.on_prepared(tag, message) {
+                        self.out.extend_from_slice(&shown);
                     }
                 }
                 b'C' | b'I' | b's' => {

@@ -37,7 +37,7 @@ use crate::metrics::LoginFailure;
 use crate::policy::Access;
 use crate::policy::value::text_literal;
 use crate::refusal::Refusal;
-use crate::rewrite::{Context, MAX_STATEMENT_BYTES, SearchPath, SessionEffect};
+use crate::rewrite::{Context, Deallocation, MAX_STATEMENT_BYTES, SearchPath, SessionEffect};
 use crate::upstream::{Connection, Lease};
 use crate::wire::{self, Frame, FrameReader, take_cstring};
 
@@ -1026,6 +1026,11 @@ impl Forwarder<'_> {
     async fn simple_query(&mut self, sql: String) {
         let started = Instant::now();
         let mut prepared = self.session.rewrite(&sql);
+        if let Ok(p) = &mut prepared
+            && let Some(deallocation) = p.deallocation.take()
+        {
+            return self.deallocate(sql, &deallocation, started).await;
+        }
         if let Ok(p) = &prepared
             && p.effect.is_some()
             && let Err(refusal) = self.effect_may_run().await
@@ -1050,6 +1055,63 @@ impl Forwarder<'_> {
             }
             Err(refusal) => self.refuse_simple(&sql, refusal),
         }
+    }
+
+    /// Carries out `DEALLOCATE` as PostgreSQL's drivers' Close messages would: through the same
+    /// record of statements, which forwarding the text would bypass (upstream would drop
+    /// statements the session still counted, or keep ones it had forgotten). The unnamed
+    /// statement stays, as with DEALLOCATE ALL; the unnamed portal goes, as with any Query.
+    async fn deallocate(&mut self, sql: String, deallocation: &Deallocation, started: Instant) {
+        // The record must be upstream's before it decides which statements exist.
+        self.undo_unapplied().await;
+        let names: Vec<String> = match deallocation {
+            Deallocation::All => self
+                .session
+                .statements
+                .keys()
+                .filter(|name| !name.is_empty())
+                .cloned()
+                .collect(),
+            Deallocation::Named(name) if self.session.statements.contains_key(name) => {
+                vec![name.clone()]
+            }
+            Deallocation::Named(name) => {
+                let refusal = Refusal::new(
+                    crate::refusal::RefusalKind::Statement,
+                    format!("prepared statement \"{name}\" does not exist"),
+                );
+                return self.refuse_simple(&sql, refusal);
+            }
+        };
+        let mut shared = self.shared.lock().expect("session state");
+        for name in names {
+            let closed = self.session.statements.remove(&name).map(|s| s.text);
+            wire::put_message(
+                b'C',
+                &[b"S", name.as_bytes(), b"\0"].concat(),
+                &mut self.out,
+            );
+            shared.push(Item::Closed {
+                own: true,
+                object: Closing::Statement(name),
+                closed,
+            });
+        }
+        self.session.portals.remove("");
+        wire::put_message(b'C', b"P\0", &mut self.out);
+        let statement = Arc::new(Forwarded {
+            text: Arc::from(deallocation.command_tag()),
+            sql: Arc::from(sql),
+            effect: None,
+            param_types: bytes::Bytes::new(),
+        });
+        shared.push(Item::completed(
+            statement,
+            started,
+            deallocation.command_tag(),
+        ));
+        wire::put_message(b'S', &[], &mut self.out);
+        shared.push(Item::Sync);
     }
 
     /// A `SET search_path` runs alone in a transaction of its own, which upstream commits
@@ -1253,6 +1315,7 @@ impl Forwarder<'_> {
             .session
             .rewrite(&sql)
             .and_then(single_statement)
+            .and_then(not_deallocate)
             .and_then(|p| effect_allowed(p.effect.is_some(), status).map(|()| p))
             .and_then(|p| declared_types_allowed(&param_types).map(|()| p));
         // Upstream answers 42P05 and keeps the statement it has: so does tablegate. (Its
@@ -1354,6 +1417,21 @@ impl Forwarder<'_> {
             closed: Some(text),
         });
         self.prepare(name.to_owned(), sql, param_types, true);
+    }
+}
+
+/// A prepared `DEALLOCATE` would drop statements when executed, past the session's record of
+/// them (see `deallocate`).
+fn not_deallocate(prepared: crate::cache::Prepared) -> Result<crate::cache::Prepared, Refusal> {
+    match prepared.deallocation {
+        Some(_) => Err(Refusal::new(
+            crate::refusal::RefusalKind::Statement,
+            "DEALLOCATE cannot be prepared",
+        )
+        .with_hint(
+            "send DEALLOCATE as a simple query, or close the statement with a Close message",
+        )),
+        None => Ok(prepared),
     }
 }
 

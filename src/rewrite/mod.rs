@@ -32,7 +32,7 @@ use crate::catalog::{Catalog, RelationId};
 use crate::policy::Access;
 use crate::refusal::{Refusal, RefusalKind};
 pub use search_path::SearchPath;
-pub use statement::SessionEffect;
+pub use statement::{Deallocation, SessionEffect};
 
 /// What a rewrite needs to know about the session.
 #[derive(Clone, Copy)]
@@ -49,6 +49,8 @@ pub struct Rewritten {
     /// Messages for the client (stripped and hidden columns), sent as NOTICEs.
     pub notices: Vec<String>,
     pub effect: Option<SessionEffect>,
+    /// The string is a `DEALLOCATE`, which the session carries out itself.
+    pub deallocation: Option<Deallocation>,
 }
 
 impl Rewritten {
@@ -242,6 +244,7 @@ pub fn rewrite_traced(
         trace: Trace::default(),
     };
     let result = walk(&mut walker, &mut statements).map(|effect| Rewritten {
+        deallocation: statements.first().and_then(Deallocation::of),
         statements,
         notices: std::mem::take(&mut walker.notices),
         effect,
@@ -278,6 +281,12 @@ fn walk(
         return Err(Refusal::new(
             RefusalKind::Setting,
             "SET search_path must be sent on its own, not together with other statements",
+        ));
+    }
+    if statements.len() > 1 && statements.iter().any(|s| Deallocation::of(s).is_some()) {
+        return Err(Refusal::new(
+            RefusalKind::Statement,
+            "DEALLOCATE must be sent on its own, not together with other statements",
         ));
     }
     for statement in statements.iter_mut() {

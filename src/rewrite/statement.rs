@@ -65,6 +65,38 @@ pub enum SessionEffect {
     DefaultSearchPath,
 }
 
+/// `DEALLOCATE`: the prepared statements a client drops. The session carries it out with
+/// protocol-level Close messages, which keep its record of statements as upstream's, rather
+/// than forwarding the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deallocation {
+    All,
+    /// The name as PostgreSQL folds it.
+    Named(String),
+}
+
+impl Deallocation {
+    pub fn of(statement: &Statement) -> Option<Deallocation> {
+        match statement {
+            Statement::Deallocate { name, .. }
+                if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") =>
+            {
+                Some(Deallocation::All)
+            }
+            Statement::Deallocate { name, .. } => Some(Deallocation::Named(fold(name))),
+            _ => None,
+        }
+    }
+
+    /// The command tag PostgreSQL completes it with.
+    pub fn command_tag(&self) -> &'static str {
+        match self {
+            Deallocation::All => "DEALLOCATE ALL",
+            Deallocation::Named(_) => "DEALLOCATE",
+        }
+    }
+}
+
 impl Walker<'_> {
     pub(super) fn statement(
         &mut self,
@@ -150,7 +182,9 @@ impl Walker<'_> {
                 }
                 read_only_modes(modes).map(|_| None)
             }
-            Statement::Commit { .. }
+            // Carried out by the session as Close messages (see `Deallocation`).
+            Statement::Deallocate { .. }
+            | Statement::Commit { .. }
             | Statement::Rollback { .. }
             | Statement::Savepoint { .. }
             | Statement::ReleaseSavepoint { .. } => Ok(None),

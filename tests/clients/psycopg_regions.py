@@ -30,3 +30,11 @@ with connect("alice", "alice-secret") as conn:
         print("alice read secret")
     except psycopg.Error as e:
         print("alice refused", e.sqlstate)
+
+# After 5 runs psycopg prepares a query; rollback() then sends DEALLOCATE ALL.
+with connect("alice", "alice-secret") as conn:
+    for _ in range(6):
+        conn.execute(QUERY, (0,)).fetchone()
+    conn.rollback()
+    regions = conn.execute(QUERY, (0,), prepare=True).fetchone()[0]
+    print("alice after rollback", regions)

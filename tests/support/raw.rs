@@ -94,6 +94,13 @@ pub fn sqlstate(frame: &Frame) -> String {
     error_field(frame, b'C')
 }
 
+/// The tag of a CommandComplete frame.
+pub fn command_tag(frame: &Frame) -> String {
+    String::from_utf8_lossy(&frame.body)
+        .trim_end_matches('\0')
+        .to_owned()
+}
+
 /// The message of an ErrorResponse frame.
 pub fn message_text(frame: &Frame) -> String {
     error_field(frame, b'M')
