@@ -839,6 +839,18 @@ async fn psycopg_clients_see_their_own_rows_with_and_without_tls() {
     .await;
 }
 
+/// asyncpg's pool resets each connection it takes back; the connection goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncpg_pools_reset_and_reuse_connections() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/asyncpg_pool.py");
+    client_program_prints(
+        "python3",
+        &[script],
+        "alice 0 East,North\nalice 1 East,North\nalice refused 42501",
+    )
+    .await;
+}
+
 /// A service account's secret acts for anyone: a short one is refused when tablegate starts.
 #[tokio::test]
 async fn a_short_service_account_secret_is_refused_at_start() {

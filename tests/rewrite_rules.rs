@@ -403,7 +403,7 @@ fn search_path_decides_unqualified_names() {
 }
 
 #[test]
-fn set_search_path_is_tracked_alone() {
+fn set_search_path_is_tracked_last_in_its_string() {
     let r = Harness::new()
         .run("carol", "SET search_path = hr, public", "public")
         .unwrap();
@@ -413,8 +413,22 @@ fn set_search_path_is_tracked_alone() {
             SearchPath::parse_setting("hr, public").unwrap()
         ))
     );
-    let e = refused("carol", "SET search_path = hr; SELECT 1");
-    assert_eq!(e.kind, RefusalKind::Setting);
+    for sql in [
+        "SET search_path = hr; SELECT 1",
+        "BEGIN; SET search_path = hr",
+        "SELECT 1; RESET ALL; COMMIT",
+    ] {
+        assert_eq!(refused("carol", sql).kind, RefusalKind::Setting, "{sql}");
+    }
+    // What asyncpg sends when a pool takes a connection back: the path resets last.
+    let r = Harness::new()
+        .run(
+            "alice",
+            "SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;",
+            "public",
+        )
+        .unwrap();
+    assert_eq!(r.effect, Some(SessionEffect::DefaultSearchPath));
     assert_eq!(
         refused("alice", "SET search_path = public, pg_catalog").kind,
         RefusalKind::Setting
@@ -1092,6 +1106,8 @@ fn only_read_only_statements_run() {
 fn session_statements_drivers_send_are_allowed() {
     for sql in [
         "SET client_encoding TO 'UTF8'",
+        "SET client_encoding = 'utf-8'",
+        "SET client_encoding = \"Unicode\"",
         "SET DateStyle = ISO",
         "SET TIME ZONE 'UTC'",
         "SET TimeZone = 'Europe/Berlin'",
@@ -1121,6 +1137,8 @@ fn session_statements_drivers_send_are_allowed() {
         "RESET SESSION AUTHORIZATION",
         "SET standard_conforming_strings = off",
         "SET client_encoding = 'SJIS'",
+        "SET client_encoding = 'utf-16'",
+        "SET client_encoding = 'latin1'",
         "SET statement_timeout = 0",
         "SET search_path = public, pg_catalog",
         "SHOW ALL",

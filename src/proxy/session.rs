@@ -37,7 +37,9 @@ use crate::metrics::LoginFailure;
 use crate::policy::Access;
 use crate::policy::value::text_literal;
 use crate::refusal::Refusal;
-use crate::rewrite::{Context, Deallocation, MAX_STATEMENT_BYTES, SearchPath, SessionEffect};
+use crate::rewrite::{
+    Context, Deallocation, MAX_STATEMENT_BYTES, SearchPath, SessionEffect, is_utf8_encoding,
+};
 use crate::upstream::{Connection, Lease};
 use crate::wire::{self, Frame, FrameReader, take_cstring};
 
@@ -243,10 +245,7 @@ async fn establish(
         return Err(no_access());
     }
     if let Some(encoding) = settings.remove("client_encoding")
-        && !matches!(
-            encoding.to_ascii_lowercase().as_str(),
-            "utf8" | "utf-8" | "unicode"
-        )
+        && !is_utf8_encoding(&encoding)
     {
         return Err(Fatal::new(
             "22023",

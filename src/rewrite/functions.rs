@@ -329,6 +329,9 @@ static SAFE_FUNCTIONS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         "version",
         "current_schema",
         "gen_random_uuid",
+        // what pools send when they hand a connection back (asyncpg): releases only the
+        // session's own advisory locks, and taking one is not allowed
+        "pg_advisory_unlock_all",
     ]
     .into_iter()
     .chain(AGGREGATES)

@@ -32,7 +32,7 @@ use crate::catalog::{Catalog, RelationId};
 use crate::policy::Access;
 use crate::refusal::{Refusal, RefusalKind};
 pub use search_path::SearchPath;
-pub use statement::{Deallocation, SessionEffect};
+pub use statement::{Deallocation, SessionEffect, is_utf8_encoding};
 
 /// What a rewrite needs to know about the session.
 #[derive(Clone, Copy)]
@@ -252,12 +252,31 @@ pub fn rewrite_traced(
     (result, walker.trace)
 }
 
+fn is_transaction_control(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+    )
+}
+
 fn walk(
     walker: &mut Walker,
     statements: &mut [Statement],
 ) -> Result<Option<SessionEffect>, Refusal> {
     let mut effect = None;
     for statement in statements.iter_mut() {
+        if effect.is_some() {
+            // Upstream would resolve what follows along the new path before tablegate does.
+            return Err(Refusal::new(
+                RefusalKind::Setting,
+                "SET search_path must be the last statement of a string of statements",
+            )
+            .with_hint("send the statements after it in a query of their own"));
+        }
         let has_column = |relation: &[String], column: &str| {
             let name = walker.resolve_relation(relation, "").ok()?;
             let id = walker.catalog.lookup(&name)?;
@@ -277,11 +296,14 @@ fn walk(
         }
         census::verify(statement, walker.checked)?;
     }
-    if effect.is_some() && statements.len() > 1 {
+    // The path commits with the string's implicit transaction, as tablegate follows it; a
+    // transaction block opened or ended in the string would decide it elsewhere.
+    if effect.is_some() && statements.iter().any(is_transaction_control) {
         return Err(Refusal::new(
             RefusalKind::Setting,
-            "SET search_path must be sent on its own, not together with other statements",
-        ));
+            "SET search_path cannot share a string of statements with BEGIN, COMMIT, ROLLBACK or savepoints",
+        )
+        .with_hint("send SET search_path in a query of its own"));
     }
     if statements.len() > 1 && statements.iter().any(|s| Deallocation::of(s).is_some()) {
         return Err(Refusal::new(

@@ -182,6 +182,18 @@ impl Walker<'_> {
                 }
                 read_only_modes(modes).map(|_| None)
             }
+            // What pools send when they hand a connection back (asyncpg): closing cursors only
+            // drops upstream portals (the session's record may keep stale ones, which upstream
+            // then refuses to run).
+            Statement::Close { .. } => Ok(None),
+            // LISTEN is refused, so UNLISTEN changes nothing: `UNLISTEN *` goes upstream with
+            // the name quoted, which keeps its command tag and leaves no bare `*` to print.
+            Statement::UNLISTEN { channel } => {
+                if channel.quote_style.is_none() {
+                    channel.quote_style = Some('"');
+                }
+                Ok(None)
+            }
             // Carried out by the session as Close messages (see `Deallocation`).
             Statement::Deallocate { .. }
             | Statement::Commit { .. }
@@ -360,10 +372,20 @@ fn is_utf8_name(value: &Expr) -> bool {
         },
         _ => return false,
     };
-    matches!(
-        text.to_ascii_lowercase().as_str(),
-        "utf8" | "utf-8" | "unicode"
-    )
+    is_utf8_encoding(&text)
+}
+
+/// Whether PostgreSQL reads `name` as the UTF8 encoding. It keeps only a name's ASCII letters
+/// and digits, lowercased (`clean_encoding_name`: asyncpg's startup `'utf-8'`, quotes
+/// included, is UTF8), and knows UTF8 as `utf8` or `unicode`. Exactly so: tablegate lexes
+/// text as UTF8, and an encoding PostgreSQL reads otherwise would split it differently.
+pub fn is_utf8_encoding(name: &str) -> bool {
+    let cleaned: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    matches!(cleaned.as_str(), "utf8" | "unicode")
 }
 
 /// A setting's value must be a literal or a name, never an expression.
