@@ -648,10 +648,10 @@ async fn statements_upstream_kept_after_a_skipped_refresh_or_close_follow_the_po
 }
 
 /// A named portal upstream kept when its rebinding failed there is executed after a rollback to
-/// a savepoint: only upstream's answers tell which statement ran. A SET search_path tablegate
-/// did not expect ends the session before anything runs under a path it does not follow.
+/// a savepoint: upstream's answers tell the session which statement the portal still holds, a
+/// SET search_path, which may not run inside a transaction block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_set_search_path_tablegate_did_not_expect_ends_the_session() {
+async fn a_portal_whose_rebinding_failed_upstream_is_known_as_bound_before() {
     let (_db, proxy) = archive_shop().await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
     let steps: [(Vec<BytesMut>, &str); 5] = [
@@ -678,11 +678,19 @@ async fn a_set_search_path_tablegate_did_not_expect_ends_the_session() {
     client
         .send(&raw::pipeline(&[raw::execute("p"), raw::sync()]))
         .await;
-    let fatal = client.take(1).await.remove(0);
-    assert_eq!(sqlstate(&fatal), "08P01");
-    let mut rest = Vec::new();
-    client.stream.read_to_end(&mut rest).await.unwrap();
-    assert!(rest.is_empty(), "nothing follows the FATAL");
+    let refused = client.until_ready().await;
+    assert_eq!(
+        (tags(&refused).as_str(), sqlstate(&refused[0]).as_str()),
+        ("EZ", "42501")
+    );
+    assert!(raw::message_text(&refused[0]).contains("SET search_path"));
+    client.send(&raw::query("ROLLBACK")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    assert_eq!(
+        paths(&mut client).await,
+        ("\"$user\", public".into(), false),
+        "the path never changed"
+    );
 }
 
 /// Found by red-team review: a Close without its subtype byte panicked the session's task,
@@ -1204,4 +1212,120 @@ async fn deallocate_drops_statements_on_both_sides() {
             ("EZ", "42501")
         );
     }
+}
+
+/// Found by red-team review: the session recorded a portal's Bind or Close when it sent it. A
+/// Bind upstream refused (unknown statement, portal in use) or skipped, or a Close it skipped,
+/// left upstream the portal bound before a reload while the record said otherwise, and the
+/// portal ran under the old policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_whose_rebind_or_close_upstream_did_not_carry_out_follows_the_policy() {
+    let fetch = |rows: i32| {
+        let mut body = BytesMut::from(&b"p\0"[..]);
+        body.extend_from_slice(&rows.to_be_bytes());
+        raw::message(b'E', &body)
+    };
+    let close_p = raw::message(b'C', b"Pp\0");
+    let desyncs: [(Vec<BytesMut>, &str); 3] = [
+        (vec![raw::bind("p", "nosuch")], "26000"),
+        (vec![raw::bind("p", "one")], "42P03"),
+        (
+            vec![
+                raw::parse("", "SELECT 1/0"),
+                raw::bind("", ""),
+                raw::execute(""),
+                close_p,
+            ],
+            "22012",
+        ),
+    ];
+    for (desync, failure) in desyncs {
+        let (_db, proxy) = shop().await;
+        let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+        client.send(&raw::query("BEGIN")).await;
+        assert_eq!(tags(&client.until_ready().await), "CZ");
+        client
+            .send(&raw::pipeline(&[
+                raw::parse("s", "SELECT id, region FROM orders ORDER BY id"),
+                raw::parse("one", "SELECT 1"),
+                raw::bind("p", "s"),
+                fetch(1),
+                raw::sync(),
+            ]))
+            .await;
+        assert_eq!(tags(&client.until_ready().await), "112DsZ");
+        client.send(&raw::query("SAVEPOINT sp")).await;
+        assert_eq!(tags(&client.until_ready().await), "CZ");
+        client
+            .send(&raw::pipeline(&[desync, vec![raw::sync()]].concat()))
+            .await;
+        let failed = client.until_ready().await;
+        assert_eq!(sqlstate(&failed[failed.len() - 2]), failure);
+        client.send(&raw::query("ROLLBACK TO SAVEPOINT sp")).await;
+        assert_eq!(tags(&client.until_ready().await), "CZ");
+        proxy.use_policy(&east_only());
+        client.send(&raw::pipeline(&[fetch(0), raw::sync()])).await;
+        let answer = client.until_ready().await;
+        assert_eq!(tags(&answer), "EZ", "{failure}: no row of the old policy");
+        assert_eq!(sqlstate(&answer[0]), "42501");
+        assert!(raw::message_text(&answer[0]).contains("bound before the policies changed"));
+    }
+}
+
+/// Found by red-team review: a Describe had no place in the relay's queue, so its error was
+/// taken for the next message's. An unnamed Parse upstream skipped after it counted as failed,
+/// which drops the unnamed statement upstream: tablegate forgot the statement upstream kept,
+/// prepared under the old policy, and a Bind of it after a reload was not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_of_a_describe_is_not_taken_for_the_next_message() {
+    for describe in [
+        raw::describe_statement("nosuch"),
+        raw::message(b'D', b"Pnosuch\0"),
+    ] {
+        let (_db, proxy) = shop().await;
+        let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+        client
+            .send(&raw::pipeline(&[
+                raw::parse("", "SELECT count(*) FROM orders"),
+                raw::sync(),
+            ]))
+            .await;
+        assert_eq!(tags(&client.until_ready().await), "1Z");
+        client
+            .send(&raw::pipeline(&[
+                describe,
+                raw::parse("", "SELECT 1"),
+                raw::sync(),
+            ]))
+            .await;
+        assert_eq!(tags(&client.until_ready().await), "EZ");
+        proxy.use_policy(&east_only());
+        client
+            .send(&raw::pipeline(&[
+                raw::bind("", ""),
+                raw::execute(""),
+                raw::sync(),
+            ]))
+            .await;
+        let ran = client.until_ready().await;
+        assert_eq!(tags(&ran), "2DCZ");
+        assert_eq!(
+            raw::first_value(&ran[1]),
+            "10",
+            "rewritten for the new policy"
+        );
+    }
+}
+
+/// Found by red-team review: a Close of another subtype than S or P was taken for a portal's,
+/// which upstream refuses, keeping the portal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_of_an_unknown_subtype_is_a_protocol_error() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client.send(&raw::message(b'C', b"Xp\0")).await;
+    // Forwarded, upstream's error would wait for a Sync.
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.take(1));
+    let fatal = answer.await.expect("answered at once").remove(0);
+    assert_eq!(sqlstate(&fatal), "08P01");
 }

@@ -89,10 +89,19 @@ pub enum Item {
         tracked: bool,
         replaced: Option<Arc<Forwarded>>,
     },
-    /// A Bind: ends with BindComplete.
-    Bound { portal: String, statement: String },
+    /// A Bind: ends with BindComplete. `bound`: what the session recorded the portal as bound
+    /// to (nothing for a statement it does not know); `replaced`: its record before.
+    Bound {
+        portal: String,
+        statement: String,
+        bound: Option<Arc<Forwarded>>,
+        replaced: Option<Arc<Forwarded>>,
+    },
+    /// A Describe: ends with RowDescription or NoData. It has its item so that an error it
+    /// causes is not taken for the next message's (which upstream then skipped, not refused).
+    Described,
     /// A Close: ends with CloseComplete, which is not passed on if tablegate sent it.
-    /// `closed`: the statement the session forgot when it sent the Close.
+    /// `closed`: the statement or portal the session forgot when it sent the Close.
     Closed {
         own: bool,
         object: Closing,
@@ -104,26 +113,34 @@ pub enum Item {
     Completed { run: Run, tag: &'static str },
 }
 
-/// A Parse or Close the session counted on that upstream did not carry out: it failed, or came
-/// after an error and was skipped. The session undoes what it recorded, newest first.
+/// A Parse, Bind or Close the session counted on that upstream did not carry out: it failed,
+/// or came after an error and was skipped. The session undoes what it recorded, newest first.
+/// What upstream may still hold comes back as stale, to be checked again before it runs: a
+/// stale record of something upstream dropped costs a check, a missing or fresh record of
+/// something it kept would let it run unchecked.
 pub enum Unapplied {
-    /// `kept`: a statement upstream still holds under that name (an unnamed Parse it skipped
-    /// leaves the unnamed statement it had; one that failed has dropped it).
+    /// `kept`: the unnamed statement upstream may still hold (one a failed Parse replaced is
+    /// gone, a skipped one's is not: kept either way).
     Parse {
         name: String,
         statement: Arc<Forwarded>,
         kept: Option<Arc<Forwarded>>,
     },
+    /// `replaced`: what the portal was bound to before, which upstream still holds.
+    Bind {
+        portal: String,
+        bound: Option<Arc<Forwarded>>,
+        replaced: Option<Arc<Forwarded>>,
+    },
     Close {
-        name: String,
+        object: Closing,
         closed: Option<Arc<Forwarded>>,
     },
 }
 
 impl Unapplied {
-    /// What the session must undo for `item`, which upstream did not carry out: it `failed`, or
-    /// was skipped.
-    fn of(item: Item, failed: bool) -> Option<Unapplied> {
+    /// What the session must undo for `item`, which upstream did not carry out.
+    fn of(item: Item) -> Option<Unapplied> {
         match item {
             Item::Parsed {
                 own,
@@ -134,13 +151,19 @@ impl Unapplied {
             } if own || tracked => Some(Unapplied::Parse {
                 name,
                 statement,
-                kept: replaced.filter(|_| !failed),
+                kept: replaced,
             }),
-            Item::Closed {
-                object: Closing::Statement(name),
-                closed,
+            Item::Bound {
+                portal,
+                bound,
+                replaced,
                 ..
-            } => Some(Unapplied::Close { name, closed }),
+            } => Some(Unapplied::Bind {
+                portal,
+                bound,
+                replaced,
+            }),
+            Item::Closed { object, closed, .. } => Some(Unapplied::Close { object, closed }),
             _ => None,
         }
     }
@@ -206,8 +229,10 @@ pub struct Shared {
     /// Upstream's prepared statements and portals, as its answers confirm them.
     statements: HashMap<String, Arc<Forwarded>>,
     portals: HashMap<String, Arc<Forwarded>>,
-    /// Parses and Closes upstream did not carry out, oldest first.
+    /// Parses, Binds and Closes upstream did not carry out, oldest first.
     pub unapplied: Vec<Unapplied>,
+    /// How many of the newest `items` came after the last Sync or Query: the current batch.
+    since_batch_end: usize,
     /// A `SET search_path` ran in the transaction upstream is in.
     effect_ran: Option<SessionEffect>,
     /// The session sent a `SET search_path` and waits for the next ReadyForQuery.
@@ -236,6 +261,7 @@ impl Shared {
             statements: HashMap::new(),
             portals: HashMap::new(),
             unapplied: Vec::new(),
+            since_batch_end: 0,
             effect_ran: None,
             awaiting_effect: false,
             committed_effect: None,
@@ -277,8 +303,18 @@ impl Shared {
     }
 
     pub fn push(&mut self, item: Item) {
+        self.since_batch_end = match item {
+            Item::Query(_) | Item::Sync => 0,
+            _ => self.since_batch_end + 1,
+        };
         self.items.push_back(item);
         self.unsent += 1;
+    }
+
+    /// Every batch before the current one is answered, so what upstream did not carry out of
+    /// them is in `unapplied`. Each ended with a Sync or Query, which went upstream at once.
+    pub fn earlier_batches_answered(&self) -> bool {
+        self.items.len() <= self.since_batch_end
     }
 
     /// The messages of every item so far went upstream: they will be answered.
@@ -384,7 +420,9 @@ impl Shared {
                 self.statements.insert(name, statement);
                 !own
             }
-            Some(Item::Bound { portal, statement }) => {
+            Some(Item::Bound {
+                portal, statement, ..
+            }) => {
                 match self.statements.get(&statement) {
                     Some(s) => self.portals.insert(portal, s.clone()),
                     None => self.portals.remove(&portal),
@@ -408,6 +446,14 @@ impl Shared {
             _ => true,
         };
         shown.then_some(message)
+    }
+
+    /// A RowDescription or NoData: the end of a Describe's answer (a simple Query's
+    /// RowDescription comes with the Query at the front).
+    fn on_description(&mut self) {
+        if matches!(self.items.front(), Some(Item::Described)) {
+            self.items.pop_front();
+        }
     }
 
     /// A CommandComplete, EmptyQueryResponse or PortalSuspended.
@@ -469,8 +515,11 @@ impl Shared {
                     Item::Query(run) | Item::Execute(run) | Item::Completed { run, .. } => {
                         self.finish(run)
                     }
-                    Item::Sync | Item::Parsed { .. } | Item::Bound { .. } | Item::Closed { .. } => {
-                    }
+                    Item::Sync
+                    | Item::Parsed { .. }
+                    | Item::Bound { .. }
+                    | Item::Described
+                    | Item::Closed { .. } => {}
                 }
             }
             return message;
@@ -492,7 +541,10 @@ impl Shared {
             // The Parse, Bind or Close failed; upstream now skips to Sync.
             Some(Item::Parsed { .. } | Item::Bound { .. } | Item::Closed { .. }) => {
                 let failed = self.items.pop_front().expect("the front item");
-                self.unapplied.extend(Unapplied::of(failed, true));
+                self.unapplied.extend(Unapplied::of(failed));
+            }
+            Some(Item::Described) => {
+                self.items.pop_front();
             }
             _ => {}
         }
@@ -535,10 +587,10 @@ impl Shared {
                     self.finish(run);
                 }
                 // Skipped after an error.
-                Item::Parsed { .. } | Item::Closed { .. } => {
-                    self.unapplied.extend(Unapplied::of(item, false));
+                Item::Parsed { .. } | Item::Bound { .. } | Item::Closed { .. } => {
+                    self.unapplied.extend(Unapplied::of(item));
                 }
-                Item::Refused(_) | Item::Bound { .. } => {}
+                Item::Refused(_) | Item::Described => {}
             }
         }
         Ok(())
@@ -734,8 +786,10 @@ impl Relay {
             let message = if self.buf.len() >= total {
                 self.buf.split_to(total)
             } else if total > STREAM_ABOVE && matches!(tag, b'D' | b'd' | b'T' | b'A') {
-                if tag == b'D' {
-                    shared.on_row();
+                match tag {
+                    b'D' => shared.on_row(),
+                    b'T' => shared.on_description(),
+                    _ => {}
                 }
                 self.passthrough = total - self.buf.len();
                 self.out.extend_from_slice(&self.buf.split());
@@ -753,6 +807,10 @@ impl Relay {
             match tag {
                 b'D' => {
                     shared.on_row();
+                    self.out.extend_from_slice(&message);
+                }
+                b'T' | b'n' => {
+                    shared.on_description();
                     self.out.extend_from_slice(&message);
                 }
                 b'1' | b'2' | b'3' => {

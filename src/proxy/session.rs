@@ -290,6 +290,7 @@ async fn establish(
         nonce: format!("{:016x}", rand::random::<u64>()),
         statements: HashMap::new(),
         portals: HashMap::new(),
+        batch: EARLIER_BATCH + 1,
         skipping: false,
         in_batch: false,
         executed_in_batch: false,
@@ -327,6 +328,21 @@ struct Statement {
 /// No access's id: a statement that must be rewritten again before it next runs.
 const STALE_ACCESS: u64 = 0;
 
+/// A portal as the session recorded it.
+struct Portal {
+    /// The statement it was bound to.
+    text: Arc<Forwarded>,
+    /// The access that statement was rewritten for when the portal was bound.
+    access: u64,
+    /// The batch its Bind was sent in ([`EARLIER_BATCH`] when restored by an undo): in the
+    /// current batch, an error would make upstream skip an Execute of it; from an earlier one,
+    /// only upstream's answers say whether that Bind took effect.
+    batch: u64,
+}
+
+/// Before every batch the session counts.
+const EARLIER_BATCH: u64 = 0;
+
 struct Session {
     gate: Arc<Gate>,
     datasource: Arc<Datasource>,
@@ -349,8 +365,9 @@ struct Session {
     /// The client's prepared statements and portals as tablegate sent them; upstream's answers
     /// may still refuse the latest ones (the relay keeps what upstream confirmed).
     statements: HashMap<String, Statement>,
-    /// Each with the access its statement was rewritten for when it was bound.
-    portals: HashMap<String, Statement>,
+    portals: HashMap<String, Portal>,
+    /// Counts batches: each Sync or simple Query ends one.
+    batch: u64,
     /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
     skipping: bool,
     /// Extended-protocol messages were sent since the last Sync. Upstream may then be skipping
@@ -791,6 +808,7 @@ impl Forwarder<'_> {
                     self.refuse_extended("<simple query inside a batch>", refusal);
                 }
                 b'Q' => {
+                    self.session.batch += 1;
                     self.session.recheck_user().await?;
                     if let Some(length) = frame.cut {
                         self.refuse_cut(&frame, length);
@@ -817,17 +835,22 @@ impl Forwarder<'_> {
                     let statement = take_cstring(&mut body).map_err(Fatal::read)?;
                     self.refresh_statement(&statement);
                     if !self.skipping() {
-                        match self.session.statements.get(&statement) {
-                            Some(s) => self.session.portals.insert(
-                                portal.clone(),
-                                Statement {
-                                    text: s.text.clone(),
-                                    access: s.access,
-                                },
-                            ),
-                            None => self.session.portals.remove(&portal),
-                        };
-                        self.push(Item::Bound { portal, statement });
+                        let replaced = self.session.portals.remove(&portal).map(|p| p.text);
+                        let bound = self.session.statements.get(&statement).map(|s| {
+                            let record = Portal {
+                                text: s.text.clone(),
+                                access: s.access,
+                                batch: self.session.batch,
+                            };
+                            self.session.portals.insert(portal.clone(), record);
+                            s.text.clone()
+                        });
+                        self.push(Item::Bound {
+                            portal,
+                            statement,
+                            bound,
+                            replaced,
+                        });
                         wire::put_message(b'B', &frame.body, &mut self.out);
                     }
                 }
@@ -838,15 +861,18 @@ impl Forwarder<'_> {
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         let portal = take_cstring(&mut body).map_err(Fatal::read)?;
-                        if !self.portal_follows_the_policy(&portal) {
-                            let sql = self.session.portals[&portal].text.sql.clone();
-                            let refusal = Refusal::new(
-                                crate::refusal::RefusalKind::Policy,
-                                format!(
-                                    "portal \"{portal}\" was bound before the policies changed"
-                                ),
-                            )
-                            .with_hint("bind the statement again: the portal was planned under the old policy");
+                        if self
+                            .session
+                            .portals
+                            .get(&portal)
+                            .is_none_or(|p| p.batch != self.session.batch)
+                        {
+                            // Only upstream's answers say whether the Bind (or a Close) of an
+                            // earlier batch took effect; they were sent with its Sync.
+                            self.wait_for_ready(Shared::earlier_batches_answered).await;
+                            self.apply_unapplied();
+                        }
+                        if let Err((sql, refusal)) = self.portal_follows_the_policy(&portal) {
                             self.refuse_extended(&sql, refusal);
                             continue;
                         }
@@ -880,6 +906,7 @@ impl Forwarder<'_> {
                         self.refresh_statement(&statement);
                     }
                     if !self.skipping() {
+                        self.push(Item::Described);
                         wire::put_message(b'D', &frame.body, &mut self.out);
                     }
                 }
@@ -897,10 +924,14 @@ impl Forwarder<'_> {
                                 let closed = self.session.statements.remove(&name);
                                 (Closing::Statement(name), closed.map(|s| s.text))
                             }
-                            _ => {
-                                self.session.portals.remove(&name);
-                                (Closing::Portal(name), None)
+                            b'P' => {
+                                let closed = self.session.portals.remove(&name);
+                                (Closing::Portal(name), closed.map(|p| p.text))
                             }
+                            // Upstream refuses it, and would skip what follows: the record
+                            // must not change as if it had closed something (found by
+                            // red-team review).
+                            _ => return Err(Fatal::protocol("invalid Close message subtype")),
                         };
                         self.push(Item::Closed {
                             own: false,
@@ -917,6 +948,7 @@ impl Forwarder<'_> {
                     self.flush().await?;
                 }
                 b'S' => {
+                    self.session.batch += 1;
                     self.session.skipping = false;
                     self.session.in_batch = false;
                     self.session.executed_in_batch = false;
@@ -953,25 +985,39 @@ impl Forwarder<'_> {
     /// A portal is planned when bound: one bound under an older access (a policy reload, a new
     /// catalog, the user's attributes) may run only if its statement is rewritten for the
     /// current access exactly as it was then; otherwise it would go on returning what the old
-    /// policy allowed.
-    fn portal_follows_the_policy(&mut self, portal: &str) -> bool {
+    /// policy allowed. One the session has no record of is refused: upstream has none either,
+    /// unless the record went wrong, and then it must not run.
+    fn portal_follows_the_policy(&mut self, portal: &str) -> Result<(), (Arc<str>, Refusal)> {
         self.session.refresh_access();
         let current = self.session.access.id();
         let Some(bound) = self.session.portals.get(portal) else {
-            return true;
+            let refusal = Refusal::new(
+                crate::refusal::RefusalKind::Statement,
+                format!("portal \"{portal}\" does not exist"),
+            )
+            .with_hint("bind a statement to the portal before executing it");
+            return Err((Arc::from("<execute>"), refusal));
         };
         if bound.access == current {
-            return true;
+            return Ok(());
         }
         let text = bound.text.clone();
         let unchanged = self
             .session
             .rewrite(&text.sql)
             .is_ok_and(|p| p.statements == 1 && p.sql == *text.text);
-        if unchanged && let Some(bound) = self.session.portals.get_mut(portal) {
+        if !unchanged {
+            let refusal = Refusal::new(
+                crate::refusal::RefusalKind::Policy,
+                format!("portal \"{portal}\" was bound before the policies changed"),
+            )
+            .with_hint("bind the statement again: the portal was planned under the old policy");
+            return Err((text.sql.clone(), refusal));
+        }
+        if let Some(bound) = self.session.portals.get_mut(portal) {
             bound.access = current;
         }
-        unchanged
+        Ok(())
     }
 
     /// Keeps a pipeline that never sends Sync or Flush from growing without bound: its messages
@@ -1188,8 +1234,16 @@ impl Forwarder<'_> {
     async fn undo_unapplied(&mut self) {
         self.wait_for_ready(|shared| !shared.changes_statements())
             .await;
+        self.apply_unapplied();
+    }
+
+    /// Undoes, newest first, what the session recorded for the Parses, Binds and Closes whose
+    /// answers said upstream did not carry them out.
+    fn apply_unapplied(&mut self) {
         let unapplied = std::mem::take(&mut self.shared.lock().expect("session state").unapplied);
         let statements = &mut self.session.statements;
+        let portals = &mut self.session.portals;
+        let batch = self.session.batch;
         for undo in unapplied.into_iter().rev() {
             match undo {
                 // Upstream did not take it, and may still hold the unnamed statement it replaced.
@@ -1214,10 +1268,30 @@ impl Forwarder<'_> {
                         );
                     }
                 }
+                // Upstream still holds what the portal was bound to before: check it again
+                // before it runs.
+                Unapplied::Bind {
+                    portal,
+                    bound,
+                    replaced,
+                } => {
+                    let recorded = portals.get(&portal).map(|p| &p.text);
+                    let ours = match (recorded, &bound) {
+                        (Some(recorded), Some(bound)) => Arc::ptr_eq(recorded, bound),
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    if ours {
+                        portals.remove(&portal);
+                        if let Some(text) = replaced {
+                            portals.insert(portal, stale_portal(text));
+                        }
+                    }
+                }
                 // Upstream still holds it, perhaps rewritten for an older access: rewrite it
                 // again before it next runs.
                 Unapplied::Close {
-                    name,
+                    object: Closing::Statement(name),
                     closed: Some(text),
                 } => {
                     statements.insert(
@@ -1227,6 +1301,15 @@ impl Forwarder<'_> {
                             access: STALE_ACCESS,
                         },
                     );
+                }
+                // Unless the current batch bound the name again.
+                Unapplied::Close {
+                    object: Closing::Portal(name),
+                    closed: Some(text),
+                } => {
+                    if portals.get(&name).is_none_or(|p| p.batch != batch) {
+                        portals.insert(name, stale_portal(text));
+                    }
                 }
                 Unapplied::Close { closed: None, .. } => {}
             }
@@ -1416,6 +1499,15 @@ impl Forwarder<'_> {
             closed: Some(text),
         });
         self.prepare(name.to_owned(), sql, param_types, true);
+    }
+}
+
+/// A portal upstream may still hold, bound to `text`: checked again before it runs.
+fn stale_portal(text: Arc<Forwarded>) -> Portal {
+    Portal {
+        text,
+        access: STALE_ACCESS,
+        batch: EARLIER_BATCH,
     }
 }
 
