@@ -630,17 +630,8 @@ async fn statements_upstream_kept_after_a_skipped_refresh_or_close_follow_the_po
         );
     }
     for name in ["s", "t"] {
-        client
-            .send(&raw::pipeline(&[
-                raw::bind("", name),
-                raw::execute(""),
-                raw::sync(),
-            ]))
-            .await;
-        let ran = client.until_ready().await;
-        assert_eq!(tags(&ran), "2DCZ", "{name}");
         assert_eq!(
-            raw::first_value(&ran[1]),
+            count_through_unnamed_portal(&mut client, name).await,
             "10",
             "{name} follows the new policy"
         );
@@ -927,28 +918,9 @@ async fn a_malformed_string_is_a_protocol_error_after_the_answers_owed() {
 async fn a_portal_bound_before_a_reload_is_not_executed_under_it() {
     let (_db, proxy) = shop().await;
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
-    let fetch = |rows: i32| {
-        let mut body = BytesMut::from(&b"p\0"[..]);
-        body.extend_from_slice(&rows.to_be_bytes());
-        raw::message(b'E', &body)
-    };
-    client.send(&raw::query("BEGIN")).await;
-    assert_eq!(tags(&client.until_ready().await), "CZ");
-    client
-        .send(&raw::pipeline(&[
-            raw::parse("s", "SELECT id, region FROM orders ORDER BY id"),
-            raw::bind("p", "s"),
-            fetch(1),
-            raw::sync(),
-        ]))
-        .await;
-    assert_eq!(tags(&client.until_ready().await), "12DsZ");
+    open_portal_in_transaction(&mut client).await;
     proxy.use_policy(&east_only());
-    client.send(&raw::pipeline(&[fetch(5), raw::sync()])).await;
-    let answer = client.until_ready().await;
-    assert_eq!(tags(&answer), "EZ", "no row of the old policy");
-    assert_eq!(sqlstate(&answer[0]), "42501");
-    assert!(raw::message_text(&answer[0]).contains("bound before the policies changed"));
+    assert_portal_refused_as_stale(&mut client).await;
     client.send(&raw::query("ROLLBACK")).await;
     assert_eq!(tags(&client.until_ready().await), "CZ");
     // Bound again, the statement follows the new policy.
@@ -1108,13 +1080,12 @@ async fn names_past_63_bytes_are_refused_as_postgresql_would_alias_them() {
         .await;
     assert_eq!(tags(&client.until_ready().await), "1Z");
     proxy.use_policy(&east_only());
-    let fetch = |portal: &str| raw::message(b'E', &[portal.as_bytes(), b"\0\0\0\0\0"].concat());
     for messages in [
         vec![raw::bind("", &alias), raw::execute("")],
         vec![raw::parse(&alias, "SELECT 1")],
         vec![raw::bind(&alias, &name)],
         vec![raw::describe_statement(&alias)],
-        vec![fetch(&alias)],
+        vec![raw::execute(&alias)],
         vec![raw::message(
             b'C',
             &[b"S", alias.as_bytes(), b"\0"].concat(),
@@ -1220,11 +1191,6 @@ async fn deallocate_drops_statements_on_both_sides() {
 /// portal ran under the old policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_portal_whose_rebind_or_close_upstream_did_not_carry_out_follows_the_policy() {
-    let fetch = |rows: i32| {
-        let mut body = BytesMut::from(&b"p\0"[..]);
-        body.extend_from_slice(&rows.to_be_bytes());
-        raw::message(b'E', &body)
-    };
     let close_p = raw::message(b'C', b"Pp\0");
     let desyncs: [(Vec<BytesMut>, &str); 3] = [
         (vec![raw::bind("p", "nosuch")], "26000"),
@@ -1242,18 +1208,7 @@ async fn a_portal_whose_rebind_or_close_upstream_did_not_carry_out_follows_the_p
     for (desync, failure) in desyncs {
         let (_db, proxy) = shop().await;
         let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
-        client.send(&raw::query("BEGIN")).await;
-        assert_eq!(tags(&client.until_ready().await), "CZ");
-        client
-            .send(&raw::pipeline(&[
-                raw::parse("s", "SELECT id, region FROM orders ORDER BY id"),
-                raw::parse("one", "SELECT 1"),
-                raw::bind("p", "s"),
-                fetch(1),
-                raw::sync(),
-            ]))
-            .await;
-        assert_eq!(tags(&client.until_ready().await), "112DsZ");
+        open_portal_in_transaction(&mut client).await;
         client.send(&raw::query("SAVEPOINT sp")).await;
         assert_eq!(tags(&client.until_ready().await), "CZ");
         client
@@ -1264,11 +1219,7 @@ async fn a_portal_whose_rebind_or_close_upstream_did_not_carry_out_follows_the_p
         client.send(&raw::query("ROLLBACK TO SAVEPOINT sp")).await;
         assert_eq!(tags(&client.until_ready().await), "CZ");
         proxy.use_policy(&east_only());
-        client.send(&raw::pipeline(&[fetch(0), raw::sync()])).await;
-        let answer = client.until_ready().await;
-        assert_eq!(tags(&answer), "EZ", "{failure}: no row of the old policy");
-        assert_eq!(sqlstate(&answer[0]), "42501");
-        assert!(raw::message_text(&answer[0]).contains("bound before the policies changed"));
+        assert_portal_refused_as_stale(&mut client).await;
     }
 }
 
@@ -1300,17 +1251,8 @@ async fn an_error_of_a_describe_is_not_taken_for_the_next_message() {
             .await;
         assert_eq!(tags(&client.until_ready().await), "EZ");
         proxy.use_policy(&east_only());
-        client
-            .send(&raw::pipeline(&[
-                raw::bind("", ""),
-                raw::execute(""),
-                raw::sync(),
-            ]))
-            .await;
-        let ran = client.until_ready().await;
-        assert_eq!(tags(&ran), "2DCZ");
         assert_eq!(
-            raw::first_value(&ran[1]),
+            count_through_unnamed_portal(&mut client, "").await,
             "10",
             "rewritten for the new policy"
         );
@@ -1328,4 +1270,46 @@ async fn a_close_of_an_unknown_subtype_is_a_protocol_error() {
     let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.take(1));
     let fatal = answer.await.expect("answered at once").remove(0);
     assert_eq!(sqlstate(&fatal), "08P01");
+}
+
+/// Binds `statement` (a count) to the unnamed portal and runs it: the count.
+async fn count_through_unnamed_portal(client: &mut RawClient, statement: &str) -> String {
+    client
+        .send(&raw::pipeline(&[
+            raw::bind("", statement),
+            raw::execute(""),
+            raw::sync(),
+        ]))
+        .await;
+    let ran = client.until_ready().await;
+    assert_eq!(tags(&ran), "2DCZ", "{statement}");
+    raw::first_value(&ran[1])
+}
+
+/// In a transaction: `s` (orders by id) and `one` (`SELECT 1`) prepared, portal `p` bound to
+/// `s` with one row fetched.
+async fn open_portal_in_transaction(client: &mut RawClient) {
+    client.send(&raw::query("BEGIN")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT id, region FROM orders ORDER BY id"),
+            raw::parse("one", "SELECT 1"),
+            raw::bind("p", "s"),
+            raw::fetch("p", 1),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "112DsZ");
+}
+
+/// Fetching more from portal `p` is refused: it was bound under the policy before.
+async fn assert_portal_refused_as_stale(client: &mut RawClient) {
+    client
+        .send(&raw::pipeline(&[raw::fetch("p", 5), raw::sync()]))
+        .await;
+    let answer = client.until_ready().await;
+    assert_eq!(tags(&answer), "EZ", "no row of the old policy");
+    assert_eq!(sqlstate(&answer[0]), "42501");
+    assert!(raw::message_text(&answer[0]).contains("bound before the policies changed"));
 }

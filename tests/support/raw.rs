@@ -142,9 +142,14 @@ pub fn bind(portal: &str, statement: &str) -> BytesMut {
 }
 
 pub fn execute(portal: &str) -> BytesMut {
+    fetch(portal, 0)
+}
+
+/// An Execute of at most `rows` rows (0: all).
+pub fn fetch(portal: &str, rows: i32) -> BytesMut {
     let mut body = BytesMut::new();
     cstring(&mut body, portal);
-    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&rows.to_be_bytes());
     message(b'E', &body)
 }
 
