@@ -920,6 +920,15 @@ async fn a_portal_bound_before_a_reload_is_not_executed_under_it() {
     let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
     open_portal_in_transaction(&mut client).await;
     proxy.use_policy(&east_only());
+    // Nor are its columns described, which are those of the old policy.
+    client
+        .send(&raw::pipeline(&[raw::message(b'D', b"Pp\0"), raw::sync()]))
+        .await;
+    let described = client.until_ready().await;
+    assert_eq!(
+        (tags(&described).as_str(), sqlstate(&described[0]).as_str()),
+        ("EZ", "42501")
+    );
     assert_portal_refused_as_stale(&mut client).await;
     client.send(&raw::query("ROLLBACK")).await;
     assert_eq!(tags(&client.until_ready().await), "CZ");

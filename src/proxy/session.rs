@@ -861,18 +861,7 @@ impl Forwarder<'_> {
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         let portal = take_cstring(&mut body).map_err(Fatal::read)?;
-                        if self
-                            .session
-                            .portals
-                            .get(&portal)
-                            .is_none_or(|p| p.batch != self.session.batch)
-                        {
-                            // Only upstream's answers say whether the Bind (or a Close) of an
-                            // earlier batch took effect; they were sent with its Sync.
-                            self.wait_for_ready(Shared::earlier_batches_answered).await;
-                            self.apply_unapplied();
-                        }
-                        if let Err((sql, refusal)) = self.portal_follows_the_policy(&portal) {
+                        if let Err((sql, refusal)) = self.portal_follows_the_policy(&portal).await {
                             self.refuse_extended(&sql, refusal);
                             continue;
                         }
@@ -899,11 +888,21 @@ impl Forwarder<'_> {
                 }
                 b'D' => {
                     self.session.in_batch = true;
-                    if frame.body.first() == Some(&b'S') {
-                        let mut body = frame.body.clone();
-                        body.advance(1);
-                        let statement = take_cstring(&mut body).map_err(Fatal::read)?;
-                        self.refresh_statement(&statement);
+                    let mut body = frame.body.clone();
+                    let kind = body.first().copied();
+                    body.advance(kind.map_or(0, |_| 1));
+                    let name = take_cstring(&mut body).map_err(Fatal::read)?;
+                    match kind {
+                        Some(b'S') => self.refresh_statement(&name),
+                        // Its columns are those of the policy it was bound under.
+                        Some(b'P') if !self.skipping() => {
+                            if let Err((sql, refusal)) = self.portal_follows_the_policy(&name).await
+                            {
+                                self.refuse_extended(&sql, refusal);
+                                continue;
+                            }
+                        }
+                        _ => {}
                     }
                     if !self.skipping() {
                         self.push(Item::Described);
@@ -987,7 +986,18 @@ impl Forwarder<'_> {
     /// current access exactly as it was then; otherwise it would go on returning what the old
     /// policy allowed. One the session has no record of is refused: upstream has none either,
     /// unless the record went wrong, and then it must not run.
-    fn portal_follows_the_policy(&mut self, portal: &str) -> Result<(), (Arc<str>, Refusal)> {
+    async fn portal_follows_the_policy(&mut self, portal: &str) -> Result<(), (Arc<str>, Refusal)> {
+        if self
+            .session
+            .portals
+            .get(portal)
+            .is_none_or(|p| p.batch != self.session.batch)
+        {
+            // Only upstream's answers say whether the Bind (or a Close) of an earlier batch
+            // took effect; they were sent with its Sync.
+            self.wait_for_ready(Shared::earlier_batches_answered).await;
+            self.apply_unapplied();
+        }
         self.session.refresh_access();
         let current = self.session.access.id();
         let Some(bound) = self.session.portals.get(portal) else {
