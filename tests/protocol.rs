@@ -1322,3 +1322,60 @@ async fn assert_portal_refused_as_stale(client: &mut RawClient) {
     assert_eq!(sqlstate(&answer[0]), "42501");
     assert!(raw::message_text(&answer[0]).contains("bound before the policies changed"));
 }
+
+/// Found by red-team review of the fix above: with the batches pipelined, a later Bind of the
+/// same portal to the same statement was taken for the one upstream had skipped, and the
+/// portal's record went back to a statement upstream no longer held it to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_rebinds_of_a_portal_follow_upstreams_answers() {
+    let (_db, proxy) = shop().await;
+    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    client.send(&raw::query("BEGIN")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    client
+        .send(&raw::pipeline(&[
+            raw::parse("s", "SELECT id, region FROM orders ORDER BY id"),
+            raw::parse("e", "SELECT count(*)/0 FROM generate_series(1, 3)"),
+            raw::parse("x", "SELECT 1"),
+            raw::bind("p", "x"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "1112Z");
+    client.send(&raw::query("SAVEPOINT sp")).await;
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    // Unnamed: bound to e, which fails, a rebinding to s skipped; after the rollback, bound
+    // to s. Named: a rebinding refused (42P03), then closed and bound again.
+    client
+        .send(&raw::pipeline(&[
+            raw::bind("", "e"),
+            raw::execute(""),
+            raw::bind("", "s"),
+            raw::sync(),
+            raw::bind("p", "s"),
+            raw::sync(),
+            raw::query("ROLLBACK TO SAVEPOINT sp"),
+            raw::bind("", "s"),
+            raw::message(b'C', b"Pp\0"),
+            raw::bind("p", "s"),
+            raw::sync(),
+        ]))
+        .await;
+    assert_eq!(tags(&client.until_ready().await), "2EZ");
+    assert_eq!(tags(&client.until_ready().await), "EZ");
+    assert_eq!(tags(&client.until_ready().await), "CZ");
+    assert_eq!(tags(&client.until_ready().await), "232Z");
+    proxy.use_policy(&east_only());
+    for portal in ["", "p"] {
+        client
+            .send(&raw::pipeline(&[raw::fetch(portal, 0), raw::sync()]))
+            .await;
+        let answer = client.until_ready().await;
+        assert_eq!(
+            tags(&answer),
+            "EZ",
+            "portal {portal:?}: no row of the old policy"
+        );
+        assert!(raw::message_text(&answer[0]).contains("bound before the policies changed"));
+    }
+}

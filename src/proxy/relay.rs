@@ -11,8 +11,9 @@
 //! Upstream's answers are also the only exact record of what it holds: which prepared
 //! statements and portals exist (a Parse or Bind can fail there after tablegate sent it), and
 //! whether a `SET search_path` committed. The relay keeps that record in answer order, so audit
-//! records name the statement a portal really ran, and the session follows the search path
-//! upstream committed — or ends, when upstream ran one tablegate did not expect.
+//! records name the statement a portal really ran, the session checks a portal of an earlier
+//! batch against the policy as upstream holds it, and follows the search path upstream
+//! committed — or ends, when upstream ran one tablegate did not expect.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -51,6 +52,16 @@ pub struct Forwarded {
     pub effect: Option<SessionEffect>,
     /// The parameter types the client declared, as sent (empty for a simple Query).
     pub param_types: bytes::Bytes,
+    /// The access `text` was rewritten for.
+    pub access: u64,
+}
+
+/// A portal upstream holds, as its answers confirm it.
+pub struct BoundPortal {
+    pub statement: Arc<Forwarded>,
+    /// The access its statement is known to be rewritten right for: its own, or a later one
+    /// under which a rewrite came out the same.
+    pub access: u64,
 }
 
 /// A statement upstream is running for the client.
@@ -89,14 +100,8 @@ pub enum Item {
         tracked: bool,
         replaced: Option<Arc<Forwarded>>,
     },
-    /// A Bind: ends with BindComplete. `bound`: what the session recorded the portal as bound
-    /// to (nothing for a statement it does not know); `replaced`: its record before.
-    Bound {
-        portal: String,
-        statement: String,
-        bound: Option<Arc<Forwarded>>,
-        replaced: Option<Arc<Forwarded>>,
-    },
+    /// A Bind: ends with BindComplete.
+    Bound { portal: String, statement: String },
     /// A Describe: ends with RowDescription or NoData. It has its item so that an error it
     /// causes is not taken for the next message's (which upstream then skipped, not refused).
     Described,
@@ -113,11 +118,11 @@ pub enum Item {
     Completed { run: Run, tag: &'static str },
 }
 
-/// A Parse, Bind or Close the session counted on that upstream did not carry out: it failed,
-/// or came after an error and was skipped. The session undoes what it recorded, newest first.
-/// What upstream may still hold comes back as stale, to be checked again before it runs: a
-/// stale record of something upstream dropped costs a check, a missing or fresh record of
-/// something it kept would let it run unchecked.
+/// A Parse or Close the session counted on that upstream did not carry out: it failed, or came
+/// after an error and was skipped. The session undoes what it recorded, newest first. What
+/// upstream may still hold comes back as stale, to be checked again before it runs: a stale
+/// record of something upstream dropped costs a check, a missing or fresh record of something
+/// it kept would let it run unchecked.
 pub enum Unapplied {
     /// `kept`: the unnamed statement upstream may still hold (one a failed Parse replaced is
     /// gone, a skipped one's is not: kept either way).
@@ -126,14 +131,8 @@ pub enum Unapplied {
         statement: Arc<Forwarded>,
         kept: Option<Arc<Forwarded>>,
     },
-    /// `replaced`: what the portal was bound to before, which upstream still holds.
-    Bind {
-        portal: String,
-        bound: Option<Arc<Forwarded>>,
-        replaced: Option<Arc<Forwarded>>,
-    },
     Close {
-        object: Closing,
+        name: String,
         closed: Option<Arc<Forwarded>>,
     },
 }
@@ -153,17 +152,11 @@ impl Unapplied {
                 statement,
                 kept: replaced,
             }),
-            Item::Bound {
-                portal,
-                bound,
-                replaced,
+            Item::Closed {
+                object: Closing::Statement(name),
+                closed,
                 ..
-            } => Some(Unapplied::Bind {
-                portal,
-                bound,
-                replaced,
-            }),
-            Item::Closed { object, closed, .. } => Some(Unapplied::Close { object, closed }),
+            } => Some(Unapplied::Close { name, closed }),
             _ => None,
         }
     }
@@ -228,7 +221,7 @@ pub struct Shared {
     metrics: Arc<ProxyMetrics>,
     /// Upstream's prepared statements and portals, as its answers confirm them.
     statements: HashMap<String, Arc<Forwarded>>,
-    portals: HashMap<String, Arc<Forwarded>>,
+    portals: HashMap<String, BoundPortal>,
     /// Parses, Binds and Closes upstream did not carry out, oldest first.
     pub unapplied: Vec<Unapplied>,
     /// How many of the newest `items` came after the last Sync or Query: the current batch.
@@ -311,10 +304,16 @@ impl Shared {
         self.unsent += 1;
     }
 
-    /// Every batch before the current one is answered, so what upstream did not carry out of
-    /// them is in `unapplied`. Each ended with a Sync or Query, which went upstream at once.
+    /// Every batch before the current one is answered, so the record of portals is upstream's
+    /// as of the current batch's start. Each ended with a Sync or Query, which went upstream at
+    /// once.
     pub fn earlier_batches_answered(&self) -> bool {
         self.items.len() <= self.since_batch_end
+    }
+
+    /// The portal upstream holds under `name`, as far as its answers so far tell.
+    pub fn portal_mut(&mut self, name: &str) -> Option<&mut BoundPortal> {
+        self.portals.get_mut(name)
     }
 
     /// The messages of every item so far went upstream: they will be answered.
@@ -368,7 +367,7 @@ impl Shared {
     /// Finds an Execute's statement: the one upstream bound to its portal.
     fn resolve(&self, run: &mut Run) {
         if let Some(portal) = run.portal.take() {
-            run.statement = self.portals.get(&portal).cloned();
+            run.statement = self.portals.get(&portal).map(|p| p.statement.clone());
         }
     }
 
@@ -420,20 +419,30 @@ impl Shared {
                 self.statements.insert(name, statement);
                 !own
             }
-            Some(Item::Bound {
-                portal, statement, ..
-            }) => {
+            Some(Item::Bound { portal, statement }) => {
                 match self.statements.get(&statement) {
-                    Some(s) => self.portals.insert(portal, s.clone()),
-                    None => self.portals.remove(&portal),
-                };
+                    Some(s) => {
+                        let bound = BoundPortal {
+                            statement: s.clone(),
+                            access: s.access,
+                        };
+                        self.portals.insert(portal, bound);
+                    }
+                    None => {
+                        self.portals.remove(&portal);
+                    }
+                }
                 true
             }
             Some(Item::Closed { own, object, .. }) => {
                 match object {
-                    Closing::Statement(name) => self.statements.remove(&name),
-                    Closing::Portal(name) => self.portals.remove(&name),
-                };
+                    Closing::Statement(name) => {
+                        self.statements.remove(&name);
+                    }
+                    Closing::Portal(name) => {
+                        self.portals.remove(&name);
+                    }
+                }
                 !own
             }
             Some(Item::Completed { run, tag }) => {

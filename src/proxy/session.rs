@@ -290,7 +290,6 @@ async fn establish(
         nonce: format!("{:016x}", rand::random::<u64>()),
         statements: HashMap::new(),
         portals: HashMap::new(),
-        batch: EARLIER_BATCH + 1,
         skipping: false,
         in_batch: false,
         executed_in_batch: false,
@@ -328,21 +327,6 @@ struct Statement {
 /// No access's id: a statement that must be rewritten again before it next runs.
 const STALE_ACCESS: u64 = 0;
 
-/// A portal as the session recorded it.
-struct Portal {
-    /// The statement it was bound to.
-    text: Arc<Forwarded>,
-    /// The access that statement was rewritten for when the portal was bound.
-    access: u64,
-    /// The batch its Bind was sent in ([`EARLIER_BATCH`] when restored by an undo): in the
-    /// current batch, an error would make upstream skip an Execute of it; from an earlier one,
-    /// only upstream's answers say whether that Bind took effect.
-    batch: u64,
-}
-
-/// Before every batch the session counts.
-const EARLIER_BATCH: u64 = 0;
-
 struct Session {
     gate: Arc<Gate>,
     datasource: Arc<Datasource>,
@@ -365,9 +349,10 @@ struct Session {
     /// The client's prepared statements and portals as tablegate sent them; upstream's answers
     /// may still refuse the latest ones (the relay keeps what upstream confirmed).
     statements: HashMap<String, Statement>,
-    portals: HashMap<String, Portal>,
-    /// Counts batches: each Sync or simple Query ends one.
-    batch: u64,
+    /// The portals bound in the current batch, to the statements as the session sent them: if
+    /// such a Bind fails, upstream skips the rest of the batch. Portals of earlier batches are
+    /// known from upstream's answers (the relay's record).
+    portals: HashMap<String, Arc<Forwarded>>,
     /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
     skipping: bool,
     /// Extended-protocol messages were sent since the last Sync. Upstream may then be skipping
@@ -808,7 +793,7 @@ impl Forwarder<'_> {
                     self.refuse_extended("<simple query inside a batch>", refusal);
                 }
                 b'Q' => {
-                    self.session.batch += 1;
+                    self.session.portals.clear();
                     self.session.recheck_user().await?;
                     if let Some(length) = frame.cut {
                         self.refuse_cut(&frame, length);
@@ -835,22 +820,11 @@ impl Forwarder<'_> {
                     let statement = take_cstring(&mut body).map_err(Fatal::read)?;
                     self.refresh_statement(&statement);
                     if !self.skipping() {
-                        let replaced = self.session.portals.remove(&portal).map(|p| p.text);
-                        let bound = self.session.statements.get(&statement).map(|s| {
-                            let record = Portal {
-                                text: s.text.clone(),
-                                access: s.access,
-                                batch: self.session.batch,
-                            };
-                            self.session.portals.insert(portal.clone(), record);
-                            s.text.clone()
-                        });
-                        self.push(Item::Bound {
-                            portal,
-                            statement,
-                            bound,
-                            replaced,
-                        });
+                        match self.session.statements.get(&statement) {
+                            Some(s) => self.session.portals.insert(portal.clone(), s.text.clone()),
+                            None => self.session.portals.remove(&portal),
+                        };
+                        self.push(Item::Bound { portal, statement });
                         wire::put_message(b'B', &frame.body, &mut self.out);
                     }
                 }
@@ -861,17 +835,14 @@ impl Forwarder<'_> {
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         let portal = take_cstring(&mut body).map_err(Fatal::read)?;
-                        if let Err((sql, refusal)) = self.portal_follows_the_policy(&portal).await {
-                            self.refuse_extended(&sql, refusal);
-                            continue;
-                        }
-                        let effect = self
-                            .session
-                            .portals
-                            .get(&portal)
-                            .map(|p| &p.text)
-                            .filter(|s| s.effect.is_some())
-                            .cloned();
+                        let statement = match self.portal_follows_the_policy(&portal).await {
+                            Ok(statement) => statement,
+                            Err((sql, refusal)) => {
+                                self.refuse_extended(&sql, refusal);
+                                continue;
+                            }
+                        };
+                        let effect = Some(statement).filter(|s| s.effect.is_some());
                         if let Some(s) = &effect {
                             // Prepared outside a transaction block, perhaps run inside one.
                             if let Err(refusal) = self.effect_may_run().await {
@@ -924,8 +895,8 @@ impl Forwarder<'_> {
                                 (Closing::Statement(name), closed.map(|s| s.text))
                             }
                             b'P' => {
-                                let closed = self.session.portals.remove(&name);
-                                (Closing::Portal(name), closed.map(|p| p.text))
+                                self.session.portals.remove(&name);
+                                (Closing::Portal(name), None)
                             }
                             // Upstream refuses it, and would skip what follows: the record
                             // must not change as if it had closed something (found by
@@ -947,7 +918,7 @@ impl Forwarder<'_> {
                     self.flush().await?;
                 }
                 b'S' => {
-                    self.session.batch += 1;
+                    self.session.portals.clear();
                     self.session.skipping = false;
                     self.session.in_batch = false;
                     self.session.executed_in_batch = false;
@@ -981,26 +952,31 @@ impl Forwarder<'_> {
         self.session.skipping
     }
 
-    /// A portal is planned when bound: one bound under an older access (a policy reload, a new
-    /// catalog, the user's attributes) may run only if its statement is rewritten for the
-    /// current access exactly as it was then; otherwise it would go on returning what the old
-    /// policy allowed. One the session has no record of is refused: upstream has none either,
-    /// unless the record went wrong, and then it must not run.
-    async fn portal_follows_the_policy(&mut self, portal: &str) -> Result<(), (Arc<str>, Refusal)> {
-        if self
-            .session
-            .portals
-            .get(portal)
-            .is_none_or(|p| p.batch != self.session.batch)
-        {
-            // Only upstream's answers say whether the Bind (or a Close) of an earlier batch
-            // took effect; they were sent with its Sync.
-            self.wait_for_ready(Shared::earlier_batches_answered).await;
-            self.apply_unapplied();
-        }
+    /// The statement a portal runs, if it may run. A portal is planned when bound: one bound
+    /// under an older access (a policy reload, a new catalog, the user's attributes) may run
+    /// only if its statement is rewritten for the current access exactly as it was then;
+    /// otherwise it would go on returning what the old policy allowed. A portal bound in the
+    /// current batch is as the session sent it (if that Bind fails, upstream skips the rest of
+    /// the batch); one from an earlier batch is as upstream's answers to those batches say,
+    /// which were sent with their Sync: a Bind or Close upstream refused or skipped leaves the
+    /// portal it had (found by red-team review). One without a record is refused.
+    async fn portal_follows_the_policy(
+        &mut self,
+        portal: &str,
+    ) -> Result<Arc<Forwarded>, (Arc<str>, Refusal)> {
         self.session.refresh_access();
         let current = self.session.access.id();
-        let Some(bound) = self.session.portals.get(portal) else {
+        let bound = match self.session.portals.get(portal) {
+            Some(statement) => Some((statement.clone(), statement.access)),
+            None => {
+                self.wait_for_ready(Shared::earlier_batches_answered).await;
+                let mut shared = self.shared.lock().expect("session state");
+                shared
+                    .portal_mut(portal)
+                    .map(|p| (p.statement.clone(), p.access))
+            }
+        };
+        let Some((statement, access)) = bound else {
             let refusal = Refusal::new(
                 crate::refusal::RefusalKind::Statement,
                 format!("portal \"{portal}\" does not exist"),
@@ -1008,26 +984,32 @@ impl Forwarder<'_> {
             .with_hint("bind a statement to the portal before executing it");
             return Err((Arc::from("<execute>"), refusal));
         };
-        if bound.access == current {
-            return Ok(());
+        if access == current {
+            return Ok(statement);
         }
-        let text = bound.text.clone();
         let unchanged = self
             .session
-            .rewrite(&text.sql)
-            .is_ok_and(|p| p.statements == 1 && p.sql == *text.text);
+            .rewrite(&statement.sql)
+            .is_ok_and(|p| p.statements == 1 && p.sql == *statement.text);
         if !unchanged {
             let refusal = Refusal::new(
                 crate::refusal::RefusalKind::Policy,
                 format!("portal \"{portal}\" was bound before the policies changed"),
             )
             .with_hint("bind the statement again: the portal was planned under the old policy");
-            return Err((text.sql.clone(), refusal));
+            return Err((statement.sql.clone(), refusal));
         }
-        if let Some(bound) = self.session.portals.get_mut(portal) {
+        // Rewritten the same: right for the current access too.
+        if !self.session.portals.contains_key(portal)
+            && let Some(bound) = self
+                .shared
+                .lock()
+                .expect("session state")
+                .portal_mut(portal)
+        {
             bound.access = current;
         }
-        Ok(())
+        Ok(statement)
     }
 
     /// Keeps a pipeline that never sends Sync or Flush from growing without bound: its messages
@@ -1103,6 +1085,7 @@ impl Forwarder<'_> {
                     text: Arc::from(prepared.sql),
                     effect: prepared.effect,
                     param_types: bytes::Bytes::new(),
+                    access: self.session.access.id(),
                 });
                 let mut shared = self.shared.lock().expect("session state");
                 shared.notices.extend(prepared.notices.iter().cloned());
@@ -1159,6 +1142,7 @@ impl Forwarder<'_> {
             sql: Arc::from(sql),
             effect: None,
             param_types: bytes::Bytes::new(),
+            access: self.session.access.id(),
         });
         shared.push(Item::completed(
             statement,
@@ -1252,8 +1236,6 @@ impl Forwarder<'_> {
     fn apply_unapplied(&mut self) {
         let unapplied = std::mem::take(&mut self.shared.lock().expect("session state").unapplied);
         let statements = &mut self.session.statements;
-        let portals = &mut self.session.portals;
-        let batch = self.session.batch;
         for undo in unapplied.into_iter().rev() {
             match undo {
                 // Upstream did not take it, and may still hold the unnamed statement it replaced.
@@ -1278,30 +1260,10 @@ impl Forwarder<'_> {
                         );
                     }
                 }
-                // Upstream still holds what the portal was bound to before: check it again
-                // before it runs.
-                Unapplied::Bind {
-                    portal,
-                    bound,
-                    replaced,
-                } => {
-                    let recorded = portals.get(&portal).map(|p| &p.text);
-                    let ours = match (recorded, &bound) {
-                        (Some(recorded), Some(bound)) => Arc::ptr_eq(recorded, bound),
-                        (None, None) => true,
-                        _ => false,
-                    };
-                    if ours {
-                        portals.remove(&portal);
-                        if let Some(text) = replaced {
-                            portals.insert(portal, stale_portal(text));
-                        }
-                    }
-                }
                 // Upstream still holds it, perhaps rewritten for an older access: rewrite it
                 // again before it next runs.
                 Unapplied::Close {
-                    object: Closing::Statement(name),
+                    name,
                     closed: Some(text),
                 } => {
                     statements.insert(
@@ -1311,15 +1273,6 @@ impl Forwarder<'_> {
                             access: STALE_ACCESS,
                         },
                     );
-                }
-                // Unless the current batch bound the name again.
-                Unapplied::Close {
-                    object: Closing::Portal(name),
-                    closed: Some(text),
-                } => {
-                    if portals.get(&name).is_none_or(|p| p.batch != batch) {
-                        portals.insert(name, stale_portal(text));
-                    }
                 }
                 Unapplied::Close { closed: None, .. } => {}
             }
@@ -1429,6 +1382,7 @@ impl Forwarder<'_> {
                     text: Arc::from(prepared.sql),
                     effect: prepared.effect,
                     param_types,
+                    access: self.session.access.id(),
                 });
                 let replaced = match name.as_str() {
                     "" => self.session.statements.get("").map(|s| s.text.clone()),
@@ -1509,15 +1463,6 @@ impl Forwarder<'_> {
             closed: Some(text),
         });
         self.prepare(name.to_owned(), sql, param_types, true);
-    }
-}
-
-/// A portal upstream may still hold, bound to `text`: checked again before it runs.
-fn stale_portal(text: Arc<Forwarded>) -> Portal {
-    Portal {
-        text,
-        access: STALE_ACCESS,
-        batch: EARLIER_BATCH,
     }
 }
 
