@@ -79,6 +79,21 @@ pub struct Run {
     error: Option<String>,
 }
 
+impl Run {
+    /// `statement`, its text sent upstream now.
+    fn of(statement: Arc<Forwarded>, started: Instant) -> Run {
+        Run {
+            expects_effect: statement.effect.is_some(),
+            statement: Some(statement),
+            portal: None,
+            started,
+            sent: Instant::now(),
+            rows: 0,
+            error: None,
+        }
+    }
+}
+
 /// What upstream will answer next, in order.
 pub enum Item {
     /// A simple Query: its answer ends with ReadyForQuery.
@@ -106,7 +121,7 @@ pub enum Item {
     /// causes is not taken for the next message's (which upstream then skipped, not refused).
     Described,
     /// A Close: ends with CloseComplete, which is not passed on if tablegate sent it.
-    /// `closed`: the statement or portal the session forgot when it sent the Close.
+    /// `closed`: the statement the session forgot when it sent the Close.
     Closed {
         own: bool,
         object: Closing,
@@ -170,22 +185,14 @@ pub enum Closing {
 
 impl Item {
     pub fn query(statement: Arc<Forwarded>, started: Instant) -> Item {
-        Item::Query(Run {
-            expects_effect: statement.effect.is_some(),
-            statement: Some(statement),
-            portal: None,
-            started,
-            sent: Instant::now(),
-            rows: 0,
-            error: None,
-        })
+        Item::Query(Run::of(statement, started))
     }
 
     pub fn completed(statement: Arc<Forwarded>, started: Instant, tag: &'static str) -> Item {
-        let Item::Query(run) = Item::query(statement, started) else {
-            unreachable!("a query item")
-        };
-        Item::Completed { run, tag }
+        Item::Completed {
+            run: Run::of(statement, started),
+            tag,
+        }
     }
 
     pub fn execute(portal: String, expects_effect: bool) -> Item {
@@ -222,7 +229,7 @@ pub struct Shared {
     /// Upstream's prepared statements and portals, as its answers confirm them.
     statements: HashMap<String, Arc<Forwarded>>,
     portals: HashMap<String, BoundPortal>,
-    /// Parses, Binds and Closes upstream did not carry out, oldest first.
+    /// Parses and Closes upstream did not carry out, oldest first.
     pub unapplied: Vec<Unapplied>,
     /// How many of the newest `items` came after the last Sync or Query: the current batch.
     since_batch_end: usize,

@@ -316,16 +316,21 @@ impl Drop for CancelEntry {
     }
 }
 
-/// A prepared statement as the client named it.
+/// A prepared statement as the client named it. Its text was rewritten for `text.access`;
+/// another access (a policy reload, a new catalog) means the rewrite must be made again before
+/// the statement runs.
 struct Statement {
     text: Arc<Forwarded>,
-    /// The access it was rewritten for; another one (a policy reload, a new catalog) means the
-    /// rewrite must be made again before the statement runs.
-    access: u64,
+    /// Upstream may hold another text under the name (an undone Parse or Close, a refusal
+    /// marker upstream skipped): rewrite it again before it next runs, whatever the access.
+    stale: bool,
 }
 
-/// No access's id: a statement that must be rewritten again before it next runs.
-const STALE_ACCESS: u64 = 0;
+impl Statement {
+    fn stale(text: Arc<Forwarded>) -> Statement {
+        Statement { text, stale: true }
+    }
+}
 
 struct Session {
     gate: Arc<Gate>,
@@ -1124,11 +1129,7 @@ impl Forwarder<'_> {
         let mut shared = self.shared.lock().expect("session state");
         for name in names {
             let closed = self.session.statements.remove(&name).map(|s| s.text);
-            wire::put_message(
-                b'C',
-                &[b"S", name.as_bytes(), b"\0"].concat(),
-                &mut self.out,
-            );
+            put_close(b'S', &name, &mut self.out);
             shared.push(Item::Closed {
                 own: true,
                 object: Closing::Statement(name),
@@ -1136,7 +1137,7 @@ impl Forwarder<'_> {
             });
         }
         self.session.portals.remove("");
-        wire::put_message(b'C', b"P\0", &mut self.out);
+        put_close(b'P', "", &mut self.out);
         let statement = Arc::new(Forwarded {
             text: Arc::from(deallocation.command_tag()),
             sql: Arc::from(sql),
@@ -1228,12 +1229,6 @@ impl Forwarder<'_> {
     async fn undo_unapplied(&mut self) {
         self.wait_for_ready(|shared| !shared.changes_statements())
             .await;
-        self.apply_unapplied();
-    }
-
-    /// Undoes, newest first, what the session recorded for the Parses, Binds and Closes whose
-    /// answers said upstream did not carry them out.
-    fn apply_unapplied(&mut self) {
         let unapplied = std::mem::take(&mut self.shared.lock().expect("session state").unapplied);
         let statements = &mut self.session.statements;
         for undo in unapplied.into_iter().rev() {
@@ -1251,13 +1246,7 @@ impl Forwarder<'_> {
                         statements.remove(&name);
                     }
                     if let Some(text) = kept {
-                        statements.insert(
-                            name,
-                            Statement {
-                                text,
-                                access: STALE_ACCESS,
-                            },
-                        );
+                        statements.insert(name, Statement::stale(text));
                     }
                 }
                 // Upstream still holds it, perhaps rewritten for an older access: rewrite it
@@ -1266,13 +1255,7 @@ impl Forwarder<'_> {
                     name,
                     closed: Some(text),
                 } => {
-                    statements.insert(
-                        name,
-                        Statement {
-                            text,
-                            access: STALE_ACCESS,
-                        },
-                    );
+                    statements.insert(name, Statement::stale(text));
                 }
                 Unapplied::Close { closed: None, .. } => {}
             }
@@ -1403,7 +1386,7 @@ impl Forwarder<'_> {
                         name,
                         Statement {
                             text: statement,
-                            access: self.session.access.id(),
+                            stale: false,
                         },
                     );
                 }
@@ -1425,7 +1408,7 @@ impl Forwarder<'_> {
         // skipping after an error of its own, and keeps it. Either way, rewrite it again before
         // it runs.
         if let Some(unnamed) = self.session.statements.get_mut("") {
-            unnamed.access = STALE_ACCESS;
+            unnamed.stale = true;
         }
         let mut message = BytesMut::new();
         message.extend_from_slice(&[0]);
@@ -1448,14 +1431,11 @@ impl Forwarder<'_> {
         let Some(statement) = self.session.statements.get(name) else {
             return;
         };
-        if statement.access == current {
+        if !statement.stale && statement.text.access == current {
             return;
         }
         let text = statement.text.clone();
-        let mut close = BytesMut::from(&b"S"[..]);
-        close.extend_from_slice(name.as_bytes());
-        close.extend_from_slice(&[0]);
-        wire::put_message(b'C', &close, &mut self.out);
+        put_close(b'S', name, &mut self.out);
         let (sql, param_types) = (text.sql.clone(), text.param_types.clone());
         self.push(Item::Closed {
             own: true,
@@ -1464,6 +1444,11 @@ impl Forwarder<'_> {
         });
         self.prepare(name.to_owned(), sql, param_types, true);
     }
+}
+
+/// A Close of the statement (`S`) or portal (`P`) `name`, which tablegate sends itself.
+fn put_close(kind: u8, name: &str, out: &mut BytesMut) {
+    wire::put_message(b'C', &[&[kind], name.as_bytes(), b"\0"].concat(), out);
 }
 
 /// A prepared `DEALLOCATE` would drop statements when executed, past the session's record of
