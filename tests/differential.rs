@@ -396,6 +396,12 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
                 "SELECT count(*) FROM orders o WHERE EXISTS (SELECT 1 FROM orders r(x) LIMIT CASE WHEN id = 7 THEN -1 ELSE 1 END)",
                 "500",
             ),
+            // The outer row passed whole, `o.*`, is a reference to it too (found by red-team
+            // review: the cast's error quoted a hidden row as JSON).
+            (
+                "SELECT count(*) FROM orders o WHERE EXISTS (SELECT 1 LIMIT CASE WHEN (row_to_json(o.*) ->> 'region') = 'East' THEN 1 ELSE (row_to_json(o.*)::text)::int END)",
+                "500",
+            ),
         ],
     )
     .await;

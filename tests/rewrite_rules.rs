@@ -899,6 +899,14 @@ fn grouping_by_a_primary_key_keeps_its_dependent_columns_valid() {
         out.ends_with("GROUP BY c.id, \"c\".\"name\", \"c\".\"region\""),
         "{out}"
     );
+    let out = ok(
+        "alice",
+        "SELECT row_to_json(c.*) FROM customers c GROUP BY c.id",
+    );
+    assert!(
+        out.ends_with("GROUP BY c.id, \"c\".\"name\", \"c\".\"region\""),
+        "{out}"
+    );
     // The whole row: grouped as a row, where the bare name means the row.
     let out = ok("alice", "SELECT c FROM customers c GROUP BY c.id");
     assert!(out.ends_with("GROUP BY c.id, \"c\""), "{out}");

@@ -19,7 +19,7 @@ use sqlparser::ast::{
 };
 
 use super::Walker;
-use super::query::{column_parts, object_name_parts, ordinal};
+use super::query::{column_parts, object_name_parts, ordinal, row_arguments};
 use super::scope::{Frame, FromItem, Resolved};
 use crate::names::{fold, quoted};
 use crate::policy::Source;
@@ -206,7 +206,13 @@ impl Visitor for UsedNames {
             Expr::CompoundIdentifier(ids) => {
                 self.names.extend(ids.last().map(fold));
             }
-            _ => {}
+            _ => {
+                for name in row_arguments(expr) {
+                    if let Ok(parts) = object_name_parts(name) {
+                        self.expanded.extend(parts.last().cloned());
+                    }
+                }
+            }
         }
         ControlFlow::Continue(())
     }

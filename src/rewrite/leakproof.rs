@@ -37,10 +37,11 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     BinaryOperator, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
     GroupByExpr, InTarget, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart,
-    OrderBy, OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
-    UnaryOperator, Visit, Visitor,
+    OrderBy, OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Statement, TableFactor, UnaryOperator, Visit, Visitor,
 };
 
+use super::query::{object_name_parts, row_arguments};
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
 
@@ -155,14 +156,37 @@ impl Visitor for SubqueryNames {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        for item in &select.projection {
+            if let SelectItem::QualifiedWildcard(
+                SelectItemQualifiedWildcardKind::ObjectName(n),
+                _,
+            ) = item
+            {
+                self.references.push(row_reference(n));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         match e {
             Expr::Identifier(id) => self.references.push(vec![fold(id)]),
             Expr::CompoundIdentifier(ids) => self.references.push(ids.iter().map(fold).collect()),
-            _ => {}
+            // Found by red-team review: `row_to_json(o.*)` reads the outer row `o` too.
+            _ => self.references.extend(row_arguments(e).map(row_reference)),
         }
         ControlFlow::Continue(())
     }
+}
+
+/// `t.*` as a reference `[t, *]`; a name tablegate cannot read counts as outside (`[]`).
+fn row_reference(name: &ObjectName) -> Vec<String> {
+    let mut parts = object_name_parts(name).unwrap_or_default();
+    if !parts.is_empty() {
+        parts.push("*".to_owned());
+    }
+    parts
 }
 
 fn folded_parts(name: &ObjectName) -> Vec<String> {
@@ -781,6 +805,11 @@ mod tests {
             // correlated: DISTINCT ON, and aggregates that can fail on rows chosen by the outer
             // row (found by red-team review)
             "SELECT count(*) FROM orders o WHERE o.id IN (SELECT DISTINCT ON (CASE WHEN o.id = 7 THEN o.note::int END) 7)",
+            // the outer row passed whole (found by red-team review)
+            "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 LIMIT (row_to_json(o.*)::text)::int)",
+            "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 OFFSET 1 / length(to_jsonb(o.*)::text))",
+            "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 LIMIT json_build_array(x => o.*)::text::int)",
+            "SELECT count(*) FROM items o WHERE EXISTS (SELECT o.* LIMIT 1 / 0)",
             "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND o.amount > 60) IS NULL",
             "SELECT x FROM t WHERE (SELECT sum(u.y) FROM u WHERE u.z = x) > 0",
             "SELECT x FROM t WHERE (SELECT sum(u.y) FROM u WHERE u.z = t.z) > 0",

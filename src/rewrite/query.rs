@@ -9,11 +9,12 @@
 //! refuses the statement.
 
 use sqlparser::ast::{
-    Distinct, Expr, GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause,
-    ObjectName, ObjectNamePart, Offset, OffsetRows, OrderBy, OrderByKind, Query, Select,
-    SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier,
-    TableAlias, TableFactor, TableSample, TableSampleKind, TableSampleMethod, TableSampleModifier,
-    TableSampleQuantity, TableSampleSeedModifier, TableWithJoins, Value, WildcardAdditionalOptions,
+    Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
+    Join, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart, Offset,
+    OffsetRows, OrderBy, OrderByKind, Query, Select, SelectFlavor, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor,
+    TableSample, TableSampleKind, TableSampleMethod, TableSampleModifier, TableSampleQuantity,
+    TableSampleSeedModifier, TableWithJoins, Value, WildcardAdditionalOptions,
 };
 
 use super::Walker;
@@ -1476,6 +1477,30 @@ pub(super) fn object_name_parts(name: &ObjectName) -> Result<Vec<String>, Refusa
             }
         })
         .collect()
+}
+
+/// The names `t` of the `t.*` arguments of a function call (`row_to_json(t.*)`): each reads
+/// t's whole row, as the bare name `t` would.
+pub(super) fn row_arguments(e: &Expr) -> impl Iterator<Item = &ObjectName> {
+    let args = match e {
+        Expr::Function(Function {
+            args: FunctionArguments::List(list),
+            ..
+        }) => list.args.as_slice(),
+        _ => &[],
+    };
+    args.iter().filter_map(|arg| match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(name))
+        | FunctionArg::Named {
+            arg: FunctionArgExpr::QualifiedWildcard(name),
+            ..
+        }
+        | FunctionArg::ExprNamed {
+            arg: FunctionArgExpr::QualifiedWildcard(name),
+            ..
+        } => Some(name),
+        _ => None,
+    })
 }
 
 /// The folded parts of a bare column reference.
