@@ -118,13 +118,28 @@ impl Cursor<'_> {
     }
 
     /// Whitespace between two string literals that contains a newline makes PostgreSQL join
-    /// them into one literal.
+    /// them into one literal; `--` comments count as whitespace there (scan.l's
+    /// `whitespace_with_newline`), and a `--` comment always ends in a newline.
     fn continues_string(&self) -> bool {
-        let rest = &self.text[self.pos..];
-        let gap_end = rest
-            .find(|c: char| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c'))
-            .unwrap_or(rest.len());
-        rest[..gap_end].contains(['\n', '\r']) && rest[gap_end..].starts_with('\'')
+        let mut rest = &self.text[self.pos..];
+        let mut newline = false;
+        loop {
+            let gap_end = rest
+                .find(|c: char| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c'))
+                .unwrap_or(rest.len());
+            newline |= rest[..gap_end].contains(['\n', '\r']);
+            rest = &rest[gap_end..];
+            if !rest.starts_with("--") {
+                return newline && rest.starts_with('\'');
+            }
+            match rest.find(['\n', '\r']) {
+                Some(line_end) => {
+                    newline = true;
+                    rest = &rest[line_end..];
+                }
+                None => return false,
+            }
+        }
     }
 }
 
@@ -361,6 +376,8 @@ mod tests {
             "SELECT 0x1F",
             "SELECT 1abc",
             "SELECT 'a'\n'b'",
+            "SELECT 'a' -- joined by PostgreSQL\n'b'",
+            "SELECT 'a'\n  -- one\n-- two\n 'b'",
             "SELECT 'unterminated",
             "SELECT /* unterminated",
             "SELECT 5.",
@@ -373,6 +390,13 @@ mod tests {
     fn backslashes_are_plain_characters_in_standard_strings() {
         assert_eq!(literals(r"SELECT 'a\', 'b'"), [r"'a\'", "'b'"]);
         assert_eq!(text_value("'it''s'"), "it's");
+    }
+
+    #[test]
+    fn a_comment_after_a_string_joins_nothing_when_no_string_follows() {
+        let out = lex("SELECT 'a' -- note\n, 'b' -- end");
+        assert!(!out.opaque);
+        assert_eq!(out.literals.len(), 2);
     }
 
     #[test]
