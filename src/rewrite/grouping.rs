@@ -19,7 +19,7 @@ use sqlparser::ast::{
 };
 
 use super::Walker;
-use super::query::{column_parts, object_name_parts, ordinal, row_arguments};
+use super::query::{call_arguments, column_parts, object_name_parts, ordinal, row_arguments};
 use super::scope::{Frame, FromItem, Resolved};
 use crate::names::{fold, quoted};
 use crate::policy::Source;
@@ -207,7 +207,7 @@ impl Visitor for UsedNames {
                 self.names.extend(ids.last().map(fold));
             }
             _ => {
-                for name in row_arguments(expr) {
+                for name in row_arguments(call_arguments(expr)) {
                     if let Ok(parts) = object_name_parts(name) {
                         self.expanded.extend(parts.last().cloned());
                     }

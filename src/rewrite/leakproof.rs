@@ -41,7 +41,7 @@ use sqlparser::ast::{
     Statement, TableFactor, UnaryOperator, Visit, Visitor,
 };
 
-use super::query::{object_name_parts, row_arguments};
+use super::query::{call_arguments, object_name_parts, row_arguments};
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
 
@@ -116,6 +116,15 @@ impl Visitor for SubqueryNames {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        let args = match factor {
+            TableFactor::Table {
+                args: Some(args), ..
+            } => args.args.as_slice(),
+            TableFactor::Function { args, .. } => args,
+            _ => &[],
+        };
+        self.references
+            .extend(row_arguments(args).map(row_reference));
         if self.depth > 1 {
             return ControlFlow::Continue(());
         }
@@ -174,7 +183,9 @@ impl Visitor for SubqueryNames {
             Expr::Identifier(id) => self.references.push(vec![fold(id)]),
             Expr::CompoundIdentifier(ids) => self.references.push(ids.iter().map(fold).collect()),
             // Found by red-team review: `row_to_json(o.*)` reads the outer row `o` too.
-            _ => self.references.extend(row_arguments(e).map(row_reference)),
+            _ => self
+                .references
+                .extend(row_arguments(call_arguments(e)).map(row_reference)),
         }
         ControlFlow::Continue(())
     }
@@ -810,6 +821,8 @@ mod tests {
             "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 OFFSET 1 / length(to_jsonb(o.*)::text))",
             "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 LIMIT json_build_array(x => o.*)::text::int)",
             "SELECT count(*) FROM items o WHERE EXISTS (SELECT o.* LIMIT 1 / 0)",
+            "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 FROM f(o.*) AS r LIMIT 1 / 0)",
+            "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 FROM LATERAL f(o.*) AS r LIMIT 1 / 0)",
             "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND o.amount > 60) IS NULL",
             "SELECT x FROM t WHERE (SELECT sum(u.y) FROM u WHERE u.z = x) > 0",
             "SELECT x FROM t WHERE (SELECT sum(u.y) FROM u WHERE u.z = t.z) > 0",

@@ -1479,16 +1479,20 @@ pub(super) fn object_name_parts(name: &ObjectName) -> Result<Vec<String>, Refusa
         .collect()
 }
 
-/// The names `t` of the `t.*` arguments of a function call (`row_to_json(t.*)`): each reads
-/// t's whole row, as the bare name `t` would.
-pub(super) fn row_arguments(e: &Expr) -> impl Iterator<Item = &ObjectName> {
-    let args = match e {
+/// The arguments of a function call in an expression.
+pub(super) fn call_arguments(e: &Expr) -> &[FunctionArg] {
+    match e {
         Expr::Function(Function {
             args: FunctionArguments::List(list),
             ..
-        }) => list.args.as_slice(),
+        }) => &list.args,
         _ => &[],
-    };
+    }
+}
+
+/// The names `t` of `t.*` function arguments (`row_to_json(t.*)`): each reads t's whole row,
+/// as the bare name `t` would.
+pub(super) fn row_arguments(args: &[FunctionArg]) -> impl Iterator<Item = &ObjectName> {
     args.iter().filter_map(|arg| match arg {
         FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(name))
         | FunctionArg::Named {
