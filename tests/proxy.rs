@@ -883,6 +883,55 @@ async fn service_accounts_authenticate_with_scram_over_tls_too() {
     client_program_prints_with(SERVICE_ACCOUNT, "python3", &[script], "sam West").await;
 }
 
+/// Found by red-team review: a man in the middle of a TLS connection the client does not verify
+/// (`sslmode=require`) relayed a service account's SCRAM exchange untouched and swapped
+/// `tablegate.act_as` in the startup packet, acting for anyone. Over TLS tablegate offers
+/// SCRAM-SHA-256-PLUS, whose proof covers tablegate's certificate: a relay holds another, and
+/// hiding -PLUS is caught by the client's flag saying it could have bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cannot_swap_whom_a_service_account_acts_for() {
+    let (dir, tls) = tls_config();
+    let (_db, proxy) = shop_with(&format!("{tls}{SERVICE_ACCOUNT}")).await;
+    let psql_as_sam = |port: u16, binding: &'static str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=asktable dbname=shop sslmode=require \
+                 channel_binding={binding} options='-c tablegate.act_as=sam'"
+            ))
+            .args(["-X", "-A", "-t", "-c"])
+            .arg("SELECT string_agg(DISTINCT region, ',' ORDER BY region) FROM orders")
+            .env("PGPASSWORD", SERVICE_SECRET)
+            .output()
+    };
+    let direct = psql_as_sam(proxy.addr.port(), "require").await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout).trim(),
+        "West",
+        "{}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    for hide_channel_binding in [false, true] {
+        let relay = support::relay::Relay {
+            swap: ("act_as=sam".into(), "act_as=alice".into()),
+            hide_channel_binding,
+            upstream_cert: dir.path().join("server.crt"),
+        }
+        .start(proxy.addr)
+        .await;
+        let relayed = psql_as_sam(relay.port(), "prefer").await.unwrap();
+        assert!(!relayed.status.success());
+        let error = String::from_utf8_lossy(&relayed.stderr);
+        assert!(error.contains("password authentication failed"), "{error}");
+        // The relay works: a client that does not bind is fooled, which is why clients should
+        // bind (libpq's default) or verify the certificate.
+        let unbound = psql_as_sam(relay.port(), "disable").await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&unbound.stdout).trim(),
+            "East,North"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgjdbc_prepared_statements_see_each_users_rows_with_and_without_tls() {
     let classes = tempfile::tempdir().unwrap();

@@ -21,6 +21,9 @@ use crate::directory::{ScramVerifier, User};
 use crate::login::{CREDENTIAL_PREFIX, CredentialLoginError};
 use crate::wire::{self, FrameReader, take_cstring};
 
+const PLAIN_SCRAM: &str = "SCRAM-SHA-256";
+const BOUND_SCRAM: &str = "SCRAM-SHA-256-PLUS";
+
 /// SQLSTATE invalid_password: a wrong password or credential, or an unknown user.
 pub const PASSWORD_FAILED: &str = "28P01";
 
@@ -99,7 +102,7 @@ pub async fn authenticate(
         // A service account's secret acts for anyone: it never crosses the wire, TLS or not
         // (TLS without a verified certificate does not stop a man in the middle).
         Principal::Service(account) => {
-            scram(stream, reader, &account.verifier, true, attempt).await?
+            scram(gate, stream, reader, &account.verifier, true, attempt).await?
         }
         Principal::User {
             verifier, known, ..
@@ -130,7 +133,7 @@ pub async fn authenticate(
         }
         Principal::User {
             verifier, known, ..
-        } => scram(stream, reader, verifier, *known, attempt).await?,
+        } => scram(gate, stream, reader, verifier, *known, attempt).await?,
     };
     if !verified {
         // The same hint for every user, existing or not: it only says what TLS allows.
@@ -207,10 +210,15 @@ async fn matches(verifier: ScramVerifier, password: String) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs SCRAM-SHA-256. For an unknown user it runs against a decoy verifier (`known` false), so
-/// the exchange looks and fails the same as for a wrong password. The client's proof is a
-/// guess, claimed from `attempt` once it has arrived.
+/// Runs SCRAM-SHA-256; over TLS it offers SCRAM-SHA-256-PLUS too, whose proof covers
+/// tablegate's certificate: a man in the middle who relays the exchange (to swap
+/// `tablegate.act_as`, found by red-team review) holds another certificate and fails, and one
+/// who hides -PLUS from a client that can bind is caught by the client's `y` flag. For an
+/// unknown user it runs against a decoy verifier (`known` false), so the exchange looks and
+/// fails the same as for a wrong password. The client's proof is a guess, claimed from
+/// `attempt` once it has arrived.
 async fn scram(
+    gate: &Gate,
     stream: &mut ClientStream,
     reader: &mut FrameReader,
     verifier: &ScramVerifier,
@@ -223,18 +231,29 @@ async fn scram(
         stored_key: verifier.stored_key.to_vec(),
         server_key: verifier.server_key.to_vec(),
     };
-    send(stream, Authentication::SASL(vec!["SCRAM-SHA-256".into()])).await?;
+    let server = match &gate.tls_scram {
+        Some(bound) if stream.is_tls() => bound.clone(),
+        _ => ScramServerAuth::new(),
+    };
+    let mut mechanisms = vec![PLAIN_SCRAM.to_owned()];
+    if server.supports_channel_binding() {
+        mechanisms.insert(0, BOUND_SCRAM.to_owned());
+    }
+    send(stream, Authentication::SASL(mechanisms.clone())).await?;
     let mut first = password_message(stream, reader).await?;
     let mechanism = take_cstring(&mut first).map_err(Fatal::io)?;
-    if mechanism != "SCRAM-SHA-256" || first.len() < 4 {
+    if !mechanisms.contains(&mechanism) || first.len() < 4 {
         return Err(Fatal::protocol("unsupported SASL mechanism"));
     }
     let len = first.get_i32();
     if len < 0 || len as usize != first.len() {
         return Err(Fatal::protocol("malformed SASL message"));
     }
-    let Ok((server_first, waiting)) =
-        ScramServerAuth::new().on_client_first_message_with_secret(&first, secret)
+    // RFC 5802: the -PLUS mechanism binds (gs2 flag `p`), the plain one does not.
+    if (mechanism == BOUND_SCRAM) != first.starts_with(b"p") {
+        return Ok(false);
+    }
+    let Ok((server_first, waiting)) = server.on_client_first_message_with_secret(&first, secret)
     else {
         return Ok(false);
     };

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
+use pgwire::api::auth::sasl::scram::ScramServerAuth;
+use pgwire::error::PgWireError;
 use tokio_rustls::TlsAcceptor;
 
 use super::connection_limit::ConnectionLimit;
@@ -56,6 +58,10 @@ pub struct Gate {
     /// (process id, secret) tablegate gave a client → the upstream backend's cancel key.
     pub cancels: DashMap<(i32, i32), CancelKey>,
     pub tls: Option<TlsAcceptor>,
+    /// SCRAM over TLS, offering SCRAM-SHA-256-PLUS bound to tablegate's certificate, so that a
+    /// man in the middle cannot relay the exchange: `None` without TLS, or when the
+    /// certificate's signature algorithm has no tls-server-end-point hash.
+    pub tls_scram: Option<ScramServerAuth>,
     pub service_accounts: Vec<ServiceAccount>,
     /// Derives the SCRAM verifiers shown for logins without one ([`ScramVerifier::decoy`]).
     decoy_secret: [u8; 32],
@@ -83,12 +89,15 @@ impl Gate {
                 Arc::new(Datasource::open(name, ds, &config.base).await?),
             );
         }
-        let tls = match &config.tls {
-            Some(tls) => Some(tls_acceptor(
-                &config.path(&tls.cert),
-                &config.path(&tls.key),
-            )?),
-            None => None,
+        let (tls, tls_scram) = match &config.tls {
+            Some(tls) => {
+                let cert = config.path(&tls.cert);
+                (
+                    Some(tls_acceptor(&cert, &config.path(&tls.key))?),
+                    channel_binding(&cert)?,
+                )
+            }
+            None => (None, None),
         };
         let service_accounts = config
             .service_account
@@ -125,6 +134,7 @@ impl Gate {
             datasources,
             cancels: DashMap::new(),
             tls,
+            tls_scram,
             service_accounts,
             decoy_secret: rand::random(),
             metrics: Arc::default(),
@@ -175,6 +185,30 @@ impl Gate {
         self.service_accounts
             .iter()
             .find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// SCRAM bound to the certificate's tls-server-end-point hash (RFC 5929), which pgwire computes
+/// for RSA and ECDSA signatures with SHA-256, -384 or -512.
+fn channel_binding(cert: &std::path::Path) -> Result<Option<ScramServerAuth>, String> {
+    let pem = std::fs::read(cert)
+        .map_err(|e| format!("cannot read TLS certificate {}: {e}", cert.display()))?;
+    let mut scram = ScramServerAuth::new();
+    match scram.configure_certificate(&pem) {
+        Ok(()) => Ok(Some(scram)),
+        Err(PgWireError::UnsupportedCertificateSignatureAlgorithm) => {
+            tracing::warn!(
+                certificate = %cert.display(),
+                "the TLS certificate's signature algorithm allows no SCRAM channel binding \
+                 (SCRAM-SHA-256-PLUS): use an RSA or ECDSA certificate, or have clients verify it \
+                 (sslmode=verify-full), else a man in the middle can relay a service account's login"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "cannot read TLS certificate {}: {e}",
+            cert.display()
+        )),
     }
 }
 

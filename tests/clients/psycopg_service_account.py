@@ -2,7 +2,7 @@
 
 Usage: psycopg_service_account.py PORT SSLMODE. libpq's require_auth refuses a server that asks
 for the secret in clear text, so the connection succeeds only if tablegate runs SCRAM for the
-service account, over TLS too. Prints the acted-for user's regions; tests/proxy.rs compares.
+service account, over TLS too, where channel_binding=require also needs SCRAM-SHA-256-PLUS. Prints the acted-for user's regions; tests/proxy.rs compares.
 """
 
 import sys
@@ -19,6 +19,8 @@ with psycopg.connect(
     dbname="shop",
     sslmode=sslmode,
     require_auth="scram-sha-256",
+    # Over TLS the exchange is bound to tablegate's certificate (SCRAM-SHA-256-PLUS).
+    channel_binding="disable" if sslmode == "disable" else "require",
     options="-c tablegate.act_as=sam",
 ) as conn:
     print("sam", conn.execute("SELECT string_agg(DISTINCT region, ',') FROM orders").fetchone()[0])

@@ -1,6 +1,6 @@
 //! Real parts for integration tests, one concept per module: throwaway databases
 //! ([`database`]), tablegate serving them in process ([`proxy`]), a browser for the login pages
-//! ([`browser`]), and the machinery of the Spider differential test (the rest).
+//! ([`browser`]), a man in the middle ([`relay`]), and the machinery of the Spider differential test (the rest).
 #![allow(dead_code)]
 
 pub mod browser;
@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod raw;
+pub mod relay;
 pub mod rng;
 pub mod sql;
 pub mod stores;
