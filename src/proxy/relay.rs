@@ -243,8 +243,9 @@ pub struct Shared {
     pub ready: Arc<Notify>,
     /// An error came since the last ReadyForQuery.
     errored: bool,
-    /// The session waits for the queue to shrink ([`MAX_QUEUED`]); woken through `room`.
-    wants_room: bool,
+    /// The session waits for the queue to shrink to this length (or upstream to skip the
+    /// batch); woken through `room`.
+    room_wanted: Option<usize>,
     pub room: Arc<Notify>,
 }
 
@@ -267,7 +268,7 @@ impl Shared {
             committed_effect: None,
             ready: Arc::new(Notify::new()),
             errored: false,
-            wants_room: false,
+            room_wanted: None,
             room: Arc::new(Notify::new()),
         }
     }
@@ -289,15 +290,17 @@ impl Shared {
                 .any(|item| matches!(item, Item::Query(_) | Item::Sync))
     }
 
-    /// The session waits until the queue is down to half of [`MAX_QUEUED`], or upstream skips
-    /// the batch (its queue shrinks only at Sync then).
-    pub fn wait_for_room(&mut self) {
-        self.wants_room = true;
+    /// The session waits until at most `at_most` items are queued, or upstream skips the
+    /// batch (its queue shrinks only at Sync then).
+    pub fn wait_for_room(&mut self, at_most: usize) {
+        self.room_wanted = Some(at_most);
     }
 
     fn offer_room(&mut self) {
-        if self.wants_room && (self.items.len() <= MAX_QUEUED / 2 || self.upstream_skips_batch()) {
-            self.wants_room = false;
+        if let Some(at_most) = self.room_wanted
+            && (self.items.len() <= at_most || self.upstream_skips_batch())
+        {
+            self.room_wanted = None;
             self.room.notify_one();
         }
     }

@@ -789,13 +789,18 @@ impl Forwarder<'_> {
             match frame.tag {
                 // PostgreSQL ignores every message up to Sync after an error.
                 b'Q' | b'F' if self.skipping() => {}
+                // After an error upstream ignores it, as above; otherwise PostgreSQL would end
+                // the batch and run it, which tablegate does not. Which of the two is known
+                // once upstream has answered the batch so far; a client that sent no Sync
+                // waits for the Query's answer, so it cannot wait for the next Sync (found by
+                // red-team review: refused there, the session hung).
                 b'Q' | b'F' if self.session.in_batch => {
-                    let refusal = Refusal::new(
-                        crate::refusal::RefusalKind::Statement,
-                        "a simple Query or FunctionCall inside an unfinished extended-protocol batch is not allowed",
-                    )
-                    .with_hint("send Sync before the simple Query");
-                    self.refuse_extended("<simple query inside a batch>", refusal);
+                    self.drain_to(0).await?;
+                    if !self.skipping() {
+                        return Err(Fatal::protocol(
+                            "a simple Query or FunctionCall inside an unfinished extended-protocol batch is not supported: send Sync first",
+                        ));
+                    }
                 }
                 b'Q' => {
                     self.session.portals.clear();
@@ -1031,6 +1036,13 @@ impl Forwarder<'_> {
         if self.skipping() || self.shared.lock().expect("session state").queued() < MAX_QUEUED {
             return Ok(());
         }
+        self.drain_to(MAX_QUEUED / 2).await
+    }
+
+    /// Asks upstream for its answers so far (a Flush) and waits until at most `at_most` are
+    /// still awaited, or upstream skips the rest of the batch after an error — then so does the
+    /// session.
+    async fn drain_to(&mut self, at_most: usize) -> Result<(), Fatal> {
         wire::put_message(b'H', &[], &mut self.out);
         self.flush().await?;
         loop {
@@ -1040,10 +1052,10 @@ impl Forwarder<'_> {
                     self.session.skipping = true;
                     return Ok(());
                 }
-                if shared.queued() <= MAX_QUEUED / 2 {
+                if shared.queued() <= at_most {
                     return Ok(());
                 }
-                shared.wait_for_room();
+                shared.wait_for_room(at_most);
                 shared.room.clone()
             };
             room.notified().await;
