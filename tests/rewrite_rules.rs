@@ -1620,6 +1620,7 @@ fn function_call_notation_is_refused() {
         "SELECT public.orders.set_config FROM orders",
         "SELECT count(*) FROM orders o WHERE o.row_to_json IS NOT NULL",
         "SELECT id FROM orders ORDER BY orders.md5",
+        "SELECT o.count[1] FROM orders o",
     ] {
         let e = refused("alice", sql);
         assert!(e.message.contains("is not a column"), "{sql}: {e}");
@@ -1627,10 +1628,29 @@ fn function_call_notation_is_refused() {
     for sql in [
         "SELECT (o).row_to_json FROM orders o",
         "SELECT (o).id FROM orders o",
+        "SELECT (o).id[1] FROM orders o",
     ] {
         let e = refused("alice", sql);
         assert!(e.message.contains("field selection"), "{sql}: {e}");
     }
+}
+
+/// Found by red-team review: `o.tags[1]`, a subscript of a qualified column, was refused as
+/// field selection (sqlparser splits the name around the subscript).
+#[test]
+fn subscripts_of_qualified_columns_are_columns() {
+    let out = ok(
+        "alice",
+        "SELECT o.region[1], public.orders.region[1:2] FROM orders o, public.orders",
+    );
+    assert!(
+        out.starts_with("SELECT o.region[1], orders.region[1:2] FROM"),
+        "{out}"
+    );
+    assert_eq!(
+        refused("alice", "SELECT c.phone[1] FROM customers c").kind,
+        RefusalKind::Column
+    );
 }
 
 #[test]

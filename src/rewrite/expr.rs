@@ -55,6 +55,7 @@ impl Walker<'_> {
                 self.column_expr(e, frame, clause, false).map(|_| ())
             }
             Expr::CompoundFieldAccess { root, access_chain } => {
+                take_name_parts(root, access_chain);
                 self.expr(root, frame, clause)?;
                 for access in access_chain {
                     match access {
@@ -719,4 +720,26 @@ fn operator_refusal(op: &str) -> Refusal {
         format!("the operator {op} is not allowed"),
     )
     .with_hint("use PostgreSQL's built-in operators")
+}
+
+/// `o.tags[1]` reaches tablegate as the root `o` followed by `.tags` and `[1]`; the name's
+/// later parts are the column's name, as PostgreSQL reads them (found by red-team review:
+/// refused as field selection). A parenthesised root, `(o).tags`, stays field selection.
+fn take_name_parts(root: &mut Box<Expr>, chain: &mut Vec<AccessExpr>) {
+    let mut parts = match root.as_ref() {
+        Expr::Identifier(id) => vec![id.clone()],
+        Expr::CompoundIdentifier(ids) => ids.clone(),
+        _ => return,
+    };
+    let named = parts.len();
+    let mut rest = std::mem::take(chain).into_iter().peekable();
+    while let Some(AccessExpr::Dot(Expr::Identifier(id))) =
+        rest.next_if(|access| matches!(access, AccessExpr::Dot(Expr::Identifier(_))))
+    {
+        parts.push(id);
+    }
+    *chain = rest.collect();
+    if parts.len() > named {
+        **root = Expr::CompoundIdentifier(parts);
+    }
 }
