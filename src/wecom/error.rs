@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::api::Endpoint;
+use crate::control_chars::escape_control;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WeComErrorKind {
@@ -105,15 +106,16 @@ impl fmt::Display for WeComError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             WeComErrorKind::Api { code, errmsg } => {
-                let short = errmsg.split(", hint:").next().unwrap_or(errmsg);
+                // errmsg is WeCom's text (or whatever answered): it reaches terminals and logs.
+                let short = escape_control(errmsg.split(", hint:").next().unwrap_or(errmsg));
                 write!(
                     f,
                     "WeCom refused {} with error {code} ({short}): {}",
                     self.endpoint,
-                    advice(*code, self.from_ip())
+                    advice(*code, self.from_ip().map(escape_control).as_deref())
                 )?;
                 if let Some(hint) = self.hint() {
-                    write!(f, " [WeCom hint {hint}]")?;
+                    write!(f, " [WeCom hint {}]", escape_control(hint))?;
                 }
                 Ok(())
             }
