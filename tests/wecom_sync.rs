@@ -86,7 +86,8 @@ async fn full_sync_then_changes(store: Arc<dyn DirectoryStore>) {
         .iter()
         .map(|d| d.path_string())
         .collect();
-    assert_eq!(paths, ["Sales/East", "Engineering"]);
+    // The root (Company) is not visible: these paths do not start at it.
+    assert_eq!(paths, ["…/Sales/East", "…/Engineering"]);
     assert_eq!(zhang.user.departments[0].node().id, Some(3));
     assert_eq!(
         zhang.user.attributes.get("region").map(String::as_str),
@@ -398,4 +399,63 @@ async fn a_users_file_user_named_after_a_synced_member_is_not_that_member() {
     let member = store.user("lisi").await.unwrap().unwrap();
     assert!(!member.user.enabled);
     assert!(member.password_verifier.is_none());
+}
+
+/// Found by red-team review: with `Corp` and `Corp/Ops` outside the visible range, the paths of
+/// `Corp/Finance/Payroll` and `Corp/Ops/Finance/Payroll` both read `Finance/Payroll`, and that
+/// path assignment matched a member of the Ops team.
+#[tokio::test]
+async fn departments_whose_ancestors_are_not_all_visible_match_no_path() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let mut org = FakeOrg::new("wwpaths", 1000002, "paths-secret", "Corp")
+        .department(5, "Finance", 1)
+        .department(6, "Payroll", 5)
+        .department(10, "Ops", 1)
+        .department(12, "Finance", 10)
+        .department(13, "Payroll", 12)
+        .user(FakeUser::new("paula", "Paula", &[6]))
+        .user(FakeUser::new("oscar", "Oscar", &[13]));
+    org.visible_departments = vec![5, 12];
+    let wecom = FakeWeCom::start(org).await;
+    let sync = syncer(&wecom, Arc::clone(&store));
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+    let directory = Directory::new(Arc::clone(&store), vec![]);
+    let policies = PolicySet::from_str(
+        "p.toml",
+        "[datasource.d]\n[role.r.datasource.d]\ntables=[\"public.t\"]\n\
+         [[assign]]\ndepartment = \"Finance/Payroll\"\nroles=[\"r\"]\n\
+         [[assign]]\ndepartment = \"Corp/Finance/Payroll\"\nroles=[\"r\"]\n\
+         [[assign]]\ndepartment = \"Payroll\"\nroles=[\"r\"]\n\
+         [[assign]]\ndepartment_id = 5\nroles=[\"r\"]\n",
+    )
+    .unwrap();
+    let via = |user: &tablegate::directory::User| -> Vec<String> {
+        policies
+            .assignments
+            .iter()
+            .filter(|a| a.matcher.matches(user))
+            .map(|a| a.matcher.describe())
+            .collect()
+    };
+    let oscar = directory.user("oscar").await.unwrap().unwrap();
+    assert_eq!(oscar.departments[0].path_string(), "…/Finance/Payroll");
+    assert_eq!(via(&oscar), ["department Payroll"]);
+    let paula = directory.user("paula").await.unwrap().unwrap();
+    assert_eq!(via(&paula), ["department Payroll", "department id 5"]);
+
+    // With the root visible, paths start at it.
+    wecom.update_org(|org| org.visible_departments = vec![1]);
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+    let paula = directory.user("paula").await.unwrap().unwrap();
+    assert_eq!(paula.departments[0].path_string(), "Corp/Finance/Payroll");
+    assert_eq!(
+        via(&paula),
+        [
+            "department Corp/Finance/Payroll",
+            "department Payroll",
+            "department id 5"
+        ]
+    );
+    let oscar = directory.user("oscar").await.unwrap().unwrap();
+    assert_eq!(via(&oscar), ["department Payroll"]);
 }

@@ -242,6 +242,7 @@ mod tests {
                     id: Some(2),
                     name: hostile.into(),
                 }],
+                from_root: true,
             }],
             position: Some(hostile.into()),
             attributes: [(hostile.to_string(), hostile.to_string())].into(),

@@ -65,6 +65,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<User>, String> {
                             name: name.trim().to_owned(),
                         })
                         .collect(),
+                    from_root: true,
                 })
                 .collect(),
             position: entry.position,

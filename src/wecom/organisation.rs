@@ -12,11 +12,12 @@ use std::collections::hash_map::Entry;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use indicatif::ProgressBar;
 
-use super::api::{ApiDepartment, ApiUser};
+use super::api::ApiUser;
 use super::client::WeComClient;
+use super::department_paths::DepartmentPaths;
 use super::error::WeComError;
+use crate::directory::User;
 use crate::directory::record::userid_key;
-use crate::directory::{Department, DepartmentNode, User};
 
 /// A user as WeCom describes it now.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,31 +34,6 @@ pub struct Organisation {
     pub departments: usize,
     /// Users the visible range names individually that WeCom no longer has (60111).
     pub not_found: Vec<String>,
-}
-
-/// Every visible department's path from the highest visible ancestor down.
-struct DepartmentPaths(HashMap<u64, Department>);
-
-impl DepartmentPaths {
-    fn new(departments: &[ApiDepartment]) -> DepartmentPaths {
-        let by_id: HashMap<u64, &ApiDepartment> = departments.iter().map(|d| (d.id, d)).collect();
-        let mut paths = HashMap::with_capacity(departments.len());
-        for department in departments {
-            let mut path = vec![];
-            let mut current = Some(department);
-            // A parent outside the visible range ends the path; the length bound guards cycles.
-            while let Some(d) = current.filter(|_| path.len() <= departments.len()) {
-                path.push(DepartmentNode {
-                    id: Some(d.id),
-                    name: d.name.clone(),
-                });
-                current = by_id.get(&d.parentid).copied().filter(|p| p.id != d.id);
-            }
-            path.reverse();
-            paths.insert(department.id, Department { path });
-        }
-        DepartmentPaths(paths)
-    }
 }
 
 fn non_empty(text: Option<String>) -> Option<String> {
@@ -91,7 +67,7 @@ fn to_user(
             email: Some(email),
             departments: department_ids
                 .iter()
-                .filter_map(|id| paths.0.get(id).cloned())
+                .filter_map(|id| paths.get(*id).cloned())
                 .collect(),
             position: non_empty(api.position),
             attributes,
