@@ -9,7 +9,9 @@ use indicatif::ProgressBar;
 use support::stores::StoreKind;
 use tablegate::directory::{Directory, DirectoryStore, StoredUser};
 use tablegate::policy::PolicySet;
-use tablegate::wecom::fake::{FakeOrg, FakeUser, FakeWeCom};
+use tablegate::wecom::api::Endpoint;
+use tablegate::wecom::fake::{FakeOrg, FakeUser, FakeWeCom, RawAnswer};
+use tablegate::wecom::organisation::LeftOut;
 use tablegate::wecom::{ClientOptions, DirectorySync, SyncSettings, SyncSummary, WeComClient};
 
 const INITIAL_PASSWORD: &str = "Welcome-2026";
@@ -458,4 +460,76 @@ async fn departments_whose_ancestors_are_not_all_visible_match_no_path() {
     );
     let oscar = directory.user("oscar").await.unwrap().unwrap();
     assert_eq!(via(&oscar), ["department Payroll"]);
+}
+
+/// Found by red-team review: agent/get named `boss`, user/get for `boss` answered another
+/// userid; the first sync stored that user and every later sync failed creating it again
+/// ("already in the directory"), so leavers were never disabled. Such an answer is left out,
+/// reported, and no sync fails.
+#[tokio::test]
+async fn a_user_get_answer_for_another_userid_is_left_out_and_stops_no_sync() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let wecom = FakeWeCom::start(nested_org()).await;
+    wecom.answer_raw(
+        RawAnswer::new(
+            Endpoint::UserGet,
+            200,
+            r#"{"errcode":0,"errmsg":"ok","userid":"Ghost.Renamed","name":"G","department":[2],"status":1}"#,
+        )
+        .always(),
+    );
+    let sync = syncer(&wecom, Arc::clone(&store));
+    let first = sync.run(&ProgressBar::hidden()).await.unwrap();
+    assert_eq!(
+        first.left_out,
+        [LeftOut::AnsweredForAnother {
+            asked: "boss".into(),
+            answered: "Ghost.Renamed".into()
+        }]
+    );
+    assert!(
+        first
+            .to_string()
+            .contains(r#"user/get for "boss" answered "Ghost.Renamed""#),
+        "{first}"
+    );
+    assert!(store.user("Ghost.Renamed").await.unwrap().is_none());
+    assert!(store.user("boss").await.unwrap().is_none());
+
+    wecom.update_org(|org| org.user_mut("lisi").unwrap().status = 5);
+    for _ in 0..2 {
+        sync.run(&ProgressBar::hidden()).await.unwrap();
+    }
+    assert!(
+        !user(&store, "lisi").await.user.enabled,
+        "leavers are disabled"
+    );
+}
+
+/// WeCom's userids are case-insensitive: two spellings of one userid in one sync's answers
+/// cannot be told apart, so neither is taken (an existing record is disabled), whichever
+/// answer came first.
+#[tokio::test]
+async fn userids_differing_only_in_case_are_left_out_and_reported() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let wecom = FakeWeCom::start(nested_org()).await;
+    let sync = syncer(&wecom, Arc::clone(&store));
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+    wecom.update_org(|org| org.users.push(FakeUser::new("LISI", "Impostor", &[4])));
+    let summary = sync.run(&ProgressBar::hidden()).await.unwrap();
+    assert_eq!(
+        summary.left_out,
+        [LeftOut::SpelledDifferently(vec![
+            "LISI".into(),
+            "lisi".into()
+        ])]
+    );
+    assert_eq!(summary.disabled, 1, "{summary}");
+    let lisi = user(&store, "lisi").await;
+    assert_eq!(
+        (lisi.user.name.as_str(), lisi.user.enabled),
+        ("李四", false)
+    );
+    assert!(lisi.password_verifier.is_none());
+    sync.run(&ProgressBar::hidden()).await.unwrap();
 }

@@ -8,7 +8,9 @@
 //! - users whose profile or WeCom status changed are updated; their passwords are never touched;
 //! - users who left (status 5), were disabled in WeCom (status 2) or fell out of the app's
 //!   visible range are disabled, never deleted;
-//! - `local` users (from the users file) are left alone even if WeCom has the same userid.
+//! - `local` users (from the users file) are left alone even if WeCom has the same userid;
+//! - users WeCom's answers contradict each other about are left out, as if not visible, and
+//!   reported, never fatal, so that no answer can make every later sync fail.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -19,7 +21,8 @@ use indicatif::ProgressBar;
 
 use super::client::WeComClient;
 use super::error::WeComError;
-use super::organisation::{FetchedUser, Organisation, fetch_organisation};
+use super::organisation::{FetchedUser, LeftOut, Organisation, fetch_organisation};
+use crate::control_chars::escape_control;
 use crate::directory::record::userid_key;
 use crate::directory::{
     DirectoryChanges, DirectoryStore, ScramVerifier, StoreError, StoredUser, Timestamp, UserSource,
@@ -64,6 +67,8 @@ pub struct SyncSummary {
     pub skipped_local: Vec<String>,
     /// Users named individually in the visible range that WeCom no longer has.
     pub not_found: Vec<String>,
+    /// Users left out because WeCom's answers about them disagree.
+    pub left_out: Vec<LeftOut>,
     pub duration: Duration,
 }
 
@@ -83,18 +88,33 @@ impl fmt::Display for SyncSummary {
             write!(
                 f,
                 "; left alone because they are local users: {}",
-                self.skipped_local.join(", ")
+                escape_control(&self.skipped_local.join(", "))
             )?;
         }
         if !self.not_found.is_empty() {
             write!(
                 f,
                 "; named in the app's visible range but gone from WeCom: {}",
-                self.not_found.join(", ")
+                escape_control(&self.not_found.join(", "))
+            )?;
+        }
+        if !self.left_out.is_empty() {
+            write!(
+                f,
+                "; left out as not visible, since WeCom's answers disagree (check these users in the WeCom admin console): {}",
+                join(&self.left_out)
             )?;
         }
         Ok(())
     }
+}
+
+fn join(items: &[impl fmt::Display]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +165,7 @@ pub fn plan(
     let mut summary = SyncSummary {
         departments: organisation.departments,
         not_found: organisation.not_found,
+        left_out: organisation.left_out,
         ..SyncSummary::default()
     };
     let local: HashSet<String> = local_userids.iter().map(|u| userid_key(u)).collect();
