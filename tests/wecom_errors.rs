@@ -49,6 +49,7 @@ fn syncer_with(credentials: WeComCredentials, store: Arc<dyn DirectoryStore>) ->
             initial_password: Some("initial".into()),
             concurrency: 1,
             local_userids: Vec::new(),
+            local_emails: Vec::new(),
         },
     )
 }

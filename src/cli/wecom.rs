@@ -45,6 +45,11 @@ pub async fn sync(config_path: &Path) -> Result<ExitCode, String> {
                     "left out as not visible, WeCom's answers disagree: {left_out} (check this user in the WeCom admin console)"
                 );
             }
+            for shared in &summary.shared_emails {
+                println!(
+                    "email given to nobody, several users hold it: {shared} (give each user their own email in WeCom)"
+                );
+            }
             println!("duration:    {:.1}s", summary.duration.as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
