@@ -68,6 +68,7 @@ async fn main() {
             initial_password: Some("Welcome-2026".into()),
             concurrency: 8,
             local_userids: Vec::new(),
+            local_emails: Vec::new(),
         },
     );
 

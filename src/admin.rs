@@ -91,6 +91,8 @@ async fn sync_now(State(service): State<Arc<AdminService>>, headers: HeaderMap) 
             "unchanged": summary.unchanged,
             "skipped_local": summary.skipped_local,
             "not_found": summary.not_found,
+            "left_out": summary.left_out.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "shared_emails": summary.shared_emails.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "duration_ms": summary.duration.as_millis() as u64,
         }))
         .into_response(),

@@ -12,6 +12,7 @@ mod audit_writer;
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod control_chars;
 pub mod datasource;
 pub mod directory;
 pub mod explain;

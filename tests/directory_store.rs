@@ -27,6 +27,7 @@ fn stored(userid: &str) -> StoredUser {
                         name: "销售".into(),
                     },
                 ],
+                from_root: true,
             }],
             position: Some("Rep".into()),
             attributes: [("region".to_string(), "East".to_string())].into(),

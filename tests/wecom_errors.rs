@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use support::stores::StoreKind;
 use tablegate::directory::DirectoryStore;
 use tablegate::wecom::api::Endpoint;
-use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom, Injection};
+use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom, Injection, RawAnswer};
 use tablegate::wecom::{
     ClientOptions, DirectorySync, SyncError, SyncSettings, WeComClient, WeComCredentials,
 };
@@ -49,6 +49,7 @@ fn syncer_with(credentials: WeComCredentials, store: Arc<dyn DirectoryStore>) ->
             initial_password: Some("initial".into()),
             concurrency: 1,
             local_userids: Vec::new(),
+            local_emails: Vec::new(),
         },
     )
 }
@@ -190,6 +191,72 @@ async fn a_failure_in_the_middle_changes_nothing_on_postgres() {
         .inject(Injection::new(Endpoint::UserList, 45033).after(2));
     let message = case.failing_sync().await;
     assert!(message.contains("45033"), "{message}");
+}
+
+/// Found by red-team review: a gateway answered department/list with HTTP 502 and
+/// `{"error":"upstream timeout"}`, read as WeCom's success with no departments: the sync
+/// disabled everyone and forgot their passwords. An answer not in WeCom's shape, or a success
+/// without the payload it must carry, fails the sync and changes nothing.
+#[tokio::test]
+async fn an_answer_not_from_wecom_is_an_error_not_an_empty_organisation() {
+    let gateway_timeout = r#"{"error":"upstream timeout"}"#;
+    let cases: &[(Endpoint, u16, &str, &str)] = &[
+        (Endpoint::DepartmentList, 502, gateway_timeout, "HTTP 502"),
+        (
+            Endpoint::DepartmentList,
+            200,
+            gateway_timeout,
+            "without WeCom's `errcode`",
+        ),
+        (
+            Endpoint::DepartmentList,
+            200,
+            "<html>busy</html>",
+            "not JSON",
+        ),
+        (
+            Endpoint::DepartmentList,
+            200,
+            r#"{"errcode":0,"errmsg":"ok"}"#,
+            "`department`",
+        ),
+        (
+            Endpoint::DepartmentList,
+            503,
+            r#"{"errcode":0,"errmsg":"ok","department":[]}"#,
+            "HTTP 503",
+        ),
+        (
+            Endpoint::UserList,
+            200,
+            r#"{"errcode":0,"errmsg":"ok"}"#,
+            "`userlist`",
+        ),
+        (
+            Endpoint::UserGet,
+            200,
+            r#"{"errcode":0,"errmsg":"ok","name":"S"}"#,
+            "`userid`",
+        ),
+        (
+            Endpoint::GetToken,
+            200,
+            r#"{"errcode":0,"errmsg":"ok"}"#,
+            "`access_token`",
+        ),
+    ];
+    for (endpoint, status, body, phrase) in cases {
+        let case = Case::new().await;
+        case.wecom
+            .answer_raw(RawAnswer::new(*endpoint, *status, body).always());
+        let message = case.failing_sync().await;
+        assert!(
+            message.contains(phrase)
+                && message.contains("a proxy or gateway between tablegate and WeCom")
+                && message.contains(&endpoint.to_string()),
+            "{endpoint} {status} {body}: {message}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -64,6 +64,7 @@ async fn setup_with(
             initial_password: None,
             concurrency: 2,
             local_userids,
+            local_emails: directory.file_emails().map(str::to_owned).collect(),
         },
     ));
     sync.run(&ProgressBar::hidden()).await.unwrap();

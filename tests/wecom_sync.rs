@@ -9,7 +9,11 @@ use indicatif::ProgressBar;
 use support::stores::StoreKind;
 use tablegate::directory::{Directory, DirectoryStore, StoredUser};
 use tablegate::policy::PolicySet;
-use tablegate::wecom::fake::{FakeOrg, FakeUser, FakeWeCom};
+use tablegate::policy::filter::BindError;
+use tablegate::wecom::api::Endpoint;
+use tablegate::wecom::fake::{FakeOrg, FakeUser, FakeWeCom, RawAnswer};
+use tablegate::wecom::organisation::LeftOut;
+use tablegate::wecom::shared_email::SharedEmail;
 use tablegate::wecom::{ClientOptions, DirectorySync, SyncSettings, SyncSummary, WeComClient};
 
 const INITIAL_PASSWORD: &str = "Welcome-2026";
@@ -39,14 +43,16 @@ fn nested_org() -> FakeOrg {
 }
 
 fn syncer(wecom: &FakeWeCom, store: Arc<dyn DirectoryStore>) -> DirectorySync {
-    syncer_beside_local(wecom, store, Vec::new())
+    syncer_beside_local(wecom, store, Vec::new(), Vec::new())
 }
 
-/// A sync that leaves `local_userids` (the users file's) alone.
+/// A sync that leaves `local_userids` (the users file's) alone and gives no WeCom user one of
+/// `local_emails`.
 fn syncer_beside_local(
     wecom: &FakeWeCom,
     store: Arc<dyn DirectoryStore>,
     local_userids: Vec<String>,
+    local_emails: Vec<String>,
 ) -> DirectorySync {
     let client = WeComClient::new(wecom.credentials(), ClientOptions::default()).unwrap();
     DirectorySync::new(
@@ -57,6 +63,7 @@ fn syncer_beside_local(
             initial_password: Some(INITIAL_PASSWORD.into()),
             concurrency: 4,
             local_userids,
+            local_emails,
         },
     )
 }
@@ -86,7 +93,8 @@ async fn full_sync_then_changes(store: Arc<dyn DirectoryStore>) {
         .iter()
         .map(|d| d.path_string())
         .collect();
-    assert_eq!(paths, ["Sales/East", "Engineering"]);
+    // The root (Company) is not visible: these paths do not start at it.
+    assert_eq!(paths, ["…/Sales/East", "…/Engineering"]);
     assert_eq!(zhang.user.departments[0].node().id, Some(3));
     assert_eq!(
         zhang.user.attributes.get("region").map(String::as_str),
@@ -331,6 +339,7 @@ async fn users_file_users_are_left_alone_and_revoked_when_removed() {
         &wecom,
         Arc::clone(&store),
         directory.file_userids().map(str::to_owned).collect(),
+        Vec::new(),
     )
     .run(&ProgressBar::hidden())
     .await
@@ -358,7 +367,8 @@ async fn users_file_users_are_left_alone_and_revoked_when_removed() {
 async fn a_users_file_user_named_after_a_synced_member_is_not_that_member() {
     let (_kind, store) = StoreKind::open_sqlite().await;
     let wecom = FakeWeCom::start(nested_org()).await;
-    let sync = |local: Vec<String>| syncer_beside_local(&wecom, Arc::clone(&store), local);
+    let sync =
+        |local: Vec<String>| syncer_beside_local(&wecom, Arc::clone(&store), local, Vec::new());
     sync(Vec::new()).run(&ProgressBar::hidden()).await.unwrap();
     assert!(
         store
@@ -398,4 +408,252 @@ async fn a_users_file_user_named_after_a_synced_member_is_not_that_member() {
     let member = store.user("lisi").await.unwrap().unwrap();
     assert!(!member.user.enabled);
     assert!(member.password_verifier.is_none());
+}
+
+/// Found by red-team review: agent/get named `boss`, user/get for `boss` answered another
+/// userid; the first sync stored that user and every later sync failed creating it again
+/// ("already in the directory"), so leavers were never disabled. Such an answer is left out,
+/// reported, and no sync fails.
+#[tokio::test]
+async fn a_user_get_answer_for_another_userid_is_left_out_and_stops_no_sync() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let wecom = FakeWeCom::start(nested_org()).await;
+    wecom.answer_raw(
+        RawAnswer::new(
+            Endpoint::UserGet,
+            200,
+            r#"{"errcode":0,"errmsg":"ok","userid":"Ghost.Renamed","name":"G","department":[2],"status":1}"#,
+        )
+        .always(),
+    );
+    let sync = syncer(&wecom, Arc::clone(&store));
+    let first = sync.run(&ProgressBar::hidden()).await.unwrap();
+    assert_eq!(
+        first.left_out,
+        [LeftOut::AnsweredForAnother {
+            asked: "boss".into(),
+            answered: "Ghost.Renamed".into()
+        }]
+    );
+    assert!(
+        first
+            .to_string()
+            .contains(r#"user/get for "boss" answered "Ghost.Renamed""#),
+        "{first}"
+    );
+    assert!(store.user("Ghost.Renamed").await.unwrap().is_none());
+    assert!(store.user("boss").await.unwrap().is_none());
+
+    wecom.update_org(|org| org.user_mut("lisi").unwrap().status = 5);
+    for _ in 0..2 {
+        sync.run(&ProgressBar::hidden()).await.unwrap();
+    }
+    assert!(
+        !user(&store, "lisi").await.user.enabled,
+        "leavers are disabled"
+    );
+}
+
+/// WeCom's userids are case-insensitive: two spellings of one userid in one sync's answers
+/// cannot be told apart, so neither is taken (an existing record is disabled), whichever
+/// answer came first.
+#[tokio::test]
+async fn userids_differing_only_in_case_are_left_out_and_reported() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let wecom = FakeWeCom::start(nested_org()).await;
+    let sync = syncer(&wecom, Arc::clone(&store));
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+    wecom.update_org(|org| org.users.push(FakeUser::new("LISI", "Impostor", &[4])));
+    let summary = sync.run(&ProgressBar::hidden()).await.unwrap();
+    assert_eq!(
+        summary.left_out,
+        [LeftOut::SpelledDifferently(vec![
+            "LISI".into(),
+            "lisi".into()
+        ])]
+    );
+    assert_eq!(summary.disabled, 1, "{summary}");
+    let lisi = user(&store, "lisi").await;
+    assert_eq!(
+        (lisi.user.name.as_str(), lisi.user.enabled),
+        ("李四", false)
+    );
+    assert!(lisi.password_verifier.is_none());
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+}
+
+/// Found by red-team review: with `Corp` and `Corp/Ops` outside the visible range, the paths of
+/// `Corp/Finance/Payroll` and `Corp/Ops/Finance/Payroll` both read `Finance/Payroll`, and that
+/// path assignment matched a member of the Ops team.
+#[tokio::test]
+async fn departments_whose_ancestors_are_not_all_visible_match_no_path() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let mut org = FakeOrg::new("wwpaths", 1000002, "paths-secret", "Corp")
+        .department(5, "Finance", 1)
+        .department(6, "Payroll", 5)
+        .department(10, "Ops", 1)
+        .department(12, "Finance", 10)
+        .department(13, "Payroll", 12)
+        .user(FakeUser::new("paula", "Paula", &[6]))
+        .user(FakeUser::new("oscar", "Oscar", &[13]));
+    org.visible_departments = vec![5, 12];
+    let wecom = FakeWeCom::start(org).await;
+    let sync = syncer(&wecom, Arc::clone(&store));
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+    let directory = Directory::new(Arc::clone(&store), vec![]);
+    let policies = PolicySet::from_str(
+        "p.toml",
+        "[datasource.d]\n[role.r.datasource.d]\ntables=[\"public.t\"]\n\
+         [[assign]]\ndepartment = \"Finance/Payroll\"\nroles=[\"r\"]\n\
+         [[assign]]\ndepartment = \"Corp/Finance/Payroll\"\nroles=[\"r\"]\n\
+         [[assign]]\ndepartment = \"Payroll\"\nroles=[\"r\"]\n\
+         [[assign]]\ndepartment_id = 5\nroles=[\"r\"]\n",
+    )
+    .unwrap();
+    let via = |user: &tablegate::directory::User| -> Vec<String> {
+        policies
+            .assignments
+            .iter()
+            .filter(|a| a.matcher.matches(user))
+            .map(|a| a.matcher.describe())
+            .collect()
+    };
+    let oscar = directory.user("oscar").await.unwrap().unwrap();
+    assert_eq!(oscar.departments[0].path_string(), "…/Finance/Payroll");
+    assert_eq!(via(&oscar), ["department Payroll"]);
+    let paula = directory.user("paula").await.unwrap().unwrap();
+    assert_eq!(via(&paula), ["department Payroll", "department id 5"]);
+
+    // With the root visible, paths start at it.
+    wecom.update_org(|org| org.visible_departments = vec![1]);
+    sync.run(&ProgressBar::hidden()).await.unwrap();
+    let paula = directory.user("paula").await.unwrap().unwrap();
+    assert_eq!(paula.departments[0].path_string(), "Corp/Finance/Payroll");
+    assert_eq!(
+        via(&paula),
+        [
+            "department Corp/Finance/Payroll",
+            "department Payroll",
+            "department id 5"
+        ]
+    );
+    let oscar = directory.user("oscar").await.unwrap().unwrap();
+    assert_eq!(via(&oscar), ["department Payroll"]);
+}
+
+/// Found by red-team review: an employee set her WeCom email to `lisi@example.com`, the email
+/// generated for lisi (who has none in WeCom), and read lisi's rows under a filter
+/// `owner_email = {{user.email}}`. An email several users hold — WeCom's, generated, or a
+/// users-file user's — is given to none of the WeCom users holding it.
+#[tokio::test]
+async fn an_email_several_users_hold_is_given_to_none_of_them() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let mut org = nested_org();
+    org.post_2022_app = false;
+    org.user_mut("lisi").unwrap().email = String::new();
+    org.users.push(FakeUser::new("mallory", "M", &[4]));
+    org.user_mut("mallory").unwrap().email = "LiSi@Example.com".into();
+    let wecom = FakeWeCom::start(org).await;
+    syncer(&wecom, Arc::clone(&store))
+        .run(&ProgressBar::hidden())
+        .await
+        .unwrap();
+    wecom.update_org(|org| org.user_mut("wangwu").unwrap().email = "dba@example.com".into());
+    let file = tablegate::directory::users_file::parse(
+        "[[user]]\nuserid = \"dba\"\nemail = \"DBA@example.com\"\n",
+        "users.toml",
+    )
+    .unwrap();
+    let directory = Directory::new(Arc::clone(&store), file);
+    let summary = syncer_beside_local(
+        &wecom,
+        Arc::clone(&store),
+        directory.file_userids().map(str::to_owned).collect(),
+        directory.file_emails().map(str::to_owned).collect(),
+    )
+    .run(&ProgressBar::hidden())
+    .await
+    .unwrap();
+    assert_eq!(
+        summary.shared_emails,
+        [
+            SharedEmail {
+                email: "dba@example.com".into(),
+                userids: vec!["wangwu".into()],
+                local_user_too: true,
+            },
+            SharedEmail {
+                email: "lisi@example.com".into(),
+                userids: vec!["lisi".into(), "mallory".into()],
+                local_user_too: false,
+            },
+        ]
+    );
+    assert!(
+        summary
+            .to_string()
+            .contains("lisi@example.com held by lisi, mallory"),
+        "{summary}"
+    );
+    for userid in ["lisi", "mallory", "wangwu"] {
+        let member = directory.user(userid).await.unwrap().unwrap();
+        assert_eq!(member.email, None, "{userid}");
+        let refusal = PolicySet::from_str("p.toml", "")
+            .unwrap()
+            .entitlements(&member)
+            .variable(&member, "email")
+            .unwrap_err();
+        assert_eq!(refusal, BindError::Missing("email".into()));
+        assert!(refusal.to_string().contains("`email`"), "{refusal}");
+    }
+    assert_eq!(
+        directory
+            .user("dba")
+            .await
+            .unwrap()
+            .unwrap()
+            .email
+            .as_deref(),
+        Some("DBA@example.com"),
+        "the users file's word stands"
+    );
+    assert_eq!(
+        directory
+            .user("zhangsan")
+            .await
+            .unwrap()
+            .unwrap()
+            .email
+            .as_deref(),
+        Some("zhangsan@mail.example.com")
+    );
+}
+
+/// A WeCom record synced before the users file named its email does not hold it either, also
+/// before the next sync withholds it.
+#[tokio::test]
+async fn a_stored_wecom_user_never_shows_a_users_file_users_email() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let mut org = nested_org();
+    org.post_2022_app = false;
+    let wecom = FakeWeCom::start(org).await;
+    syncer(&wecom, Arc::clone(&store))
+        .run(&ProgressBar::hidden())
+        .await
+        .unwrap();
+    let file = tablegate::directory::users_file::parse(
+        "[[user]]\nuserid = \"dba\"\nemail = \"LiSi@mail.example.com\"\n",
+        "users.toml",
+    )
+    .unwrap();
+    let directory = Directory::new(Arc::clone(&store), file);
+    assert_eq!(directory.user("lisi").await.unwrap().unwrap().email, None);
+    assert!(
+        directory
+            .users()
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.is("dba") || u.email.as_deref() != Some("lisi@mail.example.com"))
+    );
 }

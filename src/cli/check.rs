@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use tablegate::control_chars::escape_control;
 use tablegate::policy::check::{Findings, check_assignments, check_datasource};
 
 pub async fn run(config_path: &Path) -> Result<ExitCode, String> {
@@ -42,10 +43,10 @@ pub async fn run(config_path: &Path) -> Result<ExitCode, String> {
     findings.warnings.sort_by_key(by_place);
     findings.errors.sort_by_key(by_place);
     for w in &findings.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape_control(&w.to_string()));
     }
     for e in &findings.errors {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", escape_control(&e.to_string()));
     }
     if findings.errors.is_empty() {
         println!(

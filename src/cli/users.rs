@@ -1,10 +1,14 @@
 //! `tablegate users list|show|set-password|disable|enable`: the admin's view of the directory.
+//!
+//! What WeCom supplies (userids, names, positions, departments, attributes) is printed with its
+//! control characters escaped, so that it cannot drive the admin's terminal.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use tablegate::config::Config;
+use tablegate::control_chars::escape_control;
 use tablegate::directory::{self, Directory, StoredUser, User};
 use unicode_width::UnicodeWidthStr;
 
@@ -29,14 +33,19 @@ fn pad(text: &str, width: usize) -> String {
     format!("{text}{}", " ".repeat(width.saturating_sub(text.width())))
 }
 
-fn print_row(userid: &str, name: &str, source: &str, status: &str, departments: &str) {
-    println!(
-        "{} {} {} {} {departments}",
-        pad(userid, 24),
-        pad(name, 16),
+fn row(userid: &str, name: &str, source: &str, status: &str, departments: &str) -> String {
+    format!(
+        "{} {} {} {} {}",
+        pad(&escape_control(userid), 24),
+        pad(&escape_control(name), 16),
         pad(source, 7),
-        pad(status, 18)
-    );
+        pad(status, 18),
+        escape_control(departments)
+    )
+}
+
+fn print_row(userid: &str, name: &str, source: &str, status: &str, departments: &str) {
+    println!("{}", row(userid, name, source, status, departments));
 }
 
 fn department_paths(user: &User) -> String {
@@ -87,22 +96,9 @@ pub async fn show(config_path: &Path, userid: &str) -> Result<ExitCode, String> 
         .user(userid)
         .await
         .map_err(|e| e.to_string())?;
-    println!("userid:      {}", user.userid);
-    println!("name:        {}", user.name);
-    println!("email:       {}", user.email.as_deref().unwrap_or("-"));
-    println!("position:    {}", user.position.as_deref().unwrap_or("-"));
-    for d in &user.departments {
-        let id = d
-            .node()
-            .id
-            .map(|id| format!(" (id {id})"))
-            .unwrap_or_default();
-        println!("department:  {}{id}", d.path_string());
+    for line in profile(&user) {
+        println!("{line}");
     }
-    for (name, value) in &user.attributes {
-        println!("attribute:   {name} = {value}");
-    }
-    println!("enabled:     {}", if user.enabled { "yes" } else { "no" });
     match stored {
         Some(stored) => {
             println!("status:      {}", status(&stored));
@@ -125,6 +121,45 @@ pub async fn show(config_path: &Path, userid: &str) -> Result<ExitCode, String> 
         None => println!("source:      users file (no password)"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lines of `users show` that come from the user's profile.
+fn profile(user: &User) -> Vec<String> {
+    let mut lines = vec![
+        format!("userid:      {}", escape_control(&user.userid)),
+        format!("name:        {}", escape_control(&user.name)),
+        format!(
+            "email:       {}",
+            escape_control(user.email.as_deref().unwrap_or("-"))
+        ),
+        format!(
+            "position:    {}",
+            escape_control(user.position.as_deref().unwrap_or("-"))
+        ),
+    ];
+    for d in &user.departments {
+        let id = d
+            .node()
+            .id
+            .map(|id| format!(" (id {id})"))
+            .unwrap_or_default();
+        lines.push(format!(
+            "department:  {}{id}",
+            escape_control(&d.path_string())
+        ));
+    }
+    for (name, value) in &user.attributes {
+        lines.push(format!(
+            "attribute:   {} = {}",
+            escape_control(name),
+            escape_control(value)
+        ));
+    }
+    lines.push(format!(
+        "enabled:     {}",
+        if user.enabled { "yes" } else { "no" }
+    ));
+    lines
 }
 
 /// Reads the new password without echo on a terminal, or as one line from a pipe.
@@ -186,4 +221,48 @@ pub async fn set_disabled(
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tablegate::directory::{Department, DepartmentNode};
+
+    /// Found by red-team review: names, positions and attributes from WeCom reached the
+    /// admin's terminal raw (escape sequences, carriage returns, OSC 52 clipboard writes).
+    #[test]
+    fn control_characters_from_wecom_are_printed_escaped() {
+        let hostile = "x\u{1b}]52;c;ZXZpbA==\u{7}\r\u{1b}[2J";
+        let user = User {
+            userid: format!("mallory{hostile}"),
+            name: hostile.into(),
+            email: Some(hostile.into()),
+            departments: vec![Department {
+                path: vec![DepartmentNode {
+                    id: Some(2),
+                    name: hostile.into(),
+                }],
+                from_root: true,
+            }],
+            position: Some(hostile.into()),
+            attributes: [(hostile.to_string(), hostile.to_string())].into(),
+            enabled: true,
+        };
+        let mut printed = profile(&user);
+        printed.push(row(
+            &user.userid,
+            &user.name,
+            "wecom",
+            "enabled",
+            &department_paths(&user),
+        ));
+        for line in &printed {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+        }
+        assert!(
+            printed[1].ends_with("x\\u{1b}]52;c;ZXZpbA==\\u{7}\\u{d}\\u{1b}[2J"),
+            "{:?}",
+            printed[1]
+        );
+    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tablegate::config::Config;
+use tablegate::control_chars::escape_control;
 use tablegate::{directory, wecom};
 
 pub async fn sync(config_path: &Path) -> Result<ExitCode, String> {
@@ -30,13 +31,23 @@ pub async fn sync(config_path: &Path) -> Result<ExitCode, String> {
             if !summary.skipped_local.is_empty() {
                 println!(
                     "left alone (local users): {}",
-                    summary.skipped_local.join(", ")
+                    escape_control(&summary.skipped_local.join(", "))
                 );
             }
             if !summary.not_found.is_empty() {
                 println!(
                     "in the visible range but gone from WeCom: {}",
-                    summary.not_found.join(", ")
+                    escape_control(&summary.not_found.join(", "))
+                );
+            }
+            for left_out in &summary.left_out {
+                println!(
+                    "left out as not visible, WeCom's answers disagree: {left_out} (check this user in the WeCom admin console)"
+                );
+            }
+            for shared in &summary.shared_emails {
+                println!(
+                    "email given to nobody, several users hold it: {shared} (give each user their own email in WeCom)"
                 );
             }
             println!("duration:    {:.1}s", summary.duration.as_secs_f64());

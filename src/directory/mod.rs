@@ -40,6 +40,22 @@ pub struct DepartmentNode {
 pub struct Department {
     /// Root first, the department itself last; never empty.
     pub path: Vec<DepartmentNode>,
+    /// False when the WeCom app cannot see every ancestor: `path` then starts at the highest
+    /// visible one, so it never matches a path assignment (names and ids on it still do).
+    /// Stored only when false, so that paths stored before it existed read the same.
+    #[serde(
+        default = "from_root_unless_stored",
+        skip_serializing_if = "is_from_root"
+    )]
+    pub from_root: bool,
+}
+
+fn from_root_unless_stored() -> bool {
+    true
+}
+
+fn is_from_root(from_root: &bool) -> bool {
+    *from_root
 }
 
 impl Department {
@@ -47,13 +63,20 @@ impl Department {
         self.path.last().expect("a department path is never empty")
     }
 
-    /// The path as `Root/Child/Grandchild`.
+    /// The path as `Root/Child/Grandchild`; a path not from the root as `…/Child/Grandchild`,
+    /// which nobody takes for a path from the root.
     pub fn path_string(&self) -> String {
-        self.path
+        let names = self
+            .path
             .iter()
             .map(|n| n.name.as_str())
             .collect::<Vec<_>>()
-            .join("/")
+            .join("/");
+        if self.from_root {
+            names
+        } else {
+            format!("…/{names}")
+        }
     }
 }
 

@@ -87,3 +87,8 @@ impl StoredUser {
 pub fn userid_key(userid: &str) -> String {
     userid.to_ascii_lowercase()
 }
+
+/// How emails compare when telling whether two users share one: case-insensitively.
+pub fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}

@@ -9,6 +9,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::control_chars::escape_control;
+
 use super::record::{StoredUser, Timestamp};
 use super::row::UserRow;
 use super::scram::ScramVerifier;
@@ -30,10 +32,15 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::UnknownUser(userid) => write!(
                 f,
-                "user `{userid}` is not in the directory (run `tablegate wecom sync`, or check the userid with `tablegate users list`)"
+                "user `{}` is not in the directory (run `tablegate wecom sync`, or check the userid with `tablegate users list`)",
+                escape_control(userid)
             ),
             StoreError::DuplicateUser(userid) => {
-                write!(f, "user `{userid}` is already in the directory")
+                write!(
+                    f,
+                    "user `{}` is already in the directory",
+                    escape_control(userid)
+                )
             }
             StoreError::Contested(userid) => write!(
                 f,

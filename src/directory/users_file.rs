@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::record::email_key;
 use super::{Department, DepartmentNode, User};
 
 #[derive(Deserialize)]
@@ -50,6 +51,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<User>, String> {
         if users.iter().any(|u| u.is(&entry.userid)) {
             return Err(format!("{origin}: user `{}` is listed twice", entry.userid));
         }
+        // A shared email would hand each user the rows a filter on `{{user.email}}` gives the other.
+        if let Some(email) = &entry.email
+            && let Some(other) = users.iter().find(|u| {
+                u.email
+                    .as_deref()
+                    .is_some_and(|e| email_key(e) == email_key(email))
+            })
+        {
+            return Err(format!(
+                "{origin}: users `{}` and `{}` have the same email `{email}`; give each their own",
+                other.userid, entry.userid
+            ));
+        }
         users.push(User {
             name: entry.name.unwrap_or_else(|| entry.userid.clone()),
             userid: entry.userid,
@@ -65,6 +79,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<User>, String> {
                             name: name.trim().to_owned(),
                         })
                         .collect(),
+                    from_root: true,
                 })
                 .collect(),
             position: entry.position,
@@ -84,6 +99,16 @@ pub fn load(path: &Path) -> Result<Vec<User>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_users_with_one_email_are_refused() {
+        let error = parse(
+            "[[user]]\nuserid = \"a\"\nemail = \"X@example.com\"\n[[user]]\nuserid = \"b\"\nemail = \"x@example.com\"\n",
+            "users.toml",
+        )
+        .unwrap_err();
+        assert!(error.contains("`a` and `b` have the same email"), "{error}");
+    }
 
     #[test]
     fn parses_departments_as_paths() {

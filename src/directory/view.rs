@@ -7,12 +7,15 @@
 //! Only users synced from WeCom may log in through WeCom: a local user is another person, whatever
 //! WeCom userid happens to equal theirs. The users file wins also over a WeCom record stored
 //! before it named that userid (found by red-team review): the WeCom member is hidden, their
-//! password unused, and neither person gets a password until the admin resolves it.
+//! password unused, and neither person gets a password until the admin resolves it. Likewise a
+//! WeCom user never holds a users-file user's email, also before the next sync withholds it
+//! ([`crate::wecom::shared_email`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::User;
-use super::record::{StoredUser, Timestamp, UserSource};
+use super::record::{StoredUser, Timestamp, UserSource, email_key};
 use super::scram::ScramVerifier;
 use super::store::{DirectoryChanges, DirectoryStore, StoreError};
 
@@ -20,11 +23,22 @@ use super::store::{DirectoryChanges, DirectoryStore, StoreError};
 pub struct Directory {
     store: Arc<dyn DirectoryStore>,
     file_users: Vec<User>,
+    /// The users file's emails, by [`email_key`].
+    file_emails: HashSet<String>,
 }
 
 impl Directory {
     pub fn new(store: Arc<dyn DirectoryStore>, file_users: Vec<User>) -> Directory {
-        Directory { store, file_users }
+        let file_emails = file_users
+            .iter()
+            .filter_map(|u| u.email.as_deref())
+            .map(email_key)
+            .collect();
+        Directory {
+            store,
+            file_users,
+            file_emails,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn DirectoryStore> {
@@ -49,7 +63,17 @@ impl Directory {
                 Some(user)
             }
             (Some(_), Some(file)) => Some(file.clone()),
-            (Some(stored), None) => Some(stored.effective()),
+            (Some(stored), None) => {
+                let mut user = stored.effective();
+                if user
+                    .email
+                    .as_deref()
+                    .is_some_and(|email| self.file_emails.contains(&email_key(email)))
+                {
+                    user.email = None;
+                }
+                Some(user)
+            }
             (None, file) => file.cloned(),
         }
     }
@@ -76,6 +100,11 @@ impl Directory {
     /// The users-file users: local people, whom a WeCom sync leaves alone.
     pub fn file_userids(&self) -> impl Iterator<Item = &str> {
         self.file_users.iter().map(|u| u.userid.as_str())
+    }
+
+    /// The users-file users' emails, which no WeCom user may hold.
+    pub fn file_emails(&self) -> impl Iterator<Item = &str> {
+        self.file_users.iter().filter_map(|u| u.email.as_deref())
     }
 
     /// Every user, stored ones first, then users-file users the store does not have.

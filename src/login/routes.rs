@@ -233,7 +233,7 @@ async fn callback(
 fn issue(service: &LoginService, userid: &str) -> Response {
     let credential = service.signer.issue(userid);
     let settings = &service.settings;
-    tracing::info!(userid, "WeCom login");
+    tracing::info!(userid = ?userid, "WeCom login");
     match &settings.asktable_url {
         Some(asktable) => match with_query(
             asktable,

@@ -22,7 +22,8 @@ pub const RESERVED_VARIABLES: [&str; 6] = [
 pub enum Matcher {
     /// These userids (case-insensitive).
     Users(Vec<String>),
-    /// A department by name (`Sales`) or path (`Sales/East`), with its sub-departments.
+    /// A department by name (`Sales`) or path from the root (`Corp/Sales`), with its
+    /// sub-departments. A path never matches a department whose path from the root is unknown.
     Department(String),
     /// A department by WeCom id, with its sub-departments.
     DepartmentId(u64),
@@ -39,7 +40,8 @@ impl Matcher {
                     if wanted.len() == 1 {
                         d.path.iter().any(|n| n.name == wanted[0])
                     } else {
-                        d.path.len() >= wanted.len()
+                        d.from_root
+                            && d.path.len() >= wanted.len()
                             && d.path.iter().zip(&wanted).all(|(n, w)| n.name == *w)
                     }
                 })
@@ -250,6 +252,7 @@ mod tests {
                             name: name.to_string(),
                         })
                         .collect(),
+                    from_root: true,
                 })
                 .collect(),
             position: Some("Sales Rep".into()),
@@ -268,6 +271,21 @@ mod tests {
         assert!(!Matcher::DepartmentId(4).matches(&u));
         assert!(Matcher::Users(vec!["alice".into()]).matches(&u));
         assert!(Matcher::Position("Sales Rep".into()).matches(&u));
+    }
+
+    /// Found by red-team review: with `Corp/Ops` outside the app's visible range, the path of
+    /// `Corp/Ops/Finance/Payroll` read `Finance/Payroll` and matched that path assignment.
+    #[test]
+    fn a_path_never_matches_a_department_whose_path_from_the_root_is_unknown() {
+        let mut u = user(&[&[(12, "Finance"), (13, "Payroll")]]);
+        u.departments[0].from_root = false;
+        assert!(!Matcher::Department("Finance/Payroll".into()).matches(&u));
+        assert!(!Matcher::Department("Finance".into()).matches(&user(&[])));
+        assert!(Matcher::Department("Finance".into()).matches(&u));
+        assert!(Matcher::Department("Payroll".into()).matches(&u));
+        assert!(Matcher::DepartmentId(12).matches(&u));
+        u.departments[0].from_root = true;
+        assert!(Matcher::Department("Finance/Payroll".into()).matches(&u));
     }
 
     #[test]

@@ -4,16 +4,17 @@
 //! schema and the directory can tell: patterns that match nothing (usually a typo that would
 //! silently grant or hide less than intended), filters reading columns a table lacks, variables
 //! nobody has, filters PostgreSQL cannot plan, masks a column's type cannot take or that
-//! conflict, and assignments that match nobody or a department name several departments bear.
+//! conflict, assignments that match nobody or a department name several departments bear, and
+//! department paths that departments without a known path from the root never match.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::assignment::{Matcher, RESERVED_VARIABLES};
 use super::origin::{Origin, PolicyError};
 use super::set::{Grant, Located, MaskRule, PolicySet, grants_relation};
 use super::source::denies;
 use crate::catalog::{Catalog, RelationId, SYSTEM_SCHEMAS};
-use crate::directory::User;
+use crate::directory::{Department, User};
 use crate::names::QualifiedName;
 
 /// Findings: errors make `check` fail; warnings are reported only.
@@ -50,10 +51,12 @@ impl Planner for tokio_postgres::Client {
 }
 
 /// Checks the assignments against the directory: an assignment that matches nobody (a typo, or a
-/// department path not starting at the root), and a department name that names several
+/// department path not starting at the root), a department name that names several
 /// departments — every member of each gets the roles, which a department created elsewhere in
-/// WeCom would silently widen.
+/// WeCom would silently widen — and a department path that cannot be decided for departments
+/// whose path from the root is unknown (an ancestor outside the WeCom app's visible range).
 pub fn check_assignments(policies: &PolicySet, users: &[User], findings: &mut Findings) {
+    let without_root_path = departments_without_root_path(users);
     for assignment in &policies.assignments {
         let warn = |findings: &mut Findings, message: String| {
             findings.warnings.push(PolicyError {
@@ -62,44 +65,56 @@ pub fn check_assignments(policies: &PolicySet, users: &[User], findings: &mut Fi
             })
         };
         let matcher = &assignment.matcher;
-        if !users.iter().any(|u| matcher.matches(u)) {
-            let hint = match matcher {
-                Matcher::Department(path) if path.contains('/') => {
-                    " (a department path starts at the organisation's root, e.g. `Corp/Sales/East`)"
-                }
-                _ => "",
-            };
-            warn(
-                findings,
-                format!(
-                    "the assignment to {} matches no user in the directory{hint}",
-                    matcher.describe()
-                ),
-            );
-            continue;
-        }
         let Matcher::Department(name) = matcher else {
+            if !users.iter().any(|u| matcher.matches(u)) {
+                warn(findings, matches_nobody(matcher, ""));
+            }
             continue;
         };
         if name.contains('/') {
+            if !users.iter().any(|u| matcher.matches(u)) {
+                warn(
+                    findings,
+                    matches_nobody(
+                        matcher,
+                        " (a department path starts at the organisation's root, e.g. `Corp/Sales/East`)",
+                    ),
+                );
+            }
+            if !without_root_path.is_empty() {
+                warn(
+                    findings,
+                    format!(
+                        "department path `{name}` is never matched by {} department(s) whose path from the root \
+                         is unknown, as the WeCom app cannot see all their ancestors: {}. Add the organisation's root \
+                         to the app's visible range, or assign these departments by department_id",
+                        without_root_path.len(),
+                        listed(&without_root_path)
+                    ),
+                );
+            }
             continue;
         }
-        let named: BTreeSet<String> = users
+        if !users.iter().any(|u| matcher.matches(u)) {
+            warn(findings, matches_nobody(matcher, ""));
+            continue;
+        }
+        // Departments by id where WeCom gives one: two unrelated departments may show the same
+        // path when neither path starts at the root.
+        let named: BTreeMap<String, String> = users
             .iter()
             .flat_map(|u| &u.departments)
             .filter_map(|d| {
                 let at = d.path.iter().position(|n| n.name == *name)?;
-                Some(
-                    d.path[..=at]
-                        .iter()
-                        .map(|n| n.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                )
+                let up_to = Department {
+                    path: d.path[..=at].to_vec(),
+                    from_root: d.from_root,
+                };
+                Some((department_key(&up_to), describe(&up_to)))
             })
             .collect();
         if named.len() > 1 {
-            let paths: Vec<String> = named.into_iter().collect();
+            let paths: Vec<String> = named.into_values().collect();
             warn(
                 findings,
                 format!(
@@ -111,6 +126,55 @@ pub fn check_assignments(policies: &PolicySet, users: &[User], findings: &mut Fi
             );
         }
     }
+}
+
+fn matches_nobody(matcher: &Matcher, hint: &str) -> String {
+    format!(
+        "the assignment to {} matches no user in the directory{hint}",
+        matcher.describe()
+    )
+}
+
+/// Identifies a department: by its WeCom id, else (users file) by its path.
+fn department_key(department: &Department) -> String {
+    match department.node().id {
+        Some(id) => format!("id {id}"),
+        None => department.path_string(),
+    }
+}
+
+/// A department as `check` names it: its path, and its id when the path is not from the root.
+fn describe(department: &Department) -> String {
+    match department.node().id {
+        Some(id) if !department.from_root => format!("{} (id {id})", department.path_string()),
+        _ => department.path_string(),
+    }
+}
+
+/// The users' departments whose path from the root is unknown, described, by department.
+fn departments_without_root_path(users: &[User]) -> Vec<String> {
+    let unknown: BTreeMap<String, String> = users
+        .iter()
+        .flat_map(|u| &u.departments)
+        .filter(|d| !d.from_root)
+        .map(|d| (department_key(d), describe(d)))
+        .collect();
+    unknown.into_values().collect()
+}
+
+/// The first few of `items`, and how many more.
+fn listed(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
 }
 
 /// Checks the grants on one datasource against its catalog.
@@ -498,6 +562,61 @@ mod tests {
             ]
         );
         assert!(findings.errors.is_empty());
+    }
+
+    /// Found by red-team review: with `Corp` and `Corp/Ops` outside the app's visible range,
+    /// `Corp/Finance` and `Corp/Ops/Finance` both showed as `Finance`, so `check` saw one
+    /// department and skipped the path assignment altogether.
+    #[test]
+    fn departments_without_a_path_from_the_root_are_reported() {
+        use crate::wecom::api::ApiDepartment;
+        use crate::wecom::department_paths::DepartmentPaths;
+        let paths = DepartmentPaths::new(
+            &[
+                (5, "Finance", 1),
+                (6, "Payroll", 5),
+                (12, "Finance", 10),
+                (13, "Payroll", 12),
+            ]
+            .map(|(id, name, parentid)| ApiDepartment {
+                id,
+                name: name.into(),
+                parentid,
+            }),
+        );
+        let member = |userid: &str, department: u64| User {
+            userid: userid.into(),
+            name: userid.into(),
+            email: None,
+            departments: vec![paths.get(department).unwrap().clone()],
+            position: None,
+            attributes: Default::default(),
+            enabled: true,
+        };
+        let users = [member("paula", 6), member("oscar", 13)];
+        let policies = PolicySet::from_str(
+            "p.toml",
+            "[role.r]\n\
+             [[assign]]\ndepartment = \"Finance/Payroll\"\nroles = [\"r\"]\n\
+             [[assign]]\ndepartment = \"Finance\"\nroles = [\"r\"]\n",
+        )
+        .unwrap();
+        let mut findings = Findings::default();
+        check_assignments(&policies, &users, &mut findings);
+        let warnings: Vec<String> = findings.warnings.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "p.toml:2: the assignment to department Finance/Payroll matches no user in the directory \
+                 (a department path starts at the organisation's root, e.g. `Corp/Sales/East`)",
+                "p.toml:2: department path `Finance/Payroll` is never matched by 2 department(s) whose path \
+                 from the root is unknown, as the WeCom app cannot see all their ancestors: \
+                 …/Finance/Payroll (id 13), …/Finance/Payroll (id 6). Add the organisation's root to the \
+                 app's visible range, or assign these departments by department_id",
+                "p.toml:5: department `Finance` names 2 departments (…/Finance (id 12), …/Finance (id 5)): \
+                 the members of each get these roles; write the path of the one meant, or its department_id",
+            ]
+        );
     }
 
     #[test]

@@ -272,7 +272,7 @@ async fn establish(
         client: peer,
         via: identity.service.clone(),
     };
-    tracing::info!(user = %subject.user, datasource = %database, client = %peer, service = ?identity.service, "session opened");
+    tracing::info!(user = ?subject.user, datasource = %database, client = %peer, service = ?identity.service, "session opened");
     let mut session = Session {
         gate: gate.clone(),
         datasource,
@@ -518,7 +518,7 @@ impl Session {
                 Ok(())
             }
             Ok(_) => {
-                tracing::info!(user = %self.user.userid, "session ended: the user is disabled or gone");
+                tracing::info!(user = ?self.user.userid, "session ended: the user is disabled or gone");
                 Err(Fatal::new(
                     "57P01",
                     format!(
@@ -528,7 +528,7 @@ impl Session {
                 ))
             }
             Err(e) => {
-                tracing::warn!(user = %self.user.userid, error = %e, "re-reading the user's directory entry failed");
+                tracing::warn!(user = ?self.user.userid, error = %e, "re-reading the user's directory entry failed");
                 let failing = self
                     .directory_failing_since
                     .get_or_insert_with(Instant::now)
@@ -665,7 +665,7 @@ impl Session {
         let fatal = match &ending {
             Ending::Client(Err(fatal)) => whole.then_some(fatal),
             Ending::Untracked => {
-                tracing::warn!(user = %self.subject.user, datasource = %self.subject.datasource, "session ended: upstream ran a SET search_path tablegate did not expect");
+                tracing::warn!(user = ?self.subject.user, datasource = %self.subject.datasource, "session ended: upstream ran a SET search_path tablegate did not expect");
                 untracked = Fatal::new(
                     "08P01",
                     "terminating the session: upstream ran a SET search_path that tablegate did not expect, so tablegate no longer knows how names resolve",
@@ -701,7 +701,7 @@ impl Session {
                 .await;
             }
             Ending::Upstream(e) => {
-                tracing::warn!(user = %self.subject.user, datasource = %self.subject.datasource, error = %e, "upstream connection lost");
+                tracing::warn!(user = ?self.subject.user, datasource = %self.subject.datasource, error = %e, "upstream connection lost");
                 let fatal = Fatal::new(
                     CONNECTION_FAILURE,
                     "the connection to the database was lost; reconnect to continue",
@@ -711,7 +711,7 @@ impl Session {
             }
             Ending::Client(Ok(())) => {}
         }
-        tracing::info!(user = %self.subject.user, datasource = %self.subject.datasource, "session closed");
+        tracing::info!(user = ?self.subject.user, datasource = %self.subject.datasource, "session closed");
     }
 }
 

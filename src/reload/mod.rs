@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::control_chars::escape_control;
 use crate::metrics::runs::RunStats;
 use crate::policy::{Origin, PolicyError, PolicyErrors, PolicySet};
 use crate::proxy::Gate;
@@ -103,7 +104,8 @@ impl PolicyReloader {
         let live = self.gate.policies();
         let verdict = validate::verdict(&self.gate, &live.set, &candidate).await;
         for warning in &verdict.warnings {
-            tracing::warn!("policy check: {warning}");
+            // Warnings quote department names from WeCom.
+            tracing::warn!("policy check: {}", escape_control(&warning.to_string()));
         }
         if !verdict.errors.is_empty() {
             return Err(PolicyErrors(verdict.errors));

@@ -1,7 +1,11 @@
 //! WeCom's server API as tablegate uses it: the endpoints and the JSON they answer with.
 //!
-//! Every field but `userid` is optional, because apps created after 2022-06-20 no longer get
-//! mobile, email, avatar and similar fields, and error bodies may carry empty payloads.
+//! What a successful answer must carry is required: `errcode` in every answer, the token of
+//! gettoken, the list of department/list and user/list, the userid of a user and a department's
+//! id and parent. An answer without them is not WeCom's (a gateway or proxy in between answered,
+//! found by red-team review: a 502 without `errcode` read as an empty organisation). What WeCom
+//! may really omit stays optional: apps created after 2022-06-20 get no mobile, email, avatar
+//! and similar fields, and agent/get may name no individual users.
 
 use std::fmt;
 
@@ -47,7 +51,6 @@ impl fmt::Display for Endpoint {
 /// The part every answer has. `errcode` 0 means success.
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
-    #[serde(default)]
     pub errcode: i64,
     #[serde(default)]
     pub errmsg: String,
@@ -62,16 +65,16 @@ pub struct TokenResponse {
 #[derive(Clone, Debug, Deserialize)]
 pub struct ApiDepartment {
     pub id: u64,
+    /// Withheld from apps a service provider builds for the company (代开发) until an admin
+    /// allows it.
     #[serde(default)]
     pub name: String,
-    /// 0 for the root.
-    #[serde(default)]
+    /// 0 for the root (whose id is 1).
     pub parentid: u64,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct DepartmentListResponse {
-    #[serde(default)]
     pub department: Vec<ApiDepartment>,
 }
 
@@ -113,7 +116,6 @@ pub struct TextValue {
 
 #[derive(Debug, Deserialize)]
 pub struct UserListResponse {
-    #[serde(default)]
     pub userlist: Vec<ApiUser>,
 }
 

@@ -7,6 +7,8 @@
 //!   means a wrong Secret and is never retried: repeated tries get the IP banned.
 //! - -1 (system busy) is retried with exponential backoff, at most 3 times.
 //! - 45009 / 45033 (rate limits) are returned at once: retrying would only extend the block.
+//! - An answer not in WeCom's shape (HTTP status other than 2xx, no `errcode`, a success
+//!   without its payload) is an error: a gateway's answer is never read as an empty success.
 //!
 //! Neither the Secret nor the token ever appears in an error or a log line: both go only into
 //! query strings, and transport errors are stripped of their URL.
@@ -207,13 +209,11 @@ impl WeComClient {
             let token = self.access_token().await?;
             let mut query: Vec<(&str, &str)> = vec![("access_token", token.0.as_str())];
             query.extend(params.iter().map(|(k, v)| (*k, v.as_str())));
-            let (code, errmsg, body) = self.get(endpoint, &query).await?;
-            if code == 0 {
-                return serde_json::from_slice(&body).map_err(|e| WeComError {
-                    endpoint,
-                    kind: WeComErrorKind::Unreadable(e.to_string()),
-                });
+            let answer = self.get(endpoint, &query).await?;
+            if answer.errcode == 0 {
+                return answer.payload(endpoint);
             }
+            let (code, errmsg) = (answer.errcode, answer.errmsg);
             let next = match code {
                 40014 | 42001 | 40001 if !refreshed => Next::RefreshTokenAndRetry,
                 -1 if busy_retries < BUSY_RETRIES => {
@@ -268,14 +268,10 @@ impl WeComClient {
                 ("corpid", self.credentials.corp_id.as_str()),
                 ("corpsecret", self.credentials.secret.as_str()),
             ];
-            let (code, errmsg, body) = self.get(endpoint, &query).await?;
-            match code {
+            let answer = self.get(endpoint, &query).await?;
+            match answer.errcode {
                 0 => {
-                    let response: TokenResponse =
-                        serde_json::from_slice(&body).map_err(|e| WeComError {
-                            endpoint,
-                            kind: WeComErrorKind::Unreadable(e.to_string()),
-                        })?;
+                    let response: TokenResponse = answer.payload(endpoint)?;
                     let lifetime = Duration::from_secs(response.expires_in);
                     // Refresh a little early: 5 minutes, or a tenth of a short lifetime.
                     let margin = (lifetime / 10).min(Duration::from_secs(300));
@@ -288,22 +284,22 @@ impl WeComClient {
                     tokio::time::sleep(self.options.busy_backoff * 2u32.pow(busy_retries)).await;
                     busy_retries += 1;
                 }
-                _ => {
+                code => {
                     return Err(WeComError {
                         endpoint,
-                        kind: WeComErrorKind::Api { code, errmsg },
+                        kind: WeComErrorKind::Api {
+                            code,
+                            errmsg: answer.errmsg,
+                        },
                     });
                 }
             }
         }
     }
 
-    /// One GET within the rate budget: the errcode, errmsg and raw body.
-    async fn get(
-        &self,
-        endpoint: Endpoint,
-        query: &[(&str, &str)],
-    ) -> Result<(i64, String, Vec<u8>), WeComError> {
+    /// One GET within the rate budget, as WeCom answers: HTTP 2xx with a JSON `errcode`.
+    /// Anything else came from something other than WeCom's API and is an error.
+    async fn get(&self, endpoint: Endpoint, query: &[(&str, &str)]) -> Result<Answer, WeComError> {
         if endpoint == Endpoint::GetUserInfo {
             // A person waits at the login callback: past the budget, say so at once rather
             // than hold the connection (found by red-team review: bogus callbacks, each a
@@ -335,12 +331,51 @@ impl WeComClient {
             .await
             .map_err(unreachable)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?.to_vec();
-        let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| WeComError {
+        let unexpected = |detail: &str| WeComError {
             endpoint,
-            kind: WeComErrorKind::Unreadable(format!("HTTP {status}, not JSON")),
-        })?;
-        Ok((envelope.errcode, envelope.errmsg, body))
+            kind: WeComErrorKind::Unexpected {
+                status: status.as_u16(),
+                detail: detail.to_owned(),
+            },
+        };
+        if !status.is_success() {
+            // The body is not quoted: a gateway may echo the request URL, token included.
+            return Err(unexpected("WeCom answers every call with HTTP 200"));
+        }
+        let body = response.bytes().await.map_err(unreachable)?.to_vec();
+        let envelope: Envelope = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Err(_) => return Err(unexpected("not JSON")),
+            Ok(json) => serde_json::from_value(json)
+                .map_err(|_| unexpected("JSON without WeCom's `errcode`"))?,
+        };
+        Ok(Answer {
+            status: status.as_u16(),
+            errcode: envelope.errcode,
+            errmsg: envelope.errmsg,
+            body,
+        })
+    }
+}
+
+/// An answer in WeCom's shape: HTTP 2xx and an `errcode`.
+struct Answer {
+    status: u16,
+    errcode: i64,
+    errmsg: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// A successful answer's payload; one lacking a field it must carry is an error, never
+    /// an empty value.
+    fn payload<T: DeserializeOwned>(&self, endpoint: Endpoint) -> Result<T, WeComError> {
+        serde_json::from_slice(&self.body).map_err(|e| WeComError {
+            endpoint,
+            kind: WeComErrorKind::Unexpected {
+                status: self.status,
+                detail: format!("errcode 0 but {e}"),
+            },
+        })
     }
 }
 

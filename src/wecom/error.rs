@@ -1,13 +1,15 @@
 //! WeCom failures, told to the admin as what to fix.
 //!
 //! WeCom answers every error with HTTP 200 and an `errcode`; each code the admin can act on gets
-//! a sentence naming the setting or console page to change. Messages carry WeCom's `hint` (for
+//! a sentence naming the setting or console page to change. Any other answer is not WeCom's and
+//! is an error too, never an empty success. Messages carry WeCom's `hint` (for
 //! WeCom support) but never the Secret or an access token.
 
 use std::fmt;
 use std::time::Duration;
 
 use super::api::Endpoint;
+use crate::control_chars::escape_control;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WeComErrorKind {
@@ -15,8 +17,10 @@ pub enum WeComErrorKind {
     Api { code: i64, errmsg: String },
     /// No answer (connection, TLS, timeout); the text never holds the request URL.
     Unreachable(String),
-    /// An answer that is not WeCom's JSON.
-    Unreadable(String),
+    /// An answer WeCom's API never gives: an HTTP status other than 2xx, a body that is not
+    /// JSON or has no `errcode`, or a success without the fields it must carry. Usually a
+    /// gateway or proxy between tablegate and WeCom answered instead of WeCom.
+    Unexpected { status: u16, detail: String },
     /// tablegate's own budget of calls a minute to the endpoint is spent, and someone is
     /// waiting on this call: it is not made rather than made late.
     OverBudget,
@@ -105,15 +109,16 @@ impl fmt::Display for WeComError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             WeComErrorKind::Api { code, errmsg } => {
-                let short = errmsg.split(", hint:").next().unwrap_or(errmsg);
+                // errmsg is WeCom's text (or whatever answered): it reaches terminals and logs.
+                let short = escape_control(errmsg.split(", hint:").next().unwrap_or(errmsg));
                 write!(
                     f,
                     "WeCom refused {} with error {code} ({short}): {}",
                     self.endpoint,
-                    advice(*code, self.from_ip())
+                    advice(*code, self.from_ip().map(escape_control).as_deref())
                 )?;
                 if let Some(hint) = self.hint() {
-                    write!(f, " [WeCom hint {hint}]")?;
+                    write!(f, " [WeCom hint {}]", escape_control(hint))?;
                 }
                 Ok(())
             }
@@ -122,10 +127,13 @@ impl fmt::Display for WeComError {
                 "cannot reach WeCom for {}: {detail}. Check [wecom] base_url and this server's outbound network",
                 self.endpoint
             ),
-            WeComErrorKind::Unreadable(detail) => write!(
+            WeComErrorKind::Unexpected { status, detail } => write!(
                 f,
-                "WeCom's answer to {} is not what its API returns ({detail}). Check that [wecom] base_url points at WeCom",
-                self.endpoint
+                "WeCom, or a proxy or gateway between tablegate and WeCom, answered {} with something WeCom's API never sends \
+                 (HTTP {status}, {detail}), so it was not taken as WeCom's answer. Check that [wecom] base_url points at WeCom \
+                 and that any proxy on the way passes WeCom's answers through, then try again",
+                self.endpoint,
+                detail = escape_control(detail),
             ),
             WeComErrorKind::OverBudget => write!(
                 f,

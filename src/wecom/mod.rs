@@ -1,16 +1,19 @@
 //! WeCom (Enterprise WeChat): where tablegate's users come from and how they log in.
 //!
 //! [`client`] calls WeCom's server API (tokens, retries, rate budget) and [`error`] turns its
-//! error codes into what the admin should fix; [`organisation`] reads the visible organisation
-//! and [`sync`] applies it to the directory as one diff. [`fake`] is a local WeCom server that
-//! follows the same API, for tests, benchmarks and the quickstart.
+//! error codes into what the admin should fix; [`organisation`] reads the visible organisation,
+//! with [`department_paths`] from the root, and [`sync`] applies it to the directory as one diff,
+//! withholding [`shared_email`]s. [`fake`] is a local WeCom server that follows the same API,
+//! for tests, benchmarks and the quickstart.
 
 pub mod api;
 pub mod client;
+pub mod department_paths;
 pub mod error;
 pub mod fake;
 pub mod organisation;
 pub mod rate_limit;
+pub mod shared_email;
 pub mod sync;
 
 use std::sync::Arc;
@@ -59,6 +62,7 @@ pub fn sync_from_config(
         initial_password,
         concurrency: wecom.concurrency,
         local_userids: directory.file_userids().map(str::to_owned).collect(),
+        local_emails: directory.file_emails().map(str::to_owned).collect(),
     };
     Ok(DirectorySync::new(
         client,

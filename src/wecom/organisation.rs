@@ -5,18 +5,25 @@
 //! turned into compact users at once and dropped, so memory grows with the number of users, not
 //! with the size of WeCom's answers. A user listed in several departments is one user. The
 //! first failing call stops the walk (no further calls) and is returned.
+//!
+//! Answers that contradict each other leave the user out of this sync, as if not visible, and
+//! are reported; they never fail the sync (found by red-team review: a user/get answer for
+//! another userid was stored, and every later sync failed creating that user again, so leavers
+//! were never disabled).
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use indicatif::ProgressBar;
 
-use super::api::{ApiDepartment, ApiUser};
+use super::api::ApiUser;
 use super::client::WeComClient;
+use super::department_paths::DepartmentPaths;
 use super::error::WeComError;
+use crate::directory::User;
 use crate::directory::record::userid_key;
-use crate::directory::{Department, DepartmentNode, User};
 
 /// A user as WeCom describes it now.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,30 +40,68 @@ pub struct Organisation {
     pub departments: usize,
     /// Users the visible range names individually that WeCom no longer has (60111).
     pub not_found: Vec<String>,
+    /// Users WeCom's answers contradict each other about; not in `users`.
+    pub left_out: Vec<LeftOut>,
 }
 
-/// Every visible department's path from the highest visible ancestor down.
-struct DepartmentPaths(HashMap<u64, Department>);
+/// Why a user WeCom answered about is left out of a sync.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LeftOut {
+    /// user/get for `asked` answered the user `answered`.
+    AnsweredForAnother { asked: String, answered: String },
+    /// Userids that differ only in case: one userid to WeCom, so which is meant is unknown.
+    SpelledDifferently(Vec<String>),
+}
 
-impl DepartmentPaths {
-    fn new(departments: &[ApiDepartment]) -> DepartmentPaths {
-        let by_id: HashMap<u64, &ApiDepartment> = departments.iter().map(|d| (d.id, d)).collect();
-        let mut paths = HashMap::with_capacity(departments.len());
-        for department in departments {
-            let mut path = vec![];
-            let mut current = Some(department);
-            // A parent outside the visible range ends the path; the length bound guards cycles.
-            while let Some(d) = current.filter(|_| path.len() <= departments.len()) {
-                path.push(DepartmentNode {
-                    id: Some(d.id),
-                    name: d.name.clone(),
-                });
-                current = by_id.get(&d.parentid).copied().filter(|p| p.id != d.id);
+impl fmt::Display for LeftOut {
+    /// Userids are quoted and escaped: they come from WeCom and end up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeftOut::AnsweredForAnother { asked, answered } => {
+                write!(f, "user/get for {asked:?} answered {answered:?}")
             }
-            path.reverse();
-            paths.insert(department.id, Department { path });
+            LeftOut::SpelledDifferently(userids) => {
+                write!(f, "one userid spelled {userids:?}")
+            }
         }
-        DepartmentPaths(paths)
+    }
+}
+
+/// The users met in WeCom's answers so far, and the userids met in several spellings.
+#[derive(Default)]
+struct Met {
+    users: HashMap<String, FetchedUser>,
+    spellings: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Met {
+    fn add(&mut self, found: FetchedUser) {
+        match self.users.entry(userid_key(&found.user.userid)) {
+            Entry::Vacant(slot) => {
+                slot.insert(found);
+            }
+            Entry::Occupied(slot) if slot.get().user.userid != found.user.userid => {
+                self.spellings
+                    .entry(slot.key().clone())
+                    .or_insert_with(|| BTreeSet::from([slot.get().user.userid.clone()]))
+                    .insert(found.user.userid);
+            }
+            // The same user, listed in another department.
+            Entry::Occupied(_) => {}
+        }
+    }
+
+    fn contains(&self, userid: &str) -> bool {
+        self.users.contains_key(&userid_key(userid))
+    }
+
+    /// The users, without those met in several spellings, which go to `left_out`.
+    fn finish(mut self, left_out: &mut Vec<LeftOut>) -> HashMap<String, FetchedUser> {
+        for (key, spellings) in self.spellings {
+            self.users.remove(&key);
+            left_out.push(LeftOut::SpelledDifferently(spellings.into_iter().collect()));
+        }
+        self.users
     }
 }
 
@@ -91,7 +136,7 @@ fn to_user(
             email: Some(email),
             departments: department_ids
                 .iter()
-                .filter_map(|id| paths.0.get(id).cloned())
+                .filter_map(|id| paths.get(*id).cloned())
                 .collect(),
             position: non_empty(api.position),
             attributes,
@@ -119,24 +164,25 @@ pub async fn fetch_organisation(
     };
 
     let department_ids: Vec<u64> = departments.iter().map(|d| d.id).collect();
+    let mut met = Met::default();
     let mut members = stream::iter(department_ids)
         .map(|id| async move { client.department_members(id).await.map(|m| (id, m)) })
         .buffer_unordered(concurrency.max(1));
     while let Some((department_id, list)) = members.try_next().await? {
         for api in list {
-            if let Entry::Vacant(slot) = organisation.users.entry(userid_key(&api.userid)) {
-                slot.insert(to_user(api, Some(department_id), &paths, email_suffix));
-            }
+            met.add(to_user(api, Some(department_id), &paths, email_suffix));
         }
         progress.inc(1);
     }
     drop(members);
 
-    let missing: Vec<String> = individually_visible
+    // One user/get per userid, however agent/get spells it.
+    let missing: BTreeMap<String, String> = individually_visible
         .into_iter()
-        .filter(|userid| !organisation.users.contains_key(&userid_key(userid)))
+        .filter(|userid| !met.contains(userid))
+        .map(|userid| (userid_key(&userid), userid))
         .collect();
-    let mut singles = stream::iter(missing)
+    let mut singles = stream::iter(missing.into_values())
         .map(|userid| async move {
             match client.user(&userid).await {
                 Ok(api) => Ok((userid, Some(api))),
@@ -147,13 +193,18 @@ pub async fn fetch_organisation(
         .buffer_unordered(concurrency.max(1));
     while let Some((userid, api)) = singles.try_next().await? {
         match api {
-            Some(api) => {
-                let user = to_user(api, None, &paths, email_suffix);
-                organisation.users.insert(userid_key(&userid), user);
+            Some(api) if userid_key(&api.userid) != userid_key(&userid) => {
+                organisation.left_out.push(LeftOut::AnsweredForAnother {
+                    asked: userid,
+                    answered: api.userid,
+                });
             }
+            Some(api) => met.add(to_user(api, None, &paths, email_suffix)),
             None => organisation.not_found.push(userid),
         }
     }
+    organisation.users = met.finish(&mut organisation.left_out);
     organisation.not_found.sort();
+    organisation.left_out.sort();
     Ok(organisation)
 }

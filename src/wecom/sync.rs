@@ -8,7 +8,10 @@
 //! - users whose profile or WeCom status changed are updated; their passwords are never touched;
 //! - users who left (status 5), were disabled in WeCom (status 2) or fell out of the app's
 //!   visible range are disabled, never deleted;
-//! - `local` users (from the users file) are left alone even if WeCom has the same userid.
+//! - `local` users (from the users file) are left alone even if WeCom has the same userid;
+//! - users WeCom's answers contradict each other about are left out, as if not visible, and an
+//!   email several users hold is withheld from them ([`super::shared_email`]): both reported,
+//!   never fatal, so that no answer can make every later sync fail.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -19,7 +22,9 @@ use indicatif::ProgressBar;
 
 use super::client::WeComClient;
 use super::error::WeComError;
-use super::organisation::{FetchedUser, Organisation, fetch_organisation};
+use super::organisation::{FetchedUser, LeftOut, Organisation, fetch_organisation};
+use super::shared_email::{SharedEmail, withhold_shared_emails};
+use crate::control_chars::escape_control;
 use crate::directory::record::userid_key;
 use crate::directory::{
     DirectoryChanges, DirectoryStore, ScramVerifier, StoreError, StoredUser, Timestamp, UserSource,
@@ -38,6 +43,8 @@ pub struct SyncSettings {
     /// The users file's userids: local people, left alone (and reported) when WeCom has a
     /// member of the same id, who is someone else.
     pub local_userids: Vec<String>,
+    /// The users file's emails: a WeCom user holding one of them gets no email.
+    pub local_emails: Vec<String>,
 }
 
 impl fmt::Debug for SyncSettings {
@@ -64,6 +71,10 @@ pub struct SyncSummary {
     pub skipped_local: Vec<String>,
     /// Users named individually in the visible range that WeCom no longer has.
     pub not_found: Vec<String>,
+    /// Users left out because WeCom's answers about them disagree.
+    pub left_out: Vec<LeftOut>,
+    /// Emails withheld because several users hold them.
+    pub shared_emails: Vec<SharedEmail>,
     pub duration: Duration,
 }
 
@@ -83,18 +94,40 @@ impl fmt::Display for SyncSummary {
             write!(
                 f,
                 "; left alone because they are local users: {}",
-                self.skipped_local.join(", ")
+                escape_control(&self.skipped_local.join(", "))
             )?;
         }
         if !self.not_found.is_empty() {
             write!(
                 f,
                 "; named in the app's visible range but gone from WeCom: {}",
-                self.not_found.join(", ")
+                escape_control(&self.not_found.join(", "))
+            )?;
+        }
+        if !self.left_out.is_empty() {
+            write!(
+                f,
+                "; left out as not visible, since WeCom's answers disagree (check these users in the WeCom admin console): {}",
+                join(&self.left_out)
+            )?;
+        }
+        if !self.shared_emails.is_empty() {
+            write!(
+                f,
+                "; emails given to nobody, since several users hold them (give each user their own in WeCom): {}",
+                join(&self.shared_emails)
             )?;
         }
         Ok(())
     }
+}
+
+fn join(items: &[impl fmt::Display]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,10 +167,19 @@ pub fn plan(
     existing: Vec<StoredUser>,
     organisation: Organisation,
     local_userids: &[String],
+    local_emails: &[String],
     initial_verifier: Option<&ScramVerifier>,
     now: Timestamp,
 ) -> (DirectoryChanges, SyncSummary) {
     let mut fetched: HashMap<String, FetchedUser> = organisation.users;
+    let local: HashSet<String> = local_userids.iter().map(|u| userid_key(u)).collect();
+    let shared_emails = withhold_shared_emails(
+        fetched
+            .iter_mut()
+            .filter(|(key, _)| !local.contains(*key))
+            .map(|(_, found)| found),
+        local_emails,
+    );
     let mut changes = DirectoryChanges {
         synced_at: Some(now),
         ..DirectoryChanges::default()
@@ -145,9 +187,10 @@ pub fn plan(
     let mut summary = SyncSummary {
         departments: organisation.departments,
         not_found: organisation.not_found,
+        left_out: organisation.left_out,
+        shared_emails,
         ..SyncSummary::default()
     };
-    let local: HashSet<String> = local_userids.iter().map(|u| userid_key(u)).collect();
     for stored in existing {
         let key = userid_key(&stored.user.userid);
         let current = fetched.remove(&key);
@@ -311,6 +354,7 @@ impl DirectorySync {
             existing,
             organisation,
             &self.settings.local_userids,
+            &self.settings.local_emails,
             initial_verifier.as_ref(),
             Timestamp::now(),
         );

@@ -4,8 +4,8 @@
 //! that expire (on a clock tests can advance) or are invalidated early, the visible range, direct
 //! members only, users in several departments or named individually, post-2022 apps without
 //! mobile/email/avatar, custom attributes, single-use five-minute login codes, the OAuth and QR
-//! login pages, every error in WeCom's shape, rate limits — and, for tests, injected errors and
-//! call counters.
+//! login pages, every error in WeCom's shape, rate limits — and, for tests, injected errors,
+//! raw answers (a gateway's, or ones WeCom's data cannot provoke) and call counters.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use errors::errmsg_text;
 pub use org::{FakeAttr, FakeDepartment, FakeOrg, FakeUser};
-pub use state::{FakeLogin, Injection, Times};
+pub use state::{FakeLogin, Injection, RawAnswer, Times};
 
 use crate::wecom::api::Endpoint;
 use crate::wecom::client::WeComCredentials;
@@ -105,6 +105,11 @@ impl FakeWeCom {
 
     pub fn inject(&self, injection: Injection) {
         self.with(|s| s.injections.push(injection));
+    }
+
+    /// Answers an endpoint's calls as something other than WeCom would (see [`RawAnswer`]).
+    pub fn answer_raw(&self, answer: RawAnswer) {
+        self.with(|s| s.raw_answers.push(answer));
     }
 
     /// Calls made to `endpoint`, failed ones included.

@@ -48,6 +48,15 @@ fn api(
     answer: impl FnOnce(&mut FakeState) -> Result<Value, i64>,
 ) -> Response {
     let mut state = state.lock().expect("fake WeCom state");
+    if let Some(raw) = state.take_raw_answer(endpoint) {
+        let status = StatusCode::from_u16(raw.status).expect("a valid HTTP status");
+        return (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            raw.body,
+        )
+            .into_response();
+    }
     let result = state.begin_call(endpoint, caller.ip()).and_then(|()| {
         if endpoint != Endpoint::GetToken {
             state.check_token(params.get("access_token").map(String::as_str))?;

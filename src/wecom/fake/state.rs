@@ -1,5 +1,5 @@
 //! What the fake remembers between calls — tokens, login codes, call counts, rate windows, its
-//! clock — and the knobs tests turn: injected errors, rate limits, trusted IPs, who is logged in.
+//! clock — and the knobs tests turn: injected errors, raw answers, rate limits, trusted IPs, who is logged in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -59,6 +59,34 @@ impl Injection {
     }
 }
 
+/// An answer from something between tablegate and WeCom (a gateway, a proxy) or one WeCom's
+/// own data cannot provoke: calls to `endpoint` get this HTTP status and body instead of the
+/// fake's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawAnswer {
+    pub endpoint: Endpoint,
+    pub status: u16,
+    pub body: String,
+    pub times: Times,
+}
+
+impl RawAnswer {
+    /// `body` with HTTP `status` on the next call to `endpoint`, once.
+    pub fn new(endpoint: Endpoint, status: u16, body: &str) -> RawAnswer {
+        RawAnswer {
+            endpoint,
+            status,
+            body: body.into(),
+            times: Times::Once,
+        }
+    }
+
+    pub fn always(mut self) -> RawAnswer {
+        self.times = Times::Always;
+        self
+    }
+}
+
 struct TokenRecord {
     expires_at: Duration,
     invalidated: bool,
@@ -79,6 +107,7 @@ pub struct FakeState {
     pub trusted_domain: Option<String>,
     pub login: Option<FakeLogin>,
     pub injections: Vec<Injection>,
+    pub raw_answers: Vec<RawAnswer>,
     pub calls: BTreeMap<Endpoint, usize>,
     tokens: HashMap<String, TokenRecord>,
     codes: HashMap<String, CodeRecord>,
@@ -98,6 +127,7 @@ impl FakeState {
             trusted_domain: None,
             login: None,
             injections: vec![],
+            raw_answers: vec![],
             calls: BTreeMap::new(),
             tokens: HashMap::new(),
             codes: HashMap::new(),
@@ -155,6 +185,20 @@ impl FakeState {
             return Err(45009);
         }
         Ok(())
+    }
+
+    /// The raw answer set for `endpoint`, if any; the call is counted.
+    pub fn take_raw_answer(&mut self, endpoint: Endpoint) -> Option<RawAnswer> {
+        let index = self
+            .raw_answers
+            .iter()
+            .position(|a| a.endpoint == endpoint)?;
+        *self.calls.entry(endpoint).or_default() += 1;
+        let answer = self.raw_answers[index].clone();
+        if answer.times == Times::Once {
+            self.raw_answers.remove(index);
+        }
+        Some(answer)
     }
 
     pub fn check_token(&self, token: Option<&str>) -> Result<(), i64> {
