@@ -86,6 +86,9 @@ pub struct Entitlements {
     pub roles: Vec<HeldRole>,
     /// Variables set by assignments: every value with its origin.
     assigned: BTreeMap<String, Vec<(VarValue, Origin)>>,
+    /// Variables only assignments other than the user's set, with one of their origins: never
+    /// taken from a custom attribute of the same name.
+    withheld: BTreeMap<String, Origin>,
 }
 
 impl PolicySet {
@@ -112,14 +115,26 @@ impl PolicySet {
                     .push((value.clone(), a.origin.clone()));
             }
         }
+        // A variable the policies set in assignments is the DBA's to give: an employee who
+        // holds the role some other way must not supply it as a WeCom attribute (found by
+        // red-team review: a custom attribute `regions` widened a sales rep's rows).
+        for a in &self.assignments {
+            for name in a.vars.keys() {
+                if !out.assigned.contains_key(name) {
+                    out.withheld
+                        .entry(name.clone())
+                        .or_insert_with(|| a.origin.clone());
+                }
+            }
+        }
         out
     }
 }
 
 impl Entitlements {
     /// The value of `{{user.<name>}}`: a directory attribute for reserved names; otherwise what
-    /// assignments set (lists merge; differing scalars are an error naming both sources); else a
-    /// custom attribute of the user.
+    /// assignments set (lists merge; differing scalars are an error naming both sources); else,
+    /// unless some other assignment sets it, a custom attribute of the user.
     pub fn variable(&self, user: &User, name: &str) -> Result<VarValue, BindError> {
         let text = |s: &str| VarValue::Scalar(Scalar::Text(s.to_owned()));
         match name {
@@ -161,6 +176,15 @@ impl Entitlements {
         if let Some(values) = self.assigned.get(name) {
             return merge(name, values);
         }
+        if let Some(origin) = self.withheld.get(name) {
+            return Err(BindError::Unresolved {
+                variable: name.into(),
+                reason: format!(
+                    "assignments set it (e.g. at {origin}) and none of them applies to this user; \
+                     a custom attribute of that name is not used"
+                ),
+            });
+        }
         user.attributes
             .get(name)
             .map(|v| text(v))
@@ -194,7 +218,7 @@ impl Entitlements {
                 })
                 .collect();
         }
-        if user.attributes.contains_key(name) {
+        if !self.withheld.contains_key(name) && user.attributes.contains_key(name) {
             return vec![VariableSource::Attribute];
         }
         Vec::new()
@@ -330,6 +354,43 @@ mod tests {
         assert_eq!(
             e.assigned_variables().collect::<Vec<_>>(),
             ["level", "regions"]
+        );
+    }
+
+    /// Found by red-team review: mallory held `sales_rep` through `department = "Sales"`, which
+    /// sets no `regions`, and her WeCom attribute `regions = Secret` filled the variable that
+    /// the East and West assignments set.
+    #[test]
+    fn a_variable_assignments_set_is_never_taken_from_an_attribute() {
+        let set = PolicySet::from_str(
+            "p.toml",
+            "[datasource.d]\n[role.r.datasource.d]\ntables=[\"public.t\"]\n\
+             [[assign]]\ndepartment = \"Sales\"\nroles=[\"r\"]\n\
+             [[assign]]\ndepartment_id = 99\nroles=[\"r\"]\nvars = { regions = [\"East\"] }\n",
+        )
+        .unwrap();
+        let mut mallory = user(&[&[(2, "Sales")]]);
+        mallory.attributes.insert("regions".into(), "Secret".into());
+        let e = set.entitlements(&mallory);
+        assert_eq!(e.roles.len(), 1);
+        let err = e.variable(&mallory, "regions").unwrap_err();
+        assert!(
+            matches!(&err, BindError::Unresolved { reason, .. } if reason.contains("p.toml:7")),
+            "{err:?}"
+        );
+        assert!(e.variable_sources(&mallory, "regions").is_empty());
+        // An attribute no assignment sets is still a variable.
+        assert_eq!(
+            e.variable(&mallory, "region").unwrap().to_string(),
+            "\"East\""
+        );
+        let east = user(&[&[(99, "East")]]);
+        assert_eq!(
+            set.entitlements(&east)
+                .variable(&east, "regions")
+                .unwrap()
+                .to_string(),
+            "[\"East\"]"
         );
     }
 
