@@ -286,7 +286,7 @@ async fn run() -> Result<(), String> {
         "\ntablegate is ready: PostgreSQL on {postgres}, HTTP on {http}\n\n\
          Two sales reps ask the same question and see only their own region:\n\n  {alice}\n  {bob}\n\n\
          HR sees every salary; everyone else only their own (and nobody sees phone numbers):\n\n  {carol}\n  {dave}\n\n\
-         Password-free login: the fake WeCom logs in as alice and shows a credential to use as\n         her password (valid 10 minutes; over TLS, which psql uses here by default):\n\n  curl -sL -b '' http://{http}/login/wecom\n\n\
+         Password-free login: the fake WeCom logs in as alice and shows a credential to use as\n         her password (valid 10 minutes) with a psql line; the line verifies tablegate's\n         certificate, so add sslrootcert={dir}/server.crt to it:\n\n  curl -sL -b '' http://{http}/login/wecom\n\n\
          Refused, with the reason:\n\n  {refused}\n\n\
          Files: {dir} (policies, tablegate.toml, audit.jsonl). Ctrl-C to stop.",
         postgres = running.postgres,
