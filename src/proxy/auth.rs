@@ -21,7 +21,9 @@ use crate::directory::{ScramVerifier, User};
 use crate::login::{CREDENTIAL_PREFIX, CredentialLoginError};
 use crate::wire::{self, FrameReader, take_cstring};
 
+/// SCRAM without channel binding.
 const PLAIN_SCRAM: &str = "SCRAM-SHA-256";
+/// SCRAM bound to the TLS connection (tls-server-end-point), offered over TLS.
 const BOUND_SCRAM: &str = "SCRAM-SHA-256-PLUS";
 
 /// SQLSTATE invalid_password: a wrong password or credential, or an unknown user.
@@ -251,6 +253,13 @@ async fn scram(
     }
     // RFC 5802: the -PLUS mechanism binds (gs2 flag `p`), the plain one does not.
     if (mechanism == BOUND_SCRAM) != first.starts_with(b"p") {
+        return Ok(false);
+    }
+    // `y` says the client spoke TLS and could have bound. Over plaintext, while tablegate
+    // offers -PLUS over TLS, someone in the middle ended that TLS and connected here without
+    // it (found in review: such a relay swapped `tablegate.act_as` under libpq's default
+    // `channel_binding=prefer`).
+    if first.starts_with(b"y") && !stream.is_tls() && gate.tls_scram.is_some() {
         return Ok(false);
     }
     let Ok((server_first, waiting)) = server.on_client_first_message_with_secret(&first, secret)

@@ -2,8 +2,8 @@
 //!
 //! It answers the client's SSLRequest with a certificate of its own (as anyone on the path can
 //! when the client does not verify: `sslmode=require`), opens its own TLS connection to
-//! tablegate, rewrites one startup setting on the way in and, if asked, hides
-//! SCRAM-SHA-256-PLUS from the client; then it passes every byte through.
+//! tablegate (or a plaintext one, if asked), rewrites one startup setting on the way in and, if
+//! asked, hides SCRAM-SHA-256-PLUS from the client; then it passes every byte through.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ pub struct Relay {
     pub swap: (String, String),
     /// Offer the client only SCRAM-SHA-256.
     pub hide_channel_binding: bool,
+    /// Speak to tablegate without TLS (where it offers no -PLUS to hide).
+    pub plaintext_upstream: bool,
     /// tablegate's certificate (PEM), which the relay itself trusts.
     pub upstream_cert: std::path::PathBuf,
 }
@@ -80,15 +82,19 @@ impl Relay {
         client.write_all(b"S").await?;
         let mut client = acceptor.accept(client).await?;
         let mut server = TcpStream::connect(upstream).await?;
+        let startup = self.swapped(&untagged_message(&mut client).await?);
+        if self.plaintext_upstream {
+            server.write_all(&startup).await?;
+            tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+            return Ok(());
+        }
         server.write_all(&SSL_REQUEST).await?;
         let mut answer = [0u8; 1];
         server.read_exact(&mut answer).await?;
         assert_eq!(&answer, b"S", "tablegate speaks TLS");
         let name = ServerName::try_from("localhost").unwrap();
         let mut server = connector.connect(name, server).await?;
-
-        let startup = untagged_message(&mut client).await?;
-        server.write_all(&self.swapped(&startup)).await?;
+        server.write_all(&startup).await?;
         if self.hide_channel_binding {
             let (tag, body) = tagged_message(&mut server).await?;
             client.write_all(&without_plus(tag, &body)).await?;
