@@ -903,10 +903,7 @@ fn grouping_by_a_primary_key_keeps_its_dependent_columns_valid() {
         "alice",
         "SELECT row_to_json(c.*) FROM customers c GROUP BY c.id",
     );
-    assert!(
-        out.ends_with("GROUP BY c.id, \"c\".\"name\", \"c\".\"region\""),
-        "{out}"
-    );
+    assert!(out.ends_with("GROUP BY c.id, \"c\""), "{out}");
     // The whole row: grouped as a row, where the bare name means the row.
     let out = ok("alice", "SELECT c FROM customers c GROUP BY c.id");
     assert!(out.ends_with("GROUP BY c.id, \"c\""), "{out}");

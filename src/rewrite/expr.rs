@@ -14,6 +14,7 @@ use super::functions::{
     builtin_text_search_config, is_safe_binary_operator, is_safe_function, is_safe_unary_operator,
     refused_type, takes_text_search_config,
 };
+use super::query::leading_name;
 use super::query::{
     column_parts, hidden_column_refusal, masked_column_refusal, object_name_parts, qualified_label,
 };
@@ -726,20 +727,8 @@ fn operator_refusal(op: &str) -> Refusal {
 /// later parts are the column's name, as PostgreSQL reads them (found by red-team review:
 /// refused as field selection). A parenthesised root, `(o).tags`, stays field selection.
 fn take_name_parts(root: &mut Box<Expr>, chain: &mut Vec<AccessExpr>) {
-    let mut parts = match root.as_ref() {
-        Expr::Identifier(id) => vec![id.clone()],
-        Expr::CompoundIdentifier(ids) => ids.clone(),
-        _ => return,
-    };
-    let named = parts.len();
-    let mut rest = std::mem::take(chain).into_iter().peekable();
-    while let Some(AccessExpr::Dot(Expr::Identifier(id))) =
-        rest.next_if(|access| matches!(access, AccessExpr::Dot(Expr::Identifier(_))))
-    {
-        parts.push(id);
-    }
-    *chain = rest.collect();
-    if parts.len() > named {
+    if let Some((parts, names)) = leading_name(root, chain) {
+        chain.drain(..names);
         **root = Expr::CompoundIdentifier(parts);
     }
 }

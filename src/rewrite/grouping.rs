@@ -207,9 +207,10 @@ impl Visitor for UsedNames {
                 self.names.extend(ids.last().map(fold));
             }
             _ => {
+                // `row_to_json(t.*)` needs t's row grouped, as a bare `t` does.
                 for name in row_arguments(call_arguments(expr)) {
                     if let Ok(parts) = object_name_parts(name) {
-                        self.expanded.extend(parts.last().cloned());
+                        self.whole_rows.extend(parts.last().cloned());
                     }
                 }
             }

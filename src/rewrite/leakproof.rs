@@ -41,7 +41,7 @@ use sqlparser::ast::{
     Statement, TableFactor, UnaryOperator, Visit, Visitor,
 };
 
-use super::query::{call_arguments, object_name_parts, row_arguments};
+use super::query::{call_arguments, leading_name, object_name_parts, row_arguments};
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
 
@@ -182,6 +182,12 @@ impl Visitor for SubqueryNames {
         match e {
             Expr::Identifier(id) => self.references.push(vec![fold(id)]),
             Expr::CompoundIdentifier(ids) => self.references.push(ids.iter().map(fold).collect()),
+            // `region.note[1]` names `region.note`, not two bare names (found in review).
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                if let Some((parts, _)) = leading_name(root, access_chain) {
+                    self.references.push(parts.iter().map(fold).collect());
+                }
+            }
             // Found by red-team review: `row_to_json(o.*)` reads the outer row `o` too.
             _ => self
                 .references
@@ -821,6 +827,9 @@ mod tests {
             "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 OFFSET 1 / length(to_jsonb(o.*)::text))",
             "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 LIMIT json_build_array(x => o.*)::text::int)",
             "SELECT count(*) FROM items o WHERE EXISTS (SELECT o.* LIMIT 1 / 0)",
+            // an outer column subscripted, under an alias named like an inner column (found in
+            // review)
+            "SELECT count(*) FROM orders AS region WHERE EXISTS (SELECT 1 FROM orders LIMIT CASE WHEN region.note[1] = 'x' THEN -1 END)",
             "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 FROM f(o.*) AS r LIMIT 1 / 0)",
             "SELECT count(*) FROM items o WHERE EXISTS (SELECT 1 FROM LATERAL f(o.*) AS r LIMIT 1 / 0)",
             "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND o.amount > 60) IS NULL",

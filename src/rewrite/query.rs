@@ -9,12 +9,12 @@
 //! refuses the statement.
 
 use sqlparser::ast::{
-    Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
-    Join, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart, Offset,
-    OffsetRows, OrderBy, OrderByKind, Query, Select, SelectFlavor, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor,
-    TableSample, TableSampleKind, TableSampleMethod, TableSampleModifier, TableSampleQuantity,
-    TableSampleSeedModifier, TableWithJoins, Value, WildcardAdditionalOptions,
+    AccessExpr, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName,
+    ObjectNamePart, Offset, OffsetRows, OrderBy, OrderByKind, Query, Select, SelectFlavor,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, TableAlias,
+    TableFactor, TableSample, TableSampleKind, TableSampleMethod, TableSampleModifier,
+    TableSampleQuantity, TableSampleSeedModifier, TableWithJoins, Value, WildcardAdditionalOptions,
 };
 
 use super::Walker;
@@ -1477,6 +1477,24 @@ pub(super) fn object_name_parts(name: &ObjectName) -> Result<Vec<String>, Refusa
             }
         })
         .collect()
+}
+
+/// The name a subscripted or field-selected name begins with: `o.tags` of `o.tags[1]`, which
+/// sqlparser splits into the root `o` and the accesses `.tags`, `[1]`. Also how many accesses
+/// belong to the name; `None` when none do, or the root is no plain name (`(o).tags`).
+pub(super) fn leading_name(root: &Expr, chain: &[AccessExpr]) -> Option<(Vec<Ident>, usize)> {
+    let mut parts = match root {
+        Expr::Identifier(id) => vec![id.clone()],
+        Expr::CompoundIdentifier(ids) => ids.clone(),
+        _ => return None,
+    };
+    let named = parts.len();
+    parts.extend(chain.iter().map_while(|access| match access {
+        AccessExpr::Dot(Expr::Identifier(id)) => Some(id.clone()),
+        _ => None,
+    }));
+    let names = parts.len() - named;
+    (names > 0).then_some((parts, names))
 }
 
 /// The arguments of a function call in an expression.
