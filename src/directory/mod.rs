@@ -42,20 +42,10 @@ pub struct Department {
     pub path: Vec<DepartmentNode>,
     /// False when the WeCom app cannot see every ancestor: `path` then starts at the highest
     /// visible one, so it never matches a path assignment (names and ids on it still do).
-    /// Stored only when false, so that paths stored before it existed read the same.
-    #[serde(
-        default = "from_root_unless_stored",
-        skip_serializing_if = "is_from_root"
-    )]
+    /// A record stored before this existed reads false until the next sync stores it again:
+    /// its path may be one that started below the root (found in review).
+    #[serde(default)]
     pub from_root: bool,
-}
-
-fn from_root_unless_stored() -> bool {
-    true
-}
-
-fn is_from_root(from_root: &bool) -> bool {
-    *from_root
 }
 
 impl Department {

@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use super::api::ApiDepartment;
 use crate::directory::{Department, DepartmentNode};
 
+/// Deeper than WeCom allows (15 levels), with room to spare.
+const MAX_DEPTH: usize = 64;
+
 /// Every visible department's path, by department id.
 pub struct DepartmentPaths(HashMap<u64, Department>);
 
@@ -23,8 +26,9 @@ impl DepartmentPaths {
             let mut path = vec![];
             let mut from_root = false;
             let mut current = Some(department);
-            // The length bound ends a cycle, which then never reaches the root.
-            while let Some(d) = current.filter(|_| path.len() <= departments.len()) {
+            // WeCom nests at most 15 levels: a longer chain (or a cycle) is no path from the
+            // root, and the bound keeps a hostile list from costing its length squared.
+            while let Some(d) = current.filter(|_| path.len() <= MAX_DEPTH) {
                 path.push(DepartmentNode {
                     id: Some(d.id),
                     name: d.name.clone(),
