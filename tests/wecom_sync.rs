@@ -545,6 +545,45 @@ async fn departments_whose_ancestors_are_not_all_visible_match_no_path() {
 /// generated for lisi (who has none in WeCom), and read lisi's rows under a filter
 /// `owner_email = {{user.email}}`. An email several users hold — WeCom's, generated, or a
 /// users-file user's — is given to none of the WeCom users holding it.
+/// Found in review: a user who left keeps their rows' email in the directory; an employee who
+/// takes it in WeCom does not get it.
+#[tokio::test]
+async fn an_email_a_departed_user_held_is_not_given_to_another() {
+    let (_kind, store) = StoreKind::open_sqlite().await;
+    let mut org = nested_org();
+    org.post_2022_app = false;
+    let wecom = FakeWeCom::start(org).await;
+    syncer(&wecom, Arc::clone(&store))
+        .run(&ProgressBar::hidden())
+        .await
+        .unwrap();
+    let directory = Directory::new(Arc::clone(&store), Vec::new());
+    let boss_email = directory
+        .user("boss")
+        .await
+        .unwrap()
+        .unwrap()
+        .email
+        .unwrap();
+    wecom.update_org(|org| {
+        org.users.retain(|u| u.userid != "boss");
+        org.user_mut("lisi").unwrap().email = boss_email.to_uppercase();
+    });
+    let summary = syncer(&wecom, Arc::clone(&store))
+        .run(&ProgressBar::hidden())
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.shared_emails,
+        [SharedEmail {
+            email: boss_email.to_lowercase(),
+            userids: vec!["lisi".into()],
+            held_elsewhere: true,
+        }]
+    );
+    assert_eq!(directory.user("lisi").await.unwrap().unwrap().email, None);
+}
+
 #[tokio::test]
 async fn an_email_several_users_hold_is_given_to_none_of_them() {
     let (_kind, store) = StoreKind::open_sqlite().await;
@@ -580,12 +619,12 @@ async fn an_email_several_users_hold_is_given_to_none_of_them() {
             SharedEmail {
                 email: "dba@example.com".into(),
                 userids: vec!["wangwu".into()],
-                local_user_too: true,
+                held_elsewhere: true,
             },
             SharedEmail {
                 email: "lisi@example.com".into(),
                 userids: vec!["lisi".into(), "mallory".into()],
-                local_user_too: false,
+                held_elsewhere: false,
             },
         ]
     );

@@ -7,7 +7,9 @@
 //! WeCom's, generated, or a users-file user's — is withheld from every WeCom user holding it,
 //! and reported; a policy reading `{{user.email}}` then refuses their statements, naming the
 //! variable. Users-file users keep theirs: the admin wrote them, and the users file refuses
-//! two users with one email.
+//! two users with one email. So do users this sync does not bring (disabled, left, out of the
+//! visible range): their records keep their rows' email, which nobody else may take (found in
+//! review).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -22,8 +24,8 @@ pub struct SharedEmail {
     pub email: String,
     /// The WeCom users it was withheld from, by userid.
     pub userids: Vec<String>,
-    /// A users-file user holds it too.
-    pub local_user_too: bool,
+    /// A users-file user, or a stored user this sync does not bring, holds it too.
+    pub held_elsewhere: bool,
 }
 
 impl fmt::Display for SharedEmail {
@@ -34,20 +36,20 @@ impl fmt::Display for SharedEmail {
             escape_control(&self.email),
             escape_control(&self.userids.join(", "))
         )?;
-        if self.local_user_too {
-            f.write_str(" and a users-file user")?;
+        if self.held_elsewhere {
+            f.write_str(" and a users-file, disabled or departed user")?;
         }
         Ok(())
     }
 }
 
-/// Withholds every email that more than one of `users`, or one of them and a users-file user
-/// (`local_emails`), hold. Returned in the order of their emails.
+/// Withholds every email that more than one of `users`, or one of them and a user outside the
+/// sync (`other_emails`), hold. Returned in the order of their emails.
 pub fn withhold_shared_emails<'u>(
     users: impl Iterator<Item = &'u mut FetchedUser>,
-    local_emails: &[String],
+    other_emails: impl Iterator<Item = &'u str>,
 ) -> Vec<SharedEmail> {
-    let local: HashSet<String> = local_emails.iter().map(|e| email_key(e)).collect();
+    let elsewhere: HashSet<String> = other_emails.map(email_key).collect();
     let mut holders: BTreeMap<String, Vec<&'u mut FetchedUser>> = BTreeMap::new();
     for found in users {
         if let Some(email) = &found.user.email {
@@ -56,8 +58,8 @@ pub fn withhold_shared_emails<'u>(
     }
     let mut shared = Vec::new();
     for (key, holders) in holders {
-        let local_user_too = local.contains(&key);
-        if holders.len() < 2 && !local_user_too {
+        let held_elsewhere = elsewhere.contains(&key);
+        if holders.len() < 2 && !held_elsewhere {
             continue;
         }
         let mut userids = Vec::with_capacity(holders.len());
@@ -69,7 +71,7 @@ pub fn withhold_shared_emails<'u>(
         shared.push(SharedEmail {
             email: key,
             userids,
-            local_user_too,
+            held_elsewhere,
         });
     }
     shared

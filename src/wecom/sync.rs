@@ -173,12 +173,20 @@ pub fn plan(
 ) -> (DirectoryChanges, SyncSummary) {
     let mut fetched: HashMap<String, FetchedUser> = organisation.users;
     let local: HashSet<String> = local_userids.iter().map(|u| userid_key(u)).collect();
+    let outside_sync: Vec<&str> = existing
+        .iter()
+        .filter(|s| !fetched.contains_key(&userid_key(&s.user.userid)))
+        .filter_map(|s| s.user.email.as_deref())
+        .collect();
     let shared_emails = withhold_shared_emails(
         fetched
             .iter_mut()
             .filter(|(key, _)| !local.contains(*key))
             .map(|(_, found)| found),
-        local_emails,
+        local_emails
+            .iter()
+            .map(String::as_str)
+            .chain(outside_sync.iter().copied()),
     );
     let mut changes = DirectoryChanges {
         synced_at: Some(now),
