@@ -1648,6 +1648,11 @@ fn subscripts_of_qualified_columns_are_columns() {
         refused("alice", "SELECT c.phone[1] FROM customers c").kind,
         RefusalKind::Column
     );
+    // Named as PostgreSQL names them: after the column, not `?column?`.
+    ok(
+        "alice",
+        "SELECT s.region, t.region FROM (SELECT o.region[1] FROM orders o) s, (SELECT region[1:2] FROM orders) t",
+    );
 }
 
 #[test]

@@ -16,10 +16,17 @@ fn figure(expr: &Expr) -> Option<String> {
     Some(match expr {
         Expr::Identifier(id) => fold(id),
         Expr::CompoundIdentifier(ids) => fold(ids.last()?),
-        Expr::CompoundFieldAccess { access_chain, .. } => match access_chain.last()? {
-            AccessExpr::Dot(Expr::Identifier(id)) => fold(id),
-            _ => return None,
-        },
+        // The last field name, subscripts skipped; without one, the subscripted value's name
+        // (`tags` for `o.tags[1]`, found in review).
+        Expr::CompoundFieldAccess { root, access_chain } => {
+            match access_chain.iter().rev().find_map(|access| match access {
+                AccessExpr::Dot(Expr::Identifier(id)) => Some(fold(id)),
+                _ => None,
+            }) {
+                Some(name) => name,
+                None => figure(root)?,
+            }
+        }
         Expr::Function(f) => match f.name.0.last()? {
             sqlparser::ast::ObjectNamePart::Identifier(id) => fold(id),
             _ => return None,
