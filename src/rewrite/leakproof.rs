@@ -41,7 +41,9 @@ use sqlparser::ast::{
     Statement, TableFactor, UnaryOperator, Visit, Visitor,
 };
 
-use super::query::{call_arguments, leading_name, object_name_parts, row_arguments};
+use super::query::{
+    call_arguments, leading_name, object_name_parts, row_arguments, table_function_arguments,
+};
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
 
@@ -116,15 +118,8 @@ impl Visitor for SubqueryNames {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-        let args = match factor {
-            TableFactor::Table {
-                args: Some(args), ..
-            } => args.args.as_slice(),
-            TableFactor::Function { args, .. } => args,
-            _ => &[],
-        };
         self.references
-            .extend(row_arguments(args).map(row_reference));
+            .extend(row_arguments(table_function_arguments(factor)).map(row_reference));
         if self.depth > 1 {
             return ControlFlow::Continue(());
         }
@@ -408,11 +403,8 @@ impl Visitor for LeakyConditions<'_> {
                 }
             }
             // Arguments of functions in FROM, which may read the items before them.
-            TableFactor::Table {
-                args: Some(args), ..
-            } => conditions.extend(args.args.iter().filter_map(argument)),
-            TableFactor::Function { args, .. } => {
-                conditions.extend(args.iter().filter_map(argument));
+            TableFactor::Table { args: Some(_), .. } | TableFactor::Function { .. } => {
+                conditions.extend(table_function_arguments(factor).iter().filter_map(argument))
             }
             TableFactor::UNNEST { array_exprs, .. } => conditions.extend(array_exprs),
             _ => {}

@@ -1497,6 +1497,17 @@ pub(super) fn leading_name(root: &Expr, chain: &[AccessExpr]) -> Option<(Vec<Ide
     (names > 0).then_some((parts, names))
 }
 
+/// The arguments of a function in FROM (`generate_series(1, t.x)`, `f(t.*)`).
+pub(super) fn table_function_arguments(factor: &TableFactor) -> &[FunctionArg] {
+    match factor {
+        TableFactor::Table {
+            args: Some(args), ..
+        } => &args.args,
+        TableFactor::Function { args, .. } => args,
+        _ => &[],
+    }
+}
+
 /// The arguments of a function call in an expression.
 pub(super) fn call_arguments(e: &Expr) -> &[FunctionArg] {
     match e {
