@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use sqlparser::ast::Ident;
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
 
 /// PostgreSQL's `NAMEDATALEN - 1`: longer identifiers are silently truncated by the server.
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
@@ -16,6 +16,18 @@ pub const MAX_IDENTIFIER_BYTES: usize = 63;
 /// The name PostgreSQL resolves for an identifier as written in SQL.
 pub fn fold(ident: &Ident) -> String {
     fold_str(&ident.value, ident.quote_style.is_some())
+}
+
+/// The parts of an object name as PostgreSQL resolves them; `None` when a part is a function
+/// call (`f(x).y`), which names nothing.
+pub fn fold_object_name(name: &ObjectName) -> Option<Vec<String>> {
+    name.0
+        .iter()
+        .map(|part| match part {
+            ObjectNamePart::Identifier(id) => Some(fold(id)),
+            ObjectNamePart::Function(_) => None,
+        })
+        .collect()
 }
 
 /// [`fold`] for an identifier given as text and whether it was quoted.
@@ -189,6 +201,18 @@ impl NamePattern {
 
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The names, when no part holds a glob.
+    pub fn literal_parts(&self) -> Option<Vec<String>> {
+        self.is_literal().then(|| {
+            self.parts
+                .iter()
+                .map(|p| match p {
+                    PatternPart::Exact(name) | PatternPart::Glob(name) => name.clone(),
+                })
+                .collect()
+        })
     }
 }
 

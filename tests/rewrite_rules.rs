@@ -10,7 +10,7 @@ use tablegate::rewrite::{Context, Rewritten, SearchPath, SessionEffect, rewrite}
 const POLICY: &str = r#"
 [datasource.d]
 deny_columns = ["*.phone"]
-functions = ["pg_sleep"]
+functions = ["pg_sleep", "util.fancy", 'util."Shout"']
 
 [role.rep.datasource.d]
 tables = ["public.orders", "public.customers", "public.regions", "public.visits"]
@@ -1364,6 +1364,28 @@ fn safe_built_ins_run_pinned_to_pg_catalog_and_policy_functions_are_allowed() {
     ok(
         "alice",
         "SELECT date_trunc('month', now()), extract(year FROM now()), round(1.5), to_char(now(), 'YYYY')",
+    );
+}
+
+#[test]
+fn quoted_function_names_are_not_the_names_policies_allow() {
+    // Found in review: the name was folded twice, so `"PG_SLEEP"` passed as the allowed
+    // `pg_sleep`, and with `util.fancy` allowed, `util."Fancy"` ran a different function.
+    for sql in [
+        "SELECT util.\"Fancy\"(1)",
+        "SELECT \"util.fancy\"(1)",
+        "SELECT util.shout(1)",
+        "SELECT \"PG_SLEEP\"(0)",
+        "SELECT \"public.pg_sleep\"(0)",
+        "SELECT public.\"Pg_sleep\"(0)",
+        "SELECT \"PG_CATALOG\".pg_sleep(0)",
+        "SELECT \"LOWER\"('a')",
+    ] {
+        assert_eq!(refused("alice", sql).kind, RefusalKind::Function, "{sql}");
+    }
+    ok(
+        "alice",
+        "SELECT \"pg_sleep\"(0), pg_catalog.\"pg_sleep\"(0), \"lower\"('a'), UTIL.FANCY(1), util.\"Shout\"(1)",
     );
 }
 

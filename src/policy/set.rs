@@ -17,7 +17,7 @@ use super::mask::Mask;
 use super::origin::{Origin, PolicyError, PolicyErrors, toml_sources};
 use super::value::VarValue;
 use crate::catalog::{Relation, RelationKind};
-use crate::names::{NamePattern, fold_str};
+use crate::names::{NamePattern, display_ident, fold_str};
 
 /// A value and where the policy wrote it.
 #[derive(Clone, Debug)]
@@ -451,8 +451,8 @@ impl FileReader<'_> {
             .filter_map(|f| {
                 let offset = f.span().start;
                 match NamePattern::parse(f.get_ref(), &[1, 2]) {
-                    Ok(p) if (0..p.len()).all(|i| p.part_is_literal(i)) => Some(Located {
-                        value: function_key(f.get_ref()),
+                    Ok(p) if p.is_literal() => Some(Located {
+                        value: function_key(&p.literal_parts().unwrap_or_default()),
                         origin: self.origin(offset),
                     }),
                     Ok(_) => {
@@ -487,16 +487,18 @@ fn fold_column_name(name: &str) -> String {
     }
 }
 
-/// How functions are compared: folded, dotted, with `pg_catalog.` dropped.
-pub fn function_key(name: &str) -> String {
-    let folded: Vec<String> = name
-        .split('.')
-        .map(|part| fold_column_name(part.trim()))
-        .collect();
-    match folded.as_slice() {
-        [schema, f] if schema == "pg_catalog" => f.clone(),
-        _ => folded.join("."),
-    }
+/// How functions are compared: a function's folded name parts, `pg_catalog.` dropped, printed
+/// as SQL would name them (`util."Fancy"`), so that a quoted name never meets a folded one.
+pub fn function_key(parts: &[String]) -> String {
+    let parts = match parts {
+        [schema, name] if schema == "pg_catalog" => std::slice::from_ref(name),
+        _ => parts,
+    };
+    parts
+        .iter()
+        .map(|part| display_ident(part))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 #[cfg(test)]
@@ -619,8 +621,17 @@ vars = { regions = ["East", "North"] }
 
     #[test]
     fn function_keys_fold_and_drop_pg_catalog() {
-        assert_eq!(function_key("PG_SLEEP"), "pg_sleep");
-        assert_eq!(function_key("pg_catalog.pg_sleep"), "pg_sleep");
-        assert_eq!(function_key("Util.\"Fancy\""), "util.Fancy");
+        let key = |text: &str| {
+            function_key(
+                &NamePattern::parse(text, &[1, 2])
+                    .unwrap()
+                    .literal_parts()
+                    .unwrap(),
+            )
+        };
+        assert_eq!(key("PG_SLEEP"), "pg_sleep");
+        assert_eq!(key("pg_catalog.pg_sleep"), "pg_sleep");
+        assert_eq!(key("Util.\"Fancy\""), "util.\"Fancy\"");
+        assert_eq!(key("\"util.fancy\""), "\"util.fancy\"");
     }
 }

@@ -12,14 +12,14 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArguments, Ident, ObjectNamePart, Query, SelectItem, TableFactor, Value, Visit,
-    Visitor, WildcardAdditionalOptions,
+    Expr, FunctionArguments, Ident, Query, SelectItem, TableFactor, Value, Visit, Visitor,
+    WildcardAdditionalOptions,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
-use crate::names::fold;
+use crate::names::{fold, fold_object_name};
 use crate::policy::set::function_key;
 use crate::rewrite::functions::{
     is_safe_binary_operator, is_safe_function, is_safe_unary_operator, refused_type,
@@ -124,15 +124,8 @@ impl Visitor for Check {
                 ));
             }
             Expr::Function(f) => {
-                let parts: Vec<String> = f
-                    .name
-                    .0
-                    .iter()
-                    .filter_map(ObjectNamePart::as_ident)
-                    .map(fold)
-                    .collect();
-                let key = function_key(&parts.join("."));
-                if key.contains('.') || !is_safe_function(&key) || f.over.is_some() {
+                let key = fold_object_name(&f.name).map(|parts| function_key(&parts));
+                if !key.is_some_and(|key| is_safe_function(&key)) || f.over.is_some() {
                     return self.refuse(format!(
                         "calls `{}`, which is not a built-in function tablegate allows here",
                         f.name

@@ -5,8 +5,8 @@
 
 use sqlparser::ast::{
     AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
-    FunctionArguments, Ident, InTarget, ObjectName, ObjectNamePart, Subscript, Value,
-    WindowFrameBound, WindowSpec, WindowType,
+    FunctionArguments, Ident, InTarget, ObjectName, Subscript, Value, WindowFrameBound, WindowSpec,
+    WindowType,
 };
 
 use super::Walker;
@@ -627,18 +627,8 @@ impl Walker<'_> {
 
     /// Whether a function may be called; returns its name as policies list it.
     pub(super) fn check_function_name(&self, name: &ObjectName) -> Result<String, Refusal> {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .map(|p| match p {
-                ObjectNamePart::Identifier(id) => Ok(crate::names::fold(id)),
-                ObjectNamePart::Function(_) => {
-                    Err(Refusal::unsupported("a function call inside a name"))
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        let key = function_key(&parts.join("."));
-        let builtin = !key.contains('.') && is_safe_function(&key);
+        let key = function_key(&object_name_parts(name)?);
+        let builtin = is_safe_function(&key);
         if builtin || self.access.allows_function(&key) {
             Ok(key)
         } else {

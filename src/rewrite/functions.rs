@@ -566,14 +566,7 @@ pub fn refused_type(data_type: &DataType) -> Option<String> {
             if !modifiers.is_empty() {
                 return Some(format!("type modifiers of `{data_type}`"));
             }
-            let parts: Vec<String> = name
-                .0
-                .iter()
-                .map(|p| match p {
-                    sqlparser::ast::ObjectNamePart::Identifier(id) => crate::names::fold(id),
-                    sqlparser::ast::ObjectNamePart::Function(_) => String::new(),
-                })
-                .collect();
+            let parts = crate::names::fold_object_name(name).unwrap_or_default();
             let not_builtin = || {
                 Some(format!(
                     "the type {name}, which is not built into PostgreSQL,"

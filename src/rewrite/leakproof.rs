@@ -127,7 +127,7 @@ impl Visitor for SubqueryNames {
             TableFactor::Table {
                 name, alias, args, ..
             } => {
-                let parts = folded_parts(name);
+                let parts = object_name_parts(name).unwrap_or_default();
                 if alias.is_none()
                     && let Some(last) = parts.last()
                 {
@@ -199,16 +199,6 @@ fn row_reference(name: &ObjectName) -> Vec<String> {
         parts.push("*".to_owned());
     }
     parts
-}
-
-fn folded_parts(name: &ObjectName) -> Vec<String> {
-    name.0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(id) => fold(id),
-            ObjectNamePart::Function(_) => String::new(),
-        })
-        .collect()
 }
 
 /// The query of an expression holding a subquery.
@@ -707,7 +697,7 @@ const NEVER_FAILING_AGGREGATES: [&str; 6] = ["count", "min", "max", "bool_and", 
 
 /// A built-in's name as called (`f` or `pg_catalog.f`), or "" for any other.
 fn function_name(f: &Function) -> String {
-    match folded_parts(&f.name).as_slice() {
+    match object_name_parts(&f.name).unwrap_or_default().as_slice() {
         [name] => name.clone(),
         [schema, name] if schema == "pg_catalog" => name.clone(),
         _ => String::new(),

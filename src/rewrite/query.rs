@@ -10,11 +10,11 @@
 
 use sqlparser::ast::{
     AccessExpr, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName,
-    ObjectNamePart, Offset, OffsetRows, OrderBy, OrderByKind, Query, Select, SelectFlavor,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, TableAlias,
-    TableFactor, TableSample, TableSampleKind, TableSampleMethod, TableSampleModifier,
-    TableSampleQuantity, TableSampleSeedModifier, TableWithJoins, Value, WildcardAdditionalOptions,
+    GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName, Offset,
+    OffsetRows, OrderBy, OrderByKind, Query, Select, SelectFlavor, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, TableAlias, TableFactor,
+    TableSample, TableSampleKind, TableSampleMethod, TableSampleModifier, TableSampleQuantity,
+    TableSampleSeedModifier, TableWithJoins, Value, WildcardAdditionalOptions,
 };
 
 use super::Walker;
@@ -1468,15 +1468,8 @@ fn unqualified_column<'a>(
 
 /// Parts of an object name, folded; function-call parts are refused.
 pub(super) fn object_name_parts(name: &ObjectName) -> Result<Vec<String>, Refusal> {
-    name.0
-        .iter()
-        .map(|part| match part {
-            ObjectNamePart::Identifier(id) => Ok(fold(id)),
-            ObjectNamePart::Function(_) => {
-                Err(Refusal::unsupported("a function call inside a name"))
-            }
-        })
-        .collect()
+    crate::names::fold_object_name(name)
+        .ok_or_else(|| Refusal::unsupported("a function call inside a name"))
 }
 
 /// The name a subscripted or field-selected name begins with: `o.tags` of `o.tags[1]`, which
