@@ -49,6 +49,11 @@ pub struct Column {
     pub name: String,
     /// The type as `format_type` prints it; used by `check` and `explain`.
     pub type_name: String,
+    /// Whether its values are records, or hold records: a composite type, a domain, array or
+    /// range over one, or a pseudo-type (a view's `record` column). PostgreSQL compares records
+    /// field by field and checks a field's type only when it gets there, so a comparison with
+    /// such a value can fail on some rows and not others (see `rewrite::leakproof`).
+    pub holds_records: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +86,8 @@ pub struct Catalog {
     relations: Vec<Relation>,
     by_name: HashMap<QualifiedName, RelationId>,
     schemas: HashSet<String>,
+    /// Names of columns, of any relation, whose values hold records ([`Column::holds_records`]).
+    record_columns: HashSet<String>,
     /// The upstream login role: what `$user` in search_path means.
     session_user: String,
     /// The upstream default search_path, as its raw setting.
@@ -105,11 +112,18 @@ impl Catalog {
         let mut schemas: HashSet<String> = extra_schemas.into_iter().collect();
         schemas.extend(relations.iter().map(|r| r.name.schema.clone()));
         schemas.extend(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
+        let record_columns = relations
+            .iter()
+            .flat_map(|r| &r.columns)
+            .filter(|c| c.holds_records)
+            .map(|c| c.name.clone())
+            .collect();
         Catalog {
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             relations,
             by_name,
             schemas,
+            record_columns,
             session_user: session_user.into(),
             default_search_path: default_search_path.into(),
             setting_rules: SettingRules::new([], "ISO, MDY"),
@@ -142,6 +156,11 @@ impl Catalog {
         self.by_name.get(name).copied()
     }
 
+    /// Names of columns whose values hold records, in any relation.
+    pub fn record_columns(&self) -> &HashSet<String> {
+        &self.record_columns
+    }
+
     pub fn has_schema(&self, schema: &str) -> bool {
         self.schemas.contains(schema)
     }
@@ -158,7 +177,15 @@ impl Catalog {
     pub async fn load(client: &tokio_postgres::Client) -> Result<Catalog, tokio_postgres::Error> {
         let rows = client
             .query(
-                "SELECT n.nspname::text, c.relname::text, c.relkind, \
+                // Types holding records: composite and pseudo-types, and domains, arrays,
+                // ranges and multiranges over them.
+                "WITH RECURSIVE record_types(oid) AS ( \
+                     SELECT oid FROM pg_catalog.pg_type WHERE typtype IN ('c', 'p') \
+                     UNION \
+                     SELECT t.oid FROM pg_catalog.pg_type t \
+                     LEFT JOIN pg_catalog.pg_range r ON t.oid IN (r.rngtypid, r.rngmultitypid) \
+                     JOIN record_types s ON s.oid IN (t.typbasetype, t.typelem, r.rngsubtype)) \
+                 SELECT n.nspname::text, c.relname::text, c.relkind, \
                         (c.relispartition OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)), \
                         coalesce(array_agg(a.attname::text ORDER BY a.attnum) \
                                  FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
@@ -166,7 +193,9 @@ impl Catalog {
                                  FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
                         coalesce((SELECT array_agg(k.attname::text) FROM pg_catalog.pg_constraint con \
                                   JOIN pg_catalog.pg_attribute k ON k.attrelid = con.conrelid AND k.attnum = ANY (con.conkey) \
-                                  WHERE con.conrelid = c.oid AND con.contype = 'p'), '{}') \
+                                  WHERE con.conrelid = c.oid AND con.contype = 'p'), '{}'), \
+                        coalesce(array_agg(a.atttypid IN (SELECT oid FROM record_types) ORDER BY a.attnum) \
+                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}') \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
@@ -183,6 +212,7 @@ impl Catalog {
                 let names: Vec<String> = row.get(4);
                 let types: Vec<String> = row.get(5);
                 let key: Vec<String> = row.get(6);
+                let holds_records: Vec<bool> = row.get(7);
                 Some(Relation {
                     name: QualifiedName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
                     kind,
@@ -194,7 +224,12 @@ impl Catalog {
                     columns: names
                         .into_iter()
                         .zip(types)
-                        .map(|(name, type_name)| Column { name, type_name })
+                        .zip(holds_records)
+                        .map(|((name, type_name), holds_records)| Column {
+                            name,
+                            type_name,
+                            holds_records,
+                        })
                         .collect(),
                 })
             })
@@ -259,6 +294,7 @@ pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
                 .map(|c| Column {
                     name: c.to_string(),
                     type_name: "text".into(),
+                    holds_records: false,
                 })
                 .collect(),
         })

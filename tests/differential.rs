@@ -416,6 +416,51 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
     );
 }
 
+/// Found by red-team review: records compare field by field and check a field's type only when
+/// the fields before it are equal, so comparing a composite column with a record of other field
+/// types failed exactly when a hidden row held the guessed prefix — a field-by-field reader of
+/// the hidden rows' composite values, through a subquery's aggregate or a renamed column.
+#[tokio::test]
+async fn composite_values_are_compared_only_after_the_row_filter() {
+    let database = TempDatabase::create().await;
+    let client = database.connect().await;
+    client
+        .batch_execute(
+            "CREATE TYPE public.addr AS (street text, city text);
+             CREATE TABLE public.customers (id int PRIMARY KEY, region text, home public.addr);
+             INSERT INTO public.customers SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+               ROW(g || ' Main', 'LA')::public.addr FROM generate_series(1, 1000) g;
+             CREATE TABLE public.region_members (userid text, region text);
+             INSERT INTO public.region_members VALUES ('alice', 'East');
+             ANALYZE public.customers; ANALYZE public.region_members;",
+        )
+        .await
+        .expect("the tables");
+    let alice = Alice::under(
+        &client,
+        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.customers\"]\n\
+         rows.\"public.customers\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
+         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
+    )
+    .await;
+    let context = alice.context();
+    fenced_probes_hold(
+        &client,
+        &context,
+        &[
+            (
+                "SELECT count(*) FROM customers c WHERE c.home = (SELECT mode() WITHIN GROUP (ORDER BY ('7 Main'::text, 0)))",
+                "0",
+            ),
+            (
+                "SELECT count(*) FROM customers AS c(i, r, h) WHERE c.h = (SELECT mode() WITHIN GROUP (ORDER BY ('7 Main'::text, 0)))",
+                "0",
+            ),
+        ],
+    )
+    .await;
+}
+
 /// EXPLAIN is forwarded with costs off: the planner's row estimates come from statistics over
 /// all rows, so they described the rows a policy filters out (found while probing).
 #[tokio::test]

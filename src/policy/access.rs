@@ -305,6 +305,7 @@ mod tests {
         let column = |(name, type_name): &(&str, &str)| crate::catalog::Column {
             name: name.to_string(),
             type_name: type_name.to_string(),
+            holds_records: false,
         };
         let relation = |name: &str, columns: &[(&str, &str)]| crate::catalog::Relation {
             name: crate::names::QualifiedName::new("public", name),

@@ -501,6 +501,7 @@ mod tests {
                 .map(|(name, type_name)| Column {
                     name: name.into(),
                     type_name: type_name.into(),
+                    holds_records: false,
                 })
                 .to_vec(),
             primary_key: vec![0],

@@ -26,6 +26,11 @@
 //! references is plainly its own. The decision reads the query's shape only, never a
 //! literal's value.
 //!
+//! Records are compared field by field, and a field's type is checked only when the comparison
+//! gets there: comparing a value that may be a record — a row constructor, a whole-row name, a
+//! column of a composite type, a name an alias list gave, a subquery's aggregate of any of
+//! these — counts as leaky, judged by name since tablegate does not know every column's type.
+//!
 //! What remains: a comparison of two columns of different types may convert one of them on
 //! every row (numeric to float8, date to timestamp) and fail on values beyond the other type's
 //! range. tablegate does not know the types of every column (derived tables, functions) and
@@ -52,9 +57,13 @@ use crate::rewrite::functions::AGGREGATES;
 pub(super) type HasColumn<'a> = dyn Fn(&[String], &str) -> Option<bool> + 'a;
 
 /// Whether some condition of the statement may raise an error on a row, so that row filters
-/// must run first.
-pub(super) fn needs_fence(statement: &Statement, has_column: &HasColumn) -> bool {
-    let mut names = RowNames(HashSet::new());
+/// must run first. `record_columns` names the columns whose values hold records.
+pub(super) fn needs_fence(
+    statement: &Statement,
+    has_column: &HasColumn,
+    record_columns: &HashSet<String>,
+) -> bool {
+    let mut names = RecordNames(record_columns.clone());
     let _ = statement.visit(&mut names);
     let mut ctes = CteNames(HashSet::new());
     let _ = statement.visit(&mut ctes);
@@ -62,7 +71,7 @@ pub(super) fn needs_fence(statement: &Statement, has_column: &HasColumn) -> bool
         depth: 0,
         correlated: 0,
         sublinks: Vec::new(),
-        rows: names.0,
+        records: names.0,
         ctes: ctes.0,
         has_column,
         leaky: false,
@@ -220,14 +229,24 @@ fn sublink_query(e: &Expr) -> Option<&Query> {
     }
 }
 
-/// The names by which a FROM item can be used as a whole-row value (`o` in `o = (5, 1, 1)`).
-/// Comparing rows compares their fields one by one and checks the types of a field only when
-/// it gets there: `o = (5, 1, 1)` fails with "cannot compare dissimilar column types" exactly
-/// when some row's id is 5 — hidden rows too, if the comparison runs before the filter.
-struct RowNames(HashSet<String>);
+/// The names that may denote a record: columns of composite types, the names by which a FROM
+/// item can be used as a whole-row value (`o` in `o = (5, 1, 1)`), and the column names alias
+/// lists give (`customers c(i, h)` may rename a composite column). Comparing records compares
+/// their fields one by one and checks the types of a field only when it gets there:
+/// `o = (5, 1, 1)` fails with "cannot compare dissimilar column types" exactly when some row's
+/// id is 5 — hidden rows too, if the comparison runs before the filter.
+struct RecordNames(HashSet<String>);
 
-impl Visitor for RowNames {
+impl Visitor for RecordNames {
     type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        for cte in query.with.iter().flat_map(|with| &with.cte_tables) {
+            self.0
+                .extend(cte.alias.columns.iter().map(|c| fold(&c.name)));
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         let alias = match factor {
@@ -247,6 +266,7 @@ impl Visitor for RowNames {
         };
         if let Some(alias) = alias {
             self.0.insert(fold(&alias.name));
+            self.0.extend(alias.columns.iter().map(|c| fold(&c.name)));
         }
         ControlFlow::Continue(())
     }
@@ -262,8 +282,8 @@ struct LeakyConditions<'a> {
     /// For each subquery in an expression enclosing this point, whether it counts in
     /// `correlated`.
     sublinks: Vec<bool>,
-    /// Names that may be whole rows ([`RowNames`]).
-    rows: HashSet<String>,
+    /// Names that may denote records ([`RecordNames`]).
+    records: HashSet<String>,
     /// The statement's CTE names: a FROM name among them may not be the relation of that name.
     ctes: HashSet<String>,
     has_column: &'a HasColumn<'a>,
@@ -334,7 +354,7 @@ impl Visitor for LeakyConditions<'_> {
                 if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
                 {
                     // A row-valued output is compared by an outer condition at run time
-                    // ([`RowNames`]), under a name tablegate does not know holds a row.
+                    // ([`RecordNames`]), under a name tablegate does not know holds a row.
                     if self.judge_here().row_valued(e) {
                         self.leaky = true;
                         return ControlFlow::Break(());
@@ -435,7 +455,7 @@ impl LeakyConditions<'_> {
     fn judge_here(&self) -> Judge<'_> {
         Judge {
             nested: self.correlated > 0,
-            rows: &self.rows,
+            records: &self.records,
         }
     }
 
@@ -535,7 +555,7 @@ struct Judge<'a> {
     /// Inside a subquery, which may be correlated with rows no filter has passed yet, so even
     /// aggregate arguments count.
     nested: bool,
-    rows: &'a HashSet<String>,
+    records: &'a HashSet<String>,
 }
 
 impl Judge<'_> {
@@ -581,7 +601,7 @@ impl Judge<'_> {
                     Expr::Tuple(fields) => {
                         fields.iter().all(|f| !self.row_valued(f) && leakproof(f))
                     }
-                    e => !self.whole_row(e) && leakproof(e),
+                    e => !self.row_valued(e) && leakproof(e),
                 },
                 _ => false,
             },
@@ -610,7 +630,7 @@ impl Judge<'_> {
             // which fails when another element's dimensions differ.
             Expr::Array(array) => array.elem.iter().all(is_literal_array_element),
             // A row value outside a row comparison: compared later at run time, or returned
-            // to be compared by an outer condition ([`RowNames`]).
+            // to be compared by an outer condition ([`RecordNames`]).
             Expr::Tuple(_) => false,
             // Which rows an aggregate sees here may depend on the outer row, so one that
             // can fail on some input (`array_agg` of a null array, `sum` of floats overflowing,
@@ -627,8 +647,8 @@ impl Judge<'_> {
     }
 
     /// Whether comparing `a` with `b` is leakproof. Row constructors of one length compare field
-    /// by field, typed when the statement is planned; a whole-row value or a row constructor
-    /// against anything else is compared at run time, type checks included ([`RowNames`]).
+    /// by field, typed when the statement is planned; a value that may be a record against
+    /// anything else is compared at run time, type checks included ([`RecordNames`]).
     fn comparable(&self, a: &Expr, b: &Expr) -> bool {
         match (a, b) {
             (Expr::Tuple(x), Expr::Tuple(y)) => {
@@ -640,24 +660,48 @@ impl Judge<'_> {
         }
     }
 
-    /// A row constructor, or a name that may be a whole row.
+    /// A value that may be a record: a row constructor, a name that may denote one, or a scalar
+    /// subquery whose aggregate may return one (`(SELECT mode() WITHIN GROUP (ORDER BY
+    /// ('3 Main', 5)))`, found by red-team review).
     fn row_valued(&self, e: &Expr) -> bool {
         match e {
             Expr::Tuple(_) => true,
             Expr::Nested(inner) => self.row_valued(inner),
-            _ => self.whole_row(e),
+            Expr::Identifier(id) => self.records.contains(&fold(id)),
+            Expr::CompoundIdentifier(ids) => ids
+                .last()
+                .is_some_and(|id| self.records.contains(&fold(id))),
+            Expr::Subquery(query) => match query.body.as_ref() {
+                SetExpr::Select(select) => select.projection.iter().any(|item| match item {
+                    SelectItem::UnnamedExpr(Expr::Function(f))
+                    | SelectItem::ExprWithAlias {
+                        expr: Expr::Function(f),
+                        ..
+                    } => self.may_return_record(f),
+                    _ => true,
+                }),
+                _ => true,
+            },
+            _ => false,
         }
     }
 
-    fn whole_row(&self, e: &Expr) -> bool {
-        match e {
-            Expr::Identifier(id) => self.rows.contains(&fold(id)),
-            Expr::CompoundIdentifier(ids) => {
-                ids.last().is_some_and(|id| self.rows.contains(&fold(id)))
-            }
-            Expr::Nested(inner) => self.whole_row(inner),
+    /// Whether an aggregate may return a record: one whose result has its input's type, over
+    /// anything but literals and names of plain values.
+    fn may_return_record(&self, f: &Function) -> bool {
+        let plain = |e: &Expr| match e {
+            Expr::Value(_) => true,
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => !self.row_valued(e),
             _ => false,
-        }
+        };
+        let inputs_plain = match &f.args {
+            FunctionArguments::List(list) => {
+                list.args.iter().all(|arg| argument(arg).is_none_or(plain))
+            }
+            FunctionArguments::None => true,
+            FunctionArguments::Subquery(_) => false,
+        } && f.within_group.iter().all(|o| plain(&o.expr));
+        INPUT_TYPED_AGGREGATES.contains(&function_name(f).as_str()) && !inputs_plain
     }
 
     /// Whether every argument of a call (and its FILTER) is leakproof; an ORDER BY among the
@@ -674,7 +718,7 @@ impl Judge<'_> {
         };
         args.into_iter()
             .chain(f.filter.as_deref())
-            .all(|e| self.leakproof(e))
+            .all(|e| !self.row_valued(e) && self.leakproof(e))
     }
 }
 
@@ -694,6 +738,16 @@ fn is_literal_array_element(e: &Expr) -> bool {
 /// Aggregates that cannot fail whatever rows they see: they only count or compare values of
 /// one type.
 const NEVER_FAILING_AGGREGATES: [&str; 6] = ["count", "min", "max", "bool_and", "bool_or", "every"];
+
+/// Aggregates whose result has the type of their input (or is an array of it).
+const INPUT_TYPED_AGGREGATES: [&str; 6] = [
+    "min",
+    "max",
+    "mode",
+    "percentile_disc",
+    "array_agg",
+    "any_value",
+];
 
 /// A built-in's name as called (`f` or `pg_catalog.f`), or "" for any other.
 fn function_name(f: &Function) -> String {
@@ -732,6 +786,7 @@ mod tests {
         needs_fence(
             &Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0],
             &has_column,
+            &HashSet::from(["home".to_owned()]),
         )
     }
 
@@ -755,6 +810,8 @@ mod tests {
             "SELECT x FROM t WHERE y > (SELECT sum(u.y) FROM u WHERE u.z > 1)",
             "SELECT x FROM t WHERE y IN (SELECT DISTINCT ON (z / 2) y FROM u)",
             "SELECT x FROM t WHERE (x, y) IN (SELECT a, b FROM u)",
+            // aggregates of plain values, or of fixed result types, return no record
+            "SELECT x FROM t WHERE x = (SELECT max(y) FROM u) AND y < (SELECT count(o2.home) FROM orders o2)",
         ] {
             assert!(!fenced(sql), "{sql}");
         }
@@ -829,6 +886,19 @@ mod tests {
             // an array of arrays fails when their dimensions differ
             "SELECT count(*) FROM orders WHERE ARRAY[tags, ARRAY['p', 'q']] IS NOT NULL",
             "SELECT count(*) FROM orders WHERE id = ANY(ARRAY[id, amount])",
+            // records from a composite column (`home`) or an aggregate, compared field by field
+            // (found by red-team review)
+            "SELECT count(*) FROM customers c WHERE c.home = (SELECT mode() WITHIN GROUP (ORDER BY ('3 Main'::text, 5)))",
+            "SELECT count(*) FROM customers c WHERE c.name = (SELECT mode() WITHIN GROUP (ORDER BY ('3 Main'::text, 5)))",
+            "SELECT count(*) FROM customers c WHERE home IN ((SELECT max(x) FROM u))",
+            "SELECT count(*) FROM customers c WHERE c.home IN (SELECT mode() WITHIN GROUP (ORDER BY ('3 Main'::text, 5)))",
+            "SELECT count(*) FROM customers c WHERE (SELECT array_agg(jsonb_each(j)) FROM u) = ANY (c.homes)",
+            "SELECT count(*) FROM customers c WHERE c.home BETWEEN (SELECT max(x) FROM u) AND (SELECT max(x) FROM u)",
+            "SELECT count(*) FROM customers c, suppliers s WHERE c.home = s.home",
+            "SELECT count(*) FROM customers AS c(i, h) WHERE c.h = (SELECT max(x) FROM u)",
+            "WITH s(i, h) AS (SELECT * FROM customers) SELECT count(*) FROM s WHERE s.h IS DISTINCT FROM (SELECT max(x) FROM u)",
+            "SELECT count(*) FROM (SELECT home FROM customers) s",
+            "SELECT count(*) FROM customers c WHERE EXISTS (SELECT 1 FROM u WHERE u.z = c.id HAVING min(c.home) IS NULL)",
         ] {
             assert!(fenced(sql), "{sql}");
         }

@@ -289,7 +289,8 @@ fn walk(
                     .any(|c| c.name == column),
             )
         };
-        walker.fence = leakproof::needs_fence(statement, &has_column);
+        walker.fence =
+            leakproof::needs_fence(statement, &has_column, walker.catalog.record_columns());
         walker.checked = census::Census::default();
         if let Some(e) = walker.statement(statement)? {
             effect = Some(e);
