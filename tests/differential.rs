@@ -19,6 +19,7 @@ mod support;
 use tablegate::catalog::Catalog;
 use tablegate::directory::users_file;
 use tablegate::policy::{Access, PolicySet};
+use tablegate::refusal::RefusalKind;
 use tablegate::rewrite::{Context, SearchPath, rewrite};
 
 use support::database::{TempDatabase, run};
@@ -459,6 +460,55 @@ async fn composite_values_are_compared_only_after_the_row_filter() {
         ],
     )
     .await;
+}
+
+/// Found by red-team review: a plan names every relation it scans, so EXPLAIN showed the table
+/// a membership filter reads and a granted view's base table, relations that do not exist for
+/// the user. Such plans are refused; a plan of plainly filtered tables is not.
+#[tokio::test]
+async fn explain_names_no_relation_the_user_cannot_read() {
+    let database = TempDatabase::create().await;
+    let client = database.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE public.orders (id int PRIMARY KEY, region text);
+             CREATE TABLE public.customers (id int PRIMARY KEY, region text);
+             CREATE TABLE public.region_members (userid text, region text);
+             CREATE VIEW public.east_orders AS SELECT * FROM public.orders WHERE region = 'East';",
+        )
+        .await
+        .expect("the tables");
+    let alice = Alice::under(
+        &client,
+        "[datasource.d]\n[role.rep.datasource.d]\n\
+         tables = [\"public.orders\", \"public.customers\", \"public.east_orders\"]\n\
+         rows.\"public.orders\" = \"region = 'East'\"\n\
+         rows.\"public.customers\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
+         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
+    )
+    .await;
+    let context = alice.context();
+    let plan = rewrite("EXPLAIN SELECT id FROM orders", &context)
+        .expect("a plainly filtered table's plan")
+        .sql();
+    let rows = run(&client, &plan).await.expect("the plan").rows;
+    assert!(!rows.is_empty(), "{plan}");
+    for sql in [
+        "EXPLAIN SELECT id FROM customers",
+        "EXPLAIN SELECT o.id FROM orders o JOIN customers c ON c.id = o.id",
+        "EXPLAIN SELECT id FROM east_orders",
+        "EXPLAIN VERBOSE SELECT 1 FROM orders WHERE EXISTS (SELECT 1 FROM east_orders)",
+    ] {
+        let refusal = rewrite(sql, &context).expect_err(sql);
+        assert_eq!(refusal.kind, RefusalKind::Statement, "{sql}: {refusal}");
+        assert!(refusal.message.contains("EXPLAIN is not available"), "{refusal}");
+        assert!(!refusal.message.contains("region_members"), "{refusal}");
+    }
+    // The queries themselves run.
+    for sql in ["SELECT id FROM customers", "SELECT id FROM east_orders"] {
+        let forwarded = rewrite(sql, &context).expect(sql).sql();
+        run(&client, &forwarded).await.expect(sql);
+    }
 }
 
 /// EXPLAIN is forwarded with costs off: the planner's row estimates come from statistics over

@@ -1,19 +1,24 @@
 //! Statements: which kinds may run, and what the session-level ones change.
 //!
-//! Read-only: queries (SELECT, WITH, VALUES, TABLE), EXPLAIN without ANALYZE, SHOW of settings
+//! Read-only: queries (SELECT, WITH, VALUES, TABLE), EXPLAIN without ANALYZE (and only of
+//! queries whose plan names no relation the user cannot read), SHOW of settings
 //! drivers read, SET of settings drivers write, and transaction control. Everything else is
 //! refused by name.
 
+use std::ops::ControlFlow;
+
 use sqlparser::ast::{
     Expr, Ident, Reset, Set, Statement, TransactionAccessMode, TransactionMode, UtilityOption,
-    Value,
+    Value, visit_relations,
 };
 
 use super::Walker;
 use super::scope::Frame;
 use super::search_path::SearchPath;
 use super::settings::SettingRules;
+use crate::catalog::RelationKind;
 use crate::names::fold;
+use crate::policy::Source;
 use crate::refusal::{Refusal, RefusalKind};
 
 /// Settings a client may change. Everything that alters how text is lexed or who the session is
@@ -134,6 +139,7 @@ impl Walker<'_> {
                 match inner.as_mut() {
                     Statement::Query(query) => {
                         self.query(query, &Frame::ROOT, true)?;
+                        self.refuse_plans_naming_other_relations()?;
                         Ok(None)
                     }
                     other => Err(refused_statement(other)),
@@ -274,6 +280,39 @@ fn set_statement(set: &mut Set, rules: &SettingRules) -> Result<Option<SessionEf
             format!("`{set}` is not allowed: tablegate fixes the session's identity and lexing"),
         )
         .with_hint("you act as yourself: your roles come from tablegate's policies, not from SET")),
+    }
+}
+
+impl Walker<'_> {
+    /// A plan names every relation it scans: a granted view's base tables and the tables a row
+    /// filter's subquery reads (`region_members`), which do not exist for the user (found by
+    /// red-team review).
+    fn refuse_plans_naming_other_relations(&self) -> Result<(), Refusal> {
+        for &id in &self.trace.relations {
+            let relation = self.catalog.relation(id);
+            let filter_reads_relations = match self.access.table(id).map(|t| &t.source) {
+                Some(Ok(Source::Protected(query))) => {
+                    let mut scans = 0;
+                    let _ = visit_relations(query.as_ref(), |_| {
+                        scans += 1;
+                        ControlFlow::<()>::Continue(())
+                    });
+                    scans > 1
+                }
+                _ => false,
+            };
+            if relation.kind == RelationKind::View || filter_reads_relations {
+                return Err(Refusal::new(
+                    RefusalKind::Statement,
+                    format!(
+                        "EXPLAIN is not available for queries reading {}: its plan would name relations the policy reads on your behalf",
+                        relation.name
+                    ),
+                )
+                .with_hint("run the query itself, or ask a DBA for its plan"));
+            }
+        }
+        Ok(())
     }
 }
 
