@@ -501,7 +501,10 @@ async fn explain_names_no_relation_the_user_cannot_read() {
     ] {
         let refusal = rewrite(sql, &context).expect_err(sql);
         assert_eq!(refusal.kind, RefusalKind::Statement, "{sql}: {refusal}");
-        assert!(refusal.message.contains("EXPLAIN is not available"), "{refusal}");
+        assert!(
+            refusal.message.contains("EXPLAIN is not available"),
+            "{refusal}"
+        );
         assert!(!refusal.message.contains("region_members"), "{refusal}");
     }
     // The queries themselves run.

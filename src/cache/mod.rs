@@ -25,7 +25,7 @@ use sqlparser::ast::Statement;
 
 use crate::refusal::Refusal;
 use crate::rewrite::{self, Context, Deallocation, SessionEffect};
-use lexer::{LexOutcome, lex};
+use lexer::{LexOutcome, Literal, lex};
 use template::Template;
 
 /// What the proxy forwards for one statement string.
@@ -46,6 +46,19 @@ struct Entry {
     deallocation: Option<Deallocation>,
     statements: usize,
     used: AtomicBool,
+}
+
+impl Entry {
+    /// The entry's rewrite for `sql`, its literals put back.
+    fn prepared(&self, sql: &str, literals: &[Literal]) -> Prepared {
+        Prepared {
+            sql: self.template.render(sql, literals),
+            notices: self.notices.clone(),
+            effect: self.effect.clone(),
+            deallocation: self.deallocation.clone(),
+            statements: self.statements,
+        }
+    }
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -109,14 +122,7 @@ impl RewriteCache {
         };
         if let Some(entry) = self.entries.get(&key) {
             entry.used.store(true, Ordering::Relaxed);
-            let prepared = Prepared {
-                sql: entry.template.render(sql, &lexed.literals),
-                notices: entry.notices.clone(),
-                effect: entry.effect.clone(),
-                deallocation: entry.deallocation.clone(),
-                statements: entry.statements,
-            };
-            return Ok((prepared, Outcome { hit: true }));
+            return Ok((entry.prepared(sql, &lexed.literals), Outcome { hit: true }));
         }
         let rewritten = rewrite::rewrite(sql, context)?;
         let template = match &key.shape {
@@ -143,13 +149,7 @@ impl RewriteCache {
             statements: rewritten.statements.len(),
             used: AtomicBool::new(false),
         });
-        let prepared = Prepared {
-            sql: entry.template.render(sql, &lexed.literals),
-            notices: entry.notices.clone(),
-            effect: entry.effect.clone(),
-            deallocation: entry.deallocation.clone(),
-            statements: entry.statements,
-        };
+        let prepared = entry.prepared(sql, &lexed.literals);
         self.make_room();
         self.entries.insert(key, entry);
         Ok((prepared, Outcome { hit: false }))

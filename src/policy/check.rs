@@ -31,6 +31,13 @@ impl Findings {
             message,
         });
     }
+
+    fn warning(&mut self, origin: &Origin, message: String) {
+        self.warnings.push(PolicyError {
+            origin: origin.clone(),
+            message,
+        });
+    }
 }
 
 /// Where `check` sends a statement to be planned (EXPLAIN) on a datasource.
@@ -59,10 +66,7 @@ pub fn check_assignments(policies: &PolicySet, users: &[User], findings: &mut Fi
     let without_root_path = departments_without_root_path(users);
     for assignment in &policies.assignments {
         let warn = |findings: &mut Findings, message: String| {
-            findings.warnings.push(PolicyError {
-                origin: assignment.origin.clone(),
-                message,
-            })
+            findings.warning(&assignment.origin, message)
         };
         let matcher = &assignment.matcher;
         let Matcher::Department(name) = matcher else {
@@ -214,13 +218,13 @@ pub async fn check_datasource(
     for mask in datasource_masks {
         let hits = check_mask(mask, catalog, &relations, findings);
         if !hits {
-            findings.warnings.push(PolicyError {
-                origin: mask.origin.clone(),
-                message: format!(
+            findings.warning(
+                &mask.origin,
+                format!(
                     "mask `{}` matches no column of datasource `{datasource}`",
                     mask.value.columns
                 ),
-            });
+            );
         }
     }
 
@@ -234,13 +238,13 @@ pub async fn check_datasource(
                     .any(|c| denies(&pattern.value, &name.schema, &name.name, &c.name))
             });
             if !hits {
-                findings.warnings.push(PolicyError {
-                    origin: pattern.origin.clone(),
-                    message: format!(
+                findings.warning(
+                    &pattern.origin,
+                    format!(
                         "deny_columns `{}` matches no column of datasource `{datasource}`",
                         pattern.value
                     ),
-                });
+                );
             }
         }
     }
@@ -316,21 +320,14 @@ pub async fn check_datasource(
             }
             for (id, name) in targets {
                 let relation = catalog.relation(*id);
-                for column in filter.value.columns() {
-                    let known = match column.as_slice() {
-                        [c] => relation.column_index(c).is_some(),
-                        [t, c] => *t == name.name && relation.column_index(c).is_some(),
-                        _ => false,
-                    };
-                    if !known {
-                        findings.error(
-                            &filter.origin,
-                            format!(
-                                "the filter reads `{}`, which is not a column of {name}",
-                                column.join(".")
-                            ),
-                        );
-                    }
+                for column in filter.value.unknown_columns(relation) {
+                    findings.error(
+                        &filter.origin,
+                        format!(
+                            "the filter reads `{}`, which is not a column of {name}",
+                            column.join(".")
+                        ),
+                    );
                 }
                 let probe = crate::sql::select(
                     vec![sqlparser::ast::SelectItem::UnnamedExpr(

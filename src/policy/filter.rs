@@ -22,6 +22,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Span;
 
 use super::value::VarValue;
+use crate::catalog::Relation;
 use crate::names::fold;
 use crate::rewrite::functions::is_safe_function;
 
@@ -108,6 +109,21 @@ impl RowFilter {
         let mut collector = ColumnCollector::default();
         let _ = self.template.visit(&mut collector);
         collector.columns
+    }
+
+    /// The columns the filter reads that `relation` does not have: a bare name, or one
+    /// qualified by the relation's own name.
+    pub fn unknown_columns<'a>(
+        &self,
+        relation: &'a Relation,
+    ) -> impl Iterator<Item = Vec<String>> + 'a {
+        self.columns()
+            .into_iter()
+            .filter(move |column| match column.as_slice() {
+                [c] => relation.column_index(c).is_none(),
+                [t, c] => *t != relation.name.name || relation.column_index(c).is_none(),
+                _ => true,
+            })
     }
 
     /// The filter with NULL for every variable: for type-checking it without a user.

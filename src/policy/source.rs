@@ -89,25 +89,18 @@ impl TableBuilder<'_> {
             if !pattern.value.matches(&[schema, table]) {
                 continue;
             }
-            for column in filter.value.columns() {
-                let known = match column.as_slice() {
-                    [c] => relation.column_index(c).is_some(),
-                    [t, c] => t == table && relation.column_index(c).is_some(),
-                    _ => false,
-                };
-                if !known {
-                    return Err(Refusal::new(
-                        RefusalKind::Policy,
-                        format!(
-                            "the row filter of role `{}` for {} ({}) reads `{}`, which is not a column of that table",
-                            held.role,
-                            relation.name,
-                            filter.origin,
-                            column.join(".")
-                        ),
-                    )
-                    .with_hint("ask the DBA to fix the policy; `tablegate check` finds such errors"));
-                }
+            if let Some(column) = filter.value.unknown_columns(relation).next() {
+                return Err(Refusal::new(
+                    RefusalKind::Policy,
+                    format!(
+                        "the row filter of role `{}` for {} ({}) reads `{}`, which is not a column of that table",
+                        held.role,
+                        relation.name,
+                        filter.origin,
+                        column.join(".")
+                    ),
+                )
+                .with_hint("ask the DBA to fix the policy; `tablegate check` finds such errors"));
             }
             let expr = filter
                 .value

@@ -218,17 +218,10 @@ fn may_nest(token: &Token) -> bool {
 
 /// Rewrites a statement string: all of it, or none (one refused statement refuses the string).
 pub fn rewrite(sql: &str, context: &Context) -> Result<Rewritten, Refusal> {
-    rewrite_statements(parse(sql)?, context)
+    rewrite_traced(parse(sql)?, context).0
 }
 
-pub fn rewrite_statements(
-    statements: Vec<Statement>,
-    context: &Context,
-) -> Result<Rewritten, Refusal> {
-    rewrite_traced(statements, context).0
-}
-
-/// [`rewrite_statements`], and what the rewrite read on the way, whatever its outcome.
+/// [`rewrite`] of parsed statements, and what the rewrite read on the way, whatever its outcome.
 pub fn rewrite_traced(
     mut statements: Vec<Statement>,
     context: &Context,
