@@ -2,12 +2,13 @@
 //!
 //! [`connection_limit`] caps the connections open at once; [`startup`] negotiates TLS and reads
 //! the startup packet; [`login_throttle`] limits failed logins per client address; [`auth`]
-//! establishes who the client is; [`session`] rewrites every statement and forwards it, while
-//! [`relay`] streams results back; [`gate`] holds what sessions share; [`stream`] is the socket
+//! establishes who the client is; [`session`] runs the session, whose [`forwarder`] rewrites
+//! every statement and forwards it, while [`relay`] streams results back; [`gate`] holds what sessions share; [`stream`] is the socket
 //! types; [`threads`] runs each session on one core's runtime.
 
 pub mod auth;
 pub mod connection_limit;
+mod forwarder;
 pub mod gate;
 pub mod login_throttle;
 pub mod relay;
