@@ -19,18 +19,17 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::auth::{self, ACT_AS};
 use super::connection_limit::AddressClaim;
 use super::forwarder::{Ending, Forwarder};
 use super::gate::Gate;
-use super::login_throttle;
 use super::relay::{Forwarded, Relay, RelayEnd, Shared};
 use super::startup::{self, Opening, STARTUP_SETTINGS, startup_settings};
 use super::stream::{ClientStream, split_upstream};
-use super::{CONNECTION_FAILURE, Fatal};
+use super::{CONNECTION_FAILURE, Fatal, INVALID_AUTHORIZATION, TOO_MANY_CONNECTIONS};
 use crate::audit::Subject;
 use crate::catalog::Catalog;
 use crate::datasource::Datasource;
@@ -116,7 +115,7 @@ async fn establish(
     let login = params
         .get("user")
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| Fatal::new("28000", "no user name given"))?;
+        .ok_or_else(|| Fatal::new(INVALID_AUTHORIZATION, "no user name given"))?;
     let mut settings = startup_settings(params)?;
     let authenticated =
         auth::authenticate(gate, stream, reader, login, &settings, &mut attempt).await;
@@ -124,7 +123,7 @@ async fn establish(
     let identity = authenticated.inspect_err(|fatal| {
         // A throttled login is counted by the throttle, and logged once when the throttling
         // began: an address refused at once must not flood the log.
-        if fatal.code != login_throttle::SQLSTATE {
+        if fatal.code != TOO_MANY_CONNECTIONS {
             gate.metrics.login_failed(match fatal.code.as_str() {
                 auth::PASSWORD_FAILED => LoginFailure::Credentials,
                 auth::DIRECTORY_UNAVAILABLE => LoginFailure::DirectoryUnavailable,
@@ -387,7 +386,7 @@ impl Session {
         let wait = Duration::from_secs(self.gate.config.datasource[database].pool_wait_secs);
         let (connection, lease) = self.datasource.pool.lease(wait).await.map_err(|e| match e {
             crate::upstream::pool::LeaseError::Exhausted => Fatal::new(
-                "53300",
+                TOO_MANY_CONNECTIONS,
                 format!("datasource \"{database}\" has no free connection; try again later"),
             ),
             crate::upstream::pool::LeaseError::Connect(e) => {
@@ -587,8 +586,7 @@ impl Session {
             Ending::Client(Err(fatal)) => whole.then_some(fatal),
             Ending::Untracked => {
                 tracing::warn!(user = ?self.subject.user, datasource = %self.subject.datasource, "session ended: upstream ran a SET search_path tablegate did not expect");
-                untracked = Fatal::new(
-                    "08P01",
+                untracked = Fatal::protocol(
                     "terminating the session: upstream ran a SET search_path that tablegate did not expect, so tablegate no longer knows how names resolve",
                 )
                 .with_hint("prepare SET search_path under a name not used before, execute it alone before Sync and outside transaction blocks, then reconnect");
@@ -610,7 +608,7 @@ impl Session {
             Ending::Client(Err(_)) | Ending::Untracked => {
                 if let Some(fatal) = fatal {
                     let _ =
-                        tokio::time::timeout(FATAL_WRITE_TIMEOUT, fatal.send_to(&mut client_write))
+                        tokio::time::timeout(FATAL_WRITE_TIMEOUT, fatal.send(&mut client_write))
                             .await;
                 }
                 // Closing with unread client bytes (the rest of a pipeline) sends a reset,
@@ -627,20 +625,11 @@ impl Session {
                     CONNECTION_FAILURE,
                     "the connection to the database was lost; reconnect to continue",
                 );
-                let _ = tokio::time::timeout(FATAL_WRITE_TIMEOUT, fatal.send_to(&mut client_write))
-                    .await;
+                let _ =
+                    tokio::time::timeout(FATAL_WRITE_TIMEOUT, fatal.send(&mut client_write)).await;
             }
             Ending::Client(Ok(())) => {}
         }
         tracing::info!(user = ?self.subject.user, datasource = %self.subject.datasource, "session closed");
-    }
-}
-
-impl Fatal {
-    pub async fn send_to(&self, out: &mut (impl tokio::io::AsyncWrite + Unpin)) {
-        let mut buf = BytesMut::new();
-        self.encode(&mut buf);
-        let _ = wire::send(out, &buf).await;
-        let _ = out.shutdown().await;
     }
 }

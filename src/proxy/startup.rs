@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
-use super::Fatal;
 use super::gate::Gate;
 use super::stream::ClientStream;
+use super::{FEATURE_NOT_SUPPORTED, Fatal, INVALID_AUTHORIZATION};
 use crate::wire::{self, FrameReader, take_cstring};
 
 const SSL_REQUEST: u32 = 80877103;
@@ -123,7 +123,7 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
                 return Step::Failed(
                     stream,
                     Fatal::new(
-                        "28000",
+                        INVALID_AUTHORIZATION,
                         "tablegate requires TLS: connect with sslmode=require",
                     ),
                 );
@@ -137,7 +137,7 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
         _ => Step::Failed(
             stream,
             Fatal::new(
-                "0A000",
+                FEATURE_NOT_SUPPORTED,
                 format!(
                     "unsupported frontend protocol {}.{}: tablegate speaks 3.0",
                     code >> 16,
@@ -179,7 +179,7 @@ pub(super) fn startup_settings(
             k if k.starts_with("_pq_.") => {}
             "replication" => {
                 return Err(Fatal::new(
-                    "0A000",
+                    FEATURE_NOT_SUPPORTED,
                     "replication connections are not supported",
                 ));
             }
@@ -197,7 +197,7 @@ pub(super) fn startup_settings(
                 w if w.starts_with("-c") => w[2..].to_owned(),
                 w => {
                     return Err(Fatal::new(
-                        "0A000",
+                        FEATURE_NOT_SUPPORTED,
                         format!("option `{w}` is not supported through tablegate"),
                     ));
                 }
