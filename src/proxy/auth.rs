@@ -13,10 +13,10 @@ use bytes::{Buf, BytesMut};
 use pgwire::api::auth::sasl::scram::{ScramSecret, ScramServerAuth};
 use pgwire::messages::startup::Authentication;
 
-use super::Fatal;
 use super::gate::{Gate, ServiceAccount};
 use super::login_throttle::LoginAttempt;
 use super::stream::ClientStream;
+use super::{Fatal, INVALID_AUTHORIZATION};
 use crate::directory::{ScramVerifier, User};
 use crate::login::{CREDENTIAL_PREFIX, CredentialLoginError};
 use crate::wire::{self, FrameReader, take_cstring};
@@ -157,7 +157,7 @@ pub async fn authenticate(
         Principal::Service(account) => {
             let Some(userid) = settings.get(ACT_AS) else {
                 return Err(Fatal::new(
-                    "28000",
+                    INVALID_AUTHORIZATION,
                     format!(
                         "service account \"{}\" must name the user it acts for",
                         account.name
@@ -171,7 +171,7 @@ pub async fn authenticate(
                     service: Some(account.name.clone()),
                 }),
                 _ => Err(Fatal::new(
-                    "28000",
+                    INVALID_AUTHORIZATION,
                     format!("user \"{userid}\" does not exist or is disabled"),
                 )),
             }

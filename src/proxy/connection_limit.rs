@@ -29,10 +29,10 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::Fatal;
 use super::gate::Gate;
 use super::login_throttle::Source;
 use super::startup::{self, Opening};
+use super::{Fatal, TOO_MANY_CONNECTIONS};
 use crate::metrics::primitives::Counter;
 
 /// Connections past the cap being answered after their startup packet, at most.
@@ -149,14 +149,14 @@ pub enum NotAdmitted {
 impl NotAdmitted {
     fn fatal(self, limit: &ConnectionLimit, peer: SocketAddr) -> Fatal {
         match self {
-            NotAdmitted::TooManyClients => Fatal::new("53300", "sorry, too many clients already")
+            NotAdmitted::TooManyClients => Fatal::new(TOO_MANY_CONNECTIONS, "sorry, too many clients already")
                 .with_hint(format!(
                     "tablegate serves at most {} client connections at once; \
                      its operator can raise max_client_connections in tablegate.toml",
                     limit.max
                 )),
             NotAdmitted::TooManyLogins => Fatal::new(
-                "53300",
+                TOO_MANY_CONNECTIONS,
                 format!("too many connections from {} are logging in at once", peer.ip()),
             )
             .with_hint(format!(

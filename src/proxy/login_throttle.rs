@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use super::Fatal;
+use super::{Fatal, TOO_MANY_CONNECTIONS};
 use crate::config::Config;
 use crate::metrics::primitives::Counter;
 
@@ -42,12 +42,6 @@ pub const TRACKED_SOURCES: usize = 100_000;
 
 /// How many times an address's failures its network may have.
 pub const NETWORK_MULTIPLE: u32 = 10;
-
-/// The SQLSTATE of a throttled login: too_many_connections. Poolers and drivers treat class 53
-/// (insufficient resources) as "try again later", as for PostgreSQL's own "too many
-/// connections for role"; class 28 would tell them the credentials are wrong, which makes some
-/// give up or ask for another password, though the password was never checked and may be right.
-pub const SQLSTATE: &str = "53300";
 
 /// How often a claim that must wait for other guesses' outcomes looks again.
 const CLAIM_RETRY: Duration = Duration::from_millis(10);
@@ -138,7 +132,14 @@ impl Throttled {
         };
         // Whole seconds, rounded up, so that trying again after them succeeds.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        Fatal::new(SQLSTATE, format!("{message}: try again in {seconds} s")).with_hint(format!(
+        // Too many connections, not an authorization error: class 28 would tell poolers and
+        // drivers the credentials are wrong, which makes some give up or ask for another
+        // password, though the password was never checked and may be right.
+        Fatal::new(
+            TOO_MANY_CONNECTIONS,
+            format!("{message}: try again in {seconds} s"),
+        )
+        .with_hint(format!(
             "one address (IPv6: one /64) may fail {} logins within {} s, and its network (IPv4: \
              the /24, IPv6: the /48) {}; the operator sets this with login_failures_per_address \
              and login_failure_window_secs",
@@ -664,7 +665,7 @@ mod tests {
             wait: Duration::from_millis(41_200),
         }
         .fatal(&throttle);
-        assert_eq!(fatal.code, SQLSTATE);
+        assert_eq!(fatal.code, TOO_MANY_CONNECTIONS);
         assert_eq!(
             fatal.message,
             "too many failed logins from 192.0.2.9: try again in 42 s"

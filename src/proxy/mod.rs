@@ -2,12 +2,13 @@
 //!
 //! [`connection_limit`] caps the connections open at once; [`startup`] negotiates TLS and reads
 //! the startup packet; [`login_throttle`] limits failed logins per client address; [`auth`]
-//! establishes who the client is; [`session`] rewrites every statement and forwards it, while
-//! [`relay`] streams results back; [`gate`] holds what sessions share; [`stream`] is the socket
+//! establishes who the client is; [`session`] runs the session, whose [`forwarder`] rewrites
+//! every statement and forwards it, while [`relay`] streams results back; [`gate`] holds what sessions share; [`stream`] is the socket
 //! types; [`threads`] runs each session on one core's runtime.
 
 pub mod auth;
 pub mod connection_limit;
+mod forwarder;
 pub mod gate;
 pub mod login_throttle;
 pub mod relay;
@@ -20,7 +21,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::wire::{self, Report};
@@ -28,6 +29,23 @@ pub use gate::Gate;
 
 /// SQLSTATE connection_failure: a socket failed or closed mid-conversation.
 pub const CONNECTION_FAILURE: &str = "08006";
+
+/// SQLSTATE protocol_violation: a message broke the protocol, or the session can no longer follow
+/// it.
+const PROTOCOL_VIOLATION: &str = "08P01";
+
+/// SQLSTATE too_many_connections: no room now (client connections, logins in progress, upstream
+/// connections, or an address's failed logins). Poolers and drivers treat class 53 (insufficient
+/// resources) as "try again later", as for PostgreSQL's own "too many connections for role".
+const TOO_MANY_CONNECTIONS: &str = "53300";
+
+/// SQLSTATE invalid_authorization_specification: the login is refused before or apart from any
+/// password (no user name, no TLS, a service account acting for no one or a disabled user).
+const INVALID_AUTHORIZATION: &str = "28000";
+
+/// SQLSTATE feature_not_supported: a protocol version, startup option or replication connection
+/// tablegate does not support.
+const FEATURE_NOT_SUPPORTED: &str = "0A000";
 
 /// An error that ends the connection, sent to the client as a FATAL ErrorResponse.
 #[derive(Debug)]
@@ -56,7 +74,7 @@ impl Fatal {
     }
 
     pub fn protocol(message: &str) -> Fatal {
-        Fatal::new("08P01", message)
+        Fatal::new(PROTOCOL_VIOLATION, message)
     }
 
     /// A client message could not be read: malformed (a bad length, a string without its NUL
@@ -85,11 +103,13 @@ impl Fatal {
         .error(out);
     }
 
-    pub async fn send(&self, stream: &mut stream::ClientStream) {
-        let mut out = BytesMut::new();
-        self.encode(&mut out);
-        let _ = wire::send(stream, &out).await;
-        let _ = stream.shutdown().await;
+    /// Writes the error and shuts the writing side down; a failure to write is not reported,
+    /// the connection is ending either way.
+    pub async fn send(&self, out: &mut (impl AsyncWrite + Unpin)) {
+        let mut buf = BytesMut::new();
+        self.encode(&mut buf);
+        let _ = wire::send(out, &buf).await;
+        let _ = out.shutdown().await;
     }
 }
 
@@ -100,7 +120,7 @@ impl std::fmt::Display for Fatal {
 }
 
 /// Accepts clients on `listener` until the task is dropped; past `max_client_connections`, a
-/// client is refused (53300) and accepting goes on.
+/// client is refused ([`TOO_MANY_CONNECTIONS`]) and accepting goes on.
 pub async fn serve(gate: Arc<Gate>, listener: TcpListener) -> io::Result<()> {
     loop {
         let (socket, peer) = match listener.accept().await {

@@ -2,16 +2,17 @@
 //!
 //! Bytes a client sends after SSLRequest but before the TLS handshake are refused (they would be
 //! read as if they had come over TLS). Startup parameters are returned as sent; the session
-//! decides which to honour, and none is ever passed upstream as it is.
+//! decides which to honour (the settings among them are read by [`startup_settings`]), and none
+//! is ever passed upstream as it is.
 
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
-use super::Fatal;
 use super::gate::Gate;
 use super::stream::ClientStream;
+use super::{FEATURE_NOT_SUPPORTED, Fatal, INVALID_AUTHORIZATION};
 use crate::wire::{self, FrameReader, take_cstring};
 
 const SSL_REQUEST: u32 = 80877103;
@@ -122,7 +123,7 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
                 return Step::Failed(
                     stream,
                     Fatal::new(
-                        "28000",
+                        INVALID_AUTHORIZATION,
                         "tablegate requires TLS: connect with sslmode=require",
                     ),
                 );
@@ -136,7 +137,7 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
         _ => Step::Failed(
             stream,
             Fatal::new(
-                "0A000",
+                FEATURE_NOT_SUPPORTED,
                 format!(
                     "unsupported frontend protocol {}.{}: tablegate speaks 3.0",
                     code >> 16,
@@ -155,4 +156,115 @@ fn parameters(packet: &mut BytesMut) -> Result<BTreeMap<String, String>, Fatal> 
         params.insert(key, value);
     }
     Ok(params)
+}
+
+/// Startup settings a client may give, applied with SET (the same rules as SET statements).
+pub(super) const STARTUP_SETTINGS: [&str; 6] = [
+    "datestyle",
+    "timezone",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "application_name",
+];
+
+/// Settings from the startup packet: direct parameters and `-c name=value` in `options`.
+pub(super) fn startup_settings(
+    params: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Fatal> {
+    let mut settings = BTreeMap::new();
+    for (key, value) in params {
+        match key.as_str() {
+            "user" | "database" | "options" => {}
+            k if k.starts_with("_pq_.") => {}
+            "replication" => {
+                return Err(Fatal::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "replication connections are not supported",
+                ));
+            }
+            k => {
+                settings.insert(k.to_ascii_lowercase(), value.clone());
+            }
+        }
+    }
+    if let Some(options) = params.get("options") {
+        let mut words = split_options(options).into_iter();
+        while let Some(word) = words.next() {
+            let assignment = match word.as_str() {
+                "-c" => words.next().unwrap_or_default(),
+                w if w.starts_with("--") => w[2..].to_owned(),
+                w if w.starts_with("-c") => w[2..].to_owned(),
+                w => {
+                    return Err(Fatal::new(
+                        FEATURE_NOT_SUPPORTED,
+                        format!("option `{w}` is not supported through tablegate"),
+                    ));
+                }
+            };
+            let (name, value) = assignment.split_once('=').ok_or_else(|| {
+                Fatal::new(
+                    "42601",
+                    format!("`{assignment}` in options should be name=value"),
+                )
+            })?;
+            settings.insert(
+                name.to_ascii_lowercase().replace('-', "_"),
+                value.to_owned(),
+            );
+        }
+    }
+    Ok(settings)
+}
+
+/// Splits libpq's `options` string: spaces separate, a backslash escapes the next character.
+fn split_options(options: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_split_like_libpq() {
+        assert_eq!(
+            split_options(r"-c a=b  -c c=d\ e --f=g"),
+            ["-c", "a=b", "-c", "c=d e", "--f=g"]
+        );
+    }
+
+    #[test]
+    fn startup_settings_come_from_parameters_and_options() {
+        let params: BTreeMap<String, String> = [
+            ("user", "u"),
+            ("DateStyle", "ISO"),
+            ("options", "-c tablegate.act_as=alice --search-path=public"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let settings = startup_settings(&params).unwrap();
+        assert_eq!(settings["datestyle"], "ISO");
+        assert_eq!(settings["tablegate.act_as"], "alice");
+        assert_eq!(settings["search_path"], "public");
+        assert!(startup_settings(&[("options".to_string(), "-X".to_string())].into()).is_err());
+    }
 }

@@ -14,11 +14,9 @@ use super::functions::{
     builtin_text_search_config, is_safe_binary_operator, is_safe_function, is_safe_unary_operator,
     refused_type, takes_text_search_config,
 };
-use super::query::leading_name;
-use super::query::{
-    column_parts, hidden_column_refusal, masked_column_refusal, object_name_parts, qualified_label,
-};
+use super::query::{hidden_column_refusal, masked_column_refusal, qualified_label};
 use super::scope::{ColumnState, Frame, FromItem, Resolved};
+use super::syntax::{column_parts, leading_name, object_name_parts};
 use crate::policy::set::function_key;
 use crate::refusal::{Refusal, RefusalKind};
 

@@ -19,8 +19,9 @@ use sqlparser::ast::{
 };
 
 use super::Walker;
-use super::query::{call_arguments, column_parts, object_name_parts, ordinal, row_arguments};
+use super::query::ordinal;
 use super::scope::{Frame, FromItem, Resolved};
+use super::syntax::{call_arguments, column_parts, object_name_parts, row_arguments};
 use crate::names::{fold, quoted};
 use crate::policy::Source;
 

@@ -46,7 +46,7 @@ use sqlparser::ast::{
     Statement, TableFactor, UnaryOperator, Visit, Visitor,
 };
 
-use super::query::{
+use super::syntax::{
     call_arguments, leading_name, object_name_parts, row_arguments, table_function_arguments,
 };
 use crate::names::fold;

@@ -1,17 +1,18 @@
 //! The rewriter: from a client's SQL text to the SQL tablegate forwards, or a refusal.
 //!
 //! Parse with sqlparser (PostgreSQL dialect); walk every statement with the user's [`Access`]
-//! ([`statement`], [`query`], [`expr`]), resolving names as PostgreSQL would ([`scope`],
-//! [`search_path`]), replacing each relation by its protected source and refusing what cannot
-//! be checked, fencing filtered sources when a condition could fail on filtered-out rows
-//! ([`leakproof`]) and keeping GROUP BY a primary key valid over protected sources
-//! ([`grouping`]); check that nothing was left unwalked ([`census`]); then make the tree safe
-//! to print ([`printable`]). Anything that does not
-//! parse is refused with the parser's message: nothing unparsed is ever forwarded.
+//! ([`statement`], [`query`], [`from`], [`expr`], reading the AST through [`syntax`]), resolving
+//! names as PostgreSQL would ([`scope`], [`search_path`]), replacing each relation by its
+//! protected source and refusing what cannot be checked, fencing filtered sources when a
+//! condition could fail on filtered-out rows ([`leakproof`]) and keeping GROUP BY a primary key
+//! valid over protected sources ([`grouping`]); check that nothing was left unwalked
+//! ([`census`]); then make the tree safe to print ([`printable`]). Anything that does not parse
+//! is refused with the parser's message: nothing unparsed is ever forwarded.
 
 mod census;
 mod colname;
 mod expr;
+mod from;
 pub mod functions;
 mod grouping;
 mod leakproof;
@@ -21,6 +22,7 @@ mod scope;
 pub mod search_path;
 pub mod settings;
 mod statement;
+mod syntax;
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;

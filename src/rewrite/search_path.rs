@@ -52,13 +52,11 @@ impl SearchPath {
         if let Some(position) = entries.iter().position(|e| e == "pg_catalog")
             && position > 0
         {
-            {
-                return Err(Refusal::new(
-                    RefusalKind::Setting,
-                    "search_path may not list schemas before pg_catalog",
-                )
-                .with_hint("put pg_catalog first, or leave it out (it is then searched first)"));
-            }
+            return Err(Refusal::new(
+                RefusalKind::Setting,
+                "search_path may not list schemas before pg_catalog",
+            )
+            .with_hint("put pg_catalog first, or leave it out (it is then searched first)"));
         }
         Ok(SearchPath { entries })
     }
