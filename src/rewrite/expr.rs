@@ -16,7 +16,8 @@ use super::functions::{
 };
 use super::query::{hidden_column_refusal, masked_column_refusal, qualified_label};
 use super::scope::{ColumnState, Frame, FromItem, Resolved};
-use super::syntax::{column_parts, leading_name, object_name_parts};
+use super::syntax::{leading_name, object_name_parts};
+use crate::names::fold;
 use crate::policy::set::function_key;
 use crate::refusal::{Refusal, RefusalKind};
 
@@ -402,7 +403,7 @@ impl Walker<'_> {
         clause: &'static str,
         as_is: bool,
     ) -> Result<(ColumnState, Option<Vec<Ident>>), Refusal> {
-        let parts = column_parts(&Expr::CompoundIdentifier(idents.to_vec())).expect("identifiers");
+        let parts: Vec<String> = idents.iter().map(fold).collect();
         if parts.len() > 3 {
             return Err(Refusal::new(
                 RefusalKind::Unsupported,

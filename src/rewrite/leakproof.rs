@@ -47,7 +47,8 @@ use sqlparser::ast::{
 };
 
 use super::syntax::{
-    call_arguments, leading_name, object_name_parts, row_arguments, table_function_arguments,
+    call_arguments, column_parts, leading_name, object_name_parts, row_arguments,
+    table_function_arguments,
 };
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
@@ -183,9 +184,11 @@ impl Visitor for SubqueryNames {
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if let Some(parts) = column_parts(e) {
+            self.references.push(parts);
+            return ControlFlow::Continue(());
+        }
         match e {
-            Expr::Identifier(id) => self.references.push(vec![fold(id)]),
-            Expr::CompoundIdentifier(ids) => self.references.push(ids.iter().map(fold).collect()),
             // `region.note[1]` names `region.note`, not two bare names (found in review).
             Expr::CompoundFieldAccess { root, access_chain } => {
                 if let Some((parts, _)) = leading_name(root, access_chain) {
