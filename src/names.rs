@@ -7,6 +7,8 @@
 //! `*` globs.
 
 use std::fmt;
+use std::iter::Peekable;
+use std::str::Chars;
 
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
 
@@ -222,25 +224,29 @@ impl fmt::Display for NamePattern {
     }
 }
 
+/// Reads a quoted identifier after its opening `"` as PostgreSQL does: `""` stands for a quote,
+/// and the name is truncated to [`MAX_IDENTIFIER_BYTES`]. `None` when the closing quote is
+/// missing.
+pub fn read_quoted(chars: &mut Peekable<Chars>) -> Option<String> {
+    let mut name = String::new();
+    loop {
+        match chars.next()? {
+            '"' if chars.next_if_eq(&'"').is_some() => name.push('"'),
+            '"' => break,
+            c => name.push(c),
+        }
+    }
+    truncate_identifier(&mut name);
+    Some(name)
+}
+
 fn split_dotted(text: &str) -> Result<Vec<PatternPart>, String> {
     let mut parts = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
-        let part = if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut name = String::new();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        name.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => name.push(c),
-                    None => return Err(format!("`{text}` has an unterminated quoted name")),
-                }
-            }
-            truncate_identifier(&mut name);
+        let part = if chars.next_if_eq(&'"').is_some() {
+            let name = read_quoted(&mut chars)
+                .ok_or_else(|| format!("`{text}` has an unterminated quoted name"))?;
             PatternPart::Exact(name)
         } else {
             let mut name = String::new();

@@ -11,7 +11,7 @@ use std::fmt;
 use sqlparser::ast::{Expr, Value};
 
 use crate::catalog::Catalog;
-use crate::names::{display_ident, fold};
+use crate::names::{display_ident, fold, fold_str, read_quoted};
 use crate::refusal::{Refusal, RefusalKind};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -23,11 +23,7 @@ pub struct SearchPath {
 impl SearchPath {
     /// Parses the setting's text as PostgreSQL shows it: `"$user", public`.
     pub fn parse_setting(raw: &str) -> Result<SearchPath, String> {
-        let mut entries = Vec::new();
-        for part in split_setting(raw)? {
-            entries.push(part);
-        }
-        SearchPath::checked(entries).map_err(|r| r.message)
+        SearchPath::checked(split_setting(raw)?).map_err(|r| r.message)
     }
 
     /// The path a `SET search_path` statement sets: identifiers fold, string literals are taken
@@ -38,7 +34,7 @@ impl SearchPath {
             let name = match value {
                 Expr::Identifier(id) => fold(id),
                 Expr::Value(v) => match &v.value {
-                    Value::SingleQuotedString(s) => s.clone(),
+                    Value::SingleQuotedString(s) => fold_str(s, true),
                     _ => return Err(bad_value(value)),
                 },
                 _ => return Err(bad_value(value)),
@@ -136,30 +132,17 @@ fn split_setting(raw: &str) -> Result<Vec<String>, String> {
         if chars.peek().is_none() {
             return Ok(names);
         }
-        let mut name = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        name.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => name.push(c),
-                    None => return Err(format!("unterminated quote in search_path `{raw}`")),
-                }
-            }
+        if chars.next_if_eq(&'"').is_some() {
+            let name = read_quoted(&mut chars)
+                .ok_or_else(|| format!("unterminated quote in search_path `{raw}`"))?;
+            names.push(name);
         } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' || c.is_whitespace() {
-                    break;
-                }
-                name.push(c.to_ascii_lowercase());
-                chars.next();
+            let mut name = String::new();
+            while let Some(c) = chars.next_if(|&c| c != ',' && !c.is_whitespace()) {
+                name.push(c);
             }
+            names.push(fold_str(&name, false));
         }
-        names.push(name);
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
         }
@@ -191,5 +174,19 @@ mod tests {
     fn pg_catalog_cannot_be_moved_behind_another_schema() {
         assert!(SearchPath::parse_setting("public, pg_catalog").is_err());
         assert!(SearchPath::parse_setting("pg_catalog, public").is_ok());
+    }
+
+    #[test]
+    fn names_fold_and_truncate_as_postgresql_reads_them() {
+        let long = "S".repeat(70);
+        let truncated = "S".repeat(63);
+        let path = SearchPath::parse_setting(&format!("\"{long}\", {long}, \"a\"\"b\"")).unwrap();
+        assert_eq!(
+            path.entries,
+            [truncated.clone(), truncated.to_lowercase(), "a\"b".into()]
+        );
+        let set = SearchPath::from_set_values(&[Expr::value(Value::SingleQuotedString(long))]);
+        assert_eq!(set.unwrap().entries, [truncated]);
+        assert!(SearchPath::parse_setting("\"open").is_err());
     }
 }
