@@ -12,7 +12,7 @@ use bytes::{Buf, BytesMut};
 
 use super::Fatal;
 use super::relay::{Closing, Forwarded, Item, MAX_QUEUED, Shared, Unapplied};
-use super::session::{Session, Statement};
+use super::session::{Batch, Session, Statement};
 use super::stream::{ClientRead, UpstreamWrite};
 use crate::audit::{self, Outcome};
 use crate::refusal::Refusal;
@@ -57,7 +57,7 @@ impl Forwarder<'_> {
             };
             if !matches!(frame.tag, b'S' | b'H' | b'X') {
                 // A Close cannot fail, so cannot roll the SET back.
-                if self.session.effect_in_batch && frame.tag != b'C' {
+                if self.session.batch.effect && frame.tag != b'C' {
                     if !self.skipping() {
                         let refusal = Refusal::new(
                             crate::refusal::RefusalKind::Setting,
@@ -69,18 +69,18 @@ impl Forwarder<'_> {
                     continue;
                 }
                 // Not before the Sync that brings the SET's answer.
-                if self.session.effect_unsettled && !self.session.effect_in_batch {
+                if self.session.effect_unsettled && !self.session.batch.effect {
                     self.settle_effect().await;
                 }
-                if !self.session.undone && matches!(frame.tag, b'P' | b'B' | b'D' | b'C') {
+                if !self.session.batch.undone && matches!(frame.tag, b'P' | b'B' | b'D' | b'C') {
                     self.undo_unapplied().await;
-                    self.session.undone = true;
+                    self.session.batch.undone = true;
                 }
             }
             if !self.skipping()
                 && named_objects(frame.tag, &frame.body).any(|name| name.len() > MAX_NAME_BYTES)
             {
-                self.session.in_batch = true;
+                self.session.batch.open = true;
                 let refusal = Refusal::new(
                     crate::refusal::RefusalKind::Statement,
                     format!(
@@ -99,7 +99,7 @@ impl Forwarder<'_> {
                 // once upstream has answered the batch so far; a client that sent no Sync
                 // waits for the Query's answer, so it cannot wait for the next Sync (found by
                 // red-team review: refused there, the session hung).
-                b'Q' | b'F' if self.session.in_batch => {
+                b'Q' | b'F' if self.session.batch.open => {
                     self.drain_to(0).await?;
                     if !self.skipping() {
                         return Err(Fatal::protocol(
@@ -108,7 +108,7 @@ impl Forwarder<'_> {
                     }
                 }
                 b'Q' => {
-                    self.session.portals.clear();
+                    self.session.batch.portals.clear();
                     self.session.recheck_user().await?;
                     if let Some(length) = frame.cut {
                         self.refuse_cut(&frame, length);
@@ -120,7 +120,7 @@ impl Forwarder<'_> {
                 }
                 b'P' => {
                     self.session.recheck_user().await?;
-                    self.session.in_batch = true;
+                    self.session.batch.open = true;
                     match frame.cut {
                         Some(length) if !self.skipping() => self.refuse_cut(&frame, length),
                         Some(_) => {}
@@ -129,15 +129,19 @@ impl Forwarder<'_> {
                 }
                 b'B' => {
                     self.session.recheck_user().await?;
-                    self.session.in_batch = true;
+                    self.session.batch.open = true;
                     let mut body = frame.body.clone();
                     let portal = take_cstring(&mut body).map_err(Fatal::read)?;
                     let statement = take_cstring(&mut body).map_err(Fatal::read)?;
                     self.refresh_statement(&statement);
                     if !self.skipping() {
                         match self.session.statements.get(&statement) {
-                            Some(s) => self.session.portals.insert(portal.clone(), s.text.clone()),
-                            None => self.session.portals.remove(&portal),
+                            Some(s) => self
+                                .session
+                                .batch
+                                .portals
+                                .insert(portal.clone(), s.text.clone()),
+                            None => self.session.batch.portals.remove(&portal),
                         };
                         self.push(Item::Bound { portal, statement });
                         wire::put_message(b'B', &frame.body, &mut self.out);
@@ -146,7 +150,7 @@ impl Forwarder<'_> {
                 b'E' => {
                     // A suspended portal is fetched from by Execute alone.
                     self.session.recheck_user().await?;
-                    self.session.in_batch = true;
+                    self.session.batch.open = true;
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         let portal = take_cstring(&mut body).map_err(Fatal::read)?;
@@ -164,16 +168,16 @@ impl Forwarder<'_> {
                                 self.refuse_extended(&s.sql, refusal);
                                 continue;
                             }
-                            self.session.effect_in_batch = true;
+                            self.session.batch.effect = true;
                             self.await_effect();
                         }
-                        self.session.executed_in_batch = true;
+                        self.session.batch.executed = true;
                         self.push(Item::execute(portal, effect.is_some()));
                         wire::put_message(b'E', &frame.body, &mut self.out);
                     }
                 }
                 b'D' => {
-                    self.session.in_batch = true;
+                    self.session.batch.open = true;
                     let mut body = frame.body.clone();
                     let kind = body.first().copied();
                     body.advance(kind.map_or(0, |_| 1));
@@ -196,7 +200,7 @@ impl Forwarder<'_> {
                     }
                 }
                 b'C' => {
-                    self.session.in_batch = true;
+                    self.session.batch.open = true;
                     if !self.skipping() {
                         let mut body = frame.body.clone();
                         if body.is_empty() {
@@ -210,7 +214,7 @@ impl Forwarder<'_> {
                                 (Closing::Statement(name), closed.map(|s| s.text))
                             }
                             b'P' => {
-                                self.session.portals.remove(&name);
+                                self.session.batch.portals.remove(&name);
                                 (Closing::Portal(name), None)
                             }
                             // Upstream refuses it, and would skip what follows: the record
@@ -233,12 +237,7 @@ impl Forwarder<'_> {
                     self.flush().await?;
                 }
                 b'S' => {
-                    self.session.portals.clear();
-                    self.session.skipping = false;
-                    self.session.in_batch = false;
-                    self.session.executed_in_batch = false;
-                    self.session.effect_in_batch = false;
-                    self.session.undone = false;
+                    self.session.batch = Batch::default();
                     self.push(Item::Sync);
                     wire::put_message(b'S', &[], &mut self.out);
                     self.flush().await?;
@@ -264,7 +263,7 @@ impl Forwarder<'_> {
     }
 
     fn skipping(&self) -> bool {
-        self.session.skipping
+        self.session.batch.skipping
     }
 
     /// The statement a portal runs, if it may run. A portal is planned when bound: one bound
@@ -281,7 +280,7 @@ impl Forwarder<'_> {
     ) -> Result<Arc<Forwarded>, (Arc<str>, Refusal)> {
         self.session.refresh_access();
         let current = self.session.access.id();
-        let bound = match self.session.portals.get(portal) {
+        let bound = match self.session.batch.portals.get(portal) {
             Some(statement) => Some((statement.clone(), statement.access)),
             None => {
                 self.wait_for_ready(Shared::earlier_batches_answered).await;
@@ -315,7 +314,7 @@ impl Forwarder<'_> {
             return Err((statement.sql.clone(), refusal));
         }
         // Rewritten the same: right for the current access too.
-        if !self.session.portals.contains_key(portal)
+        if !self.session.batch.portals.contains_key(portal)
             && let Some(bound) = self
                 .shared
                 .lock()
@@ -354,7 +353,7 @@ impl Forwarder<'_> {
             let room = {
                 let mut shared = self.shared.lock().expect("session state");
                 if shared.upstream_skips_batch() {
-                    self.session.skipping = true;
+                    self.session.batch.skipping = true;
                     return Ok(());
                 }
                 if shared.queued() <= at_most {
@@ -453,7 +452,7 @@ impl Forwarder<'_> {
                 closed,
             });
         }
-        self.session.portals.remove("");
+        self.session.batch.portals.remove("");
         put_close(b'P', "", &mut self.out);
         let statement = Arc::new(Forwarded {
             text: Arc::from(deallocation.command_tag()),
@@ -476,7 +475,7 @@ impl Forwarder<'_> {
     /// or fail one, and nothing may follow it before Sync. Then tablegate knows the path
     /// upstream follows once upstream answers.
     async fn effect_may_run(&self) -> Result<(), Refusal> {
-        if self.session.executed_in_batch {
+        if self.session.batch.executed {
             return Err(Refusal::new(
                 crate::refusal::RefusalKind::Setting,
                 "SET search_path must be the first statement after Sync",
@@ -734,7 +733,7 @@ impl Forwarder<'_> {
         message.extend_from_slice(&[0, 0, 0]);
         wire::put_message(b'P', &message, &mut self.out);
         self.push(Item::Refused(refusal));
-        self.session.skipping = true;
+        self.session.batch.skipping = true;
     }
 
     /// Before a statement the client prepared earlier is bound or described: if its rewrite was

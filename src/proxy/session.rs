@@ -209,13 +209,8 @@ async fn establish(
         cancel_entry: None,
         nonce: format!("{:016x}", rand::random::<u64>()),
         statements: HashMap::new(),
-        portals: HashMap::new(),
-        skipping: false,
-        in_batch: false,
-        executed_in_batch: false,
-        effect_in_batch: false,
+        batch: Batch::default(),
         effect_unsettled: false,
-        undone: false,
         application_name: settings.remove("application_name").unwrap_or_default(),
         user_checked: Instant::now(),
         directory_failing_since: None,
@@ -252,6 +247,28 @@ impl Statement {
     }
 }
 
+/// The state of one extended-protocol batch: the messages since the last Sync.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// The portals bound in this batch, to the statements as the session sent them: if such a
+    /// Bind fails, upstream skips the rest of the batch. Portals of earlier batches are known
+    /// from upstream's answers (the relay's record).
+    pub(super) portals: HashMap<String, Arc<Forwarded>>,
+    /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
+    pub(super) skipping: bool,
+    /// Extended-protocol messages were sent. Upstream may then be skipping to Sync after an
+    /// error of its own, ignoring a simple Query tablegate would still expect an answer to: such
+    /// a Query is refused.
+    pub(super) open: bool,
+    /// An Execute was sent.
+    pub(super) executed: bool,
+    /// A `SET search_path` was executed: it must commit alone.
+    pub(super) effect: bool,
+    /// [`Forwarder::undo_unapplied`] has run: the record of prepared statements holds what
+    /// upstream did with earlier batches.
+    pub(super) undone: bool,
+}
+
 pub(super) struct Session {
     pub(super) gate: Arc<Gate>,
     datasource: Arc<Datasource>,
@@ -271,28 +288,13 @@ pub(super) struct Session {
     cancel_entry: Option<CancelEntry>,
     /// Names this session's refusal markers.
     pub(super) nonce: String,
-    /// The client's prepared statements and portals as tablegate sent them; upstream's answers
-    /// may still refuse the latest ones (the relay keeps what upstream confirmed).
+    /// The client's prepared statements as tablegate sent them; upstream's answers may still
+    /// refuse the latest ones (the relay keeps what upstream confirmed).
     pub(super) statements: HashMap<String, Statement>,
-    /// The portals bound in the current batch, to the statements as the session sent them: if
-    /// such a Bind fails, upstream skips the rest of the batch. Portals of earlier batches are
-    /// known from upstream's answers (the relay's record).
-    pub(super) portals: HashMap<String, Arc<Forwarded>>,
-    /// After a refused Parse: client messages are dropped until Sync, as PostgreSQL does.
-    pub(super) skipping: bool,
-    /// Extended-protocol messages were sent since the last Sync. Upstream may then be skipping
-    /// to Sync after an error of its own, ignoring a simple Query tablegate would still expect
-    /// an answer to: such a Query is refused.
-    pub(super) in_batch: bool,
-    /// An Execute was sent since the last Sync.
-    pub(super) executed_in_batch: bool,
-    /// A `SET search_path` was executed since the last Sync: it must commit alone.
-    pub(super) effect_in_batch: bool,
+    /// What the extended-protocol messages since the last Sync did; Sync starts it anew.
+    pub(super) batch: Batch,
     /// A `SET search_path` was sent and upstream has not answered it with ReadyForQuery.
     pub(super) effect_unsettled: bool,
-    /// Since the last Sync, [`Forwarder::undo_unapplied`] has run: the record of prepared
-    /// statements holds what upstream did with earlier batches.
-    pub(super) undone: bool,
     application_name: String,
     /// When the user's directory entry was last read ([`Session::recheck_user`]).
     user_checked: Instant,
