@@ -62,6 +62,8 @@ pub struct Relation {
     pub kind: RelationKind,
     /// A partition or an inheritance child: reachable through its parent too.
     pub is_child: bool,
+    /// Has partitions or inheritance children, which a plan of it names.
+    pub has_children: bool,
     pub columns: Vec<Column>,
     /// Positions (in `columns`) of the primary key's columns; empty without one. PostgreSQL lets
     /// a query grouped by a table's primary key use the table's other columns ungrouped.
@@ -195,7 +197,8 @@ impl Catalog {
                                   JOIN pg_catalog.pg_attribute k ON k.attrelid = con.conrelid AND k.attnum = ANY (con.conkey) \
                                   WHERE con.conrelid = c.oid AND con.contype = 'p'), '{}'), \
                         coalesce(array_agg(a.atttypid IN (SELECT oid FROM record_types) ORDER BY a.attnum) \
-                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}') \
+                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid) \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
@@ -217,6 +220,7 @@ impl Catalog {
                     name: QualifiedName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
                     kind,
                     is_child: row.get(3),
+                    has_children: row.get(8),
                     primary_key: key
                         .iter()
                         .filter_map(|k| names.iter().position(|n| n == k))
@@ -288,6 +292,7 @@ pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
             name: QualifiedName::new(*schema, *name),
             kind: RelationKind::Table,
             is_child: false,
+            has_children: false,
             primary_key: Vec::new(),
             columns: columns
                 .iter()

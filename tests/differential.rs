@@ -420,7 +420,8 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
 /// Found by red-team review: records compare field by field and check a field's type only when
 /// the fields before it are equal, so comparing a composite column with a record of other field
 /// types failed exactly when a hidden row held the guessed prefix — a field-by-field reader of
-/// the hidden rows' composite values, through a subquery's aggregate or a renamed column.
+/// the hidden rows' composite values, through a subquery's aggregate, a renamed column, an
+/// array of records or a VALUES column.
 #[tokio::test]
 async fn composite_values_are_compared_only_after_the_row_filter() {
     let database = TempDatabase::create().await;
@@ -428,9 +429,11 @@ async fn composite_values_are_compared_only_after_the_row_filter() {
     client
         .batch_execute(
             "CREATE TYPE public.addr AS (street text, city text);
-             CREATE TABLE public.customers (id int PRIMARY KEY, region text, home public.addr);
+             CREATE TABLE public.customers (id int PRIMARY KEY, region text, home public.addr,
+               homes public.addr[]);
              INSERT INTO public.customers SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
-               ROW(g || ' Main', 'LA')::public.addr FROM generate_series(1, 1000) g;
+               ROW(g || ' Main', 'LA')::public.addr, ARRAY[ROW(g || ' Main', 'LA')::public.addr]
+               FROM generate_series(1, 1000) g;
              CREATE TABLE public.region_members (userid text, region text);
              INSERT INTO public.region_members VALUES ('alice', 'East');
              ANALYZE public.customers; ANALYZE public.region_members;",
@@ -457,14 +460,25 @@ async fn composite_values_are_compared_only_after_the_row_filter() {
                 "SELECT count(*) FROM customers AS c(i, r, h) WHERE c.h = (SELECT mode() WITHIN GROUP (ORDER BY ('7 Main'::text, 0)))",
                 "0",
             ),
+            // An array of records on the right of ANY; a record under a select-list alias or
+            // a VALUES column's name.
+            (
+                "SELECT count(*) FROM customers c WHERE (SELECT mode() WITHIN GROUP (ORDER BY t.k) FROM (SELECT mode() WITHIN GROUP (ORDER BY ('7 Main'::text, 0)) AS k) t) = ANY (c.homes)",
+                "0",
+            ),
+            (
+                "SELECT count(*) FROM customers c, LATERAL (VALUES (c.home)) v WHERE v.column1 = (SELECT mode() WITHIN GROUP (ORDER BY t.k) FROM (SELECT mode() WITHIN GROUP (ORDER BY ('7 Main'::text, 0)) AS k) t)",
+                "0",
+            ),
         ],
     )
     .await;
 }
 
 /// Found by red-team review: a plan names every relation it scans, so EXPLAIN showed the table
-/// a membership filter reads and a granted view's base table, relations that do not exist for
-/// the user. Such plans are refused; a plan of plainly filtered tables is not.
+/// a membership filter reads, a granted view's base table and a table's partitions and
+/// inheritance children, relations that do not exist for the user. Such plans are refused; a
+/// plan of plainly filtered tables is not.
 #[tokio::test]
 async fn explain_names_no_relation_the_user_cannot_read() {
     let database = TempDatabase::create().await;
@@ -474,14 +488,18 @@ async fn explain_names_no_relation_the_user_cannot_read() {
             "CREATE TABLE public.orders (id int PRIMARY KEY, region text);
              CREATE TABLE public.customers (id int PRIMARY KEY, region text);
              CREATE TABLE public.region_members (userid text, region text);
-             CREATE VIEW public.east_orders AS SELECT * FROM public.orders WHERE region = 'East';",
+             CREATE VIEW public.east_orders AS SELECT * FROM public.orders WHERE region = 'East';
+             CREATE TABLE public.events (id int, region text) PARTITION BY LIST (region);
+             CREATE TABLE public.events_east PARTITION OF public.events FOR VALUES IN ('East');
+             CREATE TABLE public.notes (id int);
+             CREATE TABLE public.notes_hidden () INHERITS (public.notes);",
         )
         .await
         .expect("the tables");
     let alice = Alice::under(
         &client,
         "[datasource.d]\n[role.rep.datasource.d]\n\
-         tables = [\"public.orders\", \"public.customers\", \"public.east_orders\"]\n\
+         tables = [\"public.orders\", \"public.customers\", \"public.east_orders\", \"public.events\", \"public.notes\"]\n\
          rows.\"public.orders\" = \"region = 'East'\"\n\
          rows.\"public.customers\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
          [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
@@ -498,6 +516,8 @@ async fn explain_names_no_relation_the_user_cannot_read() {
         "EXPLAIN SELECT o.id FROM orders o JOIN customers c ON c.id = o.id",
         "EXPLAIN SELECT id FROM east_orders",
         "EXPLAIN VERBOSE SELECT 1 FROM orders WHERE EXISTS (SELECT 1 FROM east_orders)",
+        "EXPLAIN (FORMAT YAML) SELECT id FROM events",
+        "EXPLAIN SELECT id FROM notes",
     ] {
         let refusal = rewrite(sql, &context).expect_err(sql);
         assert_eq!(refusal.kind, RefusalKind::Statement, "{sql}: {refusal}");
@@ -505,10 +525,17 @@ async fn explain_names_no_relation_the_user_cannot_read() {
             refusal.message.contains("EXPLAIN is not available"),
             "{refusal}"
         );
-        assert!(!refusal.message.contains("region_members"), "{refusal}");
+        for unseen in ["region_members", "events_east", "notes_hidden"] {
+            assert!(!refusal.message.contains(unseen), "{refusal}");
+        }
     }
     // The queries themselves run.
-    for sql in ["SELECT id FROM customers", "SELECT id FROM east_orders"] {
+    for sql in [
+        "SELECT id FROM customers",
+        "SELECT id FROM east_orders",
+        "SELECT id FROM events",
+        "SELECT id FROM notes",
+    ] {
         let forwarded = rewrite(sql, &context).expect(sql).sql();
         run(&client, &forwarded).await.expect(sql);
     }

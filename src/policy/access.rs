@@ -311,6 +311,7 @@ mod tests {
             name: crate::names::QualifiedName::new("public", name),
             kind: crate::catalog::RelationKind::Table,
             is_child: false,
+            has_children: false,
             columns: columns.iter().map(column).collect(),
             primary_key: vec![0],
         };

@@ -494,6 +494,7 @@ mod tests {
             name: QualifiedName::new("public", name),
             kind: RelationKind::Table,
             is_child,
+            has_children: false,
             columns: [("id", "integer"), ("phone", "text"), ("born", "date")]
                 .map(|(name, type_name)| Column {
                     name: name.into(),

@@ -284,9 +284,9 @@ fn set_statement(set: &mut Set, rules: &SettingRules) -> Result<Option<SessionEf
 }
 
 impl Walker<'_> {
-    /// A plan names every relation it scans: a granted view's base tables and the tables a row
-    /// filter's subquery reads (`region_members`), which do not exist for the user (found by
-    /// red-team review).
+    /// A plan names every relation it scans: a granted view's base tables, a partitioned or
+    /// inherited table's partitions and children, and the tables a row filter's subquery reads
+    /// (`region_members`), which do not exist for the user (found by red-team review).
     fn refuse_plans_naming_other_relations(&self) -> Result<(), Refusal> {
         for &id in &self.trace.relations {
             let relation = self.catalog.relation(id);
@@ -301,7 +301,10 @@ impl Walker<'_> {
                 }
                 _ => false,
             };
-            if relation.kind == RelationKind::View || filter_reads_relations {
+            if relation.kind == RelationKind::View
+                || relation.has_children
+                || filter_reads_relations
+            {
                 return Err(Refusal::new(
                     RefusalKind::Statement,
                     format!(
