@@ -450,12 +450,12 @@ impl FileReader<'_> {
         raw.into_iter()
             .filter_map(|f| {
                 let offset = f.span().start;
-                match NamePattern::parse(f.get_ref(), &[1, 2]) {
-                    Ok(p) if p.is_literal() => Some(Located {
-                        value: function_key(&p.literal_parts().unwrap_or_default()),
+                match NamePattern::parse(f.get_ref(), &[1, 2]).map(|p| p.literal_parts()) {
+                    Ok(Some(parts)) => Some(Located {
+                        value: function_key(&parts),
                         origin: self.origin(offset),
                     }),
-                    Ok(_) => {
+                    Ok(None) => {
                         self.error(offset, "function names cannot contain `*`");
                         None
                     }

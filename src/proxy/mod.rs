@@ -3,7 +3,8 @@
 //! [`connection_limit`] caps the connections open at once; [`startup`] negotiates TLS and reads
 //! the startup packet; [`login_throttle`] limits failed logins per client address; [`auth`]
 //! establishes who the client is; [`session`] runs the session, whose [`forwarder`] rewrites
-//! every statement and forwards it, while [`relay`] streams results back; [`gate`] holds what sessions share; [`stream`] is the socket
+//! every statement and forwards it, while [`relay`] streams results back; [`gate`] holds what
+//! sessions share; [`stream`] is the socket
 //! types; [`threads`] runs each session on one core's runtime.
 
 pub mod auth;
