@@ -369,7 +369,7 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
         .expect("the tables");
     let alice = Alice::under(
         &client,
-        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\"]\n\
+        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\", \"public.region_members\"]\n\
          rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
          [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
     )
@@ -379,6 +379,17 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
         &client,
         &context,
         &[
+            // Found by red-team review: a bare name that only names an item of the subquery
+            // is the outer row's column; a table inside an aliased join is known only by
+            // the join's alias, so `orders.id` there is the outer row's.
+            (
+                "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM region_members AS note, region_members AS id LIMIT CASE WHEN id = 7 THEN note::int ELSE 1 END)",
+                "500",
+            ),
+            (
+                "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM (region_members JOIN orders ON true) AS j LIMIT CASE WHEN orders.id = 7 THEN orders.note::int ELSE 1 END)",
+                "500",
+            ),
             (
                 "SELECT count(*) FROM orders o WHERE o.id IN (SELECT DISTINCT ON (CASE WHEN o.id = 7 THEN o.note::int END) 7)",
                 "0",

@@ -104,6 +104,10 @@ impl Visitor for CteNames {
 struct SubqueryNames {
     /// Query nesting within the subquery: 1 is its own.
     depth: usize,
+    /// How many aliased parenthesised joins enclose this point of its FROM: the names of the
+    /// items inside one are hidden behind its alias (found by red-team review: in
+    /// `(docs JOIN orders ON true) AS j`, `orders.id` is the outer query's `orders`).
+    behind_join_alias: usize,
     /// Names of its FROM items.
     items: HashSet<String>,
     /// Its FROM relations, as written.
@@ -133,12 +137,14 @@ impl Visitor for SubqueryNames {
         if self.depth > 1 {
             return ControlFlow::Continue(());
         }
+        let visible = self.behind_join_alias == 0;
         let alias = match factor {
             TableFactor::Table {
                 name, alias, args, ..
             } => {
                 let parts = object_name_parts(name).unwrap_or_default();
                 if alias.is_none()
+                    && visible
                     && let Some(last) = parts.last()
                 {
                     self.items.insert(last.clone());
@@ -163,9 +169,19 @@ impl Visitor for SubqueryNames {
             }
         };
         if let Some(alias) = alias {
-            self.items.insert(fold(&alias.name));
+            if visible {
+                self.items.insert(fold(&alias.name));
+            }
             // Found by red-team review: in `docs d(x)` the name `id` is no longer docs' column.
             self.unnamed_columns |= !alias.columns.is_empty();
+        }
+        self.behind_join_alias += usize::from(is_aliased_join(factor));
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if self.depth == 1 {
+            self.behind_join_alias -= usize::from(is_aliased_join(factor));
         }
         ControlFlow::Continue(())
     }
@@ -202,6 +218,10 @@ impl Visitor for SubqueryNames {
         }
         ControlFlow::Continue(())
     }
+}
+
+fn is_aliased_join(factor: &TableFactor) -> bool {
+    matches!(factor, TableFactor::NestedJoin { alias: Some(_), .. })
 }
 
 /// `t.*` as a reference `[t, *]`; a name tablegate cannot read counts as outside (`[]`).
@@ -434,8 +454,14 @@ impl Visitor for LeakyConditions<'_> {
 
 impl LeakyConditions<'_> {
     /// Whether `query` may refer to the query around it: unless every column reference in it
-    /// is qualified by one of its own FROM items, or is unqualified and names a column of one of
-    /// its relations, while none of its items has columns tablegate cannot name.
+    /// is qualified by the name of one of its own FROM items, or is unqualified and names a
+    /// column of one of its relations, while none of its items has columns tablegate cannot
+    /// name. PostgreSQL reads a bare name as a column of any level, innermost first, before it
+    /// reads it as a FROM item's whole row: a bare name that is only the name of one of the
+    /// subquery's items is an outer column if an outer level has a column of that name (found
+    /// by red-team review: `EXISTS (SELECT 1 FROM regions AS note LIMIT … note::int …)` read
+    /// the outer row's `note`). A schema-qualified reference is not matched against the
+    /// subquery's relations either: it counts as outside.
     fn refers_outside(&self, query: &Query) -> bool {
         let mut names = SubqueryNames::default();
         let _ = query.visit(&mut names);
@@ -447,17 +473,16 @@ impl LeakyConditions<'_> {
                     // Select-list aliases do not count: PostgreSQL resolves them only as bare
                     // ORDER BY or GROUP BY items, and a LIMIT naming one reads the outer row
                     // (found by red-team review).
-                    let own = names.items.contains(name)
-                        || names.relations.iter().any(|relation| {
-                            !self
-                                .ctes
-                                .contains(relation.last().map_or("", String::as_str))
-                                && (self.has_column)(relation, name) == Some(true)
-                        });
+                    let own = names.relations.iter().any(|relation| {
+                        !self
+                            .ctes
+                            .contains(relation.last().map_or("", String::as_str))
+                            && (self.has_column)(relation, name) == Some(true)
+                    });
                     !own || names.unnamed_columns
                 }
-                [.., qualifier, _] => !names.items.contains(qualifier),
-                [] => true,
+                [qualifier, _] => !names.items.contains(qualifier),
+                _ => true,
             })
     }
 
@@ -887,6 +912,12 @@ mod tests {
             "SELECT x FROM t WHERE (SELECT sum(u.y) FROM u WHERE u.z = t.z) > 0",
             // names tablegate cannot place count as the outer query's
             "SELECT x FROM t WHERE (SELECT sum(y) FROM (SELECT y FROM u) s) > 0",
+            // a bare name that is only an inner item's name is the outer row's column, and
+            // names inside an aliased join are hidden behind its alias (found by red-team
+            // review)
+            "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM u AS note, u AS id LIMIT CASE WHEN id = 3 THEN note::int ELSE 1 END)",
+            "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM (u JOIN orders ON true) AS j LIMIT CASE WHEN orders.id = 3 THEN orders.note::int ELSE 1 END)",
+            "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM other.orders LIMIT CASE WHEN public.orders.id = 3 THEN -1 ELSE 1 END)",
             // an alias a nested query defines is not the subquery's own (found in review)
             "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND EXISTS (SELECT 1 FROM orders o)) IS NULL",
             // row values returned by a subquery, compared outside it (found by red-team review)
