@@ -57,6 +57,12 @@ impl VisitorMut for Printable {
     }
 
     fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
+        // An escape can put a NUL into a value (`U&'\0000'`), which no PostgreSQL text can
+        // hold and no protocol message can carry (found by red-team review: forwarded, it made
+        // upstream reject the message as malformed).
+        if text_of(&value.value).is_some_and(|s| s.contains('\0')) {
+            return self.refuse("a string holding a NUL character (code point 0)".into());
+        }
         match &mut value.value {
             Value::SingleQuotedString(s) | Value::UnicodeStringLiteral(s) => {
                 let literal = text_literal(s);
@@ -109,6 +115,18 @@ impl VisitorMut for Printable {
     }
 }
 
+/// The text of a string literal of a kind tablegate prints (X'' and B'' hold only digits).
+fn text_of(value: &Value) -> Option<&str> {
+    match value {
+        Value::SingleQuotedString(s)
+        | Value::UnicodeStringLiteral(s)
+        | Value::EscapedStringLiteral(s)
+        | Value::NationalStringLiteral(s) => Some(s),
+        Value::DollarQuotedString(d) => Some(&d.value),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +160,16 @@ mod tests {
             printed(r#"SELECT "Mixed Case" FROM t"#).unwrap(),
             r#"SELECT "Mixed Case" FROM t"#
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_however_escaped() {
+        for sql in [r"SELECT U&'a\0000b'", r"SELECT U&'\+000000'"] {
+            match printed(sql) {
+                Err(refusal) => assert!(refusal.to_string().contains("NUL"), "{sql}: {refusal}"),
+                Ok(out) => panic!("{sql} printed as {out:?}"),
+            }
+        }
     }
 
     #[test]
