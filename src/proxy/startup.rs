@@ -168,26 +168,11 @@ pub(super) const STARTUP_SETTINGS: [&str; 6] = [
     "application_name",
 ];
 
-/// Settings from the startup packet: direct parameters and `-c name=value` in `options`.
+/// Settings from the startup packet: `-c name=value` in `options`, then direct parameters.
 pub(super) fn startup_settings(
     params: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Fatal> {
     let mut settings = BTreeMap::new();
-    for (key, value) in params {
-        match key.as_str() {
-            "user" | "database" | "options" => {}
-            k if k.starts_with("_pq_.") => {}
-            "replication" => {
-                return Err(Fatal::new(
-                    FEATURE_NOT_SUPPORTED,
-                    "replication connections are not supported",
-                ));
-            }
-            k => {
-                settings.insert(k.to_ascii_lowercase(), value.clone());
-            }
-        }
-    }
     if let Some(options) = params.get("options") {
         let mut words = split_options(options).into_iter();
         while let Some(word) = words.next() {
@@ -212,6 +197,24 @@ pub(super) fn startup_settings(
                 name.to_ascii_lowercase().replace('-', "_"),
                 value.to_owned(),
             );
+        }
+    }
+    // Direct parameters override `options`, as in PostgreSQL (found by red-team review:
+    // tablegate read them the other way round, so a service account's `tablegate.act_as`
+    // could name one user where a client checking the direct parameter saw another).
+    for (key, value) in params {
+        match key.as_str() {
+            "user" | "database" | "options" => {}
+            k if k.starts_with("_pq_.") => {}
+            "replication" => {
+                return Err(Fatal::new(
+                    FEATURE_NOT_SUPPORTED,
+                    "replication connections are not supported",
+                ));
+            }
+            k => {
+                settings.insert(k.to_ascii_lowercase(), value.clone());
+            }
         }
     }
     Ok(settings)
@@ -266,5 +269,16 @@ mod tests {
         assert_eq!(settings["tablegate.act_as"], "alice");
         assert_eq!(settings["search_path"], "public");
         assert!(startup_settings(&[("options".to_string(), "-X".to_string())].into()).is_err());
+        let both: BTreeMap<String, String> = [
+            ("tablegate.act_as", "alice"),
+            ("options", "-c tablegate.act_as=carol"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            startup_settings(&both).unwrap()["tablegate.act_as"],
+            "alice"
+        );
     }
 }
