@@ -296,6 +296,9 @@ pub struct Config {
     /// Where the HTTP side listens: WeCom login pages, the admin API, health and metrics.
     #[serde(default = "defaults::http_listen")]
     pub http_listen: String,
+    /// HTTP connections one client address (IPv6: its /64) may have open at once.
+    #[serde(default = "defaults::http_connections_per_address")]
+    pub http_connections_per_address: usize,
     /// The policies folder.
     #[serde(default = "defaults::policies")]
     pub policies: PathBuf,
@@ -342,6 +345,11 @@ mod defaults {
     }
     pub fn http_listen() -> String {
         "127.0.0.1:8080".into()
+    }
+    /// An eighth of the listener's 256: one host cannot hold the login pages, and a browser
+    /// opens six at most.
+    pub fn http_connections_per_address() -> usize {
+        32
     }
     pub fn policies() -> std::path::PathBuf {
         "policies".into()

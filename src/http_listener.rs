@@ -3,7 +3,10 @@
 //!
 //! A connection must send its request head within a deadline, serves one request (no
 //! keep-alive: logins and scrapes make few requests), and at most a fixed number are open at
-//! once; connections past the limit are closed on accept.
+//! once, of which one client address (an IPv4 address, an IPv6 /64) may hold only a share;
+//! connections past either limit are closed on accept. Found by red-team review: without the
+//! share, one host holding every connection with half-sent request heads kept the login pages
+//! and `/healthz` from almost everyone else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +16,15 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::proxy::connection_limit::PerAddress;
+
 /// How much the listener lets clients hold.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLimits {
     /// Connections open at once.
     pub connections: usize,
+    /// Connections one client address may have open at once.
+    pub per_address: usize,
     /// Time a connection has to send its request head.
     pub header_timeout: Duration,
 }
@@ -26,6 +33,7 @@ impl Default for HttpLimits {
     fn default() -> HttpLimits {
         HttpLimits {
             connections: 256,
+            per_address: 32,
             header_timeout: Duration::from_secs(10),
         }
     }
@@ -34,9 +42,10 @@ impl Default for HttpLimits {
 /// Serves `app` on `listener` within `limits`, until the task is dropped.
 pub async fn serve(listener: TcpListener, app: axum::Router, limits: HttpLimits) {
     let open = Arc::new(Semaphore::new(limits.connections));
+    let per_address = PerAddress::new(limits.per_address);
     loop {
-        let socket = match listener.accept().await {
-            Ok((socket, _)) => socket,
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little rather than spin.
                 tracing::warn!(error = %e, "HTTP accept failed");
@@ -44,13 +53,17 @@ pub async fn serve(listener: TcpListener, app: axum::Router, limits: HttpLimits)
                 continue;
             }
         };
+        let Some(claim) = per_address.claim(peer) else {
+            drop(socket);
+            continue;
+        };
         let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
             drop(socket);
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, claim);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)

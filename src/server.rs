@@ -101,6 +101,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
 
     let listen = config.listen.clone();
     let http_listen = config.http_listen.clone();
+    if config.http_connections_per_address == 0 {
+        return Err("http_connections_per_address must be at least 1".into());
+    }
     let poll = Duration::from_millis(config.policies_poll_ms);
     let gate = Arc::new(Gate::open(config, policies, directory, login_service).await?);
     tasks.extend(catalog_refreshes(&gate));
@@ -134,7 +137,10 @@ pub async fn start(config: Config) -> Result<Running, String> {
     tasks.push(tokio::spawn(crate::http_listener::serve(
         http_listener,
         http,
-        HttpLimits::default(),
+        HttpLimits {
+            per_address: gate.config.http_connections_per_address,
+            ..HttpLimits::default()
+        },
     )));
     tracing::info!(postgres = %postgres, http = %http_addr, "tablegate is listening");
     Ok(Running {

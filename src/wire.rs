@@ -6,14 +6,29 @@
 //! encoded with pgwire's message types.
 
 use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use pgwire::messages::Message;
 use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 /// No client message tablegate accepts is larger (PostgreSQL's own limit is 1 GB).
 pub const MAX_MESSAGE_LENGTH: usize = 1 << 30;
+
+/// The client message types PostgreSQL reads up to its 1 GB limit (Bind, FunctionCall, Parse,
+/// Query, CopyData); every other type is at most [`MAX_SMALL_MESSAGE_LENGTH`] bytes long.
+const LARGE_MESSAGE_TYPES: &[u8] = b"BFPQd";
+
+/// PostgreSQL's `PQ_SMALL_MESSAGE_LIMIT`: what a Sync, Execute, Describe or Close can need.
+pub const MAX_SMALL_MESSAGE_LENGTH: usize = 10_000;
+
+/// How long a client has to send the rest of a message that claimed room in a
+/// [`MessageBudget`].
+const LARGE_MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Before authentication, no message is larger (PostgreSQL's limit for authentication tokens):
 /// a stranger must not make tablegate hold a gigabyte.
@@ -53,6 +68,32 @@ pub struct FrameReader {
     body_limits: Vec<(u8, usize)>,
     /// A message past its body limit, being read and dropped.
     cutting: Option<Cutting>,
+    /// The largest message of a type outside [`LARGE_MESSAGE_TYPES`], if less than `limit`.
+    small_limit: usize,
+    /// Room for large messages, shared with other readers.
+    budget: Option<MessageBudget>,
+    /// The room the message being read holds in `budget`, and when it must be whole.
+    claim: Option<(OwnedSemaphorePermit, Instant)>,
+}
+
+/// Bytes of large messages that readers sharing it may hold at once: a message longer than the
+/// buffer's growth step claims room for its whole length from its header, waits while there is
+/// none, and must then arrive whole within [`LARGE_MESSAGE_TIMEOUT`]. Found by red-team review:
+/// clients that announced gigabyte messages and sent them all but their last byte made
+/// tablegate hold every byte for as long as they liked.
+#[derive(Clone)]
+pub struct MessageBudget {
+    room: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl MessageBudget {
+    pub fn new(capacity: usize) -> MessageBudget {
+        MessageBudget {
+            room: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
+    }
 }
 
 struct Cutting {
@@ -80,11 +121,27 @@ impl FrameReader {
             limit,
             body_limits: Vec::new(),
             cutting: None,
+            small_limit: usize::MAX,
+            budget: None,
+            claim: None,
         }
     }
 
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
+    }
+
+    /// Messages of types PostgreSQL keeps small are at most [`MAX_SMALL_MESSAGE_LENGTH`] bytes
+    /// long, as PostgreSQL reads a client's: an announced length past it is a protocol
+    /// violation.
+    pub fn limit_small_messages(&mut self) {
+        self.small_limit = MAX_SMALL_MESSAGE_LENGTH;
+    }
+
+    /// Large messages claim room in `budget` before they are read (see [`MessageBudget`]); none
+    /// that would be held may be longer than all of it (one cut is never held).
+    pub fn share_budget(&mut self, budget: MessageBudget) {
+        self.budget = Some(budget);
     }
 
     /// Messages of type `tag` whose body announces more than `limit` bytes are read without
@@ -102,13 +159,40 @@ impl FrameReader {
     ) -> io::Result<Option<Frame>> {
         loop {
             if let Some(frame) = self.split_frame()? {
+                self.claim = None;
                 return Ok(Some(frame));
             }
             if self.cutting.is_some() {
                 // Dropped as it arrives: read in chunks, not 64 bytes at a time.
                 self.buf.reserve(DROP_CHUNK);
+            } else if self.claim.is_none()
+                && let Some(budget) = &self.budget
+                && let Some(length) = self.announced_length()
+                && length > GROWTH
+            {
+                let room = u32::try_from(length).expect("within the budget's capacity");
+                let permit = Arc::clone(&budget.room)
+                    .acquire_many_owned(room)
+                    .await
+                    .expect("the budget's semaphore is never closed");
+                self.claim = Some((permit, Instant::now() + LARGE_MESSAGE_TIMEOUT));
             }
-            if stream.read_buf(&mut self.buf).await? == 0 {
+            let read = stream.read_buf(&mut self.buf);
+            let read = match &self.claim {
+                Some((_, deadline)) => tokio::time::timeout_at(*deadline, read)
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "a message of more than {GROWTH} bytes was not sent whole within {} s",
+                                LARGE_MESSAGE_TIMEOUT.as_secs()
+                            ),
+                        )
+                    })?,
+                None => read.await,
+            };
+            if read? == 0 {
                 return if self.buf.is_empty() && self.cutting.is_none() {
                     Ok(None)
                 } else {
@@ -144,6 +228,12 @@ impl FrameReader {
         }
     }
 
+    /// The length, counting itself, that the message at the start of the buffer announces.
+    fn announced_length(&self) -> Option<usize> {
+        let header = self.buf.get(1..5)?;
+        Some(u32::from_be_bytes(header.try_into().expect("4 bytes")) as usize)
+    }
+
     fn split_frame(&mut self) -> io::Result<Option<Frame>> {
         if let Some(cutting) = &mut self.cutting {
             let take = cutting.remaining.min(self.buf.len());
@@ -167,8 +257,13 @@ impl FrameReader {
             return Ok(None);
         }
         let tag = self.buf[0];
-        let len = u32::from_be_bytes(self.buf[1..5].try_into().expect("4 bytes")) as usize;
-        if !(4..=self.limit).contains(&len) {
+        let len = self.announced_length().expect("a whole header");
+        let limit = if LARGE_MESSAGE_TYPES.contains(&tag) {
+            self.limit
+        } else {
+            self.small_limit.min(self.limit)
+        };
+        if !(4..=limit).contains(&len) {
             return Err(invalid("invalid message length"));
         }
         if self
@@ -184,6 +279,14 @@ impl FrameReader {
                 remaining: len - 4,
             });
             return self.split_frame();
+        }
+        if let Some(budget) = &self.budget
+            && len > budget.capacity
+        {
+            return Err(invalid(&format!(
+                "a message of {len} bytes is longer than the {} bytes tablegate holds at once",
+                budget.capacity
+            )));
         }
         if self.buf.len() < len + 1 {
             self.buf.reserve((len + 1 - self.buf.len()).min(GROWTH));
@@ -352,6 +455,59 @@ mod tests {
             reader.buf.capacity()
         );
         assert!(reader.next(&mut stream).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn messages_postgres_keeps_small_are_small() {
+        let mut reader = FrameReader::new();
+        reader.limit_small_messages();
+        let mut stream = message(b'B', &[b'x'; 20_000]);
+        stream.extend(message(b'E', &[b'x'; 20_000]));
+        let mut stream = &stream[..];
+        let bind = reader.next(&mut stream).await.unwrap().unwrap();
+        assert_eq!((bind.tag, bind.body.len()), (b'B', 20_000));
+        let execute = reader.next(&mut stream).await.unwrap_err();
+        assert_eq!(execute.to_string(), "invalid message length");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_messages_wait_for_room_and_must_arrive_whole_in_time() {
+        let budget = MessageBudget::new(3 << 20);
+        let bind = message(b'B', &vec![b'y'; 2 << 20]);
+        let read = |budget: &MessageBudget, mut stream: tokio::io::DuplexStream| {
+            let mut reader = FrameReader::new();
+            reader.share_budget(budget.clone());
+            tokio::spawn(async move {
+                let frame = reader.next(&mut stream).await?;
+                Ok::<_, io::Error>(frame.map(|f| f.body.len()))
+            })
+        };
+        // The first client sends all of its message but the last byte, and stalls.
+        let (mut stalling, stream) = tokio::io::duplex(4 << 20);
+        stalling.write_all(&bind[..bind.len() - 1]).await.unwrap();
+        let stalled = read(&budget, stream);
+        // The second's message waits for the room the first holds...
+        let (mut second, stream) = tokio::io::duplex(4 << 20);
+        second.write_all(&bind).await.unwrap();
+        let waiting = read(&budget, stream);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!waiting.is_finished(), "read while the room was held");
+        // ...until the first has had its time.
+        let error = stalled.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert_eq!(waiting.await.unwrap().unwrap(), Some(2 << 20));
+        // No message may be longer than all the room there is.
+        let (mut third, stream) = tokio::io::duplex(64);
+        third
+            .write_all(&message(b'B', &vec![b'z'; 3 << 20])[..5])
+            .await
+            .unwrap();
+        let error = read(&budget, stream).await.unwrap().unwrap_err();
+        assert!(
+            error.to_string().contains("longer than the 3145728 bytes"),
+            "{error}"
+        );
+        drop((stalling, second, third));
     }
 
     #[tokio::test]

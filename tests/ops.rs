@@ -230,7 +230,8 @@ async fn the_http_listener_closes_idle_connections_and_caps_open_ones() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = HttpLimits {
-        connections: 2,
+        connections: 3,
+        per_address: 2,
         header_timeout: Duration::from_secs(2),
     };
     tokio::spawn(http_listener::serve(listener, app, limits));
@@ -240,8 +241,14 @@ async fn the_http_listener_closes_idle_connections_and_caps_open_ones() {
             .await
             .is_ok()
     };
-    let healthz = || async {
-        let mut socket = TcpStream::connect(addr).await.unwrap();
+    // Loopback has a whole /8 of addresses to connect from.
+    let connect_from = |from: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        socket.connect(addr).await.unwrap()
+    };
+    let healthz = |from: [u8; 4]| async move {
+        let mut socket = connect_from(from).await;
         socket
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
@@ -252,13 +259,26 @@ async fn the_http_listener_closes_idle_connections_and_caps_open_ones() {
     };
 
     let silent = [
-        TcpStream::connect(addr).await.unwrap(),
-        TcpStream::connect(addr).await.unwrap(),
+        connect_from([127, 0, 0, 1]).await,
+        connect_from([127, 0, 0, 1]).await,
     ];
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let third = TcpStream::connect(addr).await.unwrap();
+    let third = connect_from([127, 0, 0, 1]).await;
     assert!(
         closed_within(third, Duration::from_secs(1)).await,
+        "a connection past its address's share is closed at once"
+    );
+    let answer = healthz([127, 0, 0, 2]).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "another address is served meanwhile: {answer}"
+    );
+    let [first, second] = silent;
+    let silent = [first, second, connect_from([127, 0, 0, 2]).await];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fourth = connect_from([127, 0, 0, 3]).await;
+    assert!(
+        closed_within(fourth, Duration::from_secs(1)).await,
         "a connection past the limit is closed at once"
     );
     for socket in silent {
@@ -267,7 +287,7 @@ async fn the_http_listener_closes_idle_connections_and_caps_open_ones() {
             "a connection that sends no request head is closed"
         );
     }
-    let answer = healthz().await;
+    let answer = healthz([127, 0, 0, 1]).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("ok"), "one request, then closed: {answer}");
 }

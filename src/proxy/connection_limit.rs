@@ -199,14 +199,15 @@ pub fn refuse(gate: &Arc<Gate>, socket: TcpStream, peer: SocketAddr, why: NotAdm
     });
 }
 
-/// Counts of something per client address, each at most a limit.
-struct PerAddress {
+/// Counts of something per client address (as the login throttle tells addresses apart), each
+/// at most a limit.
+pub struct PerAddress {
     limit: usize,
     counts: Arc<Mutex<HashMap<Source, usize>>>,
 }
 
 impl PerAddress {
-    fn new(limit: usize) -> PerAddress {
+    pub fn new(limit: usize) -> PerAddress {
         PerAddress {
             limit,
             counts: Arc::default(),
@@ -214,7 +215,7 @@ impl PerAddress {
     }
 
     /// One more for `peer`'s address, until the claim is dropped; none at the limit.
-    fn claim(&self, peer: SocketAddr) -> Option<AddressClaim> {
+    pub fn claim(&self, peer: SocketAddr) -> Option<AddressClaim> {
         let source = Source::address(peer.ip());
         let mut counts = self.counts.lock().expect("per-address counts");
         let count = counts.entry(source).or_default();

@@ -28,6 +28,7 @@ use crate::login::LoginService;
 use crate::metrics::ProxyMetrics;
 use crate::policy::PolicySet;
 use crate::upstream::CancelKey;
+use crate::wire::MessageBudget;
 
 /// The shortest secret a service account may have.
 const MIN_SERVICE_SECRET_CHARS: usize = 16;
@@ -70,7 +71,14 @@ pub struct Gate {
     pub connections: ConnectionLimit,
     /// Failed logins per client address.
     pub login_throttle: LoginThrottle,
+    /// Room for large client messages, shared by every session.
+    pub large_messages: MessageBudget,
 }
+
+/// How many bytes of large client messages (longer than a MiB) all sessions together may hold
+/// while they arrive; also the longest Bind a client may send (PostgreSQL's limit is 1 GB), the
+/// one type that is held whole at that size.
+const LARGE_MESSAGE_BUDGET: usize = 256 << 20;
 
 impl Gate {
     /// Opens every configured datasource (reading its catalog) and prepares TLS.
@@ -140,6 +148,7 @@ impl Gate {
             metrics: Arc::default(),
             connections,
             login_throttle,
+            large_messages: MessageBudget::new(LARGE_MESSAGE_BUDGET),
         })
     }
 

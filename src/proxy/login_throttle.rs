@@ -7,7 +7,9 @@
 //! password is looked at. The network around it (an IPv4 /24, an IPv6 /48: what one site or
 //! one hosting customer is given) may fail [`NETWORK_MULTIPLE`] times as many: an attacker
 //! holding a /48 has 65,536 /64s, each with a fresh count, and could otherwise guess that many
-//! times more — and fill the table below with them. A failure is a login answered 28P01: a
+//! times more — and fill the table below with them. A service account's logins count against
+//! their address alone, so that neighbours failing logins cannot lock out the account every
+//! user's queries come through. A failure is a login answered 28P01: a
 //! wrong password or credential, an unknown or disabled user, a service account's wrong
 //! secret. A success does not reset the count, or an attacker with an account of their own
 //! could interleave it with guesses.
@@ -212,9 +214,14 @@ impl LoginThrottle {
     }
 
     /// A login from `ip` begins: refused at once when the address or its network has used up
-    /// its failures.
-    pub fn attempt(&self, ip: IpAddr) -> Result<LoginAttempt<'_>, Fatal> {
-        let client = Source::address(ip);
+    /// its failures. A service account's login (`scope`) counts against its address alone:
+    /// found by red-team review, failures from its neighbours (any ten addresses of its /24)
+    /// locked the service account out, and with it every user it acts for.
+    pub fn attempt(&self, ip: IpAddr, scope: Scope) -> Result<LoginAttempt<'_>, Fatal> {
+        let client = Counted {
+            address: Source::address(ip),
+            scope,
+        };
         self.check(client, Instant::now()).map_err(|throttled| {
             self.refused.inc();
             throttled.fatal(self)
@@ -238,8 +245,8 @@ impl LoginThrottle {
         }
     }
 
-    fn check(&self, client: Source, now: Instant) -> Result<(), Throttled> {
-        for source in [client.network(), client] {
+    fn check(&self, client: impl Into<Counted>, now: Instant) -> Result<(), Throttled> {
+        for source in client.into().sources() {
             if let Some(record) = self.records.get(&source)
                 && self.exhausted(source, &record, now)
             {
@@ -252,25 +259,30 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Claims a guess from `client` on its network and on the address itself.
-    fn claim(&self, client: Source, now: Instant) -> Claim {
-        let network = client.network();
+    /// Claims a guess from `client` on its network (if counted) and on the address itself.
+    fn claim(&self, client: impl Into<Counted>, now: Instant) -> Claim {
+        let client = client.into();
         // New entries sweep ended windows out first (at most once a second), so the table
         // holds only what still counts.
-        let new = [network, client]
-            .iter()
+        let new = client
+            .sources()
             .filter(|s| !self.records.contains_key(s))
             .count();
         if new > 0 && !self.sweep(now, new) {
             return Claim::Refused(Throttled::Crowded { wait: self.window });
         }
         // One entry at a time: holding two of the map's locks at once could deadlock.
-        match self.claim_one(network, now) {
-            Claim::Granted => {}
-            other => return other,
+        let network = client.network();
+        if let Some(network) = network {
+            match self.claim_one(network, now) {
+                Claim::Granted => {}
+                other => return other,
+            }
         }
-        let claim = self.claim_one(client, now);
-        if !matches!(claim, Claim::Granted) {
+        let claim = self.claim_one(client.address, now);
+        if let Some(network) = network
+            && !matches!(claim, Claim::Granted)
+        {
             self.release(network, now);
         }
         claim
@@ -309,8 +321,8 @@ impl LoginThrottle {
     }
 
     /// The outcome of a guess claimed for `client`.
-    fn settle(&self, client: Source, failed: bool, now: Instant) {
-        for source in [client.network(), client] {
+    fn settle(&self, client: impl Into<Counted>, failed: bool, now: Instant) {
+        for source in client.into().sources() {
             self.settle_one(source, failed, now);
         }
     }
@@ -379,8 +391,35 @@ impl LoginThrottle {
 /// task dropped, say, by the authentication timeout — counts as failed.
 pub struct LoginAttempt<'t> {
     throttle: &'t LoginThrottle,
-    client: Source,
+    client: Counted,
     claimed: bool,
+}
+
+/// What a login's failures count against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Its address and the network around it.
+    AddressAndNetwork,
+    /// Its address alone: a service account's login.
+    Address,
+}
+
+/// A login's address and what of it counts.
+#[derive(Clone, Copy)]
+struct Counted {
+    address: Source,
+    scope: Scope,
+}
+
+impl Counted {
+    fn network(self) -> Option<Source> {
+        (self.scope == Scope::AddressAndNetwork).then(|| self.address.network())
+    }
+
+    /// The network first, then the address.
+    fn sources(self) -> impl Iterator<Item = Source> {
+        self.network().into_iter().chain([self.address])
+    }
 }
 
 impl LoginAttempt<'_> {
@@ -427,12 +466,22 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_secs(60);
 
+    impl From<Source> for Counted {
+        fn from(address: Source) -> Counted {
+            Counted {
+                address,
+                scope: Scope::AddressAndNetwork,
+            }
+        }
+    }
+
     fn v4(last: u8) -> Source {
         Source::address(IpAddr::from([192, 0, 2, last]))
     }
 
     /// One guess from `client` at `now`, claimed and settled.
-    fn guess(throttle: &LoginThrottle, client: Source, failed: bool, now: Instant) {
+    fn guess(throttle: &LoginThrottle, client: impl Into<Counted>, failed: bool, now: Instant) {
+        let client = client.into();
         assert!(matches!(throttle.claim(client, now), Claim::Granted));
         throttle.settle(client, failed, now);
     }
@@ -497,15 +546,40 @@ mod tests {
     async fn a_claimed_guess_never_settled_counts_as_failed() {
         let throttle = LoginThrottle::new(1, WINDOW, 100);
         let ip = IpAddr::from([192, 0, 2, 1]);
-        let mut attempt = throttle.attempt(ip).unwrap();
+        let mut attempt = throttle.attempt(ip, Scope::AddressAndNetwork).unwrap();
         attempt.guess().await.unwrap();
         drop(attempt);
-        assert!(throttle.attempt(ip).is_err());
+        assert!(throttle.attempt(ip, Scope::AddressAndNetwork).is_err());
         assert_eq!(throttle.refused(), 1);
         // Without a claimed guess (refused before its password was asked), nothing counts.
         let other = IpAddr::from([192, 0, 2, 2]);
-        drop(throttle.attempt(other).unwrap());
-        assert!(throttle.attempt(other).is_ok());
+        drop(throttle.attempt(other, Scope::AddressAndNetwork).unwrap());
+        assert!(throttle.attempt(other, Scope::AddressAndNetwork).is_ok());
+    }
+
+    #[test]
+    fn a_service_accounts_logins_count_against_its_address_alone() {
+        let throttle = LoginThrottle::new(1, WINDOW, 100);
+        let now = Instant::now();
+        for neighbour in 1..=10 {
+            guess(&throttle, v4(neighbour), true, now);
+        }
+        let service = Counted {
+            address: v4(99),
+            scope: Scope::Address,
+        };
+        assert!(throttle.check(v4(99), now).is_err(), "the network is spent");
+        assert_eq!(throttle.check(service, now), Ok(()));
+        guess(&throttle, service, true, now);
+        assert!(
+            throttle.check(service, now).is_err(),
+            "its own failures count"
+        );
+        assert_eq!(
+            throttle.tracked(),
+            12,
+            "ten neighbours, their network, the account's address"
+        );
     }
 
     #[test]

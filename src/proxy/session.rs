@@ -26,6 +26,7 @@ use super::auth::{self, ACT_AS};
 use super::connection_limit::AddressClaim;
 use super::forwarder::{Ending, Forwarder};
 use super::gate::Gate;
+use super::login_throttle::Scope;
 use super::relay::{Forwarded, Relay, RelayEnd, Shared};
 use super::startup::{self, Opening, STARTUP_SETTINGS, startup_settings};
 use super::stream::{ClientStream, split_upstream};
@@ -67,9 +68,14 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr, login: Ad
     match established {
         Ok(session) => {
             reader.set_limit(wire::MAX_MESSAGE_LENGTH);
+            reader.limit_small_messages();
+            reader.share_budget(gate.large_messages.clone());
             // A statement too long to check is refused from its message's header, never held.
             reader.limit_body(b'Q', MAX_QUERY_BODY);
             reader.limit_body(b'P', MAX_PARSE_BODY);
+            // Answered without their bodies: nothing of them is held.
+            reader.limit_body(b'F', 0);
+            reader.limit_body(b'd', 0);
             let _open = gate.metrics.session_opened();
             session.serve(stream, reader).await
         }
@@ -110,12 +116,17 @@ async fn establish(
     params: &BTreeMap<String, String>,
     peer: SocketAddr,
 ) -> Result<Session, Fatal> {
-    // An address that used up its failed logins is refused before any password is asked for.
-    let mut attempt = gate.login_throttle.attempt(peer.ip())?;
     let login = params
         .get("user")
         .filter(|u| !u.is_empty())
         .ok_or_else(|| Fatal::new(INVALID_AUTHORIZATION, "no user name given"))?;
+    // An address that used up its failed logins is refused before any password is asked for.
+    let scope = if gate.service_account(login).is_some() {
+        Scope::Address
+    } else {
+        Scope::AddressAndNetwork
+    };
+    let mut attempt = gate.login_throttle.attempt(peer.ip(), scope)?;
     let mut settings = startup_settings(params)?;
     let authenticated =
         auth::authenticate(gate, stream, reader, login, &settings, &mut attempt).await;
