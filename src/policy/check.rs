@@ -15,7 +15,7 @@ use super::set::{Grant, Located, MaskRule, PolicySet, grants_relation};
 use super::source::denies;
 use crate::catalog::{Catalog, RelationId, SYSTEM_SCHEMAS};
 use crate::directory::{Department, User};
-use crate::names::QualifiedName;
+use crate::names::{NamePattern, QualifiedName};
 
 /// Findings: errors make `check` fail; warnings are reported only.
 #[derive(Debug, Default)]
@@ -230,14 +230,7 @@ pub async fn check_datasource(
 
     if let Some(ds) = policies.datasources.get(datasource) {
         for pattern in &ds.deny_columns {
-            let hits = relations.iter().any(|(id, name)| {
-                catalog
-                    .relation(*id)
-                    .columns
-                    .iter()
-                    .any(|c| denies(&pattern.value, &name.schema, &name.name, &c.name))
-            });
-            if !hits {
+            if !covers_a_column(&pattern.value, catalog, &relations) {
                 findings.warning(
                     &pattern.origin,
                     format!(
@@ -388,14 +381,7 @@ fn check_columns(
         }
     }
     for pattern in &grant.deny_columns {
-        let hits = granted.iter().any(|(id, name)| {
-            catalog
-                .relation(*id)
-                .columns
-                .iter()
-                .any(|c| denies(&pattern.value, &name.schema, &name.name, &c.name))
-        });
-        if !hits {
+        if !covers_a_column(&pattern.value, catalog, granted) {
             findings.error(
                 &pattern.origin,
                 format!(
@@ -405,6 +391,21 @@ fn check_columns(
             );
         }
     }
+}
+
+/// Whether a column pattern (`deny_columns`) covers some column of `tables`.
+fn covers_a_column(
+    pattern: &NamePattern,
+    catalog: &Catalog,
+    tables: &[(RelationId, &QualifiedName)],
+) -> bool {
+    tables.iter().any(|(id, name)| {
+        catalog
+            .relation(*id)
+            .columns
+            .iter()
+            .any(|c| denies(pattern, &name.schema, &name.name, &c.name))
+    })
 }
 
 /// Whether a mask covers some column of `tables`; an error for each covered column whose type
