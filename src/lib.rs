@@ -30,6 +30,7 @@ pub mod reload;
 pub mod rewrite;
 pub mod server;
 pub mod sql;
+mod stream_enum;
 pub mod upstream;
 pub mod wecom;
 pub mod wire;

@@ -3,9 +3,8 @@
 
 mod support;
 
-use support::database::TempDatabase;
-use support::proxy::{Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
-use support::raw::{self, RawClient, tags};
+use support::proxy::{Proxy, SERVICE_ACCOUNT, shop_with};
+use support::raw::{self, tags};
 use tablegate::config::AuditConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,15 +16,7 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
     let writer = tablegate::audit::init(&config, dir.path())
         .unwrap()
         .expect("a file writer");
-    let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(
-        &db,
-        SHOP_POLICY,
-        SHOP_USERS,
-        SHOP_PASSWORDS,
-        SERVICE_ACCOUNT,
-    )
-    .await;
+    let (_db, proxy) = shop_with(SERVICE_ACCOUNT).await;
     let (engine, connection) =
         tokio_postgres::connect(&proxy.acting_url("sam"), tokio_postgres::NoTls)
             .await
@@ -144,7 +135,7 @@ async fn every_statement_leaves_one_json_line_and_no_password() {
 /// A Query too long for tablegate to check, refused from its header, and one within the limit
 /// refused by its policy: each audited with the start of its text only.
 async fn long_refused_statements(proxy: &Proxy) {
-    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut client = proxy.raw_client("alice", "alice-secret").await;
     for start in [
         "SELECT 'cut by the reader",
         "SELECT * FROM secret WHERE x = 'cut",
@@ -163,7 +154,7 @@ async fn long_refused_statements(proxy: &Proxy) {
 /// Portal "p" is bound to one statement; rebinding it to another fails upstream (42P03), which
 /// keeps the first; after a rollback to a savepoint "p" runs — the first statement.
 async fn portal_kept_after_a_failed_rebind(proxy: &Proxy) {
-    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut client = proxy.raw_client("alice", "alice-secret").await;
     let steps = [
         (
             raw::pipeline(&[

@@ -220,6 +220,18 @@ impl Alice {
         }
     }
 
+    /// Alice granted `table` (which has a `region` column) with the rows of the regions
+    /// `public.region_members` gives her: a filter PostgreSQL runs as a semi-join. The
+    /// membership table is granted whole, for queries to name in subqueries.
+    async fn by_membership(client: &tokio_postgres::Client, table: &str) -> Alice {
+        let policy = format!(
+            "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"{table}\", \"public.region_members\"]\n\
+             rows.\"{table}\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{{{user.userid}}}})\"\n\
+             [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n"
+        );
+        Alice::under(client, &policy).await
+    }
+
     fn context(&self) -> Context<'_> {
         Context {
             catalog: &self.catalog,
@@ -236,21 +248,18 @@ impl Alice {
 /// and bisecting the constant read that amount exactly.
 #[tokio::test]
 async fn row_filters_run_before_conditions_that_could_fail() {
-    let database = TempDatabase::create().await;
+    let database = TempDatabase::with(
+        "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
+         INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END, g * 10
+           FROM generate_series(1, 1000) g;
+         CREATE TABLE public.ledger (id int, region text, amount numeric);
+         INSERT INTO public.ledger SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+           CASE WHEN g = 1 THEN 0 ELSE g END FROM generate_series(1, 100) g;
+         CREATE VIEW public.east_ledger AS SELECT * FROM public.ledger WHERE region = 'East';
+         ANALYZE public.orders; ANALYZE public.ledger;",
+    )
+    .await;
     let client = database.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
-             INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END, g * 10
-               FROM generate_series(1, 1000) g;
-             CREATE TABLE public.ledger (id int, region text, amount numeric);
-             INSERT INTO public.ledger SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
-               CASE WHEN g = 1 THEN 0 ELSE g END FROM generate_series(1, 100) g;
-             CREATE VIEW public.east_ledger AS SELECT * FROM public.ledger WHERE region = 'East';
-             ANALYZE public.orders; ANALYZE public.ledger;",
-        )
-        .await
-        .expect("the orders table");
     let alice = Alice::under(
         &client,
         "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\", \"public.east_ledger\"]\n\
@@ -354,26 +363,17 @@ async fn fenced_probes_hold(
 /// with the outer row, whose DISTINCT ON or failing aggregate read the hidden West orders.
 #[tokio::test]
 async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
-    let database = TempDatabase::create().await;
-    let client = database.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric, note text);
-             INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
-               g * 10, 'hidden-' || g FROM generate_series(1, 1000) g;
-             CREATE TABLE public.region_members (userid text, region text);
-             INSERT INTO public.region_members VALUES ('alice', 'East');
-             ANALYZE public.orders; ANALYZE public.region_members;",
-        )
-        .await
-        .expect("the tables");
-    let alice = Alice::under(
-        &client,
-        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\", \"public.region_members\"]\n\
-         rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
-         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
+    let database = TempDatabase::with(
+        "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric, note text);
+         INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+           g * 10, 'hidden-' || g FROM generate_series(1, 1000) g;
+         CREATE TABLE public.region_members (userid text, region text);
+         INSERT INTO public.region_members VALUES ('alice', 'East');
+         ANALYZE public.orders; ANALYZE public.region_members;",
     )
     .await;
+    let client = database.connect().await;
+    let alice = Alice::by_membership(&client, "public.orders").await;
     let context = alice.context();
     fenced_probes_hold(
         &client,
@@ -435,29 +435,20 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
 /// array of records or a VALUES column.
 #[tokio::test]
 async fn composite_values_are_compared_only_after_the_row_filter() {
-    let database = TempDatabase::create().await;
-    let client = database.connect().await;
-    client
-        .batch_execute(
-            "CREATE TYPE public.addr AS (street text, city text);
-             CREATE TABLE public.customers (id int PRIMARY KEY, region text, home public.addr,
-               homes public.addr[]);
-             INSERT INTO public.customers SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
-               ROW(g || ' Main', 'LA')::public.addr, ARRAY[ROW(g || ' Main', 'LA')::public.addr]
-               FROM generate_series(1, 1000) g;
-             CREATE TABLE public.region_members (userid text, region text);
-             INSERT INTO public.region_members VALUES ('alice', 'East');
-             ANALYZE public.customers; ANALYZE public.region_members;",
-        )
-        .await
-        .expect("the tables");
-    let alice = Alice::under(
-        &client,
-        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.customers\"]\n\
-         rows.\"public.customers\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
-         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
+    let database = TempDatabase::with(
+        "CREATE TYPE public.addr AS (street text, city text);
+         CREATE TABLE public.customers (id int PRIMARY KEY, region text, home public.addr,
+           homes public.addr[]);
+         INSERT INTO public.customers SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+           ROW(g || ' Main', 'LA')::public.addr, ARRAY[ROW(g || ' Main', 'LA')::public.addr]
+           FROM generate_series(1, 1000) g;
+         CREATE TABLE public.region_members (userid text, region text);
+         INSERT INTO public.region_members VALUES ('alice', 'East');
+         ANALYZE public.customers; ANALYZE public.region_members;",
     )
     .await;
+    let client = database.connect().await;
+    let alice = Alice::by_membership(&client, "public.customers").await;
     let context = alice.context();
     fenced_probes_hold(
         &client,
@@ -492,21 +483,18 @@ async fn composite_values_are_compared_only_after_the_row_filter() {
 /// plan of plainly filtered tables is not.
 #[tokio::test]
 async fn explain_names_no_relation_the_user_cannot_read() {
-    let database = TempDatabase::create().await;
+    let database = TempDatabase::with(
+        "CREATE TABLE public.orders (id int PRIMARY KEY, region text);
+         CREATE TABLE public.customers (id int PRIMARY KEY, region text);
+         CREATE TABLE public.region_members (userid text, region text);
+         CREATE VIEW public.east_orders AS SELECT * FROM public.orders WHERE region = 'East';
+         CREATE TABLE public.events (id int, region text) PARTITION BY LIST (region);
+         CREATE TABLE public.events_east PARTITION OF public.events FOR VALUES IN ('East');
+         CREATE TABLE public.notes (id int);
+         CREATE TABLE public.notes_hidden () INHERITS (public.notes);",
+    )
+    .await;
     let client = database.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE public.orders (id int PRIMARY KEY, region text);
-             CREATE TABLE public.customers (id int PRIMARY KEY, region text);
-             CREATE TABLE public.region_members (userid text, region text);
-             CREATE VIEW public.east_orders AS SELECT * FROM public.orders WHERE region = 'East';
-             CREATE TABLE public.events (id int, region text) PARTITION BY LIST (region);
-             CREATE TABLE public.events_east PARTITION OF public.events FOR VALUES IN ('East');
-             CREATE TABLE public.notes (id int);
-             CREATE TABLE public.notes_hidden () INHERITS (public.notes);",
-        )
-        .await
-        .expect("the tables");
     let alice = Alice::under(
         &client,
         "[datasource.d]\n[role.rep.datasource.d]\n\
@@ -556,17 +544,14 @@ async fn explain_names_no_relation_the_user_cannot_read() {
 /// all rows, so they described the rows a policy filters out (found while probing).
 #[tokio::test]
 async fn explain_shows_no_estimates_about_filtered_rows() {
-    let database = TempDatabase::create().await;
+    let database = TempDatabase::with(
+        "CREATE TABLE public.employees (id int PRIMARY KEY, dept text, salary numeric);
+         INSERT INTO public.employees SELECT g, CASE WHEN g % 2 = 0 THEN 'Sales' ELSE 'Board' END,
+           CASE WHEN g % 2 = 0 THEN 50 + g % 50 ELSE 10000 + g END FROM generate_series(1, 1000) g;
+         ANALYZE public.employees;",
+    )
+    .await;
     let client = database.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE public.employees (id int PRIMARY KEY, dept text, salary numeric);
-             INSERT INTO public.employees SELECT g, CASE WHEN g % 2 = 0 THEN 'Sales' ELSE 'Board' END,
-               CASE WHEN g % 2 = 0 THEN 50 + g % 50 ELSE 10000 + g END FROM generate_series(1, 1000) g;
-             ANALYZE public.employees;",
-        )
-        .await
-        .expect("the employees table");
     let alice = Alice::under(
         &client,
         "[datasource.d]\n[role.staff.datasource.d]\ntables = [\"public.employees\"]\n\

@@ -7,26 +7,13 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::database::TempDatabase;
 use support::metrics::sample;
-use support::proxy::{
-    Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, tls_config,
-};
+use support::proxy::{Proxy, SERVICE_ACCOUNT, shop_with, sqlstate, tls_config};
 use tablegate::ops::{Ops, scrape};
 use tablegate::reload::PolicyReloader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_postgres::NoTls;
-
-async fn shop_with(config: &str) -> (TempDatabase, Proxy) {
-    let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, config).await;
-    (db, proxy)
-}
-
-fn sqlstate(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
-}
 
 fn message(e: &tokio_postgres::Error) -> String {
     e.as_db_error()

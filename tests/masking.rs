@@ -4,8 +4,8 @@
 mod support;
 
 use support::database::TempDatabase;
-use support::proxy::Proxy;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use support::proxy::{Proxy, values};
+use tokio_postgres::Client;
 
 const SCHEMA: &str = "
 CREATE TABLE customers (
@@ -65,22 +65,8 @@ async fn shop() -> (TempDatabase, Proxy) {
     (db, proxy)
 }
 
-fn rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 async fn query(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    rows(&client.simple_query(sql).await.unwrap())
+    values(&client.simple_query(sql).await.unwrap())
 }
 
 fn text(values: &[&str]) -> Vec<Option<String>> {

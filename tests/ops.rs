@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 
 use support::database::TempDatabase;
 use support::metrics::sample;
-use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::proxy::{Proxy, shop};
 use tablegate::http_listener::{self, HttpLimits};
 use tablegate::ops::{self, Ops};
 use tablegate::reload::PolicyReloader;
 
 /// The shop scenario with its operations endpoints served on an ephemeral port.
 async fn serve() -> (TempDatabase, Proxy, SocketAddr) {
-    let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let (db, proxy) = shop().await;
     let reloader = Arc::new(PolicyReloader::new(proxy.gate.clone()));
     let router = ops::router(Arc::new(Ops::new(proxy.gate.clone(), reloader, None)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,38 +10,10 @@ use tokio::process::Command;
 use support::database::TempDatabase;
 use support::proxy::{
     Proxy, SERVICE_ACCOUNT, SERVICE_SECRET, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS,
-    assert_cancel_stops_a_sleep, tls_config,
+    assert_cancel_stops_a_sleep, shop, shop_with, sqlstate, tls_config, values,
 };
 use tablegate::upstream::tls::{TlsMode, UpstreamTls};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
-
-async fn shop() -> (TempDatabase, Proxy) {
-    shop_with("").await
-}
-
-async fn shop_with(config: &str) -> (TempDatabase, Proxy) {
-    let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, config).await;
-    (db, proxy)
-}
-
-fn values(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-fn sqlstate(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_see_different_rows_for_the_same_query() {
@@ -1043,15 +1015,7 @@ const COUNT_ORDERS: &str = "SELECT count(*) FROM orders";
 /// alice's session on a proxy that re-reads her directory entry at every statement, after one
 /// statement has run.
 async fn alice_rechecked_at_every_statement() -> (TempDatabase, Proxy, tokio_postgres::Client) {
-    let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::start(
-        &db,
-        SHOP_POLICY,
-        SHOP_USERS,
-        SHOP_PASSWORDS,
-        "[directory]\nsession_recheck_secs = 0\n",
-    )
-    .await;
+    let (db, proxy) = shop_with("[directory]\nsession_recheck_secs = 0\n").await;
     let alice = proxy.client("alice", "alice-secret").await.unwrap();
     assert_eq!(
         alice

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use support::database::TempDatabase;
-use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::proxy::{Proxy, SHOP_POLICY, shop_with};
 use tablegate::reload::{PolicyReloader, watch};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -80,11 +80,10 @@ struct Served {
 impl Served {
     async fn start() -> Served {
         captured_log();
-        let db = TempDatabase::with(SHOP).await;
         let folder = tempfile::tempdir().unwrap();
         std::fs::write(folder.path().join("shop.toml"), SHOP_POLICY).unwrap();
         let config = format!("policies = {:?}", folder.path().display().to_string());
-        let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, &config).await;
+        let (db, proxy) = shop_with(&config).await;
         let reloader = Arc::new(PolicyReloader::new(proxy.gate.clone()));
         reloader
             .reload("test start")

@@ -6,19 +6,17 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::database::TempDatabase;
-use support::proxy::{Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS};
+use support::proxy::{SHOP_POLICY, shop_with};
 use tablegate::reload::{PolicyReloader, signal};
 use tokio_postgres::SimpleQueryMessage;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_policies_folder() {
-    let db = TempDatabase::with(SHOP).await;
     let folder = tempfile::tempdir().unwrap();
     let file = folder.path().join("shop.toml");
     std::fs::write(&file, SHOP_POLICY).unwrap();
     let config = format!("policies = {:?}", folder.path().display().to_string());
-    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, &config).await;
+    let (_db, proxy) = shop_with(&config).await;
     let reloader = Arc::new(PolicyReloader::new(proxy.gate.clone()));
     let handler = signal::reload_on_sighup(reloader.clone()).unwrap();
 

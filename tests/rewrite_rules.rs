@@ -209,6 +209,21 @@ fn joins_inner_and_outer_filter_each_side() {
     );
 }
 
+/// Join kinds of other dialects that sqlparser reads mean nothing to PostgreSQL: refused, never
+/// forwarded.
+#[test]
+fn join_kinds_postgresql_lacks_are_refused() {
+    for sql in [
+        "SELECT c.name FROM customers c SEMI JOIN orders o ON o.customer_id = c.id",
+        "SELECT c.name FROM customers c LEFT ANTI JOIN orders o ON o.customer_id = c.id",
+        "SELECT c.name FROM customers c STRAIGHT_JOIN orders o ON o.customer_id = c.id",
+    ] {
+        let e = refused("alice", sql);
+        assert_eq!(e.kind, RefusalKind::Unsupported, "{sql}: {e:?}");
+        assert!(e.message.contains("this kind of join"), "{sql}: {e}");
+    }
+}
+
 #[test]
 fn subqueries_everywhere_are_filtered() {
     for sql in [

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::database::TempDatabase;
 use support::proxy::{
-    Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, assert_cancel_stops_a_sleep,
+    Proxy, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, assert_cancel_stops_a_sleep, shop,
 };
 use tablegate::config::Config;
 use tablegate::directory::DirectoryStore;
@@ -194,8 +194,7 @@ async fn raw_connection_error(url: &str, settings: &str) -> String {
 /// TLS must then fail, not carry on in plaintext.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_declines_tls_is_not_spoken_to_in_plaintext() {
-    let db = TempDatabase::with(SHOP).await;
-    let plain = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, "").await;
+    let (_db, plain) = shop().await;
     let behind_plain = format!(
         "postgres://alice:alice-secret@127.0.0.1:{}/shop",
         plain.addr.port()

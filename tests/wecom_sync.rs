@@ -42,6 +42,13 @@ fn nested_org() -> FakeOrg {
     org
 }
 
+/// [`nested_org`] seen by an app created before 2022-06-20, which WeCom still gives emails.
+fn nested_org_with_emails() -> FakeOrg {
+    let mut org = nested_org();
+    org.post_2022_app = false;
+    org
+}
+
 fn syncer(wecom: &FakeWeCom, store: Arc<dyn DirectoryStore>) -> DirectorySync {
     syncer_beside_local(wecom, store, Vec::new(), Vec::new())
 }
@@ -66,6 +73,14 @@ fn syncer_beside_local(
             local_emails,
         },
     )
+}
+
+/// One sync of `store` from `wecom`, which must succeed.
+async fn sync_once(wecom: &FakeWeCom, store: &Arc<dyn DirectoryStore>) -> SyncSummary {
+    syncer(wecom, Arc::clone(store))
+        .run(&ProgressBar::hidden())
+        .await
+        .unwrap()
 }
 
 async fn user(store: &Arc<dyn DirectoryStore>, userid: &str) -> StoredUser {
@@ -216,13 +231,8 @@ async fn postgres_full_sync_then_changes() {
 #[tokio::test]
 async fn email_comes_from_wecom_when_the_app_may_read_it() {
     let (_kind, store) = StoreKind::open_sqlite().await;
-    let mut org = nested_org();
-    org.post_2022_app = false;
-    let wecom = FakeWeCom::start(org).await;
-    syncer(&wecom, Arc::clone(&store))
-        .run(&ProgressBar::hidden())
-        .await
-        .unwrap();
+    let wecom = FakeWeCom::start(nested_org_with_emails()).await;
+    sync_once(&wecom, &store).await;
     assert_eq!(
         user(&store, "zhangsan").await.user.email.as_deref(),
         Some("zhangsan@mail.example.com")
@@ -233,10 +243,7 @@ async fn email_comes_from_wecom_when_the_app_may_read_it() {
 async fn policies_read_synced_users() {
     let (_kind, store) = StoreKind::open_sqlite().await;
     let wecom = FakeWeCom::start(nested_org()).await;
-    syncer(&wecom, Arc::clone(&store))
-        .run(&ProgressBar::hidden())
-        .await
-        .unwrap();
+    sync_once(&wecom, &store).await;
     let policies = PolicySet::from_str(
         "p.toml",
         "[datasource.d]\n[role.sales.datasource.d]\ntables=[\"public.orders\"]\n\
@@ -550,13 +557,8 @@ async fn departments_whose_ancestors_are_not_all_visible_match_no_path() {
 #[tokio::test]
 async fn an_email_a_departed_user_held_is_not_given_to_another() {
     let (_kind, store) = StoreKind::open_sqlite().await;
-    let mut org = nested_org();
-    org.post_2022_app = false;
-    let wecom = FakeWeCom::start(org).await;
-    syncer(&wecom, Arc::clone(&store))
-        .run(&ProgressBar::hidden())
-        .await
-        .unwrap();
+    let wecom = FakeWeCom::start(nested_org_with_emails()).await;
+    sync_once(&wecom, &store).await;
     let directory = Directory::new(Arc::clone(&store), Vec::new());
     let boss_email = directory
         .user("boss")
@@ -569,10 +571,7 @@ async fn an_email_a_departed_user_held_is_not_given_to_another() {
         org.users.retain(|u| u.userid != "boss");
         org.user_mut("lisi").unwrap().email = boss_email.to_uppercase();
     });
-    let summary = syncer(&wecom, Arc::clone(&store))
-        .run(&ProgressBar::hidden())
-        .await
-        .unwrap();
+    let summary = sync_once(&wecom, &store).await;
     assert_eq!(
         summary.shared_emails,
         [SharedEmail {
@@ -587,16 +586,12 @@ async fn an_email_a_departed_user_held_is_not_given_to_another() {
 #[tokio::test]
 async fn an_email_several_users_hold_is_given_to_none_of_them() {
     let (_kind, store) = StoreKind::open_sqlite().await;
-    let mut org = nested_org();
-    org.post_2022_app = false;
+    let mut org = nested_org_with_emails();
     org.user_mut("lisi").unwrap().email = String::new();
     org.users.push(FakeUser::new("mallory", "M", &[4]));
     org.user_mut("mallory").unwrap().email = "LiSi@Example.com".into();
     let wecom = FakeWeCom::start(org).await;
-    syncer(&wecom, Arc::clone(&store))
-        .run(&ProgressBar::hidden())
-        .await
-        .unwrap();
+    sync_once(&wecom, &store).await;
     wecom.update_org(|org| org.user_mut("wangwu").unwrap().email = "dba@example.com".into());
     let file = tablegate::directory::users_file::parse(
         "[[user]]\nuserid = \"dba\"\nemail = \"DBA@example.com\"\n",
@@ -673,13 +668,8 @@ async fn an_email_several_users_hold_is_given_to_none_of_them() {
 #[tokio::test]
 async fn a_stored_wecom_user_never_shows_a_users_file_users_email() {
     let (_kind, store) = StoreKind::open_sqlite().await;
-    let mut org = nested_org();
-    org.post_2022_app = false;
-    let wecom = FakeWeCom::start(org).await;
-    syncer(&wecom, Arc::clone(&store))
-        .run(&ProgressBar::hidden())
-        .await
-        .unwrap();
+    let wecom = FakeWeCom::start(nested_org_with_emails()).await;
+    sync_once(&wecom, &store).await;
     let file = tablegate::directory::users_file::parse(
         "[[user]]\nuserid = \"dba\"\nemail = \"LiSi@mail.example.com\"\n",
         "users.toml",

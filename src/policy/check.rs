@@ -15,7 +15,7 @@ use super::set::{Grant, Located, MaskRule, PolicySet, grants_relation};
 use super::source::denies;
 use crate::catalog::{Catalog, RelationId, SYSTEM_SCHEMAS};
 use crate::directory::{Department, User};
-use crate::names::QualifiedName;
+use crate::names::{NamePattern, QualifiedName};
 
 /// Findings: errors make `check` fail; warnings are reported only.
 #[derive(Debug, Default)]
@@ -230,14 +230,7 @@ pub async fn check_datasource(
 
     if let Some(ds) = policies.datasources.get(datasource) {
         for pattern in &ds.deny_columns {
-            let hits = relations.iter().any(|(id, name)| {
-                catalog
-                    .relation(*id)
-                    .columns
-                    .iter()
-                    .any(|c| denies(&pattern.value, &name.schema, &name.name, &c.name))
-            });
-            if !hits {
+            if !covers_a_column(&pattern.value, catalog, &relations) {
                 findings.warning(
                     &pattern.origin,
                     format!(
@@ -295,19 +288,7 @@ pub async fn check_datasource(
             findings,
         );
         for (pattern, filter) in &grant.rows {
-            let targets: Vec<_> = granted
-                .iter()
-                .filter(|(_, n)| pattern.value.matches(&[&n.schema, &n.name]))
-                .collect();
-            if targets.is_empty() {
-                findings.error(
-                    &pattern.origin,
-                    format!(
-                        "rows `{}` of role `{}` matches no table the role grants",
-                        pattern.value, role.name
-                    ),
-                );
-            }
+            let targets = named_tables("rows", pattern, &role.name, &granted, findings);
             for variable in filter.value.variables() {
                 if !known_variables.contains(variable.as_str()) {
                     findings.error(
@@ -350,6 +331,31 @@ pub async fn check_datasource(
     }
 }
 
+/// The granted tables a role's `rows` or `columns` pattern (`key`) names; an error when it
+/// names none.
+fn named_tables<'g, 'n>(
+    key: &str,
+    pattern: &Located<NamePattern>,
+    role: &str,
+    granted: &'g [(RelationId, &'n QualifiedName)],
+    findings: &mut Findings,
+) -> Vec<&'g (RelationId, &'n QualifiedName)> {
+    let tables: Vec<_> = granted
+        .iter()
+        .filter(|(_, n)| pattern.value.matches(&[&n.schema, &n.name]))
+        .collect();
+    if tables.is_empty() {
+        findings.error(
+            &pattern.origin,
+            format!(
+                "{key} `{}` of role `{role}` matches no table the role grants",
+                pattern.value
+            ),
+        );
+    }
+    tables
+}
+
 fn check_columns(
     grant: &Grant,
     role: &str,
@@ -358,19 +364,7 @@ fn check_columns(
     findings: &mut Findings,
 ) {
     for (pattern, names) in &grant.columns {
-        let tables: Vec<_> = granted
-            .iter()
-            .filter(|(_, n)| pattern.value.matches(&[&n.schema, &n.name]))
-            .collect();
-        if tables.is_empty() {
-            findings.error(
-                &pattern.origin,
-                format!(
-                    "columns `{}` of role `{role}` matches no table the role grants",
-                    pattern.value
-                ),
-            );
-        }
+        let tables = named_tables("columns", pattern, role, granted, findings);
         for column in names {
             if !tables
                 .iter()
@@ -388,14 +382,7 @@ fn check_columns(
         }
     }
     for pattern in &grant.deny_columns {
-        let hits = granted.iter().any(|(id, name)| {
-            catalog
-                .relation(*id)
-                .columns
-                .iter()
-                .any(|c| denies(&pattern.value, &name.schema, &name.name, &c.name))
-        });
-        if !hits {
+        if !covers_a_column(&pattern.value, catalog, granted) {
             findings.error(
                 &pattern.origin,
                 format!(
@@ -405,6 +392,21 @@ fn check_columns(
             );
         }
     }
+}
+
+/// Whether a column pattern (`deny_columns`) covers some column of `tables`.
+fn covers_a_column(
+    pattern: &NamePattern,
+    catalog: &Catalog,
+    tables: &[(RelationId, &QualifiedName)],
+) -> bool {
+    tables.iter().any(|(id, name)| {
+        catalog
+            .relation(*id)
+            .columns
+            .iter()
+            .any(|c| denies(pattern, &name.schema, &name.name, &c.name))
+    })
 }
 
 /// Whether a mask covers some column of `tables`; an error for each covered column whose type
@@ -666,5 +668,36 @@ mod tests {
             "{errors:?}"
         );
         assert_eq!(errors.len(), 3, "{errors:?}");
+    }
+
+    #[test]
+    fn patterns_that_name_nothing_are_reported() {
+        let found = findings(
+            "[datasource.d]\ndeny_columns = [\"*.fax\"]\n\
+             [role.r.datasource.d]\ntables = [\"public.customers\"]\n\
+             deny_columns = [\"customers.fax\"]\n\
+             rows.\"public.orders\" = \"id = 1\"\n\
+             columns.\"public.orders\" = [\"id\"]\n\
+             columns.\"public.customers\" = [\"id\", \"fax\"]\n",
+        );
+        let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+        let warnings: Vec<String> = found.warnings.iter().map(|e| e.to_string()).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].ends_with("deny_columns `*.fax` matches no column of datasource `d`"),
+            "{warnings:?}"
+        );
+        for expected in [
+            "deny_columns `customers.fax` of role `r` matches no column of a granted table",
+            "rows `public.orders` of role `r` matches no table the role grants",
+            "columns `public.orders` of role `r` matches no table the role grants",
+            "columns `public.customers` lists `fax`, which none of its tables has",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.ends_with(expected)),
+                "{expected}: {errors:?}"
+            );
+        }
+        assert_eq!(errors.len(), 4, "{errors:?}");
     }
 }

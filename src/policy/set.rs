@@ -17,7 +17,7 @@ use super::mask::Mask;
 use super::origin::{Origin, PolicyError, PolicyErrors, toml_sources};
 use super::value::VarValue;
 use crate::catalog::{Relation, RelationKind};
-use crate::names::{NamePattern, display_ident, fold_str};
+use crate::names::{NamePattern, display_ident, fold_str, read_quoted};
 
 /// A value and where the policy wrote it.
 #[derive(Clone, Debug)]
@@ -479,12 +479,17 @@ impl Origin {
     }
 }
 
-/// A column name from an allow-list, folded like an SQL identifier (quotes keep case).
+/// A column name from an allow-list, folded like an SQL identifier (quotes keep case). Text that
+/// is not one whole quoted name is folded as written, unquoted.
 fn fold_column_name(name: &str) -> String {
-    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        Some(quoted) => fold_str(&quoted.replace("\"\"", "\""), true),
-        None => fold_str(name, false),
+    let mut chars = name.chars().peekable();
+    if chars.next_if_eq(&'"').is_some()
+        && let Some(quoted) = read_quoted(&mut chars)
+        && chars.peek().is_none()
+    {
+        return quoted;
     }
+    fold_str(name, false)
 }
 
 /// How functions are compared: a function's folded name parts, `pg_catalog.` dropped, printed
@@ -633,5 +638,16 @@ vars = { regions = ["East", "North"] }
         assert_eq!(key("pg_catalog.pg_sleep"), "pg_sleep");
         assert_eq!(key("Util.\"Fancy\""), "util.\"Fancy\"");
         assert_eq!(key("\"util.fancy\""), "\"util.fancy\"");
+    }
+
+    #[test]
+    fn allow_list_columns_fold_like_identifiers() {
+        assert_eq!(fold_column_name("Phone"), "phone");
+        assert_eq!(fold_column_name("\"Phone\""), "Phone");
+        assert_eq!(fold_column_name("\"a\"\"b\""), "a\"b");
+        assert_eq!(
+            fold_column_name(&format!("\"{}\"", "X".repeat(70))).len(),
+            63
+        );
     }
 }

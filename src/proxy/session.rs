@@ -77,7 +77,7 @@ pub async fn run(gate: Arc<Gate>, socket: TcpStream, peer: SocketAddr, login: Ad
             reader.limit_body(b'F', 0);
             reader.limit_body(b'd', 0);
             let _open = gate.metrics.session_opened();
-            session.serve(stream, reader).await
+            session.serve(stream, *reader).await
         }
         Err(fatal) => {
             if fatal.code == auth::PASSWORD_FAILED {

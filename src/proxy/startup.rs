@@ -22,7 +22,7 @@ const PROTOCOL_3: u32 = 3 << 16;
 
 pub enum Opening {
     /// A client that wants a session, with its startup parameters.
-    Session(ClientStream, FrameReader, BTreeMap<String, String>),
+    Session(ClientStream, Box<FrameReader>, BTreeMap<String, String>),
     /// A cancel request (handled), a refused or vanished connection.
     Done,
 }
@@ -47,7 +47,7 @@ pub async fn open(gate: &Gate, socket: TcpStream) -> Opening {
             }
             Step::Finished(Opening::Session(s, _, params)) => {
                 reader.set_limit(wire::MAX_AUTHENTICATION_MESSAGE_LENGTH);
-                return Opening::Session(s, reader, params);
+                return Opening::Session(s, Box::new(reader), params);
             }
             Step::Finished(done) => return done,
             Step::Failed(mut s, fatal) => {
@@ -130,7 +130,9 @@ async fn step(gate: &Gate, mut stream: ClientStream, reader: &mut FrameReader) -
             }
             Step::Finished(Opening::Session(
                 stream,
-                FrameReader::with_limit(wire::MAX_AUTHENTICATION_MESSAGE_LENGTH),
+                Box::new(FrameReader::with_limit(
+                    wire::MAX_AUTHENTICATION_MESSAGE_LENGTH,
+                )),
                 params,
             ))
         }

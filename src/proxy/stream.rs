@@ -1,14 +1,11 @@
 //! Byte streams on both sides, and how they split so a session can read from the client while
 //! it relays upstream responses.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::stream_enum::delegate_io;
 use crate::upstream::connection::Stream;
 
 /// A client's connection: plain TCP or TLS.
@@ -36,43 +33,7 @@ impl ClientStream {
     }
 }
 
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+delegate_io!(AsyncRead + AsyncWrite for ClientStream { Plain, Tls });
 
 pub enum ClientRead {
     Plain(OwnedReadHalf),
@@ -84,43 +45,8 @@ pub enum ClientWrite {
     Tls(WriteHalf<ClientStream>),
 }
 
-impl AsyncRead for ClientRead {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientRead::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientRead::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientWrite {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientWrite::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientWrite::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWrite::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientWrite::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientWrite::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientWrite::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+delegate_io!(AsyncRead for ClientRead { Plain, Tls });
+delegate_io!(AsyncWrite for ClientWrite { Plain, Tls });
 
 pub enum UpstreamRead {
     Tcp(OwnedReadHalf),
@@ -161,44 +87,5 @@ pub fn reunite(read: UpstreamRead, write: UpstreamWrite) -> Option<Stream> {
     }
 }
 
-impl AsyncRead for UpstreamRead {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamRead::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamRead::Tls(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamRead::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for UpstreamWrite {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamWrite::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamWrite::Tls(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamWrite::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamWrite::Tcp(s) => Pin::new(s).poll_flush(cx),
-            UpstreamWrite::Tls(s) => Pin::new(s).poll_flush(cx),
-            UpstreamWrite::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamWrite::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamWrite::Tls(s) => Pin::new(s).poll_shutdown(cx),
-            UpstreamWrite::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+delegate_io!(AsyncRead for UpstreamRead { Tcp, Tls, Unix });
+delegate_io!(AsyncWrite for UpstreamWrite { Tcp, Tls, Unix });

@@ -6,10 +6,9 @@
 //! call is, and named as PostgreSQL names its columns.
 
 use sqlparser::ast::{
-    Expr, Join, JoinConstraint, JoinOperator, LimitClause, Offset, OffsetRows, Select, SelectItem,
-    SetExpr, TableAlias, TableFactor, TableSample, TableSampleKind, TableSampleMethod,
-    TableSampleModifier, TableSampleQuantity, TableSampleSeedModifier, TableWithJoins, Value,
-    WildcardAdditionalOptions,
+    Expr, Join, JoinConstraint, LimitClause, Offset, OffsetRows, Select, SelectItem, SetExpr,
+    TableAlias, TableFactor, TableSample, TableSampleKind, TableSampleMethod, TableSampleModifier,
+    TableSampleQuantity, TableSampleSeedModifier, TableWithJoins, Value, WildcardAdditionalOptions,
 };
 
 use super::Walker;
@@ -19,7 +18,7 @@ use super::query::{
     alias_column_names, hidden_column_refusal, masked_column_refusal, qualified_label, renamed,
 };
 use super::scope::{ColumnState, Frame, FromItem, ItemColumn};
-use super::syntax::object_name_parts;
+use super::syntax::{join_constraint_mut, object_name_parts};
 use crate::catalog::{RelationKind, SYSTEM_SCHEMAS};
 use crate::names::{QualifiedName, display_ident, fold, quoted};
 use crate::policy::Source;
@@ -64,17 +63,8 @@ impl Walker<'_> {
             }
             let right_start = items.len();
             self.table_factor(relation, outer, items)?;
-            let constraint = match join_operator {
-                JoinOperator::Join(c)
-                | JoinOperator::Inner(c)
-                | JoinOperator::Left(c)
-                | JoinOperator::LeftOuter(c)
-                | JoinOperator::Right(c)
-                | JoinOperator::RightOuter(c)
-                | JoinOperator::FullOuter(c)
-                | JoinOperator::CrossJoin(c) => c,
-                _ => return Err(Refusal::unsupported("this kind of join")),
-            };
+            let constraint = join_constraint_mut(join_operator)
+                .ok_or_else(|| Refusal::unsupported("this kind of join"))?;
             self.join_constraint(constraint, outer, items, start, right_start)?;
         }
         Ok(())

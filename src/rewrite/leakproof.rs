@@ -41,13 +41,13 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, InTarget, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart,
-    OrderBy, OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-    Statement, TableFactor, UnaryOperator, Visit, Visitor,
+    GroupByExpr, InTarget, JoinConstraint, LimitClause, ObjectName, ObjectNamePart, OrderBy,
+    OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement,
+    TableFactor, UnaryOperator, Visit, Visitor,
 };
 
 use super::syntax::{
-    call_arguments, column_parts, leading_name, object_name_parts, row_arguments,
+    call_arguments, column_parts, join_constraint, leading_name, object_name_parts, row_arguments,
     table_function_arguments,
 };
 use crate::names::fold;
@@ -548,27 +548,6 @@ fn at_most_one_row(query: &Query) -> bool {
             } => f.over.is_none() && is_aggregate(f),
             _ => false,
         })
-}
-
-fn join_constraint(operator: &JoinOperator) -> Option<&JoinConstraint> {
-    match operator {
-        JoinOperator::Join(c)
-        | JoinOperator::Inner(c)
-        | JoinOperator::Left(c)
-        | JoinOperator::LeftOuter(c)
-        | JoinOperator::Right(c)
-        | JoinOperator::RightOuter(c)
-        | JoinOperator::FullOuter(c)
-        | JoinOperator::CrossJoin(c)
-        | JoinOperator::Semi(c)
-        | JoinOperator::LeftSemi(c)
-        | JoinOperator::RightSemi(c)
-        | JoinOperator::Anti(c)
-        | JoinOperator::LeftAnti(c)
-        | JoinOperator::RightAnti(c)
-        | JoinOperator::StraightJoin(c) => Some(c),
-        _ => None,
-    }
 }
 
 /// `=`, `<>`, `<`, `<=`, `>`, `>=`: comparisons of values of one type cannot fail.

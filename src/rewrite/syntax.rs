@@ -1,11 +1,12 @@
 //! Reading names and arguments out of sqlparser's AST, folded.
 //!
-//! The same few shapes (a dotted name, a call's arguments, `t.*`) are read by the walker and
-//! by the checks that run over the finished tree: one reading of each keeps them agreeing.
+//! The same few shapes (a dotted name, a call's arguments, `t.*`, a join's constraint) are read
+//! by the walker and by the checks that run over the finished tree: one reading of each keeps
+//! them agreeing.
 
 use sqlparser::ast::{
-    AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    TableFactor,
+    AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    JoinConstraint, JoinOperator, ObjectName, TableFactor,
 };
 
 use crate::names::fold;
@@ -79,6 +80,38 @@ pub(super) fn column_parts(e: &Expr) -> Option<Vec<String>> {
     match e {
         Expr::Identifier(id) => Some(vec![fold(id)]),
         Expr::CompoundIdentifier(ids) => Some(ids.iter().map(fold).collect()),
+        _ => None,
+    }
+}
+
+/// The join kinds PostgreSQL has, binding their constraint: one list for the shared and the
+/// mutable reading below, so that the walk and the checks over its tree agree on what a join is.
+macro_rules! postgres_join {
+    ($constraint:ident) => {
+        JoinOperator::Join($constraint)
+            | JoinOperator::Inner($constraint)
+            | JoinOperator::Left($constraint)
+            | JoinOperator::LeftOuter($constraint)
+            | JoinOperator::Right($constraint)
+            | JoinOperator::RightOuter($constraint)
+            | JoinOperator::FullOuter($constraint)
+            | JoinOperator::CrossJoin($constraint)
+    };
+}
+
+/// The constraint (ON, USING, NATURAL or none) of a join; `None` for the kinds of other
+/// dialects (SEMI, ANTI, APPLY, ASOF, STRAIGHT_JOIN, ARRAY JOIN), which the walk refuses.
+pub(super) fn join_constraint(operator: &JoinOperator) -> Option<&JoinConstraint> {
+    match operator {
+        postgres_join!(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// [`join_constraint`], for the walk that rewrites the constraint.
+pub(super) fn join_constraint_mut(operator: &mut JoinOperator) -> Option<&mut JoinConstraint> {
+    match operator {
+        postgres_join!(c) => Some(c),
         _ => None,
     }
 }

@@ -8,9 +8,10 @@ use tablegate::directory::{Directory, users_file};
 use tablegate::policy::PolicySet;
 use tablegate::proxy::{self, Gate};
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, NoTls, Socket};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Socket};
 
 use super::database::TempDatabase;
+use super::raw::RawClient;
 use super::stores::StoreKind;
 
 /// tablegate serving one datasource (`shop`) backed by a test database.
@@ -153,12 +154,50 @@ impl Proxy {
         tokio::spawn(connection);
         Ok(client)
     }
+
+    /// A session logged in by [`RawClient`], for messages no driver sends.
+    pub async fn raw_client(&self, user: &str, password: &str) -> RawClient {
+        RawClient::login(self.addr.port(), user, password).await
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The seed scenario: a database holding [`SHOP`], served with [`SHOP_POLICY`], [`SHOP_USERS`]
+/// and [`SHOP_PASSWORDS`].
+pub async fn shop() -> (TempDatabase, Proxy) {
+    shop_with("").await
+}
+
+/// [`shop`] with extra operator configuration (TOML), as for [`Proxy::start`].
+pub async fn shop_with(config: &str) -> (TempDatabase, Proxy) {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::start(&db, SHOP_POLICY, SHOP_USERS, SHOP_PASSWORDS, config).await;
+    (db, proxy)
+}
+
+/// The rows of a simple query's answer, as text.
+pub fn values(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The SQLSTATE of a driver's error; empty when the error has none (a lost connection).
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
 }
 
 /// Runs `pg_sleep(30)` on `client`, cancels it with the client's cancel token (over `tls`

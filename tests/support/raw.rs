@@ -94,6 +94,15 @@ pub fn sqlstate(frame: &Frame) -> String {
     error_field(frame, b'C')
 }
 
+/// Asserts that `frames` are an ErrorResponse of SQLSTATE `code`, then ReadyForQuery.
+#[track_caller]
+pub fn assert_error(frames: &[Frame], code: &str) {
+    assert_eq!(
+        (tags(frames).as_str(), sqlstate(&frames[0]).as_str()),
+        ("EZ", code)
+    );
+}
+
 /// The tag of a CommandComplete frame.
 pub fn command_tag(frame: &Frame) -> String {
     String::from_utf8_lossy(&frame.body)
