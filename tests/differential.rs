@@ -369,7 +369,9 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
            g * 10, 'hidden-' || g FROM generate_series(1, 1000) g;
          CREATE TABLE public.region_members (userid text, region text);
          INSERT INTO public.region_members VALUES ('alice', 'East');
-         ANALYZE public.orders; ANALYZE public.region_members;",
+         CREATE TABLE public.docs (id int, note text);
+         INSERT INTO public.docs VALUES (1, 'public');
+         ANALYZE public.orders; ANALYZE public.region_members; ANALYZE public.docs;",
     )
     .await;
     let client = database.connect().await;
@@ -379,6 +381,12 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
         &client,
         &context,
         &[
+            // Found by red-team review: a set operation's LIMIT sees none of its branches'
+            // columns, and a branch none of the others'.
+            (
+                "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM orders UNION ALL SELECT 1 FROM orders LIMIT CASE WHEN id = 7 THEN note::int ELSE 1 END)",
+                "500",
+            ),
             // Found by red-team review: a bare name that only names an item of the subquery
             // is the outer row's column; a table inside an aliased join is known only by
             // the join's alias, so `orders.id` there is the outer row's.
@@ -415,6 +423,25 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
                 "500",
             ),
         ],
+    )
+    .await;
+    // Found by red-team review: a column the user may not see is not in its table's source, so
+    // PostgreSQL takes the name for the outer row's.
+    let hiding = Alice::under(
+        &client,
+        "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"public.orders\", \"public.docs\"]\n\
+         deny_columns = [\"docs.note\"]\n\
+         rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
+         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
+    )
+    .await;
+    fenced_probes_hold(
+        &client,
+        &hiding.context(),
+        &[(
+            "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM docs LIMIT CASE WHEN right(note, 1) IN ('1', '3', '5', '7', '9') THEN note::int ELSE 1 END)",
+            "500",
+        )],
     )
     .await;
     // The filter names its table with a schema: a CTE of the same name does not replace it.

@@ -23,8 +23,9 @@
 //! FROM, aggregate arguments), aggregates that can fail count (which rows they see, and so
 //! whether they fail, may depend on the outer row), and a scalar subquery that could return
 //! two rows fails. A subquery counts as referring to the outer query unless each of its column
-//! references is plainly its own. The decision reads the query's shape only, never a
-//! literal's value.
+//! references is plainly its own — a column of a relation in its FROM that the user may see
+//! (the rest is not in the relation's source) — and it is no set operation. The decision reads
+//! the query's shape only, never a literal's value.
 //!
 //! Records are compared field by field, and a field's type is checked only when the comparison
 //! gets there: comparing a value that may be a record — a row constructor, a whole-row name, a
@@ -461,8 +462,14 @@ impl LeakyConditions<'_> {
     /// subquery's items is an outer column if an outer level has a column of that name (found
     /// by red-team review: `EXISTS (SELECT 1 FROM regions AS note LIMIT … note::int …)` read
     /// the outer row's `note`). A schema-qualified reference is not matched against the
-    /// subquery's relations either: it counts as outside.
+    /// subquery's relations either: it counts as outside. Nor are names placed within a set
+    /// operation: it counts as referring outside whatever it names.
     fn refers_outside(&self, query: &Query) -> bool {
+        // Found by red-team review: a set operation's branches each have their own FROM, and
+        // its ORDER BY and LIMIT see none of them; names are not placed per branch.
+        if !matches!(*query.body, SetExpr::Select(_)) {
+            return true;
+        }
         let mut names = SubqueryNames::default();
         let _ = query.visit(&mut names);
         names
@@ -897,6 +904,10 @@ mod tests {
             "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM u AS note, u AS id LIMIT CASE WHEN id = 3 THEN note::int ELSE 1 END)",
             "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM (u JOIN orders ON true) AS j LIMIT CASE WHEN orders.id = 3 THEN orders.note::int ELSE 1 END)",
             "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM other.orders LIMIT CASE WHEN public.orders.id = 3 THEN -1 ELSE 1 END)",
+            // a set operation's LIMIT sees no branch's columns, a branch no other's (found by
+            // red-team review)
+            "SELECT count(*) FROM orders WHERE EXISTS (SELECT 1 FROM orders UNION ALL SELECT 1 FROM orders LIMIT CASE WHEN id = 7 THEN note::int ELSE 1 END)",
+            "SELECT count(*) FROM orders WHERE 1 IN (SELECT sum(CASE WHEN t.x = 1 AND amount = 70 THEN note::int END) FROM t UNION ALL SELECT 2 FROM orders WHERE false)",
             // an alias a nested query defines is not the subquery's own (found in review)
             "SELECT count(*) FROM orders o WHERE (SELECT array_agg(v.a) FROM (VALUES (ARRAY[1]), (NULL)) v(a) WHERE o.id = 7 AND EXISTS (SELECT 1 FROM orders o)) IS NULL",
             // row values returned by a subquery, compared outside it (found by red-team review)

@@ -272,16 +272,18 @@ fn walk(
             )
             .with_hint("send the statements after it in a query of their own"));
         }
+        // As PostgreSQL will see the relation: its source, without the columns the user may
+        // not see (found by red-team review: a name the source leaves out is the outer row's).
         let has_column = |relation: &[String], column: &str| {
             let name = walker.resolve_relation(relation, "").ok()?;
             let id = walker.catalog.lookup(&name)?;
+            let visible = &walker.access.table(id)?.visible;
+            let columns = &walker.catalog.relation(id).columns;
             Some(
-                walker
-                    .catalog
-                    .relation(id)
-                    .columns
+                columns
                     .iter()
-                    .any(|c| c.name == column),
+                    .zip(visible)
+                    .any(|(c, &visible)| visible && c.name == column),
             )
         };
         walker.fence =
