@@ -1008,7 +1008,7 @@ async fn a_statement_too_long_to_check_is_refused_without_being_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_held_only_within_their_types_limits() {
     let (_db, proxy) = shop().await;
-    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
+    let mut client = proxy.raw_client("alice", "alice-secret").await;
     let before = peak_memory();
     send_long(&mut client, b'd', 300 << 20, b"", b"").await;
     client.send(&raw::query("SELECT 1")).await;
@@ -1019,34 +1019,23 @@ async fn messages_are_held_only_within_their_types_limits() {
     );
     let grown = peak_memory().saturating_sub(before);
     assert!(grown < 100 << 20, "peak memory grew by {} MiB", grown >> 20);
-    // An Execute announcing 20,000 bytes: PostgreSQL allows such messages 10,000.
-    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
-    let mut execute = vec![b'E'];
-    execute.extend_from_slice(&20_004u32.to_be_bytes());
-    client.send(&execute).await;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.take(1))
-        .await
-        .expect("refused from its header");
-    assert_eq!(sqlstate(&answer[0]), "08P01");
-    assert!(
-        raw::message_text(&answer[0]).contains("invalid message length"),
-        "{}",
-        raw::message_text(&answer[0])
-    );
-    // A Bind longer than all the room there is for large messages.
-    let mut client = RawClient::login(proxy.addr.port(), "alice", "alice-secret").await;
-    let mut bind = vec![b'B'];
-    bind.extend_from_slice(&((512u32 << 20) + 4).to_be_bytes());
-    client.send(&bind).await;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.take(1))
-        .await
-        .expect("refused from its header");
-    assert_eq!(sqlstate(&answer[0]), "08P01");
-    assert!(
-        raw::message_text(&answer[0]).contains("bytes tablegate holds at once"),
-        "{}",
-        raw::message_text(&answer[0])
-    );
+    // Refused from their headers: an Execute announcing 20,000 bytes (PostgreSQL allows such
+    // messages 10,000), and a Bind longer than all the room there is for large messages.
+    for (tag, length, message) in [
+        (b'E', 20_000u32, "invalid message length"),
+        (b'B', 512 << 20, "bytes tablegate holds at once"),
+    ] {
+        let mut client = proxy.raw_client("alice", "alice-secret").await;
+        let mut header = vec![tag];
+        header.extend_from_slice(&(length + 4).to_be_bytes());
+        client.send(&header).await;
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.take(1))
+            .await
+            .expect("refused from its header");
+        assert_eq!(sqlstate(&answer[0]), "08P01");
+        let text = raw::message_text(&answer[0]);
+        assert!(text.contains(message), "{text}");
+    }
 }
 
 /// Found by red-team review: messages were written upstream only at Query, Sync and Flush, so
