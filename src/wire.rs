@@ -24,7 +24,7 @@ pub const MAX_MESSAGE_LENGTH: usize = 1 << 30;
 const LARGE_MESSAGE_TYPES: &[u8] = b"BFPQd";
 
 /// PostgreSQL's `PQ_SMALL_MESSAGE_LIMIT`: what a Sync, Execute, Describe or Close can need.
-pub const MAX_SMALL_MESSAGE_LENGTH: usize = 10_000;
+const MAX_SMALL_MESSAGE_LENGTH: usize = 10_000;
 
 /// How long a client has to send the rest of a message that claimed room in a
 /// [`MessageBudget`].

@@ -245,8 +245,8 @@ impl LoginThrottle {
         }
     }
 
-    fn check(&self, client: impl Into<Counted>, now: Instant) -> Result<(), Throttled> {
-        for source in client.into().sources() {
+    fn check(&self, client: Counted, now: Instant) -> Result<(), Throttled> {
+        for source in client.sources() {
             if let Some(record) = self.records.get(&source)
                 && self.exhausted(source, &record, now)
             {
@@ -260,8 +260,7 @@ impl LoginThrottle {
     }
 
     /// Claims a guess from `client` on its network (if counted) and on the address itself.
-    fn claim(&self, client: impl Into<Counted>, now: Instant) -> Claim {
-        let client = client.into();
+    fn claim(&self, client: Counted, now: Instant) -> Claim {
         // New entries sweep ended windows out first (at most once a second), so the table
         // holds only what still counts.
         let new = client
@@ -321,8 +320,8 @@ impl LoginThrottle {
     }
 
     /// The outcome of a guess claimed for `client`.
-    fn settle(&self, client: impl Into<Counted>, failed: bool, now: Instant) {
-        for source in client.into().sources() {
+    fn settle(&self, client: Counted, failed: bool, now: Instant) {
+        for source in client.sources() {
             self.settle_one(source, failed, now);
         }
     }
@@ -495,7 +494,7 @@ mod tests {
         guess(&throttle, client, false, start + Duration::from_secs(1));
         guess(&throttle, client, true, start + Duration::from_secs(2));
         assert_eq!(
-            throttle.check(client, start + Duration::from_secs(3)),
+            throttle.check(client.into(), start + Duration::from_secs(3)),
             Ok(())
         );
         guess(&throttle, client, true, start + Duration::from_secs(10));
@@ -504,23 +503,23 @@ mod tests {
             wait: Duration::from_secs(50),
         };
         assert_eq!(
-            throttle.check(client, start + Duration::from_secs(10)),
+            throttle.check(client.into(), start + Duration::from_secs(10)),
             Err(refused)
         );
         assert!(matches!(
-            throttle.claim(client, start + Duration::from_secs(59)),
+            throttle.claim(client.into(), start + Duration::from_secs(59)),
             Claim::Refused(Throttled::Exhausted { .. })
         ));
         // Other addresses are unaffected.
         assert_eq!(
-            throttle.check(v4(2), start + Duration::from_secs(10)),
+            throttle.check(v4(2).into(), start + Duration::from_secs(10)),
             Ok(())
         );
         // The window began at the first failure; once it ends, the count starts again.
-        assert_eq!(throttle.check(client, start + WINDOW), Ok(()));
+        assert_eq!(throttle.check(client.into(), start + WINDOW), Ok(()));
         guess(&throttle, client, true, start + WINDOW);
         guess(&throttle, client, true, start + WINDOW);
-        assert_eq!(throttle.check(client, start + WINDOW), Ok(()));
+        assert_eq!(throttle.check(client.into(), start + WINDOW), Ok(()));
     }
 
     #[test]
@@ -528,16 +527,16 @@ mod tests {
         let throttle = LoginThrottle::new(2, WINDOW, 100);
         let now = Instant::now();
         let client = v4(1);
-        assert!(matches!(throttle.claim(client, now), Claim::Granted));
-        assert!(matches!(throttle.claim(client, now), Claim::Granted));
+        assert!(matches!(throttle.claim(client.into(), now), Claim::Granted));
+        assert!(matches!(throttle.claim(client.into(), now), Claim::Granted));
         // A third parallel connection may not have its guess checked yet.
-        assert!(matches!(throttle.claim(client, now), Claim::Wait));
-        throttle.settle(client, false, now);
-        assert!(matches!(throttle.claim(client, now), Claim::Granted));
-        throttle.settle(client, true, now);
-        throttle.settle(client, true, now);
+        assert!(matches!(throttle.claim(client.into(), now), Claim::Wait));
+        throttle.settle(client.into(), false, now);
+        assert!(matches!(throttle.claim(client.into(), now), Claim::Granted));
+        throttle.settle(client.into(), true, now);
+        throttle.settle(client.into(), true, now);
         assert!(matches!(
-            throttle.claim(client, now),
+            throttle.claim(client.into(), now),
             Claim::Refused(Throttled::Exhausted { .. })
         ));
     }
@@ -568,7 +567,10 @@ mod tests {
             address: v4(99),
             scope: Scope::Address,
         };
-        assert!(throttle.check(v4(99), now).is_err(), "the network is spent");
+        assert!(
+            throttle.check(v4(99).into(), now).is_err(),
+            "the network is spent"
+        );
         assert_eq!(throttle.check(service, now), Ok(()));
         guess(&throttle, service, true, now);
         assert!(
@@ -602,7 +604,7 @@ mod tests {
         guess(&throttle, v4(1), true, start);
         guess(&throttle, v4(2), true, start + Duration::from_secs(30));
         assert!(matches!(
-            throttle.claim(v4(3), start + Duration::from_secs(31)),
+            throttle.claim(v4(3).into(), start + Duration::from_secs(31)),
             Claim::Refused(Throttled::Crowded { .. })
         ));
         assert_eq!(throttle.tracked(), 3, "the bound holds");
@@ -617,7 +619,7 @@ mod tests {
         );
         assert_eq!(throttle.tracked(), 3);
         assert_eq!(
-            throttle.check(v4(2), start + WINDOW + Duration::from_secs(1)),
+            throttle.check(v4(2).into(), start + WINDOW + Duration::from_secs(1)),
             Ok(())
         );
     }
@@ -649,11 +651,11 @@ mod tests {
         let network = subnet(99).network();
         assert_eq!(network.to_string(), "2001:db8:1::/48");
         assert!(matches!(
-            throttle.check(subnet(99), now),
+            throttle.check(subnet(99).into(), now),
             Err(Throttled::Exhausted { source, .. }) if source == network
         ));
         assert!(matches!(
-            throttle.claim(subnet(99), now),
+            throttle.claim(subnet(99).into(), now),
             Claim::Refused(Throttled::Exhausted { source, .. }) if source == network
         ));
         assert_eq!(
@@ -662,17 +664,20 @@ mod tests {
             "ten /64s and their /48, nothing more"
         );
         let elsewhere = Source::address(IpAddr::from([0x2001, 0xdb8, 2, 0, 0, 0, 0, 1]));
-        assert!(matches!(throttle.claim(elsewhere, now), Claim::Granted));
+        assert!(matches!(
+            throttle.claim(elsewhere.into(), now),
+            Claim::Granted
+        ));
 
         // IPv4: the /24.
         let throttle = LoginThrottle::new(1, WINDOW, 100);
         for last in 1..=10 {
             guess(&throttle, v4(last), true, now);
         }
-        assert!(throttle.check(v4(200), now).is_err());
+        assert!(throttle.check(v4(200).into(), now).is_err());
         assert_eq!(v4(200).network().to_string(), "192.0.2.0/24");
         assert_eq!(
-            throttle.check(Source::address(IpAddr::from([192, 0, 3, 1])), now),
+            throttle.check(Source::address(IpAddr::from([192, 0, 3, 1])).into(), now),
             Ok(())
         );
     }
@@ -686,7 +691,7 @@ mod tests {
         guess(&throttle, v4(1), true, now);
         for _ in 0..20 {
             assert!(matches!(
-                throttle.claim(v4(1), now),
+                throttle.claim(v4(1).into(), now),
                 Claim::Refused(Throttled::Exhausted { source, .. }) if source == v4(1)
             ));
         }
@@ -694,7 +699,7 @@ mod tests {
             guess(&throttle, v4(last), true, now);
         }
         assert!(
-            throttle.check(v4(11), now).is_err(),
+            throttle.check(v4(11).into(), now).is_err(),
             "10 failures in the /24"
         );
     }
@@ -714,10 +719,10 @@ mod tests {
         let now = Instant::now();
         guess(&throttle, Source::address(ip("2001:db8:1:2::1")), true, now);
         guess(&throttle, Source::address(ip("2001:db8:1:2::2")), true, now);
-        let refused = throttle.check(Source::address(ip("2001:db8:1:2::3")), now);
+        let refused = throttle.check(Source::address(ip("2001:db8:1:2::3")).into(), now);
         assert!(matches!(refused, Err(Throttled::Exhausted { source, .. }) if source == one));
         assert_eq!(
-            throttle.check(Source::address(ip("2001:db8:1:3::1")), now),
+            throttle.check(Source::address(ip("2001:db8:1:3::1")).into(), now),
             Ok(())
         );
     }
@@ -728,7 +733,7 @@ mod tests {
         let now = Instant::now();
         let loopback = Source::address(IpAddr::from([127, 0, 0, 1]));
         guess(&throttle, loopback, true, now);
-        assert!(throttle.check(loopback, now).is_err());
+        assert!(throttle.check(loopback.into(), now).is_err());
     }
 
     #[test]
