@@ -64,6 +64,9 @@ pub struct DatasourceConfig {
     pub pool_size: usize,
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// How many of the pool's connections one user's sessions may hold at once; unset: half of
+    /// `pool_size`, rounded up.
+    pub connections_per_user: Option<usize>,
     /// How long a new client session waits for a free upstream connection.
     #[serde(default = "defaults::pool_wait_secs")]
     pub pool_wait_secs: u64,
@@ -84,9 +87,20 @@ pub struct DatasourceConfig {
 const MAX_STATEMENT_TIMEOUT_SECS: u64 = i32::MAX as u64 / 1000;
 
 impl DatasourceConfig {
+    /// `connections_per_user`, or its default.
+    pub fn connections_per_user(&self) -> usize {
+        self.connections_per_user
+            .unwrap_or(self.pool_size.div_ceil(2))
+    }
+
     /// The upstream database of datasource `name`, with its password and TLS resolved.
     pub fn database(&self, name: &str, base: &Path) -> Result<Database, String> {
         let what = format!("datasource `{name}`");
+        if self.pool_size == 0 || self.connections_per_user == Some(0) {
+            return Err(format!(
+                "{what}: pool_size and connections_per_user must be at least 1"
+            ));
+        }
         if let Some(secs) = self.statement_timeout_secs
             && secs > MAX_STATEMENT_TIMEOUT_SECS
         {

@@ -45,9 +45,12 @@ impl Datasource {
             .statement_timeout_secs
             .map(std::time::Duration::from_secs);
         let catalog = load_catalog(name, &database).await?;
-        let pool = Pool::new(target, config.pool_size);
+        let pool = Pool::new(target, config.pool_size, config.connections_per_user());
         let (first, lease) = pool
-            .lease(std::time::Duration::from_secs(config.connect_timeout_secs))
+            .lease(
+                None,
+                std::time::Duration::from_secs(config.connect_timeout_secs),
+            )
             .await
             .map_err(|e| format!("datasource `{name}`: {e}"))?;
         let parameters = first.parameters.clone();

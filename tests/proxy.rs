@@ -300,6 +300,50 @@ async fn cancel_requests_sent_over_tls_reach_the_query_too() {
     assert_cancel_stops_a_sleep(client, connector).await;
 }
 
+/// A red-team observation: one user opening `pool_size` sessions, each with a statement,
+/// held every upstream connection, and other users' sessions waited and were refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_holds_at_most_their_share_of_the_pool() {
+    let db = TempDatabase::with(SHOP).await;
+    // pool_size 8: a user's share is 4.
+    let proxy = Proxy::open(
+        &Proxy::shop_datasource(&db.url(), "pool_wait_secs = 2"),
+        SHOP_POLICY,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "",
+    )
+    .await
+    .unwrap();
+    let mut alices = Vec::new();
+    for _ in 0..4 {
+        let alice = proxy.client("alice", "alice-secret").await.unwrap();
+        alice.simple_query("SELECT 1").await.unwrap();
+        alices.push(alice);
+    }
+    let fifth = proxy.client("alice", "alice-secret").await.unwrap();
+    let e = fifth.simple_query("SELECT 1").await.unwrap_err();
+    let e = e.as_db_error().expect("tablegate's error");
+    assert_eq!(e.code().code(), "53300");
+    assert_eq!(
+        e.message(),
+        "user \"alice\" already has 4 sessions on datasource \"shop\", the most one user may hold"
+    );
+    assert!(e.hint().unwrap().contains("connections_per_user"));
+
+    // The rest of the pool is other users' to use.
+    let mut sams = Vec::new();
+    for _ in 0..4 {
+        let sam = proxy.client("sam", "sam-secret").await.unwrap();
+        sam.simple_query("SELECT 1").await.unwrap();
+        sams.push(sam);
+    }
+    // A session of hers that ends gives its connection to her next one.
+    drop(alices.pop());
+    let next = proxy.client("alice", "alice-secret").await.unwrap();
+    next.simple_query("SELECT 1").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_datasource_statement_timeout_is_pinned() {
     let db = TempDatabase::with(SHOP).await;

@@ -85,13 +85,14 @@ pub async fn check(ops: &Ops) -> Arc<Report> {
 
 async fn probe(datasource: &Datasource) -> Result<(), &'static str> {
     let leased = async {
-        let (connection, lease) = datasource.pool.lease(LEASE_WAIT).await?;
+        let (connection, lease) = datasource.pool.lease(None, LEASE_WAIT).await?;
         Ok::<bool, LeaseError>(lease.give_back(connection).await)
     };
     let (reason, detail) = match tokio::time::timeout(PROBE_TIMEOUT, leased).await {
         Ok(Ok(true)) => return Ok(()),
         Ok(Ok(false)) => ("unavailable: the connection failed its reset", None),
-        Ok(Err(LeaseError::Exhausted)) => {
+        // A lease for tablegate itself takes no user's share.
+        Ok(Err(LeaseError::Exhausted | LeaseError::ShareInUse { .. })) => {
             ("saturated: every pooled connection stayed in use", None)
         }
         Ok(Err(LeaseError::Connect(e))) => (

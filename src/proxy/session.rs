@@ -397,11 +397,19 @@ impl Session {
     async fn lease(&mut self) -> Result<(), Fatal> {
         let database = &self.subject.datasource;
         let wait = Duration::from_secs(self.gate.config.datasource[database].pool_wait_secs);
-        let (connection, lease) = self.datasource.pool.lease(wait).await.map_err(|e| match e {
+        let user = &self.user.userid;
+        let (connection, lease) = self.datasource.pool.lease(Some(user), wait).await.map_err(|e| match e {
             crate::upstream::pool::LeaseError::Exhausted => Fatal::new(
                 TOO_MANY_CONNECTIONS,
                 format!("datasource \"{database}\" has no free connection; try again later"),
             ),
+            crate::upstream::pool::LeaseError::ShareInUse { per_user } => Fatal::new(
+                TOO_MANY_CONNECTIONS,
+                format!(
+                    "user \"{user}\" already has {per_user} sessions on datasource \"{database}\", the most one user may hold"
+                ),
+            )
+            .with_hint("close an idle session, or ask the operator to raise connections_per_user"),
             crate::upstream::pool::LeaseError::Connect(e) => {
                 tracing::warn!(datasource = %database, error = %e, "upstream connection failed");
                 Fatal::new(CONNECTION_FAILURE, format!("datasource \"{database}\" is unavailable; try again later"))

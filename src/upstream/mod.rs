@@ -4,6 +4,7 @@ pub mod connection;
 pub mod database;
 pub mod pool;
 pub mod tls;
+pub mod user_share;
 
 pub use connection::{CancelKey, Connection, Target};
 pub use database::Database;

@@ -4,7 +4,8 @@
 //! connection is reset (`DISCARD ALL`) and goes back to the pool; if the reset fails, or the
 //! session ended mid-statement, it is closed. Idle connections the server has closed (a restart,
 //! an administrator) are noticed when leased and replaced. A leased connection is registered
-//! with the leasing session's thread.
+//! with the leasing session's thread. A user's sessions hold at most their share of the pool
+//! ([`UserShares`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use bytes::BytesMut;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::connection::{ConnectError, Connection, Target};
+use super::user_share::{UserShare, UserShares};
 use crate::wire::{self, FrameReader};
 
 pub struct Pool {
@@ -20,18 +22,24 @@ pub struct Pool {
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
     size: usize,
+    shares: UserShares,
 }
 
 /// The right to hold one of the pool's connections; give the connection back through it.
 pub struct Lease {
     pool: Arc<Pool>,
     _permit: OwnedSemaphorePermit,
+    _share: Option<UserShare>,
 }
 
 #[derive(Debug)]
 pub enum LeaseError {
     /// Every connection is in use for longer than the wait allows.
     Exhausted,
+    /// The user's sessions hold their whole share for longer than the wait allows.
+    ShareInUse {
+        per_user: usize,
+    },
     Connect(ConnectError),
 }
 
@@ -39,18 +47,23 @@ impl std::fmt::Display for LeaseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LeaseError::Exhausted => f.write_str("all upstream connections are in use"),
+            LeaseError::ShareInUse { per_user } => {
+                write!(f, "the user's {per_user} upstream connections are in use")
+            }
             LeaseError::Connect(e) => write!(f, "cannot connect upstream: {e}"),
         }
     }
 }
 
 impl Pool {
-    pub fn new(target: Target, size: usize) -> Arc<Pool> {
+    /// A pool of at most `size` connections, of which one user holds at most `per_user`.
+    pub fn new(target: Target, size: usize, per_user: usize) -> Arc<Pool> {
         Arc::new(Pool {
             target,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size)),
             size,
+            shares: UserShares::new(per_user),
         })
     }
 
@@ -72,11 +85,25 @@ impl Pool {
         self.idle.lock().expect("pool lock").len()
     }
 
+    /// A connection for `user`'s session (within the user's share), or for tablegate itself
+    /// (`None`: health checks, the first connection), waiting at most `wait` in all.
     pub async fn lease(
         self: &Arc<Self>,
+        user: Option<&str>,
         wait: Duration,
     ) -> Result<(Connection, Lease), LeaseError> {
-        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+        let deadline = tokio::time::Instant::now() + wait;
+        let share = match user {
+            Some(user) => Some(
+                tokio::time::timeout_at(deadline, self.shares.take(user))
+                    .await
+                    .map_err(|_| LeaseError::ShareInUse {
+                        per_user: self.shares.per_user(),
+                    })?,
+            ),
+            None => None,
+        };
+        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| LeaseError::Exhausted)?
             .expect("the pool's semaphore is never closed");
@@ -92,6 +119,7 @@ impl Pool {
                     let lease = Lease {
                         pool: self.clone(),
                         _permit: permit,
+                        _share: share,
                     };
                     return Ok((connection, lease));
                 }
@@ -104,6 +132,7 @@ impl Pool {
         let lease = Lease {
             pool: self.clone(),
             _permit: permit,
+            _share: share,
         };
         Ok((connection, lease))
     }
