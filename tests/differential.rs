@@ -237,6 +237,7 @@ impl Alice {
             catalog: &self.catalog,
             access: &self.access,
             search_path: &self.search_path,
+            float_parameters: false,
         }
     }
 }
@@ -452,6 +453,74 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
         run(&client, &forwarded).await.map(|r| r.rows),
         Ok(vec![vec![Some("500".to_owned())]]),
         "{forwarded}"
+    );
+}
+
+/// Found by red-team review: comparing a numeric column with a float converts the column on
+/// every row, so an amount past float8's range in a hidden row failed the query, quoting the
+/// amount, before the membership filter ran: through a subquery's float aggregate, or a
+/// parameter declared float8 (as psycopg declares Python floats).
+#[tokio::test]
+async fn float_comparisons_do_not_run_before_a_membership_filter() {
+    let database = TempDatabase::with(
+        "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
+         INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+           CASE WHEN g = 7 THEN 1e400 ELSE g * 10 END FROM generate_series(1, 1000) g;
+         CREATE TABLE public.region_members (userid text, region text);
+         INSERT INTO public.region_members VALUES ('alice', 'East');
+         ANALYZE public.orders; ANALYZE public.region_members;",
+    )
+    .await;
+    let client = database.connect().await;
+    let alice = Alice::by_membership(&client, "public.orders").await;
+    fenced_probes_hold(
+        &client,
+        &alice.context(),
+        &[
+            (
+                "SELECT count(*) FROM orders WHERE amount > (SELECT corr(x, y) FROM (VALUES (1.0, 2.0), (2.0, 3.0)) v(x, y))",
+                "500",
+            ),
+            (
+                "SELECT count(*) FROM orders WHERE amount > ANY (SELECT 0.5::float8)",
+                "500",
+            ),
+            ("SELECT count(*) FROM orders WHERE amount IN (SELECT 20::float8)", "1"),
+            // A CTE's float, compared as a column.
+            (
+                "WITH s AS (SELECT corr(x, y) AS c FROM (VALUES (1.0, 2.0), (2.0, 3.0)) v(x, y)) SELECT count(*) FROM orders WHERE amount IN (SELECT c FROM s)",
+                "0",
+            ),
+            (
+                "SELECT count(*) FROM orders WHERE amount BETWEEN 0 AND (SELECT max(1e300::float8))",
+                "500",
+            ),
+        ],
+    )
+    .await;
+
+    let declaring = Context {
+        float_parameters: true,
+        ..alice.context()
+    };
+    let forwarded = rewrite("SELECT count(*) FROM orders WHERE amount > $1", &declaring)
+        .expect("accepted")
+        .sql();
+    let count = |sql: String| {
+        let client = &client;
+        async move {
+            let statement = client
+                .prepare_typed(&sql, &[tokio_postgres::types::Type::FLOAT8])
+                .await?;
+            let row = client.query_one(&statement, &[&0.5f64]).await?;
+            Ok::<i64, tokio_postgres::Error>(row.get(0))
+        }
+    };
+    assert_eq!(count(forwarded.clone()).await.unwrap(), 500, "{forwarded}");
+    let unfenced = forwarded.replace(" OFFSET 0)", ")");
+    assert!(
+        count(unfenced.clone()).await.is_err(),
+        "unfenced, the comparison reaches the hidden row on this server: {unfenced}"
     );
 }
 

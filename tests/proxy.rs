@@ -300,6 +300,44 @@ async fn cancel_requests_sent_over_tls_reach_the_query_too() {
     assert_cancel_stops_a_sleep(client, connector).await;
 }
 
+/// Found by red-team review: a parameter declared float8, as psycopg declares Python floats,
+/// converts the numeric column it is compared with on every row, before a membership filter
+/// runs: a hidden amount past float8's range failed the statement and was quoted in the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_declared_float_waits_for_the_row_filter() {
+    let db = TempDatabase::with(
+        "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
+         INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+           CASE WHEN g = 7 THEN 1e400 ELSE g * 10 END FROM generate_series(1, 1000) g;
+         CREATE TABLE public.region_members (userid text, region text);
+         INSERT INTO public.region_members VALUES ('alice', 'East');
+         ANALYZE public.orders; ANALYZE public.region_members;",
+    )
+    .await;
+    let policy = "[datasource.shop]\n[role.rep.datasource.shop]\ntables = [\"public.orders\"]\n\
+                  rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
+                  [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n";
+    let proxy = Proxy::open(
+        &Proxy::shop_datasource(&db.url(), ""),
+        policy,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "",
+    )
+    .await
+    .unwrap();
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    let statement = alice
+        .prepare_typed(
+            "SELECT count(*) FROM orders WHERE amount > $1",
+            &[tokio_postgres::types::Type::FLOAT8],
+        )
+        .await
+        .unwrap();
+    let row = alice.query_one(&statement, &[&0.5f64]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 500);
+}
+
 /// A red-team observation: one user opening `pool_size` sessions, each with a statement,
 /// held every upstream connection, and other users' sessions waited and were refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

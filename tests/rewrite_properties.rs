@@ -86,6 +86,7 @@ impl World {
             catalog: &self.catalog,
             access: &self.access,
             search_path: &self.path,
+            float_parameters: false,
         }
     }
 }

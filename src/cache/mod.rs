@@ -1,4 +1,5 @@
-//! The rewrite cache: a statement is rewritten once per shape, per access, per search_path.
+//! The rewrite cache: a statement is rewritten once per shape, per access, per search_path
+//! (and whether its parameters were declared float, which can change its fence).
 //!
 //! The shape of a statement is its text with plain literals cut out ([`lexer`]), so
 //! `... WHERE aid = 1` and `... WHERE aid = 2` share one entry: a [`Template`] of the rewritten
@@ -72,6 +73,7 @@ enum Shape {
 struct Key {
     access: u64,
     search_path: Arc<str>,
+    float_parameters: bool,
     shape: Shape,
 }
 
@@ -118,6 +120,7 @@ impl RewriteCache {
         let key = Key {
             access: context.access.id(),
             search_path: search_path.clone(),
+            float_parameters: context.float_parameters,
             shape: shape_of(sql, &lexed),
         };
         if let Some(entry) = self.entries.get(&key) {

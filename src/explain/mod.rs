@@ -150,6 +150,7 @@ pub fn explain(
         catalog,
         access: &access,
         search_path,
+        float_parameters: false,
     };
     let (result, trace) = match parse(sql) {
         Ok(statements) => rewrite_traced(statements, &context),

@@ -83,6 +83,7 @@ impl<'a> Suite<'a> {
             catalog: &upstream.catalog,
             access: &access,
             search_path: &path,
+            float_parameters: false,
         };
         match (&case.expected, rewrite(&case.query, &context)) {
             (Expected::Refused { containing }, Err(refusal)) => match containing {

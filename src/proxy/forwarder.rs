@@ -303,7 +303,7 @@ impl Forwarder<'_> {
         }
         let unchanged = self
             .session
-            .rewrite(&statement.sql)
+            .rewrite(&statement.sql, &statement.param_types)
             .is_ok_and(|p| p.statements == 1 && p.sql == *statement.text);
         if !unchanged {
             let refusal = Refusal::new(
@@ -383,7 +383,7 @@ impl Forwarder<'_> {
 
     async fn simple_query(&mut self, sql: String) {
         let started = Instant::now();
-        let mut prepared = self.session.rewrite(&sql);
+        let mut prepared = self.session.rewrite(&sql, &[]);
         if let Ok(p) = &mut prepared
             && let Some(deallocation) = p.deallocation.take()
         {
@@ -658,7 +658,7 @@ impl Forwarder<'_> {
             .transaction_status;
         let prepared = self
             .session
-            .rewrite(&sql)
+            .rewrite(&sql, &param_types)
             .and_then(single_statement)
             .and_then(not_deallocate)
             .and_then(|p| effect_allowed(p.effect.is_some(), status).map(|()| p))
@@ -820,8 +820,7 @@ fn single_statement(prepared: crate::cache::Prepared) -> Result<crate::cache::Pr
 /// Parameter types are declared by OID, past the rewriter: a table's row type or a catalog
 /// lookup type there would do what the same cast in the text is refused for.
 fn declared_types_allowed(param_types: &[u8]) -> Result<(), Refusal> {
-    let oids = param_types.get(2..).unwrap_or_default().chunks_exact(4);
-    for oid in oids.map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) {
+    for oid in declared_oids(param_types) {
         if let Some(what) = crate::rewrite::functions::refused_parameter_type(oid) {
             return Err(Refusal::new(
                 crate::refusal::RefusalKind::Function,
@@ -831,6 +830,15 @@ fn declared_types_allowed(param_types: &[u8]) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// The type OIDs a Parse declares: its parameter types as in the message (a count, then OIDs).
+pub(super) fn declared_oids(param_types: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    param_types
+        .get(2..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// SET search_path is tracked by tablegate, so it may only run outside transaction blocks

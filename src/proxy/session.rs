@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 
 use super::auth::{self, ACT_AS};
 use super::connection_limit::AddressClaim;
-use super::forwarder::{Ending, Forwarder};
+use super::forwarder::{Ending, Forwarder, declared_oids};
 use super::gate::Gate;
 use super::login_throttle::Scope;
 use super::relay::{Forwarded, Relay, RelayEnd, Shared};
@@ -230,6 +230,10 @@ async fn establish(
     Ok(session)
 }
 
+/// float4, float8 and their arrays: a parameter declared so converts a numeric column it is
+/// compared with.
+const FLOAT_TYPES: [u32; 4] = [700, 701, 1021, 1022];
+
 /// A session's entry in [`Gate::cancels`], removed when dropped.
 struct CancelEntry {
     gate: Arc<Gate>,
@@ -354,7 +358,7 @@ impl Session {
         }
         for sql in &statements {
             let prepared = self
-                .rewrite(sql)
+                .rewrite(sql, &[])
                 .map_err(|r| Fatal::new(Refusal::SQLSTATE, r.message))?;
             if let Some(effect) = &prepared.effect {
                 self.apply(effect);
@@ -506,15 +510,21 @@ impl Session {
         }
     }
 
-    /// Rewrites `sql` for this session; the time counted includes rebuilding the access after
-    /// a reload, which the statement waits for too.
-    pub(super) fn rewrite(&mut self, sql: &str) -> Result<crate::cache::Prepared, Refusal> {
+    /// Rewrites `sql` for this session, with the parameter types a Parse declared (OIDs, as
+    /// in the message); the time counted includes rebuilding the access after a reload, which
+    /// the statement waits for too.
+    pub(super) fn rewrite(
+        &mut self,
+        sql: &str,
+        param_types: &[u8],
+    ) -> Result<crate::cache::Prepared, Refusal> {
         let started = Instant::now();
         self.refresh_access();
         let context = Context {
             catalog: &self.catalog,
             access: &self.access,
             search_path: &self.search_path,
+            float_parameters: declared_oids(param_types).any(|oid| FLOAT_TYPES.contains(&oid)),
         };
         let result = self
             .gate

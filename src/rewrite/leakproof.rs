@@ -32,19 +32,24 @@
 //! column of a composite type, a name an alias list gave, a subquery's aggregate of any of
 //! these — counts as leaky, judged by name since tablegate does not know every column's type.
 //!
-//! What remains: a comparison of two columns of different types may convert one of them on
-//! every row (numeric to float8, date to timestamp) and fail on values beyond the other type's
-//! range. tablegate does not know the types of every column (derived tables, functions) and
-//! treats column-to-column comparisons, the stuff of every join, as leakproof.
+//! Comparing a numeric value with a float converts the numeric one to float8 (or float4) on
+//! every row, which fails on values beyond that type's range. So a comparison with a value whose
+//! type tablegate cannot see — a subquery's output, unless it is a column's value or an
+//! aggregate keeping its column's type family, or a parameter when the client declared some
+//! float — counts as leaky. What remains: a comparison of two columns of different types may
+//! convert one of them on every row (numeric to float8) and fail the same way. tablegate does
+//! not know the types of every column (derived tables, functions) and treats column-to-column
+//! comparisons, the stuff of every join, as leakproof.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, InTarget, JoinConstraint, LimitClause, ObjectName, ObjectNamePart, OrderBy,
-    OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement,
-    TableFactor, UnaryOperator, Visit, Visitor,
+    BinaryOperator, DataType, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, InTarget, JoinConstraint, LimitClause, ObjectName,
+    ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, UnaryOperator, Value, Visit,
+    Visitor,
 };
 
 use super::syntax::{
@@ -59,11 +64,13 @@ use crate::rewrite::functions::AGGREGATES;
 pub(super) type HasColumn<'a> = dyn Fn(&[String], &str) -> Option<bool> + 'a;
 
 /// Whether some condition of the statement may raise an error on a row, so that row filters
-/// must run first. `record_columns` names the columns whose values hold records.
+/// must run first. `record_columns` names the columns whose values hold records;
+/// `float_parameters`: the client declared some parameter float4 or float8.
 pub(super) fn needs_fence(
     statement: &Statement,
     has_column: &HasColumn,
     record_columns: &HashSet<String>,
+    float_parameters: bool,
 ) -> bool {
     let mut names = RecordNames(record_columns.clone());
     let _ = statement.visit(&mut names);
@@ -76,6 +83,7 @@ pub(super) fn needs_fence(
         records: names.0,
         ctes: ctes.0,
         has_column,
+        float_parameters,
         leaky: false,
     };
     let _ = statement.visit(&mut finder);
@@ -311,6 +319,7 @@ struct LeakyConditions<'a> {
     /// The statement's CTE names: a FROM name among them may not be the relation of that name.
     ctes: HashSet<String>,
     has_column: &'a HasColumn<'a>,
+    float_parameters: bool,
     leaky: bool,
 }
 
@@ -497,6 +506,7 @@ impl LeakyConditions<'_> {
         Judge {
             nested: self.correlated > 0,
             records: &self.records,
+            float_parameters: self.float_parameters,
         }
     }
 
@@ -576,6 +586,7 @@ struct Judge<'a> {
     /// aggregate arguments count.
     nested: bool,
     records: &'a HashSet<String>,
+    float_parameters: bool,
 }
 
 impl Judge<'_> {
@@ -616,13 +627,17 @@ impl Judge<'_> {
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => self.comparable(a, b),
             Expr::In { expr, target, .. } => match target {
                 InTarget::List(list) => list.iter().all(|item| self.comparable(expr, item)),
-                // The subquery's output types are known when the statement is planned.
-                InTarget::Subquery(_) => match expr.as_ref() {
-                    Expr::Tuple(fields) => {
-                        fields.iter().all(|f| !self.row_valued(f) && leakproof(f))
-                    }
-                    e => !self.row_valued(e) && leakproof(e),
-                },
+                // The subquery's output types are known when the statement is planned, and
+                // checked then, but may convert the values compared with them.
+                InTarget::Subquery(query) => {
+                    !self.output_may_be_float(query)
+                        && match expr.as_ref() {
+                            Expr::Tuple(fields) => fields.iter().all(|f| {
+                                !self.row_valued(f) && !self.may_be_float(f) && leakproof(f)
+                            }),
+                            e => !self.row_valued(e) && !self.may_be_float(e) && leakproof(e),
+                        }
+                }
                 _ => false,
             },
             Expr::Between {
@@ -643,9 +658,14 @@ impl Judge<'_> {
             } => {
                 is_comparison(compare_op)
                     && !self.row_valued(left)
+                    && !self.may_be_float(left)
                     && leakproof(left)
-                    && (matches!(**right, Expr::Subquery(_))
-                        || (!self.row_valued(right) && leakproof(right)))
+                    && match right.as_ref() {
+                        Expr::Subquery(query) => !self.output_may_be_float(query),
+                        right => {
+                            !self.row_valued(right) && !self.may_be_float(right) && leakproof(right)
+                        }
+                    }
             }
             // Of literals only: an element that is an array makes a multidimensional array,
             // which fails when another element's dimensions differ.
@@ -662,7 +682,9 @@ impl Judge<'_> {
                     && NEVER_FAILING_AGGREGATES.contains(&function_name(f).as_str())
                     && self.arguments_leakproof(f)
             }
-            Expr::Function(f) => f.over.is_some() || is_aggregate(f),
+            // Aggregate and window calls see rows every filter has passed; what they return
+            // is compared later, like a column, so it must not be a float of its own.
+            Expr::Function(f) => (f.over.is_some() || is_aggregate(f)) && !self.may_return_float(f),
             _ => false,
         }
     }
@@ -675,10 +697,87 @@ impl Judge<'_> {
             (Expr::Tuple(x), Expr::Tuple(y)) => {
                 x.len() == y.len() && x.iter().zip(y).all(|(a, b)| self.comparable(a, b))
             }
-            _ => {
-                !self.row_valued(a) && !self.row_valued(b) && self.leakproof(a) && self.leakproof(b)
-            }
+            _ => [a, b]
+                .iter()
+                .all(|e| !self.row_valued(e) && !self.may_be_float(e) && self.leakproof(e)),
         }
+    }
+
+    /// Whether `e` may be a float whose type tablegate cannot see, so that comparing a numeric
+    /// value with it converts that value, on every row, to float (found by red-team review:
+    /// `amount > (SELECT corr(…))`, or `amount = $1` declared float8, quoted a hidden amount of
+    /// 1e400 in "out of range for type double precision").
+    fn may_be_float(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Value(v) => self.float_parameters && matches!(v.value, Value::Placeholder(_)),
+            Expr::Nested(inner) => self.may_be_float(inner),
+            Expr::Subquery(query) => self.output_may_be_float(query),
+            _ => false,
+        }
+    }
+
+    /// Whether some column a subquery returns may be such a float.
+    fn output_may_be_float(&self, query: &Query) -> bool {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return true;
+        };
+        select.projection.iter().any(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                !self.column_typed(e)
+            }
+            _ => true,
+        })
+    }
+
+    /// A value of a column's type or its family: the column, a literal, arithmetic of those,
+    /// or an aggregate that keeps the family (`count` is bigint; `sum` and `avg` of integers
+    /// and numerics are numeric, of floats float, like the column).
+    fn column_typed(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
+            Expr::Value(_) | Expr::Subquery(_) => !self.may_be_float(e),
+            Expr::Nested(inner)
+            | Expr::UnaryOp {
+                op: UnaryOperator::Minus | UnaryOperator::Plus,
+                expr: inner,
+            } => self.column_typed(inner),
+            Expr::BinaryOp {
+                left,
+                op:
+                    BinaryOperator::Plus
+                    | BinaryOperator::Minus
+                    | BinaryOperator::Multiply
+                    | BinaryOperator::Divide,
+                right,
+            } => self.column_typed(left) && self.column_typed(right),
+            Expr::Function(f) => !self.may_return_float(f),
+            Expr::Cast { data_type, .. } => !may_be_float_type(data_type),
+            Expr::Case {
+                conditions,
+                else_result,
+                ..
+            } => conditions
+                .iter()
+                .map(|when| &when.result)
+                .chain(else_result.as_deref())
+                .all(|e| self.column_typed(e)),
+            Expr::Array(array) => array.elem.iter().all(|e| self.column_typed(e)),
+            _ => false,
+        }
+    }
+
+    /// Whether a call may return a float its inputs are not: any but the aggregates and window
+    /// functions that keep their inputs' type family or return integers, text or booleans.
+    fn may_return_float(&self, f: &Function) -> bool {
+        let inputs_typed = match &f.args {
+            FunctionArguments::List(list) => list
+                .args
+                .iter()
+                .all(|arg| argument(arg).is_none_or(|e| self.column_typed(e))),
+            FunctionArguments::None => true,
+            FunctionArguments::Subquery(_) => false,
+        } && f.within_group.iter().all(|o| self.column_typed(&o.expr));
+        !(FLOAT_FREE_AGGREGATES.contains(&function_name(f).as_str()) && inputs_typed)
     }
 
     /// A value that may be a record: a row constructor, a name that may denote one, an aggregate
@@ -761,6 +860,52 @@ fn is_literal_array_element(e: &Expr) -> bool {
 /// one type.
 const NEVER_FAILING_AGGREGATES: [&str; 6] = ["count", "min", "max", "bool_and", "bool_or", "every"];
 
+/// Aggregate and window functions whose result is of their inputs' type family (`sum` and
+/// `avg` of integers are numeric, of floats float), an integer, text, JSON or a boolean.
+const FLOAT_FREE_AGGREGATES: [&str; 24] = [
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "any_value",
+    "mode",
+    "percentile_disc",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "jsonb_agg",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+];
+
+/// Whether a type named in a cast may be a float: the float types, and any type tablegate does
+/// not know (a domain over one).
+fn may_be_float_type(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Float(_)
+            | DataType::Real
+            | DataType::Float4
+            | DataType::Float8
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Double(_)
+            | DataType::DoublePrecision
+            | DataType::Custom(..)
+    )
+}
+
 /// Aggregates whose result has the type of their input (or is an array of it).
 const INPUT_TYPED_AGGREGATES: [&str; 6] = [
     "min",
@@ -805,10 +950,16 @@ mod tests {
     }
 
     fn fenced(sql: &str) -> bool {
+        fenced_declaring(sql, false)
+    }
+
+    /// [`fenced`], for a Parse that declares some parameter float (`float_parameters`) or not.
+    fn fenced_declaring(sql: &str, float_parameters: bool) -> bool {
         needs_fence(
             &Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0],
             &has_column,
             &HashSet::from(["home".to_owned()]),
+            float_parameters,
         )
     }
 
@@ -834,9 +985,36 @@ mod tests {
             "SELECT x FROM t WHERE (x, y) IN (SELECT a, b FROM u)",
             // aggregates of plain values, or of fixed result types, return no record
             "SELECT x FROM t WHERE x = (SELECT max(y) FROM u) AND y < (SELECT count(o2.home) FROM orders o2)",
+            // of a column's type family: no float a numeric column would be converted to
+            "SELECT x FROM t WHERE x > (SELECT avg(y) FROM u) AND x IN (SELECT count(*) FROM u GROUP BY z)",
+            "SELECT * FROM t JOIN (SELECT y, sum(CASE WHEN z > 1 THEN 1 ELSE 0 END) AS n, rank() OVER (ORDER BY y) AS r FROM u GROUP BY y) s ON t.x = s.n AND t.y = s.r",
         ] {
             assert!(!fenced(sql), "{sql}");
         }
+    }
+
+    /// Found by red-team review: a numeric column compared with a float is converted to
+    /// float8 on every row, which fails on values past float8's range and quotes them.
+    #[test]
+    fn comparisons_with_what_may_be_a_float_need_the_fence() {
+        for sql in [
+            "SELECT count(*) FROM orders WHERE amount > (SELECT corr(1, 1))",
+            "SELECT count(*) FROM orders WHERE amount IN (SELECT random())",
+            "SELECT count(*) FROM orders WHERE amount > ANY (SELECT 0.5::float8)",
+            "SELECT count(*) FROM orders WHERE amount BETWEEN 0 AND (SELECT stddev(x) FROM t)",
+            "SELECT count(*) FROM orders WHERE (SELECT max(x) * pi() FROM t) < amount",
+            "SELECT count(*) FROM orders WHERE amount IN (SELECT x FROM t UNION SELECT 1)",
+            "SELECT count(*) FROM orders WHERE (amount, id) IN (SELECT x, sum(y::real) FROM t GROUP BY x)",
+            // a float from a derived table, compared as a column
+            "SELECT count(*) FROM orders o JOIN (SELECT corr(x, y) AS c FROM t) s ON o.amount > s.c",
+            "SELECT count(*) FROM orders o, (SELECT percent_rank() OVER (ORDER BY x) AS p FROM t) s WHERE o.amount > s.p",
+        ] {
+            assert!(fenced(sql), "{sql}");
+        }
+        // A parameter takes the type of the column it is compared with, unless declared.
+        let parameters = "SELECT count(*) FROM orders WHERE amount = $1 OR amount = ANY ($2)";
+        assert!(!fenced_declaring(parameters, false));
+        assert!(fenced_declaring(parameters, true));
     }
 
     #[test]

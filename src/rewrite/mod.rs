@@ -42,6 +42,9 @@ pub struct Context<'a> {
     pub catalog: &'a Catalog,
     pub access: &'a Access,
     pub search_path: &'a SearchPath,
+    /// The client declared some parameter float4 or float8 (extended protocol): comparing a
+    /// numeric column with one converts the column ([`leakproof`]).
+    pub float_parameters: bool,
 }
 
 /// A statement string, rewritten.
@@ -74,6 +77,7 @@ pub(crate) struct Walker<'a> {
     catalog: &'a Catalog,
     access: &'a Access,
     search_path: &'a SearchPath,
+    float_parameters: bool,
     notices: Vec<String>,
     /// Within a WITH RECURSIVE list, the names of the CTEs after the one being read: PostgreSQL
     /// lets it reference them, tablegate does not follow (they are refused).
@@ -232,6 +236,7 @@ pub fn rewrite_traced(
         catalog: context.catalog,
         access: context.access,
         search_path: context.search_path,
+        float_parameters: context.float_parameters,
         notices: Vec::new(),
         later_ctes: Vec::new(),
         fence: false,
@@ -286,8 +291,12 @@ fn walk(
                     .any(|(c, &visible)| visible && c.name == column),
             )
         };
-        walker.fence =
-            leakproof::needs_fence(statement, &has_column, walker.catalog.record_columns());
+        walker.fence = leakproof::needs_fence(
+            statement,
+            &has_column,
+            walker.catalog.record_columns(),
+            walker.float_parameters,
+        );
         walker.checked = census::Census::default();
         if let Some(e) = walker.statement(statement)? {
             effect = Some(e);

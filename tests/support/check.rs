@@ -69,6 +69,7 @@ impl Checker<'_> {
                 catalog: self.catalog,
                 access: self.access,
                 search_path: &search_path,
+                float_parameters: false,
             },
         )
     }
