@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -61,7 +63,9 @@ pub async fn serve(listener: TcpListener, app: axum::Router, limits: HttpLimits)
             drop(socket);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers learn the client's address as axum's `ConnectInfo`.
+        let app = app.clone().layer(Extension(ConnectInfo(peer)));
+        let service = TowerToHyperService::new(app);
         tokio::spawn(async move {
             let _held = (permit, claim);
             let connection = hyper::server::conn::http1::Builder::new()

@@ -12,10 +12,15 @@ use support::stores::StoreKind;
 use tablegate::admin::AdminService;
 use tablegate::directory::{Directory, User, users_file};
 use tablegate::login::{CredentialSigner, LoginService, LoginSettings};
+use tablegate::proxy::login_throttle::{LoginThrottle, TRACKED_SOURCES};
+use tablegate::wecom::api::Endpoint;
 use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom};
 use tablegate::wecom::{ClientOptions, DirectorySync, SyncSettings, WeComClient};
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
+
+/// Failed logins (codes WeCom rejects, non-members) one address may have within a minute.
+const FAILED_LOGINS_ALLOWED: u32 = 5;
 
 struct Setup {
     wecom: FakeWeCom,
@@ -88,6 +93,11 @@ async fn setup_with(
         directory.clone(),
         signer,
         settings,
+        LoginThrottle::new(
+            FAILED_LOGINS_ALLOWED,
+            Duration::from_secs(60),
+            TRACKED_SOURCES,
+        ),
     ));
     let admin = Arc::new(AdminService::new(ADMIN_TOKEN, sync).unwrap());
     let app = tablegate::login::router(Arc::clone(&service)).merge(tablegate::admin::router(admin));
@@ -165,8 +175,8 @@ async fn wecom_client_logs_in_and_gets_a_credential() {
             .await
             .is_err()
     );
-    assert_eq!(s.wecom.calls(tablegate::wecom::api::Endpoint::Authorize), 1);
-    assert_eq!(s.wecom.calls(tablegate::wecom::api::Endpoint::QrLogin), 0);
+    assert_eq!(s.wecom.calls(Endpoint::Authorize), 1);
+    assert_eq!(s.wecom.calls(Endpoint::QrLogin), 0);
 }
 
 #[tokio::test]
@@ -283,6 +293,33 @@ async fn reused_codes_bad_states_and_outsiders_are_refused() {
     }
 }
 
+/// Found by red-team review: each callback spends a getuserinfo call of the budget all logins
+/// share, so a flood of callbacks with made-up codes kept genuine logins out until the minute
+/// passed. A code WeCom rejects is a failed login of the address, which past its limit is
+/// refused without calling WeCom.
+#[tokio::test]
+async fn an_address_sending_rejected_codes_is_refused_before_wecom_is_called() {
+    let s = setup(None, Duration::from_secs(300)).await;
+    for _ in 0..FAILED_LOGINS_ALLOWED {
+        let client = browser(WECOM_UA, false);
+        let state = state_of(&location(&client, &format!("{}/login/wecom", s.base)).await);
+        let made_up = format!("{}/login/wecom/callback?code=made-up&state={state}", s.base);
+        assert_eq!(open(&client, &made_up).await.0, 400);
+    }
+    let calls = s.wecom.calls(Endpoint::GetUserInfo);
+    assert_eq!(calls, FAILED_LOGINS_ALLOWED as usize);
+    // Past the limit, even a genuine code is not exchanged.
+    s.wecom.log_in_as(FakeLogin::Member("zhangsan".into()));
+    let (client, callback) = started_login(&s).await;
+    let (status, page) = open(&client, &callback).await;
+    assert_eq!(status, 429);
+    assert!(
+        page.contains("too many failed logins from 127.0.0.1"),
+        "{page}"
+    );
+    assert_eq!(s.wecom.calls(Endpoint::GetUserInfo), calls);
+}
+
 /// WeCom userids are the WeCom admin's to hand out: a member whose id equals a local user's
 /// (the DBA's own account, say) is someone else, and never logs in as that user.
 #[tokio::test]
@@ -377,7 +414,7 @@ async fn admin_sync_endpoint_needs_the_token() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["unchanged"], 2, "{body}");
     s.wecom.inject(tablegate::wecom::fake::Injection::new(
-        tablegate::wecom::api::Endpoint::DepartmentList,
+        Endpoint::DepartmentList,
         48002,
     ));
     let response = http

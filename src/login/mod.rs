@@ -5,7 +5,8 @@
 //! [`oauth_state`]. WeCom sends the browser back to `GET /login/wecom/callback`, which checks the
 //! state, exchanges the code for the userid, refuses non-members and unknown or disabled users,
 //! and issues a short-lived [`credential`] the user connects with as their PostgreSQL password.
-//! The proxy checks such a password with [`LoginService::authenticate`].
+//! The proxy checks such a password with [`LoginService::authenticate`]. A code WeCom rejects
+//! is a failed login, throttled per address as failed PostgreSQL logins are.
 
 pub mod credential;
 pub mod oauth_state;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use credential::{CREDENTIAL_PREFIX, CredentialRejection, CredentialSigner};
+
+use crate::proxy::login_throttle::LoginThrottle;
 pub use routes::router;
 
 use crate::config::Config;
@@ -49,6 +52,9 @@ pub struct LoginService {
     signer: CredentialSigner,
     states: OAuthStates,
     settings: LoginSettings,
+    /// Callbacks whose code WeCom rejected, per client address: each spent a getuserinfo call
+    /// of the budget every login shares.
+    failures: LoginThrottle,
 }
 
 impl LoginService {
@@ -57,6 +63,7 @@ impl LoginService {
         directory: Directory,
         signer: CredentialSigner,
         settings: LoginSettings,
+        failures: LoginThrottle,
     ) -> LoginService {
         LoginService {
             client,
@@ -64,6 +71,7 @@ impl LoginService {
             states: OAuthStates::new(&signer.derived_key("oauth state"), settings.state_lifetime),
             signer,
             settings,
+            failures,
         }
     }
 
@@ -98,7 +106,13 @@ impl LoginService {
             psql_port: listen_port,
             state_lifetime: Duration::from_secs(300),
         };
-        Ok(LoginService::new(client, directory, signer, settings))
+        Ok(LoginService::new(
+            client,
+            directory,
+            signer,
+            settings,
+            LoginThrottle::from_config(config)?,
+        ))
     }
 
     /// The userid a credential was issued to, if it is genuine and unexpired (no directory

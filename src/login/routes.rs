@@ -1,10 +1,11 @@
 //! The login endpoints: `GET /login/wecom` and `GET /login/wecom/callback`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,6 +13,8 @@ use axum::routing::get;
 use super::LoginService;
 use super::oauth_state::StateRejection;
 use super::pages;
+use crate::proxy::Fatal;
+use crate::proxy::login_throttle::Scope;
 use crate::wecom::{LoginIdentity, WeComErrorKind};
 
 pub const LOGIN_PATH: &str = "/login/wecom";
@@ -149,6 +152,7 @@ async fn start(State(service): State<Arc<LoginService>>, headers: HeaderMap) -> 
 
 async fn callback(
     State(service): State<Arc<LoginService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
@@ -181,7 +185,33 @@ async fn callback(
             "WeCom did not approve the login. Start again and confirm it in WeCom.",
         );
     };
-    let userid = match service.client.login_identity(code).await {
+    // Each exchange spends a call of the budget all logins share: an address whose codes
+    // WeCom keeps rejecting is refused before calling it (found by red-team review: a flood
+    // of callbacks with bogus codes kept genuine logins out until the minute passed).
+    let throttled = |refused: Fatal| {
+        refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Login refused: {}.", refused.message()),
+        )
+    };
+    let mut attempt = match service
+        .failures
+        .attempt(peer.ip(), Scope::AddressAndNetwork)
+    {
+        Ok(attempt) => attempt,
+        Err(refused) => return throttled(refused),
+    };
+    if let Err(refused) = attempt.guess().await {
+        return throttled(refused);
+    }
+    let identity = service.client.login_identity(code).await;
+    // A non-member, or a code WeCom does not know (40029): made up, used or expired.
+    attempt.settle(match &identity {
+        Ok(LoginIdentity::NonMember) => true,
+        Ok(LoginIdentity::Member { .. }) => false,
+        Err(e) => e.code() == Some(40029),
+    });
+    let userid = match identity {
         Ok(LoginIdentity::Member { userid }) => userid,
         Ok(LoginIdentity::NonMember) => {
             return refuse(

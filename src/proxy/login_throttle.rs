@@ -192,7 +192,9 @@ impl LoginThrottle {
         ))
     }
 
-    fn new(failures_allowed: u32, window: Duration, capacity: usize) -> LoginThrottle {
+    /// `failures_allowed` per address within `window`, tracking at most `capacity` addresses
+    /// and networks ([`TRACKED_SOURCES`] outside tests).
+    pub fn new(failures_allowed: u32, window: Duration, capacity: usize) -> LoginThrottle {
         LoginThrottle {
             failures_allowed,
             window,

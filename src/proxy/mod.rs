@@ -65,6 +65,10 @@ impl Fatal {
         }
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Fatal {
         self.hint = Some(hint.into());
         self
