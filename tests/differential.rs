@@ -25,6 +25,7 @@ use tablegate::rewrite::{Context, SearchPath, rewrite};
 use support::database::{TempDatabase, run};
 use support::fixture::{Extras, Fixture};
 use support::policy::Scenario;
+use support::proxy::ORDERS_WITH_A_HUGE_AMOUNT;
 use support::sql::{ident, qualified};
 
 /// Floors and ceilings, set from the measured results (docs/differential-results.md). Data and
@@ -462,15 +463,7 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
 /// parameter declared float8 (as psycopg declares Python floats).
 #[tokio::test]
 async fn float_comparisons_do_not_run_before_a_membership_filter() {
-    let database = TempDatabase::with(
-        "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
-         INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
-           CASE WHEN g = 7 THEN 1e400 ELSE g * 10 END FROM generate_series(1, 1000) g;
-         CREATE TABLE public.region_members (userid text, region text);
-         INSERT INTO public.region_members VALUES ('alice', 'East');
-         ANALYZE public.orders; ANALYZE public.region_members;",
-    )
-    .await;
+    let database = TempDatabase::with(ORDERS_WITH_A_HUGE_AMOUNT).await;
     let client = database.connect().await;
     let alice = Alice::by_membership(&client, "public.orders").await;
     fenced_probes_hold(

@@ -9,8 +9,9 @@ use tokio::process::Command;
 
 use support::database::TempDatabase;
 use support::proxy::{
-    Proxy, SERVICE_ACCOUNT, SERVICE_SECRET, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS,
-    assert_cancel_stops_a_sleep, shop, shop_with, sqlstate, tls_config, values,
+    ORDERS_WITH_A_HUGE_AMOUNT, Proxy, SERVICE_ACCOUNT, SERVICE_SECRET, SHOP, SHOP_PASSWORDS,
+    SHOP_POLICY, SHOP_USERS, assert_cancel_stops_a_sleep, shop, shop_with, shop_with_datasource,
+    sqlstate, tls_config, values,
 };
 use tablegate::upstream::tls::{TlsMode, UpstreamTls};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
@@ -305,15 +306,7 @@ async fn cancel_requests_sent_over_tls_reach_the_query_too() {
 /// runs: a hidden amount past float8's range failed the statement and was quoted in the error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parameter_declared_float_waits_for_the_row_filter() {
-    let db = TempDatabase::with(
-        "CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
-         INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
-           CASE WHEN g = 7 THEN 1e400 ELSE g * 10 END FROM generate_series(1, 1000) g;
-         CREATE TABLE public.region_members (userid text, region text);
-         INSERT INTO public.region_members VALUES ('alice', 'East');
-         ANALYZE public.orders; ANALYZE public.region_members;",
-    )
-    .await;
+    let db = TempDatabase::with(ORDERS_WITH_A_HUGE_AMOUNT).await;
     let policy = "[datasource.shop]\n[role.rep.datasource.shop]\ntables = [\"public.orders\"]\n\
                   rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
                   [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n";
@@ -342,17 +335,8 @@ async fn a_parameter_declared_float_waits_for_the_row_filter() {
 /// held every upstream connection, and other users' sessions waited and were refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_user_holds_at_most_their_share_of_the_pool() {
-    let db = TempDatabase::with(SHOP).await;
     // pool_size 8: a user's share is 4.
-    let proxy = Proxy::open(
-        &Proxy::shop_datasource(&db.url(), "pool_wait_secs = 2"),
-        SHOP_POLICY,
-        SHOP_USERS,
-        SHOP_PASSWORDS,
-        "",
-    )
-    .await
-    .unwrap();
+    let (_db, proxy) = shop_with_datasource("pool_wait_secs = 2").await;
     let mut alices = Vec::new();
     for _ in 0..4 {
         let alice = proxy.client("alice", "alice-secret").await.unwrap();
@@ -384,16 +368,7 @@ async fn one_user_holds_at_most_their_share_of_the_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_datasource_statement_timeout_is_pinned() {
-    let db = TempDatabase::with(SHOP).await;
-    let proxy = Proxy::open(
-        &Proxy::shop_datasource(&db.url(), "statement_timeout_secs = 1"),
-        SHOP_POLICY,
-        SHOP_USERS,
-        SHOP_PASSWORDS,
-        "",
-    )
-    .await
-    .unwrap();
+    let (_db, proxy) = shop_with_datasource("statement_timeout_secs = 1").await;
     let alice = proxy.client("alice", "alice-secret").await.unwrap();
     let e = alice.simple_query("SELECT pg_sleep(5)").await.unwrap_err();
     let e = e.as_db_error().expect("PostgreSQL's error");

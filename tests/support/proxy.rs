@@ -180,6 +180,21 @@ pub async fn shop_with(config: &str) -> (TempDatabase, Proxy) {
     (db, proxy)
 }
 
+/// [`shop`] with extra `settings` (TOML) in its `[datasource.shop]` section.
+pub async fn shop_with_datasource(settings: &str) -> (TempDatabase, Proxy) {
+    let db = TempDatabase::with(SHOP).await;
+    let proxy = Proxy::open(
+        &Proxy::shop_datasource(&db.url(), settings),
+        SHOP_POLICY,
+        SHOP_USERS,
+        SHOP_PASSWORDS,
+        "",
+    )
+    .await
+    .expect("gate");
+    (db, proxy)
+}
+
 /// The rows of a simple query's answer, as text.
 pub fn values(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages
@@ -239,6 +254,17 @@ pub fn tls_config() -> (tempfile::TempDir, String) {
     );
     (dir, config)
 }
+
+/// Orders in East (even ids) and West, one West order (7) with an amount past float8's range:
+/// converting it to float fails, quoting it.
+pub const ORDERS_WITH_A_HUGE_AMOUNT: &str = "
+CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
+INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+  CASE WHEN g = 7 THEN 1e400 ELSE g * 10 END FROM generate_series(1, 1000) g;
+CREATE TABLE public.region_members (userid text, region text);
+INSERT INTO public.region_members VALUES ('alice', 'East');
+ANALYZE public.orders; ANALYZE public.region_members;
+";
 
 /// The seed scenario's data: orders by region, customers with phones, employees with salaries.
 pub const SHOP: &str = "
