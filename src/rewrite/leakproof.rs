@@ -32,8 +32,8 @@
 //! column of a composite type, a name an alias list gave, a subquery's aggregate of any of
 //! these — counts as leaky, judged by name since tablegate does not know every column's type.
 //!
-//! Comparing a numeric value with a float converts the numeric one to float8 (or float4) on
-//! every row, which fails on values beyond that type's range. So a comparison with a value whose
+//! Comparing a numeric value with a float converts the numeric one to float8 on every row,
+//! which fails on values beyond float8's range. So a comparison with a value whose
 //! type tablegate cannot see — a subquery's output, unless it is a column's value or an
 //! aggregate keeping its column's type family, or a parameter when the client declared some
 //! float — counts as leaky. What remains: a comparison of two columns of different types may
@@ -729,9 +729,10 @@ impl Judge<'_> {
         })
     }
 
-    /// A value of a column's type or its family: the column, a literal, arithmetic of those,
-    /// or an aggregate that keeps the family (`count` is bigint; `sum` and `avg` of integers
-    /// and numerics are numeric, of floats float, like the column).
+    /// A value of a column's type or its family: the column, a literal, arithmetic, CASE or a
+    /// cast to a type that is no float of those, or an aggregate or window call that keeps the
+    /// family (`count` is bigint; `sum` and `avg` of integers and numerics are numeric, of
+    /// floats float, like the column).
     fn column_typed(&self, e: &Expr) -> bool {
         match e {
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
