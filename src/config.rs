@@ -81,12 +81,34 @@ pub struct DatasourceConfig {
     /// Statements running longer are cancelled upstream (SQLSTATE 57014); clients cannot
     /// change it. Unset: the server's or the service role's own `statement_timeout`.
     pub statement_timeout_secs: Option<u64>,
+    /// Sessions idle this long outside a transaction are ended upstream (FATAL 57P05), as
+    /// PostgreSQL's `idle_session_timeout` ends them, and their connection leaves the pool.
+    /// Unset: the server's or the service role's own.
+    pub idle_session_timeout_secs: Option<u64>,
+    /// Likewise for sessions idle inside a transaction (`idle_in_transaction_session_timeout`,
+    /// FATAL 25P03).
+    pub idle_in_transaction_timeout_secs: Option<u64>,
 }
 
-/// PostgreSQL's largest `statement_timeout`: INT_MAX milliseconds.
-const MAX_STATEMENT_TIMEOUT_SECS: u64 = i32::MAX as u64 / 1000;
+/// PostgreSQL's largest timeout setting: INT_MAX milliseconds.
+const MAX_TIMEOUT_SECS: u64 = i32::MAX as u64 / 1000;
 
 impl DatasourceConfig {
+    /// The timeouts pinned on every upstream session, by PostgreSQL setting.
+    pub fn pinned_timeouts(&self) -> Vec<(&'static str, Duration)> {
+        [
+            ("statement_timeout", self.statement_timeout_secs),
+            ("idle_session_timeout", self.idle_session_timeout_secs),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout_secs,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(setting, secs)| Some((setting, Duration::from_secs(secs?))))
+        .collect()
+    }
+
     /// `connections_per_user`, or its default.
     pub fn connections_per_user(&self) -> usize {
         self.connections_per_user
@@ -101,13 +123,22 @@ impl DatasourceConfig {
                 "{what}: pool_size and connections_per_user must be at least 1"
             ));
         }
-        if let Some(secs) = self.statement_timeout_secs
-            && secs > MAX_STATEMENT_TIMEOUT_SECS
-        {
-            return Err(format!(
-                "{what}: statement_timeout_secs = {secs} is more than PostgreSQL accepts \
-                 ({MAX_STATEMENT_TIMEOUT_SECS} s, about 24 days); use 0 for no timeout"
-            ));
+        for (key, secs) in [
+            ("statement_timeout_secs", self.statement_timeout_secs),
+            ("idle_session_timeout_secs", self.idle_session_timeout_secs),
+            (
+                "idle_in_transaction_timeout_secs",
+                self.idle_in_transaction_timeout_secs,
+            ),
+        ] {
+            if let Some(secs) = secs
+                && secs > MAX_TIMEOUT_SECS
+            {
+                return Err(format!(
+                    "{what}: {key} = {secs} is more than PostgreSQL accepts \
+                     ({MAX_TIMEOUT_SECS} s, about 24 days); use 0 for no timeout"
+                ));
+            }
         }
         let mut database = database(
             &what,

@@ -41,9 +41,7 @@ impl Datasource {
     ) -> Result<Datasource, String> {
         let database = config.database(name, base)?;
         let mut target = Target::from_database(&database)?;
-        target.statement_timeout = config
-            .statement_timeout_secs
-            .map(std::time::Duration::from_secs);
+        target.timeouts = config.pinned_timeouts();
         let catalog = load_catalog(name, &database).await?;
         let pool = Pool::new(target, config.pool_size, config.connections_per_user());
         let (first, lease) = pool

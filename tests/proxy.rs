@@ -415,6 +415,44 @@ async fn the_datasource_statement_timeout_is_pinned() {
     );
 }
 
+/// Each idle session holds an upstream connection: the datasource's idle timeouts end such
+/// sessions upstream, as PostgreSQL would, which gives their user's share back; clients
+/// cannot lift them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_end_at_the_datasource_idle_timeouts() {
+    let (_db, proxy) = shop_with_datasource(
+        "idle_session_timeout_secs = 1\nidle_in_transaction_timeout_secs = 1\n\
+         connections_per_user = 1\npool_wait_secs = 1",
+    )
+    .await;
+    for opening in ["SELECT 1", "BEGIN"] {
+        let alice = proxy.client("alice", "alice-secret").await.unwrap();
+        alice.simple_query(opening).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            alice.simple_query("SELECT 1").await.is_err(),
+            "after {opening}, the idle session went on"
+        );
+        // Her only connection is free again: within the second she may wait for it.
+        let next = proxy.client("alice", "alice-secret").await.unwrap();
+        next.simple_query("SELECT 1").await.unwrap();
+    }
+    let alice = proxy.client("alice", "alice-secret").await.unwrap();
+    for setting in [
+        "idle_session_timeout",
+        "idle_in_transaction_session_timeout",
+    ] {
+        let lift = format!("SET {setting} = 0");
+        let e = alice.simple_query(&lift).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{lift}: {e}");
+        let shown = alice
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(shown.get::<_, String>(0), "1s");
+    }
+}
+
 /// As PostgreSQL's auth_delay: every wrong guess, for a real user or not, waits a second for
 /// its answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

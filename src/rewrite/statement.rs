@@ -34,7 +34,7 @@ const SETTABLE: [&str; 7] = [
 ];
 
 /// Settings a client may read.
-const SHOWABLE: [&str; 23] = [
+const SHOWABLE: [&str; 25] = [
     "server_version",
     "server_version_num",
     "server_encoding",
@@ -57,8 +57,10 @@ const SHOWABLE: [&str; 23] = [
     "lc_messages",
     "lc_monetary",
     "lc_numeric",
-    // Pinned by the operator: a client may learn its bound.
+    // Pinned by the operator: a client may learn its bounds.
     "statement_timeout",
+    "idle_session_timeout",
+    "idle_in_transaction_session_timeout",
 ];
 
 /// What a statement does to the session, beyond its result.

@@ -32,8 +32,9 @@ pub struct Target {
     pub database: String,
     pub connect_timeout: Duration,
     pub tls: Option<UpstreamTls>,
-    /// Pinned as `statement_timeout`; `None` leaves the server's (or the login role's) own.
-    pub statement_timeout: Option<Duration>,
+    /// Timeouts pinned as the settings of those names (`statement_timeout`, …); a setting not
+    /// here keeps the server's (or the login role's) own.
+    pub timeouts: Vec<(&'static str, Duration)>,
 }
 
 impl std::fmt::Debug for Target {
@@ -79,7 +80,7 @@ impl Target {
                 .copied()
                 .unwrap_or(Duration::from_secs(5)),
             tls: database.tls.clone(),
-            statement_timeout: None,
+            timeouts: Vec::new(),
         })
     }
 }
@@ -270,8 +271,8 @@ impl Connection {
             startup.parameters.insert(k.into(), v.into());
         }
         let mut options = PINNED_OPTIONS.to_owned();
-        if let Some(timeout) = target.statement_timeout {
-            options.push_str(&format!(" -c statement_timeout={}", timeout.as_millis()));
+        for (setting, timeout) in &target.timeouts {
+            options.push_str(&format!(" -c {setting}={}", timeout.as_millis()));
         }
         startup.parameters.insert("options".into(), options);
         let mut out = BytesMut::new();
