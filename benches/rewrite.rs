@@ -114,7 +114,7 @@ fn bench(c: &mut Criterion) {
         catalog: &catalog,
         access: &access,
         search_path: &path,
-        float_parameters: false,
+        risky_parameter_types: false,
     };
     let path_key: Arc<str> = Arc::from(path.to_string());
     rewrite(POINT, &context).expect("the point query is accepted");

@@ -238,7 +238,7 @@ impl Alice {
             catalog: &self.catalog,
             access: &self.access,
             search_path: &self.search_path,
-            float_parameters: false,
+            risky_parameter_types: false,
         }
     }
 }
@@ -479,6 +479,11 @@ async fn float_comparisons_do_not_run_before_a_membership_filter() {
                 "500",
             ),
             ("SELECT count(*) FROM orders WHERE amount IN (SELECT 20::float8)", "1"),
+            // Found by red-team review: a float column made by a column definition list.
+            (
+                "SELECT count(*) FROM orders WHERE amount > (SELECT sum(x.a) FROM jsonb_to_record('{\"a\": 1}') AS x(a float8))",
+                "500",
+            ),
             // A CTE's float, compared as a column.
             (
                 "WITH s AS (SELECT corr(x, y) AS c FROM (VALUES (1.0, 2.0), (2.0, 3.0)) v(x, y)) SELECT count(*) FROM orders WHERE amount IN (SELECT c FROM s)",
@@ -493,7 +498,7 @@ async fn float_comparisons_do_not_run_before_a_membership_filter() {
     .await;
 
     let declaring = Context {
-        float_parameters: true,
+        risky_parameter_types: true,
         ..alice.context()
     };
     let forwarded = rewrite("SELECT count(*) FROM orders WHERE amount > $1", &declaring)

@@ -155,7 +155,7 @@ fn the_readme_policy_example_loads_and_behaves_as_its_comments_say() {
         catalog: &catalog,
         access: &access,
         search_path: &path,
-        float_parameters: false,
+        risky_parameter_types: false,
     };
     let customers = rewrite("SELECT * FROM customers", &context).unwrap().sql();
     assert!(

@@ -301,11 +301,13 @@ async fn cancel_requests_sent_over_tls_reach_the_query_too() {
     assert_cancel_stops_a_sleep(client, connector).await;
 }
 
-/// Found by red-team review: a parameter declared float8, as psycopg declares Python floats,
-/// converts the numeric column it is compared with on every row, before a membership filter
-/// runs: a hidden amount past float8's range failed the statement and was quoted in the error.
+/// Found by red-team review: a parameter declared float8 (as psycopg declares Python floats),
+/// or left undeclared and typed float8 where PostgreSQL first meets it, converts the numeric
+/// column it is compared with on every row, before a membership filter runs; one declared
+/// `oid` converts a bigint column. A hidden value out of the type's range failed the statement
+/// and was quoted in the error, or answered a bisection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_parameter_declared_float_waits_for_the_row_filter() {
+async fn parameters_of_risky_types_wait_for_the_row_filter() {
     let db = TempDatabase::with(ORDERS_WITH_A_HUGE_AMOUNT).await;
     let policy = "[datasource.shop]\n[role.rep.datasource.shop]\ntables = [\"public.orders\"]\n\
                   rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{user.userid}})\"\n\
@@ -320,14 +322,29 @@ async fn a_parameter_declared_float_waits_for_the_row_filter() {
     .await
     .unwrap();
     let alice = proxy.client("alice", "alice-secret").await.unwrap();
-    let statement = alice
+    let declared = alice
         .prepare_typed(
             "SELECT count(*) FROM orders WHERE amount > $1",
             &[tokio_postgres::types::Type::FLOAT8],
         )
         .await
         .unwrap();
-    let row = alice.query_one(&statement, &[&0.5f64]).await.unwrap();
+    let row = alice.query_one(&declared, &[&0.5f64]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 500);
+    let inferred = alice
+        .prepare("SELECT $1::float8 AS f, count(*) FROM orders WHERE amount = $1")
+        .await
+        .unwrap();
+    let row = alice.query_one(&inferred, &[&20f64]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(1), 1);
+    let oid = alice
+        .prepare_typed(
+            "SELECT count(*) FROM orders WHERE big > $1",
+            &[tokio_postgres::types::Type::OID],
+        )
+        .await
+        .unwrap();
+    let row = alice.query_one(&oid, &[&0u32]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 500);
 }
 

@@ -86,7 +86,7 @@ impl World {
             catalog: &self.catalog,
             access: &self.access,
             search_path: &self.path,
-            float_parameters: false,
+            risky_parameter_types: false,
         }
     }
 }

@@ -150,7 +150,7 @@ impl Harness {
                 catalog: &self.catalog,
                 access: &access,
                 search_path: &search_path,
-                float_parameters: false,
+                risky_parameter_types: false,
             },
         )
     }

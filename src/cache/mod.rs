@@ -73,7 +73,7 @@ enum Shape {
 struct Key {
     access: u64,
     search_path: Arc<str>,
-    float_parameters: bool,
+    risky_parameter_types: bool,
     shape: Shape,
 }
 
@@ -120,7 +120,7 @@ impl RewriteCache {
         let key = Key {
             access: context.access.id(),
             search_path: search_path.clone(),
-            float_parameters: context.float_parameters,
+            risky_parameter_types: context.risky_parameter_types,
             shape: shape_of(sql, &lexed),
         };
         if let Some(entry) = self.entries.get(&key) {

@@ -19,7 +19,7 @@ pub async fn run(args: &StatementArgs) -> Result<ExitCode, String> {
         catalog: &setting.catalog,
         access: &access,
         search_path: &setting.search_path,
-        float_parameters: false,
+        risky_parameter_types: false,
     };
     match rewrite(&args.sql, &context) {
         Ok(rewritten) => {

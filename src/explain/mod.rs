@@ -150,7 +150,7 @@ pub fn explain(
         catalog,
         access: &access,
         search_path,
-        float_parameters: false,
+        risky_parameter_types: false,
     };
     let (result, trace) = match parse(sql) {
         Ok(statements) => rewrite_traced(statements, &context),

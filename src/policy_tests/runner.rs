@@ -83,7 +83,7 @@ impl<'a> Suite<'a> {
             catalog: &upstream.catalog,
             access: &access,
             search_path: &path,
-            float_parameters: false,
+            risky_parameter_types: false,
         };
         match (&case.expected, rewrite(&case.query, &context)) {
             (Expected::Refused { containing }, Err(refusal)) => match containing {

@@ -33,15 +33,17 @@
 //! these — counts as leaky, judged by name since tablegate does not know every column's type.
 //!
 //! Comparing a numeric value with a float converts the numeric one to float8 on every row,
-//! which fails on values beyond float8's range. So a comparison with a value whose
-//! type tablegate cannot see — a subquery's output, unless it is a column's value or an
-//! aggregate keeping its column's type family, or a parameter when the client declared some
-//! float — counts as leaky. What remains: a comparison of two columns of different types may
+//! which fails on values beyond float8's range (and a bigint compared with an `oid` beyond
+//! 2^32). So a comparison with a value whose type tablegate cannot see — a subquery's output,
+//! unless it is a column's value or an aggregate keeping its column's type family; a parameter
+//! of a risky declared type, or undeclared and typed elsewhere ([`PlaceholderUses`]) — counts
+//! as leaky. A function in FROM over other items' columns runs per row before their filters
+//! and counts as leaky unless it cannot fail (`unnest`). What remains: a comparison of two columns of different types may
 //! convert one of them on every row (numeric to float8) and fail the same way. tablegate does
 //! not know the types of every column (derived tables, functions) and treats column-to-column
 //! comparisons, the stuff of every join, as leakproof.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
@@ -65,17 +67,20 @@ pub(super) type HasColumn<'a> = dyn Fn(&[String], &str) -> Option<bool> + 'a;
 
 /// Whether some condition of the statement may raise an error on a row, so that row filters
 /// must run first. `record_columns` names the columns whose values hold records;
-/// `float_parameters`: the client declared some parameter float4 or float8.
+/// `risky_parameter_types`: the client declared some parameter of a type a column compared
+/// with it may be converted to ([`crate::rewrite::Context`]).
 pub(super) fn needs_fence(
     statement: &Statement,
     has_column: &HasColumn,
     record_columns: &HashSet<String>,
-    float_parameters: bool,
+    risky_parameter_types: bool,
 ) -> bool {
     let mut names = RecordNames(record_columns.clone());
     let _ = statement.visit(&mut names);
     let mut ctes = CteNames(HashSet::new());
     let _ = statement.visit(&mut ctes);
+    let mut placeholders = PlaceholderUses::default();
+    let _ = statement.visit(&mut placeholders);
     let mut finder = LeakyConditions {
         depth: 0,
         correlated: 0,
@@ -83,7 +88,8 @@ pub(super) fn needs_fence(
         records: names.0,
         ctes: ctes.0,
         has_column,
-        float_parameters,
+        risky_parameter_types,
+        loose_placeholders: placeholders.loose(),
         leaky: false,
     };
     let _ = statement.visit(&mut finder);
@@ -319,7 +325,9 @@ struct LeakyConditions<'a> {
     /// The statement's CTE names: a FROM name among them may not be the relation of that name.
     ctes: HashSet<String>,
     has_column: &'a HasColumn<'a>,
-    float_parameters: bool,
+    risky_parameter_types: bool,
+    /// [`PlaceholderUses::loose`].
+    loose_placeholders: HashSet<String>,
     leaky: bool,
 }
 
@@ -451,9 +459,22 @@ impl Visitor for LeakyConditions<'_> {
                     }
                 }
             }
-            // Arguments of functions in FROM, which may read the items before them.
-            TableFactor::Table { args: Some(_), .. } | TableFactor::Function { .. } => {
-                conditions.extend(table_function_arguments(factor).iter().filter_map(argument))
+            // Arguments of functions in FROM, which may read the items before them; then the
+            // call runs once per row of those items, before their filters, and may fail on
+            // what it is given (`jsonb_each` of a non-object, `generate_series` to NaN): only
+            // `unnest` cannot.
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | TableFactor::Function { name, .. } => {
+                let arguments = table_function_arguments(factor).iter().filter_map(argument);
+                if builtin_name(name) != "unnest" && !arguments.clone().all(is_constant) {
+                    self.leaky = true;
+                    return ControlFlow::Break(());
+                }
+                conditions.extend(arguments)
             }
             TableFactor::UNNEST { array_exprs, .. } => conditions.extend(array_exprs),
             _ => {}
@@ -506,7 +527,8 @@ impl LeakyConditions<'_> {
         Judge {
             nested: self.correlated > 0,
             records: &self.records,
-            float_parameters: self.float_parameters,
+            risky_parameter_types: self.risky_parameter_types,
+            loose_placeholders: &self.loose_placeholders,
         }
     }
 
@@ -586,7 +608,8 @@ struct Judge<'a> {
     /// aggregate arguments count.
     nested: bool,
     records: &'a HashSet<String>,
-    float_parameters: bool,
+    risky_parameter_types: bool,
+    loose_placeholders: &'a HashSet<String>,
 }
 
 impl Judge<'_> {
@@ -706,10 +729,17 @@ impl Judge<'_> {
     /// Whether `e` may be a float whose type tablegate cannot see, so that comparing a numeric
     /// value with it converts that value, on every row, to float (found by red-team review:
     /// `amount > (SELECT corr(…))`, or `amount = $1` declared float8, quoted a hidden amount of
-    /// 1e400 in "out of range for type double precision").
+    /// 1e400 in "out of range for type double precision"). Parameters of a risky declared
+    /// type, or loose ones ([`PlaceholderUses`]), count likewise for any conversion: to `oid`
+    /// a bigint column fails beyond 2^32 (found by red-team review).
     fn may_be_float(&self, e: &Expr) -> bool {
         match e {
-            Expr::Value(v) => self.float_parameters && matches!(v.value, Value::Placeholder(_)),
+            Expr::Value(v) => match &v.value {
+                Value::Placeholder(name) => {
+                    self.risky_parameter_types || self.loose_placeholders.contains(name)
+                }
+                _ => false,
+            },
             Expr::Nested(inner) => self.may_be_float(inner),
             Expr::Subquery(query) => self.output_may_be_float(query),
             _ => false,
@@ -735,7 +765,9 @@ impl Judge<'_> {
     /// floats float, like the column).
     fn column_typed(&self, e: &Expr) -> bool {
         match e {
-            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
+            // A name an alias list gave may have any type its column definition says (found by
+            // red-team review: `sum(x.a)` over `jsonb_to_record(…) AS x(a float8)`).
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => !self.row_valued(e),
             Expr::Value(_) | Expr::Subquery(_) => !self.may_be_float(e),
             Expr::Nested(inner)
             | Expr::UnaryOp {
@@ -768,8 +800,12 @@ impl Judge<'_> {
     }
 
     /// Whether a call may return a float its inputs are not: any but the aggregates and window
-    /// functions that keep their inputs' type family or return integers, text or booleans.
+    /// functions that return integers, text or booleans, or keep their inputs' type family.
     fn may_return_float(&self, f: &Function) -> bool {
+        let name = function_name(f);
+        if FIXED_TYPE_AGGREGATES.contains(&name.as_str()) {
+            return false;
+        }
         let inputs_typed = match &f.args {
             FunctionArguments::List(list) => list
                 .args
@@ -778,7 +814,7 @@ impl Judge<'_> {
             FunctionArguments::None => true,
             FunctionArguments::Subquery(_) => false,
         } && f.within_group.iter().all(|o| self.column_typed(&o.expr));
-        !(FLOAT_FREE_AGGREGATES.contains(&function_name(f).as_str()) && inputs_typed)
+        !(FAMILY_KEEPING_AGGREGATES.contains(&name.as_str()) && inputs_typed)
     }
 
     /// A value that may be a record: a row constructor, a name that may denote one, an aggregate
@@ -844,6 +880,111 @@ impl Judge<'_> {
     }
 }
 
+/// A value the same for every row: a literal, a parameter, or an array of them.
+fn is_constant(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_constant(inner),
+        e => is_literal_array_element(e),
+    }
+}
+
+/// Placeholders and where they are used, for [`PlaceholderUses::loose`].
+#[derive(Default)]
+struct PlaceholderUses {
+    uses: HashMap<String, usize>,
+    /// Uses as an operand of a comparison of plain values, or as LIMIT or OFFSET.
+    placed: HashMap<String, usize>,
+}
+
+impl PlaceholderUses {
+    /// The placeholders whose type PostgreSQL may infer from something other than the one
+    /// column or literal they are compared with, when the client leaves it undeclared: used
+    /// more than once, or anywhere but as an operand of a comparison of columns, literals and
+    /// parameters, or as LIMIT or OFFSET. Typed elsewhere (`$1::float8` in the select list,
+    /// `sqrt($1)`, another comparison), such a parameter converts the column it is compared
+    /// with (found by red-team review: `SELECT $1::float8, count(*) FROM orders WHERE amount =
+    /// $1` failed on a hidden amount past float8's range, through asyncpg, which declares no
+    /// types).
+    fn loose(self) -> HashSet<String> {
+        self.uses
+            .into_iter()
+            .filter(|(name, uses)| *uses > 1 || self.placed.get(name) != Some(&1))
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    fn place<'e>(&mut self, operands: impl IntoIterator<Item = &'e Expr>) {
+        let operands: Vec<&Expr> = operands.into_iter().map(unnested).collect();
+        let plain = |e: &&Expr| {
+            matches!(
+                e,
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_)
+            )
+        };
+        if operands.iter().all(plain) {
+            for e in operands {
+                if let Expr::Value(v) = e
+                    && let Value::Placeholder(name) = &v.value
+                {
+                    *self.placed.entry(name.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+}
+
+impl Visitor for PlaceholderUses {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        match &query.limit_clause {
+            Some(LimitClause::LimitOffset { limit, offset, .. }) => {
+                self.place(limit);
+                self.place(offset.iter().map(|o| &o.value));
+            }
+            Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+                self.place([offset]);
+                self.place([limit]);
+            }
+            None => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        match e {
+            Expr::Value(v) => {
+                if let Value::Placeholder(name) = &v.value {
+                    *self.uses.entry(name.clone()).or_default() += 1;
+                }
+            }
+            Expr::BinaryOp { left, op, right } if is_comparison(op) => self.place([&**left, right]),
+            Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => self.place([&**a, b]),
+            Expr::In {
+                expr,
+                target: InTarget::List(list),
+                ..
+            } => self.place(std::iter::once(&**expr).chain(list)),
+            Expr::Between {
+                expr, low, high, ..
+            } => self.place([&**expr, low, high]),
+            Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
+                self.place([&**left, right])
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `e` without the parentheses around it.
+fn unnested(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => unnested(inner),
+        e => e,
+    }
+}
+
 /// A literal, or an array constructor of literals.
 fn is_literal_array_element(e: &Expr) -> bool {
     match e {
@@ -861,18 +1002,10 @@ fn is_literal_array_element(e: &Expr) -> bool {
 /// one type.
 const NEVER_FAILING_AGGREGATES: [&str; 6] = ["count", "min", "max", "bool_and", "bool_or", "every"];
 
-/// Aggregate and window functions whose result is of their inputs' type family (`sum` and
-/// `avg` of integers are numeric, of floats float), an integer, text, JSON or a boolean.
-const FLOAT_FREE_AGGREGATES: [&str; 24] = [
+/// Aggregate and window functions whose result is an integer, text, JSON or a boolean,
+/// whatever their inputs.
+const FIXED_TYPE_AGGREGATES: [&str; 11] = [
     "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "any_value",
-    "mode",
-    "percentile_disc",
-    "array_agg",
     "string_agg",
     "bool_and",
     "bool_or",
@@ -883,6 +1016,19 @@ const FLOAT_FREE_AGGREGATES: [&str; 24] = [
     "rank",
     "dense_rank",
     "ntile",
+];
+
+/// Aggregate and window functions whose result is of their inputs' type family (`sum` and
+/// `avg` of integers are numeric, of floats float).
+const FAMILY_KEEPING_AGGREGATES: [&str; 13] = [
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "any_value",
+    "mode",
+    "percentile_disc",
+    "array_agg",
     "lag",
     "lead",
     "first_value",
@@ -919,7 +1065,12 @@ const INPUT_TYPED_AGGREGATES: [&str; 6] = [
 
 /// A built-in's name as called (`f` or `pg_catalog.f`), or "" for any other.
 fn function_name(f: &Function) -> String {
-    match object_name_parts(&f.name).unwrap_or_default().as_slice() {
+    builtin_name(&f.name)
+}
+
+/// [`function_name`] of a name.
+fn builtin_name(name: &ObjectName) -> String {
+    match object_name_parts(name).unwrap_or_default().as_slice() {
         [name] => name.clone(),
         [schema, name] if schema == "pg_catalog" => name.clone(),
         _ => String::new(),
@@ -954,13 +1105,13 @@ mod tests {
         fenced_declaring(sql, false)
     }
 
-    /// [`fenced`], for a Parse that declares some parameter float (`float_parameters`) or not.
-    fn fenced_declaring(sql: &str, float_parameters: bool) -> bool {
+    /// [`fenced`], for a Parse that declares some parameter float (`risky_parameter_types`) or not.
+    fn fenced_declaring(sql: &str, risky_parameter_types: bool) -> bool {
         needs_fence(
             &Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0],
             &has_column,
             &HashSet::from(["home".to_owned()]),
-            float_parameters,
+            risky_parameter_types,
         )
     }
 
@@ -975,7 +1126,7 @@ mod tests {
             "SELECT * FROM (SELECT g, max(x) AS m, rank() OVER (ORDER BY g) FROM t GROUP BY g) s WHERE m > 2",
             "SELECT x FROM t WHERE x = (SELECT max(y) FROM u WHERE u.z = t.z)",
             "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.y = t.x ORDER BY u.y LIMIT 1)",
-            "SELECT * FROM t, generate_series(1, t.x) AS g",
+            "SELECT * FROM t, unnest(t.y) AS g, generate_series(1, 3) AS h",
             "SELECT x FROM t WHERE x = ANY (SELECT y FROM u WHERE u.z = t.z)",
             "SELECT x FROM t WHERE (x, y) = (1, 2) AND (x, y) IN ((1, 2), (3, 4))",
             "SELECT x FROM t WHERE x = ANY (ARRAY[-1, 2]) AND y = ANY (ARRAY[ARRAY['a'], ARRAY['b']])",
@@ -988,6 +1139,8 @@ mod tests {
             "SELECT x FROM t WHERE x = (SELECT max(y) FROM u) AND y < (SELECT count(o2.home) FROM orders o2)",
             // of a column's type family: no float a numeric column would be converted to
             "SELECT x FROM t WHERE x > (SELECT avg(y) FROM u) AND x IN (SELECT count(*) FROM u GROUP BY z)",
+            // parameters typed by the one column or literal they are compared with
+            "SELECT x FROM t WHERE x = $1 AND y IN ($2, $3) AND z BETWEEN $4 AND 5 LIMIT $5 OFFSET $6",
             "SELECT * FROM t JOIN (SELECT y, sum(CASE WHEN z > 1 THEN 1 ELSE 0 END) AS n, rank() OVER (ORDER BY y) AS r FROM u GROUP BY y) s ON t.x = s.n AND t.y = s.r",
         ] {
             assert!(!fenced(sql), "{sql}");
@@ -1016,6 +1169,30 @@ mod tests {
         let parameters = "SELECT count(*) FROM orders WHERE amount = $1 OR amount = ANY ($2)";
         assert!(!fenced_declaring(parameters, false));
         assert!(fenced_declaring(parameters, true));
+        // Found by red-team review: left undeclared, a parameter is typed where PostgreSQL
+        // first meets it, which may be elsewhere; and a name an alias list gave may have any
+        // type its column definition says.
+        for sql in [
+            "SELECT $1::float8 AS f, count(*) FROM orders WHERE amount = $1",
+            "SELECT sqrt($1), count(*) FROM orders WHERE amount = $1",
+            "SELECT count(*) FROM orders WHERE id = $1 AND amount = $1",
+            "SELECT count(*) FROM orders WHERE amount > (SELECT sum(x.a) FROM jsonb_to_record('{\"a\": 1}') AS x(a float8))",
+        ] {
+            assert!(fenced(sql), "{sql}");
+        }
+    }
+
+    /// A function in FROM runs once per row of the items its arguments read, before their
+    /// filters, and may fail on what it is given.
+    #[test]
+    fn functions_in_from_over_other_items_need_the_fence() {
+        for sql in [
+            "SELECT count(*) FROM orders o, generate_series(1, o.amount) AS g",
+            "SELECT count(*) FROM orders o, jsonb_each(o.note::jsonb) AS e",
+            "SELECT count(*) FROM orders o, LATERAL to_date(o.note, 'YYYY') AS d",
+        ] {
+            assert!(fenced(sql), "{sql}");
+        }
     }
 
     #[test]

@@ -42,9 +42,10 @@ pub struct Context<'a> {
     pub catalog: &'a Catalog,
     pub access: &'a Access,
     pub search_path: &'a SearchPath,
-    /// The client declared some parameter float4 or float8 (extended protocol): comparing a
-    /// numeric column with one converts the column ([`leakproof`]).
-    pub float_parameters: bool,
+    /// The client declared some parameter of a type a column compared with it may be converted
+    /// to, failing on some values (a float, `oid`, `timestamptz`, …; extended protocol):
+    /// [`leakproof`] then counts every parameter as such a value.
+    pub risky_parameter_types: bool,
 }
 
 /// A statement string, rewritten.
@@ -77,7 +78,7 @@ pub(crate) struct Walker<'a> {
     catalog: &'a Catalog,
     access: &'a Access,
     search_path: &'a SearchPath,
-    float_parameters: bool,
+    risky_parameter_types: bool,
     notices: Vec<String>,
     /// Within a WITH RECURSIVE list, the names of the CTEs after the one being read: PostgreSQL
     /// lets it reference them, tablegate does not follow (they are refused).
@@ -236,7 +237,7 @@ pub fn rewrite_traced(
         catalog: context.catalog,
         access: context.access,
         search_path: context.search_path,
-        float_parameters: context.float_parameters,
+        risky_parameter_types: context.risky_parameter_types,
         notices: Vec::new(),
         later_ctes: Vec::new(),
         fence: false,
@@ -295,7 +296,7 @@ fn walk(
             statement,
             &has_column,
             walker.catalog.record_columns(),
-            walker.float_parameters,
+            walker.risky_parameter_types,
         );
         walker.checked = census::Census::default();
         if let Some(e) = walker.statement(statement)? {

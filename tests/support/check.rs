@@ -69,7 +69,7 @@ impl Checker<'_> {
                 catalog: self.catalog,
                 access: self.access,
                 search_path: &search_path,
-                float_parameters: false,
+                risky_parameter_types: false,
             },
         )
     }

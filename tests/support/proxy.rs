@@ -255,12 +255,13 @@ pub fn tls_config() -> (tempfile::TempDir, String) {
     (dir, config)
 }
 
-/// Orders in East (even ids) and West, one West order (7) with an amount past float8's range:
-/// converting it to float fails, quoting it.
+/// Orders in East (even ids) and West, one West order (7) with an amount past float8's range
+/// and a `big` past oid's: converting them to those types fails, quoting them.
 pub const ORDERS_WITH_A_HUGE_AMOUNT: &str = "
-CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric);
+CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric, big bigint);
 INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
-  CASE WHEN g = 7 THEN 1e400 ELSE g * 10 END FROM generate_series(1, 1000) g;
+  CASE WHEN g = 7 THEN 1e400 ELSE g * 10 END, CASE WHEN g = 7 THEN 987654321098 ELSE g END
+  FROM generate_series(1, 1000) g;
 CREATE TABLE public.region_members (userid text, region text);
 INSERT INTO public.region_members VALUES ('alice', 'East');
 ANALYZE public.orders; ANALYZE public.region_members;
