@@ -484,6 +484,16 @@ async fn float_comparisons_do_not_run_before_a_membership_filter() {
                 "SELECT count(*) FROM orders WHERE amount > (SELECT sum(x.a) FROM jsonb_to_record('{\"a\": 1}') AS x(a float8))",
                 "500",
             ),
+            // Found by red-team review: a float array or an oid array made a CTE's column by a
+            // window function.
+            (
+                "WITH c AS (SELECT first_value(ARRAY[1.5]::float8[]) OVER () AS a FROM orders) SELECT count(*) FROM orders WHERE (SELECT count(*) FROM c WHERE orders.amount = ANY (c.a)) > 0",
+                "0",
+            ),
+            (
+                "WITH c AS (SELECT first_value(ARRAY[0]::oid[]) OVER () AS a FROM orders) SELECT count(*) FROM orders WHERE (SELECT count(*) FROM c WHERE orders.big = ANY (c.a)) > 0",
+                "0",
+            ),
             // A CTE's float, compared as a column.
             (
                 "WITH s AS (SELECT corr(x, y) AS c FROM (VALUES (1.0, 2.0), (2.0, 3.0)) v(x, y)) SELECT count(*) FROM orders WHERE amount IN (SELECT c FROM s)",

@@ -337,6 +337,25 @@ async fn parameters_of_risky_types_wait_for_the_row_filter() {
         .unwrap();
     let row = alice.query_one(&inferred, &[&20f64]).await.unwrap();
     assert_eq!(row.get::<_, i64>(1), 1);
+    // Found by red-team review: `$01` is `$1`; a parameter in an array, or made a column.
+    for (sql, declared) in [
+        (
+            "SELECT count(*), $01::float8 FROM orders WHERE amount = $1",
+            &[][..],
+        ),
+        (
+            "SELECT count(*) FROM orders WHERE amount = ANY (ARRAY[$1])",
+            &[tokio_postgres::types::Type::FLOAT8][..],
+        ),
+        (
+            "WITH c AS (SELECT $1 AS p) SELECT count(*) FROM orders WHERE (SELECT count(*) FROM c WHERE orders.amount = c.p) > 0",
+            &[tokio_postgres::types::Type::FLOAT8][..],
+        ),
+    ] {
+        let statement = alice.prepare_typed(sql, declared).await.unwrap();
+        let row = alice.query_one(&statement, &[&20f64]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1, "{sql}");
+    }
     let oid = alice
         .prepare_typed(
             "SELECT count(*) FROM orders WHERE big > $1",

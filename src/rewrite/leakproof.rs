@@ -47,11 +47,11 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, DataType, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, InTarget, JoinConstraint, LimitClause, ObjectName,
-    ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, UnaryOperator, Value, Visit,
-    Visitor,
+    ArrayElemTypeDef, BinaryOperator, DataType, Distinct, Expr, Function, FunctionArg,
+    FunctionArgExpr, FunctionArguments, GroupByExpr, InTarget, JoinConstraint, LimitClause,
+    ObjectName, ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TimezoneInfo, UnaryOperator,
+    Value, Visit, Visitor,
 };
 
 use super::syntax::{
@@ -296,6 +296,11 @@ impl Visitor for RecordNames {
                 }
                 alias
             }
+            // Without an alias, `UNNEST(…)` names its column `unnest`.
+            TableFactor::UNNEST { alias: None, .. } => {
+                self.0.insert("unnest".to_owned());
+                &None
+            }
             TableFactor::Derived { alias, .. }
             | TableFactor::Function { alias, .. }
             | TableFactor::UNNEST { alias, .. }
@@ -342,8 +347,13 @@ impl Visitor for LeakyConditions<'_> {
             let mut rows = Vec::new();
             values_rows(&query.body, &mut rows);
             // A record there leaves under a name (`column1`) no one knows holds one (found by
-            // red-team review).
-            if rows.iter().any(|e| self.judge_here().row_valued(e)) {
+            // red-team review), as does a value of a type that converts a column it is later
+            // compared with (found by red-team review: `(VALUES ($1)) v`, `$1` float8).
+            let judge = self.judge_here();
+            if rows
+                .iter()
+                .any(|e| judge.row_valued(e) || !judge.column_typed(e))
+            {
                 self.leaky = true;
                 return ControlFlow::Break(());
             }
@@ -401,8 +411,12 @@ impl Visitor for LeakyConditions<'_> {
                 if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
                 {
                     // A row-valued output is compared by an outer condition at run time
-                    // ([`RecordNames`]), under a name tablegate does not know holds a row.
-                    if self.judge_here().row_valued(e) {
+                    // ([`RecordNames`]), under a name tablegate does not know holds a row; an
+                    // output of a type that converts what it is compared with, as a column
+                    // tablegate takes for the column it is made from (found by red-team
+                    // review: `WITH c AS (SELECT $1 AS p)`, `first_value(…::float8[])`).
+                    let judge = self.judge_here();
+                    if judge.row_valued(e) || !judge.column_typed(e) {
                         self.leaky = true;
                         return ControlFlow::Break(());
                     }
@@ -470,13 +484,25 @@ impl Visitor for LeakyConditions<'_> {
             }
             | TableFactor::Function { name, .. } => {
                 let arguments = table_function_arguments(factor).iter().filter_map(argument);
-                if builtin_name(name) != "unnest" && !arguments.clone().all(is_constant) {
+                let judge = self.judge_here();
+                // Its output is compared as a column: of its arguments' types, they must not
+                // convert what it is compared with (found by red-team review: `unnest($1)`).
+                if (builtin_name(name) != "unnest" && !arguments.clone().all(is_constant))
+                    || !arguments.clone().all(|e| judge.column_typed(e))
+                {
                     self.leaky = true;
                     return ControlFlow::Break(());
                 }
                 conditions.extend(arguments)
             }
-            TableFactor::UNNEST { array_exprs, .. } => conditions.extend(array_exprs),
+            TableFactor::UNNEST { array_exprs, .. } => {
+                let judge = self.judge_here();
+                if !array_exprs.iter().all(|e| judge.column_typed(e)) {
+                    self.leaky = true;
+                    return ControlFlow::Break(());
+                }
+                conditions.extend(array_exprs)
+            }
             _ => {}
         }
         self.judge(conditions)
@@ -653,12 +679,12 @@ impl Judge<'_> {
                 // The subquery's output types are known when the statement is planned, and
                 // checked then, but may convert the values compared with them.
                 InTarget::Subquery(query) => {
-                    !self.output_may_be_float(query)
+                    !self.output_may_convert(query)
                         && match expr.as_ref() {
                             Expr::Tuple(fields) => fields.iter().all(|f| {
-                                !self.row_valued(f) && !self.may_be_float(f) && leakproof(f)
+                                !self.row_valued(f) && !self.may_convert(f) && leakproof(f)
                             }),
-                            e => !self.row_valued(e) && !self.may_be_float(e) && leakproof(e),
+                            e => !self.row_valued(e) && !self.may_convert(e) && leakproof(e),
                         }
                 }
                 _ => false,
@@ -681,12 +707,12 @@ impl Judge<'_> {
             } => {
                 is_comparison(compare_op)
                     && !self.row_valued(left)
-                    && !self.may_be_float(left)
+                    && !self.may_convert(left)
                     && leakproof(left)
                     && match right.as_ref() {
-                        Expr::Subquery(query) => !self.output_may_be_float(query),
+                        Expr::Subquery(query) => !self.output_may_convert(query),
                         right => {
-                            !self.row_valued(right) && !self.may_be_float(right) && leakproof(right)
+                            !self.row_valued(right) && !self.may_convert(right) && leakproof(right)
                         }
                     }
             }
@@ -707,7 +733,7 @@ impl Judge<'_> {
             }
             // Aggregate and window calls see rows every filter has passed; what they return
             // is compared later, like a column, so it must not be a float of its own.
-            Expr::Function(f) => (f.over.is_some() || is_aggregate(f)) && !self.may_return_float(f),
+            Expr::Function(f) => (f.over.is_some() || is_aggregate(f)) && !self.may_return_risky(f),
             _ => false,
         }
     }
@@ -722,32 +748,35 @@ impl Judge<'_> {
             }
             _ => [a, b]
                 .iter()
-                .all(|e| !self.row_valued(e) && !self.may_be_float(e) && self.leakproof(e)),
+                .all(|e| !self.row_valued(e) && !self.may_convert(e) && self.leakproof(e)),
         }
     }
 
-    /// Whether `e` may be a float whose type tablegate cannot see, so that comparing a numeric
-    /// value with it converts that value, on every row, to float (found by red-team review:
-    /// `amount > (SELECT corr(…))`, or `amount = $1` declared float8, quoted a hidden amount of
-    /// 1e400 in "out of range for type double precision"). Parameters of a risky declared
-    /// type, or loose ones ([`PlaceholderUses`]), count likewise for any conversion: to `oid`
-    /// a bigint column fails beyond 2^32 (found by red-team review).
-    fn may_be_float(&self, e: &Expr) -> bool {
+    /// Whether `e` may be of a type tablegate cannot see that converts a column compared with
+    /// it on every row, failing on some values: a float converts a numeric column (found by
+    /// red-team review: `amount > (SELECT corr(…))`, or `amount = $1` declared float8, quoted a
+    /// hidden amount of 1e400 in "out of range for type double precision"), an `oid` a bigint
+    /// one beyond 2^32 (found by red-team review). Subqueries' outputs, parameters of a risky
+    /// declared type or loose ones ([`PlaceholderUses`]), and arrays of such count.
+    fn may_convert(&self, e: &Expr) -> bool {
         match e {
             Expr::Value(v) => match &v.value {
                 Value::Placeholder(name) => {
-                    self.risky_parameter_types || self.loose_placeholders.contains(name)
+                    self.risky_parameter_types
+                        || self.loose_placeholders.contains(&parameter_name(name))
                 }
                 _ => false,
             },
-            Expr::Nested(inner) => self.may_be_float(inner),
-            Expr::Subquery(query) => self.output_may_be_float(query),
+            Expr::Nested(inner) => self.may_convert(inner),
+            Expr::Subquery(query) => self.output_may_convert(query),
+            // Found by red-team review: `amount = ANY(ARRAY[$1])`.
+            Expr::Array(array) => array.elem.iter().any(|e| self.may_convert(e)),
             _ => false,
         }
     }
 
-    /// Whether some column a subquery returns may be such a float.
-    fn output_may_be_float(&self, query: &Query) -> bool {
+    /// Whether some column a subquery returns may be such a value.
+    fn output_may_convert(&self, query: &Query) -> bool {
         let SetExpr::Select(select) = query.body.as_ref() else {
             return true;
         };
@@ -759,16 +788,48 @@ impl Judge<'_> {
         })
     }
 
-    /// A value of a column's type or its family: the column, a literal, arithmetic, CASE or a
-    /// cast to a type that is no float of those, or an aggregate or window call that keeps the
-    /// family (`count` is bigint; `sum` and `avg` of integers and numerics are numeric, of
-    /// floats float, like the column).
+    /// A value of a column's type or its family, or of a type that converts no column: the
+    /// column, a literal, arithmetic, CASE or a cast to a safe type ([`is_risky_type`]) of
+    /// those, a boolean condition, or an aggregate or window call that keeps the family (`count`
+    /// is bigint; `sum` and `avg` of integers and numerics are numeric, of floats float, like
+    /// the column).
     fn column_typed(&self, e: &Expr) -> bool {
         match e {
+            Expr::BinaryOp {
+                op:
+                    BinaryOperator::And
+                    | BinaryOperator::Or
+                    | BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq,
+                ..
+            }
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsTrue(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsFalse(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
+            | Expr::In { .. }
+            | Expr::Between { .. }
+            | Expr::Exists { .. }
+            | Expr::AnyOp { .. }
+            | Expr::AllOp { .. }
+            | Expr::Interval(_) => true,
+            Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                ..
+            } => true,
+            Expr::TypedString(typed) => !is_risky_type(&typed.data_type),
             // A name an alias list gave may have any type its column definition says (found by
             // red-team review: `sum(x.a)` over `jsonb_to_record(…) AS x(a float8)`).
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => !self.row_valued(e),
-            Expr::Value(_) | Expr::Subquery(_) => !self.may_be_float(e),
+            Expr::Value(_) | Expr::Subquery(_) => !self.may_convert(e),
             Expr::Nested(inner)
             | Expr::UnaryOp {
                 op: UnaryOperator::Minus | UnaryOperator::Plus,
@@ -783,8 +844,8 @@ impl Judge<'_> {
                     | BinaryOperator::Divide,
                 right,
             } => self.column_typed(left) && self.column_typed(right),
-            Expr::Function(f) => !self.may_return_float(f),
-            Expr::Cast { data_type, .. } => !may_be_float_type(data_type),
+            Expr::Function(f) => !self.may_return_risky(f),
+            Expr::Cast { data_type, .. } => !is_risky_type(data_type),
             Expr::Case {
                 conditions,
                 else_result,
@@ -801,7 +862,7 @@ impl Judge<'_> {
 
     /// Whether a call may return a float its inputs are not: any but the aggregates and window
     /// functions that return integers, text or booleans, or keep their inputs' type family.
-    fn may_return_float(&self, f: &Function) -> bool {
+    fn may_return_risky(&self, f: &Function) -> bool {
         let name = function_name(f);
         if FIXED_TYPE_AGGREGATES.contains(&name.as_str()) {
             return false;
@@ -914,7 +975,15 @@ impl PlaceholderUses {
     }
 
     fn place<'e>(&mut self, operands: impl IntoIterator<Item = &'e Expr>) {
-        let operands: Vec<&Expr> = operands.into_iter().map(unnested).collect();
+        // The elements of an array constructor are compared one by one.
+        let operands: Vec<&Expr> = operands
+            .into_iter()
+            .map(unnested)
+            .flat_map(|e| match e {
+                Expr::Array(array) => array.elem.iter().map(unnested).collect(),
+                e => vec![e],
+            })
+            .collect();
         let plain = |e: &&Expr| {
             matches!(
                 e,
@@ -926,7 +995,7 @@ impl PlaceholderUses {
                 if let Expr::Value(v) = e
                     && let Value::Placeholder(name) = &v.value
                 {
-                    *self.placed.entry(name.clone()).or_default() += 1;
+                    *self.placed.entry(parameter_name(name)).or_default() += 1;
                 }
             }
         }
@@ -955,7 +1024,7 @@ impl Visitor for PlaceholderUses {
         match e {
             Expr::Value(v) => {
                 if let Value::Placeholder(name) = &v.value {
-                    *self.uses.entry(name.clone()).or_default() += 1;
+                    *self.uses.entry(parameter_name(name)).or_default() += 1;
                 }
             }
             Expr::BinaryOp { left, op, right } if is_comparison(op) => self.place([&**left, right]),
@@ -974,6 +1043,15 @@ impl Visitor for PlaceholderUses {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// A parameter's name as PostgreSQL numbers it: `$01` is `$1` (found by red-team review: told
+/// apart, `$01::float8` typed the `$1` compared with a column).
+fn parameter_name(placeholder: &str) -> String {
+    match placeholder.strip_prefix('$').map(str::parse::<u64>) {
+        Some(Ok(number)) => format!("${number}"),
+        _ => placeholder.to_owned(),
     }
 }
 
@@ -1036,31 +1114,65 @@ const FAMILY_KEEPING_AGGREGATES: [&str; 13] = [
     "nth_value",
 ];
 
-/// Whether a type named in a cast may be a float: the float types, and any type tablegate does
-/// not know (a domain over one).
-fn may_be_float_type(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Float(_)
-            | DataType::Real
-            | DataType::Float4
-            | DataType::Float8
-            | DataType::Float32
-            | DataType::Float64
-            | DataType::Double(_)
-            | DataType::DoublePrecision
-            | DataType::Custom(..)
-    )
+/// Whether a value of this type may convert a column it is compared with, failing on some of
+/// the column's values: anything but integers, numeric, text, booleans, bytea, dates, times
+/// and timestamps without time zone, intervals, uuid and JSON (as the protocol's safe
+/// parameter types), and arrays of those. Floats convert numeric columns, `oid` and its
+/// aliases bigint columns, `timestamptz` timestamp columns; a type tablegate does not know
+/// (a domain) may be any of them.
+fn is_risky_type(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Array(
+            ArrayElemTypeDef::SquareBracket(inner, _)
+            | ArrayElemTypeDef::AngleBracket(inner)
+            | ArrayElemTypeDef::Parenthesis(inner)
+            | ArrayElemTypeDef::Qualified(inner, _),
+        ) => is_risky_type(inner),
+        DataType::Time(_, zone) | DataType::Timestamp(_, zone) => {
+            !matches!(zone, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone)
+        }
+        DataType::SmallInt(_)
+        | DataType::Int(_)
+        | DataType::Integer(_)
+        | DataType::BigInt(_)
+        | DataType::Int2(_)
+        | DataType::Int4(_)
+        | DataType::Int8(_)
+        | DataType::Numeric(_)
+        | DataType::Decimal(_)
+        | DataType::Dec(_)
+        | DataType::Text
+        | DataType::Varchar(_)
+        | DataType::CharacterVarying(_)
+        | DataType::CharVarying(_)
+        | DataType::Char(_)
+        | DataType::Character(_)
+        | DataType::Bool
+        | DataType::Boolean
+        | DataType::Bytea
+        | DataType::Date
+        | DataType::Interval { .. }
+        | DataType::Uuid
+        | DataType::JSON
+        | DataType::JSONB => false,
+        _ => true,
+    }
 }
 
-/// Aggregates whose result has the type of their input (or is an array of it).
-const INPUT_TYPED_AGGREGATES: [&str; 6] = [
+/// Aggregate and window functions whose result has the type of their input (or is an array of
+/// it).
+const INPUT_TYPED_AGGREGATES: [&str; 11] = [
     "min",
     "max",
     "mode",
     "percentile_disc",
     "array_agg",
     "any_value",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
 ];
 
 /// A built-in's name as called (`f` or `pg_catalog.f`), or "" for any other.
@@ -1177,9 +1289,29 @@ mod tests {
             "SELECT sqrt($1), count(*) FROM orders WHERE amount = $1",
             "SELECT count(*) FROM orders WHERE id = $1 AND amount = $1",
             "SELECT count(*) FROM orders WHERE amount > (SELECT sum(x.a) FROM jsonb_to_record('{\"a\": 1}') AS x(a float8))",
+            // round 20: `$01` is `$1`; a parameter in an array
+            "SELECT $01::float8 AS f, count(*) FROM orders WHERE amount = $1",
+            "SELECT $1::float8 AS f, count(*) FROM orders WHERE amount = ANY (ARRAY[$1])",
+            // a float or oid made a column of a CTE, derived table or VALUES
+            "WITH c AS (SELECT first_value(ARRAY[1.5]::float8[]) OVER () AS a FROM t) SELECT count(*) FROM orders WHERE (SELECT count(*) FROM c WHERE orders.amount = ANY (c.a)) > 0",
+            "WITH c AS (SELECT first_value(ARRAY[0]::oid[]) OVER () AS a FROM t) SELECT count(*) FROM orders WHERE (SELECT count(*) FROM c WHERE orders.id = ANY (c.a)) > 0",
+            "SELECT count(*) FROM orders WHERE (SELECT count(*) FROM (VALUES ($1::timestamptz)) v WHERE orders.note = v.column1) > 0",
         ] {
             assert!(fenced(sql), "{sql}");
         }
+        // A risky parameter made a column.
+        for sql in [
+            "WITH c AS (SELECT $1 AS p) SELECT count(*) FROM orders WHERE (SELECT count(*) FROM c WHERE orders.amount = c.p) > 0",
+            "SELECT count(*) FROM orders WHERE (SELECT count(*) FROM (VALUES ($1)) v WHERE orders.amount = v.column1) > 0",
+            "SELECT count(*) FROM orders WHERE (SELECT count(*) FROM unnest($1) WHERE orders.amount = unnest) > 0",
+            "SELECT count(*) FROM orders WHERE amount = ANY (ARRAY[$1])",
+        ] {
+            assert!(fenced_declaring(sql, true), "{sql}");
+        }
+        // Each placed once in a comparison, array elements included: typed by the column.
+        assert!(!fenced(
+            "SELECT count(*) FROM orders WHERE amount = ANY (ARRAY[$1, $2]) AND id > $3"
+        ));
     }
 
     /// A function in FROM runs once per row of the items its arguments read, before their
