@@ -494,6 +494,11 @@ async fn float_comparisons_do_not_run_before_a_membership_filter() {
                 "WITH c AS (SELECT first_value(ARRAY[0]::oid[]) OVER () AS a FROM orders) SELECT count(*) FROM orders WHERE (SELECT count(*) FROM c WHERE orders.big = ANY (c.a)) > 0",
                 "0",
             ),
+            // Found by red-team review: a function's float output joined by USING.
+            (
+                "SELECT count(*) FROM orders JOIN pg_catalog.pi() AS g(amount) USING (amount)",
+                "0",
+            ),
             // A CTE's float, compared as a column.
             (
                 "WITH s AS (SELECT corr(x, y) AS c FROM (VALUES (1.0, 2.0), (2.0, 3.0)) v(x, y)) SELECT count(*) FROM orders WHERE amount IN (SELECT c FROM s)",

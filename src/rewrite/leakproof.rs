@@ -50,8 +50,8 @@ use sqlparser::ast::{
     ArrayElemTypeDef, BinaryOperator, DataType, Distinct, Expr, Function, FunctionArg,
     FunctionArgExpr, FunctionArguments, GroupByExpr, InTarget, JoinConstraint, LimitClause,
     ObjectName, ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TimezoneInfo, UnaryOperator,
-    Value, Visit, Visitor,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TimezoneInfo,
+    UnaryOperator, Value, Visit, Visitor,
 };
 
 use super::syntax::{
@@ -296,9 +296,18 @@ impl Visitor for RecordNames {
                 }
                 alias
             }
-            // Without an alias, `UNNEST(…)` names its column `unnest`.
+            // Without an alias, `UNNEST(…)` names its column `unnest`, and `LATERAL f()` its
+            // column `f` (found by red-team review).
             TableFactor::UNNEST { alias: None, .. } => {
                 self.0.insert("unnest".to_owned());
+                &None
+            }
+            TableFactor::Function {
+                name, alias: None, ..
+            } => {
+                if let Some(ObjectNamePart::Identifier(last)) = name.0.last() {
+                    self.0.insert(fold(last));
+                }
                 &None
             }
             TableFactor::Derived { alias, .. }
@@ -461,6 +470,18 @@ impl Visitor for LeakyConditions<'_> {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         self.correlated += usize::from(is_lateral(factor));
+        // A column definition list types what a function returns: a risky type there converts
+        // the column it is later compared with, by name or by USING (found by red-team review:
+        // `jsonb_to_record(…) AS x(a float8)`).
+        if let Some(alias) = factor_alias(factor)
+            && alias
+                .columns
+                .iter()
+                .any(|c| c.data_type.as_ref().is_some_and(is_risky_type))
+        {
+            self.leaky = true;
+            return ControlFlow::Break(());
+        }
         let mut conditions: Vec<&Expr> = Vec::new();
         match factor {
             // ON clauses of parenthesised joins.
@@ -476,7 +497,10 @@ impl Visitor for LeakyConditions<'_> {
             // Arguments of functions in FROM, which may read the items before them; then the
             // call runs once per row of those items, before their filters, and may fail on
             // what it is given (`jsonb_each` of a non-object, `generate_series` to NaN): only
-            // `unnest` cannot.
+            // `unnest` cannot. What it returns is compared like a column, also by USING and
+            // NATURAL joins, which are not conditions here: only functions whose output keeps
+            // their arguments' type family or is text, JSON or integers may stand in FROM
+            // unfenced (found by red-team review: `JOIN pi() AS g(amount) USING (amount)`).
             TableFactor::Table {
                 name,
                 args: Some(_),
@@ -487,7 +511,9 @@ impl Visitor for LeakyConditions<'_> {
                 let judge = self.judge_here();
                 // Its output is compared as a column: of its arguments' types, they must not
                 // convert what it is compared with (found by red-team review: `unnest($1)`).
-                if (builtin_name(name) != "unnest" && !arguments.clone().all(is_constant))
+                let function = builtin_name(name);
+                if !SAFE_OUTPUT_FROM_FUNCTIONS.contains(&function.as_str())
+                    || (function != "unnest" && !arguments.clone().all(is_constant))
                     || !arguments.clone().all(|e| judge.column_typed(e))
                 {
                     self.leaky = true;
@@ -1114,6 +1140,44 @@ const FAMILY_KEEPING_AGGREGATES: [&str; 13] = [
     "nth_value",
 ];
 
+/// Functions in FROM whose output is of their arguments' type family, text, JSON or integers
+/// (or typed by a column definition list, judged on its own).
+const SAFE_OUTPUT_FROM_FUNCTIONS: [&str; 21] = [
+    "unnest",
+    "generate_series",
+    "generate_subscripts",
+    "regexp_split_to_table",
+    "regexp_matches",
+    "string_to_table",
+    "json_array_elements",
+    "jsonb_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements_text",
+    "json_object_keys",
+    "jsonb_object_keys",
+    "jsonb_path_query",
+    "json_each",
+    "jsonb_each",
+    "json_each_text",
+    "jsonb_each_text",
+    "json_to_record",
+    "jsonb_to_record",
+    "json_to_recordset",
+    "jsonb_to_recordset",
+];
+
+/// The alias of a FROM item, if it has one.
+fn factor_alias(factor: &TableFactor) -> Option<&TableAlias> {
+    match factor {
+        TableFactor::Table { alias, .. }
+        | TableFactor::Derived { alias, .. }
+        | TableFactor::Function { alias, .. }
+        | TableFactor::UNNEST { alias, .. }
+        | TableFactor::NestedJoin { alias, .. } => alias.as_ref(),
+        _ => None,
+    }
+}
+
 /// Whether a value of this type may convert a column it is compared with, failing on some of
 /// the column's values: anything but integers, numeric, text, booleans, bytea, dates, times
 /// and timestamps without time zone, intervals, uuid and JSON (as the protocol's safe
@@ -1322,9 +1386,18 @@ mod tests {
             "SELECT count(*) FROM orders o, generate_series(1, o.amount) AS g",
             "SELECT count(*) FROM orders o, jsonb_each(o.note::jsonb) AS e",
             "SELECT count(*) FROM orders o, LATERAL to_date(o.note, 'YYYY') AS d",
+            // Found by red-team review: what a function returns is compared like a column,
+            // also by USING and NATURAL joins and under its own name.
+            "SELECT count(*) FROM orders JOIN pg_catalog.pi() AS g(amount) USING (amount)",
+            "SELECT count(*) FROM orders NATURAL JOIN pi() AS amount",
+            "SELECT count(*) FROM orders, LATERAL pi() WHERE amount = pi",
+            "SELECT count(*) FROM orders JOIN jsonb_to_record('{}') AS x(amount float8) USING (amount)",
         ] {
             assert!(fenced(sql), "{sql}");
         }
+        assert!(!fenced(
+            "SELECT * FROM t JOIN jsonb_to_record('{}') AS r(x int) USING (x), generate_series(1, 3) AS g"
+        ));
     }
 
     #[test]
