@@ -96,17 +96,31 @@ const MAX_TIMEOUT_SECS: u64 = i32::MAX as u64 / 1000;
 impl DatasourceConfig {
     /// The timeouts pinned on every upstream session, by PostgreSQL setting.
     pub fn pinned_timeouts(&self) -> Vec<(&'static str, Duration)> {
+        self.timeouts()
+            .into_iter()
+            .filter_map(|(_, setting, secs)| Some((setting, Duration::from_secs(secs?))))
+            .collect()
+    }
+
+    /// Each timeout key of this section, the PostgreSQL setting it pins, and its value.
+    fn timeouts(&self) -> [(&'static str, &'static str, Option<u64>); 3] {
         [
-            ("statement_timeout", self.statement_timeout_secs),
-            ("idle_session_timeout", self.idle_session_timeout_secs),
             (
+                "statement_timeout_secs",
+                "statement_timeout",
+                self.statement_timeout_secs,
+            ),
+            (
+                "idle_session_timeout_secs",
+                "idle_session_timeout",
+                self.idle_session_timeout_secs,
+            ),
+            (
+                "idle_in_transaction_timeout_secs",
                 "idle_in_transaction_session_timeout",
                 self.idle_in_transaction_timeout_secs,
             ),
         ]
-        .into_iter()
-        .filter_map(|(setting, secs)| Some((setting, Duration::from_secs(secs?))))
-        .collect()
     }
 
     /// `connections_per_user`, or its default.
@@ -123,14 +137,7 @@ impl DatasourceConfig {
                 "{what}: pool_size and connections_per_user must be at least 1"
             ));
         }
-        for (key, secs) in [
-            ("statement_timeout_secs", self.statement_timeout_secs),
-            ("idle_session_timeout_secs", self.idle_session_timeout_secs),
-            (
-                "idle_in_transaction_timeout_secs",
-                self.idle_in_transaction_timeout_secs,
-            ),
-        ] {
+        for (key, _, secs) in self.timeouts() {
             if let Some(secs) = secs
                 && secs > MAX_TIMEOUT_SECS
             {

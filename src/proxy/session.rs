@@ -230,17 +230,6 @@ async fn establish(
     Ok(session)
 }
 
-/// Parameter types no column compared with them is converted to on the way (a conversion of
-/// the parameter fails on the client's own value only), and their arrays: integers, numeric,
-/// text, bool, bytea, date, time, timestamp, interval, uuid, JSON, and unknown (typed from
-/// where the parameter is used). A parameter of another type — a float converts a numeric
-/// column, `oid` a bigint, `timestamptz` a timestamp, each failing on values out of its range
-/// — makes the rewriter count every parameter as risky.
-const SAFE_PARAMETER_TYPES: [u32; 34] = [
-    0, 705, 16, 17, 20, 21, 23, 25, 114, 1042, 1043, 1082, 1083, 1114, 1186, 1700, 2950, 3802,
-    1000, 1001, 1005, 1007, 1009, 1014, 1015, 1016, 1182, 1183, 1115, 1187, 1231, 2951, 199, 3807,
-];
-
 /// A session's entry in [`Gate::cancels`], removed when dropped.
 struct CancelEntry {
     gate: Arc<Gate>,
@@ -532,7 +521,7 @@ impl Session {
             access: &self.access,
             search_path: &self.search_path,
             risky_parameter_types: declared_oids(param_types)
-                .any(|oid| !SAFE_PARAMETER_TYPES.contains(&oid)),
+                .any(crate::rewrite::functions::risky_parameter_type),
         };
         let result = self
             .gate

@@ -559,6 +559,42 @@ pub fn refused_parameter_type(oid: u32) -> Option<String> {
     })
 }
 
+/// Built-in types no column compared with a value of them is converted to on the way (a
+/// conversion of that value fails on its own content only), with their arrays: integers,
+/// numeric, text, bool, bytea, date, time, timestamp, interval, uuid and JSON. A float
+/// converts a numeric column, `oid` a bigint one, `timestamptz` a timestamp one, each failing
+/// on values out of its range.
+const CONVERTING_NO_COLUMN: [&str; 16] = [
+    "bool",
+    "int2",
+    "int4",
+    "int8",
+    "numeric",
+    "text",
+    "varchar",
+    "bpchar",
+    "bytea",
+    "date",
+    "time",
+    "timestamp",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
+];
+
+/// Whether a parameter a client declared in Parse with type `oid` may convert a column it is
+/// compared with ([`CONVERTING_NO_COLUMN`]). Unknown (0, 705) leaves the type to where the
+/// parameter is used.
+pub fn risky_parameter_type(oid: u32) -> bool {
+    const UNKNOWN: u32 = 705;
+    oid != 0
+        && oid != UNKNOWN
+        && !BUILTIN_TYPES.iter().any(|&(name, scalar, array)| {
+            CONVERTING_NO_COLUMN.contains(&name) && (oid == scalar || oid == array)
+        })
+}
+
 /// Why a type may not be used in a cast, if it may not.
 pub fn refused_type(data_type: &DataType) -> Option<String> {
     match data_type {

@@ -707,10 +707,8 @@ impl Judge<'_> {
                 InTarget::Subquery(query) => {
                     !self.output_may_convert(query)
                         && match expr.as_ref() {
-                            Expr::Tuple(fields) => fields.iter().all(|f| {
-                                !self.row_valued(f) && !self.may_convert(f) && leakproof(f)
-                            }),
-                            e => !self.row_valued(e) && !self.may_convert(e) && leakproof(e),
+                            Expr::Tuple(fields) => fields.iter().all(|f| self.plain_operand(f)),
+                            e => self.plain_operand(e),
                         }
                 }
                 _ => false,
@@ -732,14 +730,10 @@ impl Judge<'_> {
                 right,
             } => {
                 is_comparison(compare_op)
-                    && !self.row_valued(left)
-                    && !self.may_convert(left)
-                    && leakproof(left)
+                    && self.plain_operand(left)
                     && match right.as_ref() {
                         Expr::Subquery(query) => !self.output_may_convert(query),
-                        right => {
-                            !self.row_valued(right) && !self.may_convert(right) && leakproof(right)
-                        }
+                        right => self.plain_operand(right),
                     }
             }
             // Of literals only: an element that is an array makes a multidimensional array,
@@ -772,10 +766,14 @@ impl Judge<'_> {
             (Expr::Tuple(x), Expr::Tuple(y)) => {
                 x.len() == y.len() && x.iter().zip(y).all(|(a, b)| self.comparable(a, b))
             }
-            _ => [a, b]
-                .iter()
-                .all(|e| !self.row_valued(e) && !self.may_convert(e) && self.leakproof(e)),
+            _ => self.plain_operand(a) && self.plain_operand(b),
         }
+    }
+
+    /// A comparison operand that is leakproof, no record, and of no type that converts what it
+    /// is compared with.
+    fn plain_operand(&self, e: &Expr) -> bool {
+        !self.row_valued(e) && !self.may_convert(e) && self.leakproof(e)
     }
 
     /// Whether `e` may be of a type tablegate cannot see that converts a column compared with
@@ -901,7 +899,11 @@ impl Judge<'_> {
             FunctionArguments::None => true,
             FunctionArguments::Subquery(_) => false,
         } && f.within_group.iter().all(|o| self.column_typed(&o.expr));
-        !(FAMILY_KEEPING_AGGREGATES.contains(&name.as_str()) && inputs_typed)
+        // Those returning their input's type, and `sum` and `avg` (of integers numeric, of
+        // floats float).
+        let family_keeping = INPUT_TYPED_AGGREGATES.contains(&name.as_str())
+            || ["sum", "avg"].contains(&name.as_str());
+        !(family_keeping && inputs_typed)
     }
 
     /// A value that may be a record: a row constructor, a name that may denote one, an aggregate
@@ -1120,24 +1122,6 @@ const FIXED_TYPE_AGGREGATES: [&str; 11] = [
     "rank",
     "dense_rank",
     "ntile",
-];
-
-/// Aggregate and window functions whose result is of their inputs' type family (`sum` and
-/// `avg` of integers are numeric, of floats float).
-const FAMILY_KEEPING_AGGREGATES: [&str; 13] = [
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "any_value",
-    "mode",
-    "percentile_disc",
-    "array_agg",
-    "lag",
-    "lead",
-    "first_value",
-    "last_value",
-    "nth_value",
 ];
 
 /// Functions in FROM whose output is of their arguments' type family, text, JSON or integers
