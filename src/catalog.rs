@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::names::QualifiedName;
 use crate::rewrite::settings::SettingRules;
+use crate::rewrite::type_families::TypeFamilies;
 
 /// What kind of relation a name denotes. All are protected the same way; the kind is reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +55,8 @@ pub struct Column {
     /// field by field and checks a field's type only when it gets there, so a comparison with
     /// such a value can fail on some rows and not others (see `rewrite::leakproof`).
     pub holds_records: bool,
+    /// The type families its values belong to, for comparisons that convert them.
+    pub families: TypeFamilies,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +93,8 @@ pub struct Catalog {
     schemas: HashSet<String>,
     /// Names of columns, of any relation, whose values hold records ([`Column::holds_records`]).
     record_columns: HashSet<String>,
+    /// For each column name, of any relation, the type families of the columns so named.
+    column_families: HashMap<String, TypeFamilies>,
     /// The upstream login role: what `$user` in search_path means.
     session_user: String,
     /// The upstream default search_path, as its raw setting.
@@ -120,12 +125,18 @@ impl Catalog {
             .filter(|c| c.holds_records)
             .map(|c| c.name.clone())
             .collect();
+        let mut column_families: HashMap<String, TypeFamilies> = HashMap::new();
+        for column in relations.iter().flat_map(|r| &r.columns) {
+            let families = column_families.entry(column.name.clone()).or_default();
+            *families = *families | column.families;
+        }
         Catalog {
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             relations,
             by_name,
             schemas,
             record_columns,
+            column_families,
             session_user: session_user.into(),
             default_search_path: default_search_path.into(),
             setting_rules: SettingRules::new([], "ISO, MDY"),
@@ -163,6 +174,12 @@ impl Catalog {
         &self.record_columns
     }
 
+    /// The type families of the columns named `name`, in any relation; `None` when no column
+    /// has that name.
+    pub fn column_families(&self, name: &str) -> Option<TypeFamilies> {
+        self.column_families.get(name).copied()
+    }
+
     pub fn has_schema(&self, schema: &str) -> bool {
         self.schemas.contains(schema)
     }
@@ -180,13 +197,19 @@ impl Catalog {
         let rows = client
             .query(
                 // Types holding records: composite and pseudo-types, and domains, arrays,
-                // ranges and multiranges over them.
+                // ranges and multiranges over them. Types of a family ([`TypeFamilies`]):
+                // the base types $1, and domains and arrays over them.
                 "WITH RECURSIVE record_types(oid) AS ( \
                      SELECT oid FROM pg_catalog.pg_type WHERE typtype IN ('c', 'p') \
                      UNION \
                      SELECT t.oid FROM pg_catalog.pg_type t \
                      LEFT JOIN pg_catalog.pg_range r ON t.oid IN (r.rngtypid, r.rngmultitypid) \
-                     JOIN record_types s ON s.oid IN (t.typbasetype, t.typelem, r.rngsubtype)) \
+                     JOIN record_types s ON s.oid IN (t.typbasetype, t.typelem, r.rngsubtype)), \
+                 family_types(oid, base) AS ( \
+                     SELECT oid, oid FROM pg_catalog.pg_type WHERE oid = ANY ($1) \
+                     UNION \
+                     SELECT t.oid, s.base FROM pg_catalog.pg_type t \
+                     JOIN family_types s ON s.oid IN (t.typbasetype, t.typelem)) \
                  SELECT n.nspname::text, c.relname::text, c.relkind, \
                         (c.relispartition OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)), \
                         coalesce(array_agg(a.attname::text ORDER BY a.attnum) \
@@ -198,14 +221,16 @@ impl Catalog {
                                   WHERE con.conrelid = c.oid AND con.contype = 'p'), '{}'), \
                         coalesce(array_agg(a.atttypid IN (SELECT oid FROM record_types) ORDER BY a.attnum) \
                                  FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
-                        EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid) \
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid), \
+                        coalesce(array_agg((SELECT min(f.base) FROM family_types f WHERE f.oid = a.atttypid) ORDER BY a.attnum) \
+                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}') \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
                  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
                    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
                  GROUP BY n.nspname, c.relname, c.relkind, c.relispartition, c.oid",
-                &[],
+                &[&TypeFamilies::BASE_TYPES.map(|(oid, _)| oid).to_vec()],
             )
             .await?;
         let relations = rows
@@ -216,6 +241,7 @@ impl Catalog {
                 let types: Vec<String> = row.get(5);
                 let key: Vec<String> = row.get(6);
                 let holds_records: Vec<bool> = row.get(7);
+                let family_bases: Vec<Option<u32>> = row.get(9);
                 Some(Relation {
                     name: QualifiedName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
                     kind,
@@ -229,10 +255,12 @@ impl Catalog {
                         .into_iter()
                         .zip(types)
                         .zip(holds_records)
-                        .map(|((name, type_name), holds_records)| Column {
+                        .zip(family_bases)
+                        .map(|(((name, type_name), holds_records), base)| Column {
                             name,
                             type_name,
                             holds_records,
+                            families: base.map_or(TypeFamilies::NONE, TypeFamilies::of_base_type),
                         })
                         .collect(),
                 })
@@ -300,6 +328,7 @@ pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
                     name: c.to_string(),
                     type_name: "text".into(),
                     holds_records: false,
+                    families: TypeFamilies::NONE,
                 })
                 .collect(),
         })

@@ -537,6 +537,63 @@ async fn float_comparisons_do_not_run_before_a_membership_filter() {
     );
 }
 
+/// Comparing two columns converts one of them where no operator takes both types: a numeric
+/// column compared with a granted float column, or a bigint with an `oid` column, failed on the
+/// hidden order 7, quoting its amount, when the comparison ran before the membership filter —
+/// through a join, a domain over a float, a subquery's aggregate of the column, a
+/// derived table's renamed column and a USING join.
+#[tokio::test]
+async fn comparisons_of_columns_converted_on_every_row_wait_for_the_row_filter() {
+    let database = TempDatabase::with(&format!(
+        "{ORDERS_WITH_A_HUGE_AMOUNT}
+         CREATE DOMAIN public.share AS real;
+         CREATE TABLE public.rates (id int, rate float8, ref oid, part public.share);
+         INSERT INTO public.rates VALUES (1, 0.5, 1, 0.25);
+         ANALYZE public.rates;"
+    ))
+    .await;
+    let client = database.connect().await;
+    let alice = Alice::under(
+        &client,
+        "[datasource.d]\n[role.rep.datasource.d]\n\
+         tables = [\"public.orders\", \"public.region_members\", \"public.rates\"]\n\
+         rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m \
+         WHERE m.userid = {{user.userid}})\"\n\
+         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
+    )
+    .await;
+    fenced_probes_hold(
+        &client,
+        &alice.context(),
+        &[
+            (
+                "SELECT count(*) FROM orders o JOIN rates r ON o.amount = r.rate",
+                "0",
+            ),
+            ("SELECT count(*) FROM orders o, rates r WHERE o.big = r.ref", "0"),
+            // a domain over a float
+            (
+                "SELECT count(*) FROM orders o JOIN rates r ON o.amount = r.part",
+                "0",
+            ),
+
+            (
+                "SELECT count(*) FROM orders WHERE amount > (SELECT max(rate) FROM rates)",
+                "500",
+            ),
+            (
+                "SELECT count(*) FROM orders o JOIN (SELECT rate AS a FROM rates) s ON o.amount = s.a",
+                "0",
+            ),
+            (
+                "SELECT count(*) FROM orders JOIN (SELECT rate AS amount FROM rates) s USING (amount)",
+                "0",
+            ),
+        ],
+    )
+    .await;
+}
+
 /// Found by red-team review: records compare field by field and check a field's type only when
 /// the fields before it are equal, so comparing a composite column with a record of other field
 /// types failed exactly when a hidden row held the guessed prefix — a field-by-field reader of

@@ -306,6 +306,7 @@ mod tests {
             name: name.to_string(),
             type_name: type_name.to_string(),
             holds_records: false,
+            families: crate::rewrite::type_families::TypeFamilies::NONE,
         };
         let relation = |name: &str, columns: &[(&str, &str)]| crate::catalog::Relation {
             name: crate::names::QualifiedName::new("public", name),

@@ -502,6 +502,7 @@ mod tests {
                     name: name.into(),
                     type_name: type_name.into(),
                     holds_records: false,
+                    families: crate::rewrite::type_families::TypeFamilies::NONE,
                 })
                 .to_vec(),
             primary_key: vec![0],

@@ -38,10 +38,11 @@
 //! unless it is a column's value or an aggregate keeping its column's type family; a parameter
 //! of a risky declared type, or undeclared and typed elsewhere ([`PlaceholderUses`]) — counts
 //! as leaky. A function in FROM over other items' columns runs per row before their filters
-//! and counts as leaky unless it cannot fail (`unnest`). What remains: a comparison of two columns of different types may
-//! convert one of them on every row (numeric to float8) and fail the same way. tablegate does
-//! not know the types of every column (derived tables, functions) and treats column-to-column
-//! comparisons, the stuff of every join, as leakproof.
+//! and counts as leaky unless it cannot fail (`unnest`). Two values compared are judged by the
+//! type families they may belong to ([`NameFamilies`]): a column's come from the catalog,
+//! under its name; a name the statement gives, from what it names; a comparison, `USING` join
+//! or `IN` whose sides may be a numeric and a float (or a bigint and an `oid`) counts as leaky
+//! ([`TypeFamilies::comparison_may_fail`]).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -54,16 +55,22 @@ use sqlparser::ast::{
     UnaryOperator, Value, Visit, Visitor,
 };
 
+use super::colname::output_name;
 use super::syntax::{
     call_arguments, column_parts, join_constraint, leading_name, object_name_parts, row_arguments,
     table_function_arguments,
 };
+use super::type_families::TypeFamilies;
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
 
 /// Whether relation `name` (folded parts, as written in FROM) has column `column`: `None` when
 /// tablegate does not know the relation.
 pub(super) type HasColumn<'a> = dyn Fn(&[String], &str) -> Option<bool> + 'a;
+
+/// The type families of the catalog's columns named so, in any relation; `None` when no column
+/// has that name.
+pub(super) type ColumnFamilies<'a> = dyn Fn(&str) -> Option<TypeFamilies> + 'a;
 
 /// Whether some condition of the statement may raise an error on a row, so that row filters
 /// must run first. `record_columns` names the columns whose values hold records;
@@ -73,10 +80,14 @@ pub(super) fn needs_fence(
     statement: &Statement,
     has_column: &HasColumn,
     record_columns: &HashSet<String>,
+    column_families: &ColumnFamilies,
     risky_parameter_types: bool,
 ) -> bool {
-    let mut names = RecordNames(record_columns.clone());
+    let mut names = RecordNames::default();
     let _ = statement.visit(&mut names);
+    let families = NameFamilies::new(statement, &names.0, column_families);
+    let mut records = record_columns.clone();
+    records.extend(names.0.into_keys());
     let mut ctes = CteNames(HashSet::new());
     let _ = statement.visit(&mut ctes);
     let mut placeholders = PlaceholderUses::default();
@@ -85,7 +96,8 @@ pub(super) fn needs_fence(
         depth: 0,
         correlated: 0,
         sublinks: Vec::new(),
-        records: names.0,
+        records,
+        families,
         ctes: ctes.0,
         has_column,
         risky_parameter_types,
@@ -273,15 +285,27 @@ fn sublink_query(e: &Expr) -> Option<&Query> {
 /// their fields one by one and checks the types of a field only when it gets there:
 /// `o = (5, 1, 1)` fails with "cannot compare dissimilar column types" exactly when some row's
 /// id is 5 — hidden rows too, if the comparison runs before the filter.
-struct RecordNames(HashSet<String>);
+///
+/// Collected with the type families each may belong to ([`NameFamilies`]): any, except a
+/// column a column definition list types.
+#[derive(Default)]
+struct RecordNames(HashMap<String, TypeFamilies>);
+
+impl RecordNames {
+    fn insert(&mut self, name: String, families: TypeFamilies) {
+        let known = self.0.entry(name).or_default();
+        *known = *known | families;
+    }
+}
 
 impl Visitor for RecordNames {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         for cte in query.with.iter().flat_map(|with| &with.cte_tables) {
-            self.0
-                .extend(cte.alias.columns.iter().map(|c| fold(&c.name)));
+            for column in &cte.alias.columns {
+                self.insert(fold(&column.name), TypeFamilies::ANY);
+            }
         }
         ControlFlow::Continue(())
     }
@@ -292,21 +316,21 @@ impl Visitor for RecordNames {
                 if alias.is_none()
                     && let Some(ObjectNamePart::Identifier(last)) = name.0.last()
                 {
-                    self.0.insert(fold(last));
+                    self.insert(fold(last), TypeFamilies::ANY);
                 }
                 alias
             }
             // Without an alias, `UNNEST(…)` names its column `unnest`, and `LATERAL f()` its
             // column `f` (found by red-team review).
             TableFactor::UNNEST { alias: None, .. } => {
-                self.0.insert("unnest".to_owned());
+                self.insert("unnest".to_owned(), TypeFamilies::ANY);
                 &None
             }
             TableFactor::Function {
                 name, alias: None, ..
             } => {
                 if let Some(ObjectNamePart::Identifier(last)) = name.0.last() {
-                    self.0.insert(fold(last));
+                    self.insert(fold(last), TypeFamilies::ANY);
                 }
                 &None
             }
@@ -317,10 +341,291 @@ impl Visitor for RecordNames {
             _ => &None,
         };
         if let Some(alias) = alias {
-            self.0.insert(fold(&alias.name));
-            self.0.extend(alias.columns.iter().map(|c| fold(&c.name)));
+            self.insert(fold(&alias.name), TypeFamilies::ANY);
+            for column in &alias.columns {
+                let families = column
+                    .data_type
+                    .as_ref()
+                    .map_or(TypeFamilies::ANY, TypeFamilies::of_data_type);
+                self.insert(fold(&column.name), families);
+            }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The type families ([`TypeFamilies`]) of the values each name of a statement may denote: the
+/// catalog's columns of that name, and every value the statement gives that name — a
+/// select-list item by its alias or output name, judged by its expression; a name an alias list
+/// gives (unless a column definition types it), a FROM item's or a function's
+/// ([`RecordNames`]), any family. A name neither the catalog nor the statement knows may be of
+/// any family.
+struct NameFamilies<'a> {
+    catalog: &'a ColumnFamilies<'a>,
+    given: HashMap<String, TypeFamilies>,
+}
+
+impl<'a> NameFamilies<'a> {
+    fn new(
+        statement: &Statement,
+        records: &HashMap<String, TypeFamilies>,
+        catalog: &'a ColumnFamilies<'a>,
+    ) -> NameFamilies<'a> {
+        let mut outputs = SelectOutputs(Vec::new());
+        let _ = statement.visit(&mut outputs);
+        let mut given: HashMap<String, TypeFamilies> = outputs
+            .0
+            .iter()
+            .map(|(name, _)| (name.clone(), TypeFamilies::NONE))
+            .collect();
+        for (name, families) in records {
+            let known = given.entry(name.clone()).or_default();
+            *known = *known | *families;
+        }
+        let mut families = NameFamilies { catalog, given };
+        // An output may name another (`SELECT s.total AS t FROM (SELECT sum(…) AS total …) s`):
+        // families only grow, so this ends once none does.
+        loop {
+            let mut grew = false;
+            for (name, expr) in &outputs.0 {
+                let more = families.of_expr(expr);
+                let known = families.given.get_mut(name).expect("every output is given");
+                if *known | more != *known {
+                    *known = *known | more;
+                    grew = true;
+                }
+            }
+            if !grew {
+                return families;
+            }
+        }
+    }
+
+    fn of_name(&self, name: &str) -> TypeFamilies {
+        match ((self.catalog)(name), self.given.get(name)) {
+            (None, None) => TypeFamilies::ANY,
+            (catalog, given) => catalog.unwrap_or_default() | given.copied().unwrap_or_default(),
+        }
+    }
+
+    /// The families `e`'s value may belong to. Literals take the type of what they are
+    /// compared with (parameters are judged by [`Judge::may_convert`]); booleans belong to none.
+    fn of_expr(&self, e: &Expr) -> TypeFamilies {
+        match e {
+            Expr::Identifier(id) => self.of_name(&fold(id)),
+            Expr::CompoundIdentifier(ids) => ids
+                .last()
+                .map_or(TypeFamilies::ANY, |id| self.of_name(&fold(id))),
+            Expr::Value(_) | Expr::Interval(_) => TypeFamilies::NONE,
+            Expr::Nested(inner)
+            | Expr::UnaryOp {
+                op: UnaryOperator::Minus | UnaryOperator::Plus,
+                expr: inner,
+            } => self.of_expr(inner),
+            Expr::TypedString(typed) => TypeFamilies::of_data_type(&typed.data_type),
+            Expr::Cast { data_type, .. } => TypeFamilies::of_data_type(data_type),
+            Expr::BinaryOp {
+                left,
+                op:
+                    BinaryOperator::Plus
+                    | BinaryOperator::Minus
+                    | BinaryOperator::Multiply
+                    | BinaryOperator::Divide
+                    | BinaryOperator::Modulo,
+                right,
+            } => self.of_expr(left) | self.of_expr(right),
+            Expr::BinaryOp { .. }
+            | Expr::UnaryOp { .. }
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsTrue(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsFalse(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsUnknown(_)
+            | Expr::IsNotUnknown(_)
+            | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
+            | Expr::In { .. }
+            | Expr::Between { .. }
+            | Expr::Exists { .. }
+            | Expr::AnyOp { .. }
+            | Expr::AllOp { .. } => TypeFamilies::NONE,
+            Expr::Case {
+                conditions,
+                else_result,
+                ..
+            } => conditions
+                .iter()
+                .map(|when| &when.result)
+                .chain(else_result.as_deref())
+                .fold(TypeFamilies::NONE, |f, e| f | self.of_expr(e)),
+            Expr::Array(array) => self.of_all(&array.elem),
+            Expr::Tuple(fields) => self.of_all(fields),
+            Expr::Subquery(query) => self.of_outputs(&query.body),
+            Expr::Function(f) => self.of_call(f),
+            _ => TypeFamilies::ANY,
+        }
+    }
+
+    fn of_all(&self, exprs: &[Expr]) -> TypeFamilies {
+        exprs
+            .iter()
+            .fold(TypeFamilies::NONE, |f, e| f | self.of_expr(e))
+    }
+
+    /// The families of any column a query body returns.
+    fn of_outputs(&self, body: &SetExpr) -> TypeFamilies {
+        match body {
+            SetExpr::Select(select) => {
+                select
+                    .projection
+                    .iter()
+                    .fold(TypeFamilies::NONE, |f, item| match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                            f | self.of_expr(e)
+                        }
+                        _ => TypeFamilies::ANY,
+                    })
+            }
+            SetExpr::Query(query) => self.of_outputs(&query.body),
+            SetExpr::SetOperation { left, right, .. } => {
+                self.of_outputs(left) | self.of_outputs(right)
+            }
+            SetExpr::Values(values) => values
+                .rows
+                .iter()
+                .fold(TypeFamilies::NONE, |f, row| f | self.of_all(&row.content)),
+            _ => TypeFamilies::ANY,
+        }
+    }
+
+    /// An aggregate's or window function's result: `count` and the ranks are bigint, `ntile`
+    /// integer; the input-typed keep their input's; `sum` of integers is bigint, of bigints
+    /// numeric, `avg` of any but floats numeric. Others may be anything.
+    fn of_call(&self, f: &Function) -> TypeFamilies {
+        let name = function_name(f);
+        let inputs = match &f.args {
+            FunctionArguments::List(list) => list
+                .args
+                .iter()
+                .filter_map(argument)
+                .chain(f.within_group.iter().map(|o| &o.expr))
+                .fold(TypeFamilies::NONE, |families, e| families | self.of_expr(e)),
+            FunctionArguments::None => TypeFamilies::NONE,
+            FunctionArguments::Subquery(_) => TypeFamilies::ANY,
+        };
+        let keep = |family: TypeFamilies, into: TypeFamilies| {
+            if inputs.intersects(family) {
+                into
+            } else {
+                TypeFamilies::NONE
+            }
+        };
+        match name.as_str() {
+            "count" | "row_number" | "rank" | "dense_rank" => TypeFamilies::BIGINT,
+            "ntile" => TypeFamilies::INTEGER,
+            "sum" => {
+                keep(TypeFamilies::INTEGER, TypeFamilies::BIGINT)
+                    | keep(TypeFamilies::BIGINT, TypeFamilies::NUMERIC)
+                    | keep(TypeFamilies::NUMERIC, TypeFamilies::NUMERIC)
+                    | keep(TypeFamilies::FLOAT, TypeFamilies::FLOAT)
+            }
+            "avg" => {
+                keep(
+                    TypeFamilies::INTEGER | TypeFamilies::BIGINT | TypeFamilies::NUMERIC,
+                    TypeFamilies::NUMERIC,
+                ) | keep(TypeFamilies::FLOAT, TypeFamilies::FLOAT)
+            }
+            name if FIXED_TYPE_AGGREGATES.contains(&name) => TypeFamilies::NONE,
+            name if INPUT_TYPED_AGGREGATES.contains(&name) => inputs,
+            _ => TypeFamilies::ANY,
+        }
+    }
+
+    /// Whether a join's `USING` or `NATURAL` compares columns whose names may hold values of
+    /// families compared by a conversion that can fail. tablegate does not know which columns
+    /// a NATURAL join compares: it counts as such a join.
+    fn join_may_fail(&self, constraint: &JoinConstraint) -> bool {
+        match constraint {
+            JoinConstraint::Using(columns) | JoinConstraint::UsingAlias(columns, _) => {
+                columns.iter().any(|column| {
+                    let families = match column.0.last() {
+                        Some(ObjectNamePart::Identifier(id)) => self.of_name(&fold(id)),
+                        _ => TypeFamilies::ANY,
+                    };
+                    families.comparison_may_fail(families)
+                })
+            }
+            JoinConstraint::Natural => true,
+            JoinConstraint::On(_) | JoinConstraint::None => false,
+        }
+    }
+}
+
+/// Every select-list item of the statement, at every level, with the name it gives its value:
+/// its alias, or the output name PostgreSQL figures. A set operation's columns take the names
+/// of its first branch and the values of every branch.
+struct SelectOutputs(Vec<(String, Expr)>);
+
+impl Visitor for SelectOutputs {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if matches!(*query.body, SetExpr::SetOperation { .. }) {
+            let mut branches = Vec::new();
+            set_operation_branches(&query.body, &mut branches);
+            if let Some(first) = branches.first() {
+                let names: Vec<String> = first.iter().map(|(name, _)| name.clone()).collect();
+                for branch in &branches {
+                    for (name, (_, e)) in names.iter().zip(branch) {
+                        self.0.push((name.clone(), (*e).clone()));
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        for (name, e) in select_outputs(select) {
+            self.0.push((name, e.clone()));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// A select list's named values (not `*`).
+fn select_outputs(select: &Select) -> Vec<(String, &Expr)> {
+    select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::UnnamedExpr(e) => Some((output_name(e), e)),
+            SelectItem::ExprWithAlias { expr, alias } => Some((fold(alias), expr)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The named values of each branch of a set operation, left to right; a branch of VALUES names
+/// its columns `column1`, `column2`, … as PostgreSQL does.
+fn set_operation_branches<'q>(body: &'q SetExpr, branches: &mut Vec<Vec<(String, &'q Expr)>>) {
+    match body {
+        SetExpr::SetOperation { left, right, .. } => {
+            set_operation_branches(left, branches);
+            set_operation_branches(right, branches);
+        }
+        SetExpr::Query(query) => set_operation_branches(&query.body, branches),
+        SetExpr::Select(select) => branches.push(select_outputs(select)),
+        SetExpr::Values(values) => branches.extend(values.rows.iter().map(|row| {
+            row.content
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (format!("column{}", i + 1), e))
+                .collect()
+        })),
+        _ => {}
     }
 }
 
@@ -336,6 +641,7 @@ struct LeakyConditions<'a> {
     sublinks: Vec<bool>,
     /// Names that may denote records ([`RecordNames`]).
     records: HashSet<String>,
+    families: NameFamilies<'a>,
     /// The statement's CTE names: a FROM name among them may not be the relation of that name.
     ctes: HashSet<String>,
     has_column: &'a HasColumn<'a>,
@@ -410,8 +716,13 @@ impl Visitor for LeakyConditions<'_> {
         conditions.extend(&select.having);
         for element in &select.from {
             for join in &element.joins {
-                if let Some(JoinConstraint::On(on)) = join_constraint(&join.join_operator) {
-                    conditions.push(on);
+                match join_constraint(&join.join_operator) {
+                    Some(JoinConstraint::On(on)) => conditions.push(on),
+                    Some(constraint) if self.families.join_may_fail(constraint) => {
+                        self.leaky = true;
+                        return ControlFlow::Break(());
+                    }
+                    _ => {}
                 }
             }
         }
@@ -489,8 +800,13 @@ impl Visitor for LeakyConditions<'_> {
                 table_with_joins, ..
             } => {
                 for join in &table_with_joins.joins {
-                    if let Some(JoinConstraint::On(on)) = join_constraint(&join.join_operator) {
-                        conditions.push(on);
+                    match join_constraint(&join.join_operator) {
+                        Some(JoinConstraint::On(on)) => conditions.push(on),
+                        Some(constraint) if self.families.join_may_fail(constraint) => {
+                            self.leaky = true;
+                            return ControlFlow::Break(());
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -579,6 +895,7 @@ impl LeakyConditions<'_> {
         Judge {
             nested: self.correlated > 0,
             records: &self.records,
+            families: &self.families,
             risky_parameter_types: self.risky_parameter_types,
             loose_placeholders: &self.loose_placeholders,
         }
@@ -660,6 +977,7 @@ struct Judge<'a> {
     /// aggregate arguments count.
     nested: bool,
     records: &'a HashSet<String>,
+    families: &'a NameFamilies<'a>,
     risky_parameter_types: bool,
     loose_placeholders: &'a HashSet<String>,
 }
@@ -710,6 +1028,10 @@ impl Judge<'_> {
                             Expr::Tuple(fields) => fields.iter().all(|f| self.plain_operand(f)),
                             e => self.plain_operand(e),
                         }
+                        && !self
+                            .families
+                            .of_expr(expr)
+                            .comparison_may_fail(self.families.of_outputs(&query.body))
                 }
                 _ => false,
             },
@@ -735,6 +1057,10 @@ impl Judge<'_> {
                         Expr::Subquery(query) => !self.output_may_convert(query),
                         right => self.plain_operand(right),
                     }
+                    && !self
+                        .families
+                        .of_expr(left)
+                        .comparison_may_fail(self.families.of_expr(right))
             }
             // Of literals only: an element that is an array makes a multidimensional array,
             // which fails when another element's dimensions differ.
@@ -760,13 +1086,22 @@ impl Judge<'_> {
 
     /// Whether comparing `a` with `b` is leakproof. Row constructors of one length compare field
     /// by field, typed when the statement is planned; a value that may be a record against
-    /// anything else is compared at run time, type checks included ([`RecordNames`]).
+    /// anything else is compared at run time, type checks included ([`RecordNames`]); values
+    /// of families compared by a conversion that can fail are not (found by red-team review:
+    /// `o.amount = f.x`, a numeric column against a granted float column).
     fn comparable(&self, a: &Expr, b: &Expr) -> bool {
         match (a, b) {
             (Expr::Tuple(x), Expr::Tuple(y)) => {
                 x.len() == y.len() && x.iter().zip(y).all(|(a, b)| self.comparable(a, b))
             }
-            _ => self.plain_operand(a) && self.plain_operand(b),
+            _ => {
+                self.plain_operand(a)
+                    && self.plain_operand(b)
+                    && !self
+                        .families
+                        .of_expr(a)
+                        .comparison_may_fail(self.families.of_expr(b))
+            }
         }
     }
 
@@ -1249,13 +1584,14 @@ mod tests {
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::parser::Parser;
 
-    /// Tables t(x, y, z), u(y, z), orders(id, amount, region, note): what tablegate's catalog
-    /// would know.
+    /// Tables t(x, y, z), u(y, z), orders(id, amount, region, note), w(n, ratio, big, ref): what
+    /// tablegate's catalog would know.
     fn has_column(relation: &[String], column: &str) -> Option<bool> {
         let columns: &[&str] = match relation.last()?.as_str() {
             "t" => &["x", "y", "z"],
             "u" => &["y", "z"],
             "orders" => &["id", "amount", "region", "note"],
+            "w" => &["n", "ratio", "big", "ref"],
             _ => return None,
         };
         Some(columns.contains(&column))
@@ -1271,8 +1607,22 @@ mod tests {
             &Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0],
             &has_column,
             &HashSet::from(["home".to_owned()]),
+            &column_families,
             risky_parameter_types,
         )
+    }
+
+    /// Column types the catalog would know: `amount` numeric, `ratio` a float, `big` bigint,
+    /// `ref` an `oid`, `n` an integer; every other name of no family.
+    fn column_families(name: &str) -> Option<TypeFamilies> {
+        Some(match name {
+            "amount" => TypeFamilies::NUMERIC,
+            "ratio" => TypeFamilies::FLOAT,
+            "big" => TypeFamilies::BIGINT,
+            "ref" => TypeFamilies::OID,
+            "n" => TypeFamilies::INTEGER,
+            _ => TypeFamilies::NONE,
+        })
     }
 
     #[test]
@@ -1360,6 +1710,51 @@ mod tests {
         assert!(!fenced(
             "SELECT count(*) FROM orders WHERE amount = ANY (ARRAY[$1, $2]) AND id > $3"
         ));
+    }
+
+    #[test]
+    fn comparisons_of_values_converted_with_a_conversion_that_can_fail_need_the_fence() {
+        // `amount` numeric, `ratio` float, `big` bigint, `ref` oid, `n` integer.
+        for sql in [
+            "SELECT * FROM orders o JOIN t ON o.amount = t.ratio",
+            "SELECT * FROM orders WHERE amount > ratio",
+            "SELECT * FROM t WHERE big = ref",
+            "SELECT * FROM orders WHERE (amount, id) = (ratio, 1)",
+            "SELECT * FROM orders WHERE amount BETWEEN ratio AND 5",
+            "SELECT * FROM orders WHERE amount IN (ratio, 1)",
+            "SELECT * FROM orders WHERE amount IN (SELECT ratio FROM w)",
+            "SELECT * FROM orders WHERE amount = ANY (SELECT ratio FROM w)",
+            "SELECT * FROM orders WHERE amount > (SELECT max(ratio) FROM w)",
+            "SELECT * FROM orders WHERE amount > (SELECT avg(ratio) FROM w)",
+            "SELECT * FROM w WHERE ref = (SELECT sum(n) FROM w)",
+            // through the names derived tables give, at any depth, aliased or not
+            "SELECT * FROM orders o JOIN (SELECT avg(ratio) AS a FROM w) s ON o.amount > s.a",
+            "SELECT * FROM orders o JOIN (SELECT x AS a FROM (SELECT ratio AS x FROM w) i) s \
+             ON o.amount > s.a",
+            "SELECT * FROM orders o JOIN (SELECT max(ratio) FROM w) s ON o.amount > s.max",
+            "WITH c AS (SELECT ratio AS r FROM w) SELECT * FROM orders, c WHERE amount = r",
+            "SELECT * FROM orders o JOIN (SELECT 1 AS k UNION SELECT ratio FROM w) s ON o.amount = s.k",
+            // joins that compare columns of one name
+            "SELECT * FROM t JOIN (SELECT ratio AS amount FROM w) s USING (amount)",
+            "SELECT * FROM t JOIN (SELECT ratio AS amount FROM w) s USING (amount) AS j",
+            "SELECT * FROM t NATURAL JOIN u",
+            // a name tablegate cannot type
+            "SELECT * FROM orders o JOIN t AS x(a, b, c) ON o.amount = x.a",
+        ] {
+            assert!(fenced(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM orders o JOIN orders p ON o.amount = p.amount",
+            "SELECT * FROM orders WHERE amount > (SELECT avg(amount) FROM orders)",
+            "SELECT * FROM orders WHERE amount > (SELECT sum(n) FROM w)",
+            "SELECT * FROM t WHERE ratio > n AND big = n AND ref = n AND amount < big",
+            "SELECT * FROM t JOIN u USING (y)",
+            "SELECT * FROM orders o JOIN (SELECT id, sum(amount) AS total FROM orders GROUP BY id) s \
+             ON o.id = s.id WHERE o.amount < s.total",
+            "SELECT * FROM t JOIN jsonb_to_record('{}') AS r(amount numeric) USING (amount)",
+        ] {
+            assert!(!fenced(sql), "{sql}");
+        }
     }
 
     /// A function in FROM runs once per row of the items its arguments read, before their
