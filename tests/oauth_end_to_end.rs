@@ -10,6 +10,7 @@ use std::process::Output;
 
 use support::browser::{WECOM_UA, browser, credential_in};
 use support::database::TempDatabase;
+use support::raw::scram_salt;
 use tablegate::config::Config;
 use tablegate::wecom::fake::{FakeLogin, FakeOrg, FakeUser, FakeWeCom};
 use tokio::process::Command;
@@ -190,4 +191,26 @@ async fn a_wecom_login_credential_connects_through_tablegate_as_that_employee() 
         "{}",
         stderr(&out)
     );
+}
+
+/// Found by red-team review: an unknown name's decoy salt came from a secret of each process,
+/// so it changed on restart and differed between replicas while a real user's stored salt did
+/// not — comparing salts told real names from unknown ones. Replicas sharing the credential key
+/// now show an unknown name the same salt.
+#[tokio::test]
+async fn replicas_sharing_the_credential_key_show_unknown_names_the_same_salt() {
+    let db = TempDatabase::with(DATA).await;
+    let wecom = FakeWeCom::start(org()).await;
+    let mut salts = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &db, &wecom, free_port());
+        let running = tablegate::server::start(config).await.unwrap();
+        salts.push((
+            scram_salt(running.postgres.port(), "ghost").await,
+            scram_salt(running.postgres.port(), "phantom").await,
+        ));
+    }
+    assert_eq!(salts[0], salts[1]);
+    assert_ne!(salts[0].0, salts[0].1);
 }

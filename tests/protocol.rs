@@ -8,7 +8,7 @@ use support::proxy::{
     Proxy, SERVICE_ACCOUNT, SHOP, SHOP_PASSWORDS, SHOP_POLICY, SHOP_USERS, shop, shop_with,
     tls_config,
 };
-use support::raw::{self, RawClient, assert_error, sqlstate, tags};
+use support::raw::{self, RawClient, assert_error, scram_salt, sqlstate, tags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,33 +245,6 @@ async fn a_simple_query_inside_an_unfinished_batch_keeps_answers_in_step() {
             "{text}"
         );
     }
-}
-
-/// The salt tablegate's SCRAM exchange shows for `user` (no password needed to see it).
-async fn scram_salt(port: u16, user: &str) -> String {
-    use pgwire::messages::startup::{SASLInitialResponse, Startup};
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut out = bytes::BytesMut::new();
-    let mut startup = Startup::new();
-    startup.parameters.insert("user".into(), user.into());
-    startup.parameters.insert("database".into(), "shop".into());
-    tablegate::wire::encode(&startup, &mut out);
-    let first = b"n,,n=,r=abcdefghijklmnop".to_vec();
-    tablegate::wire::encode(
-        &SASLInitialResponse::new("SCRAM-SHA-256".into(), Some(first.into())),
-        &mut out,
-    );
-    socket.write_all(&out).await.unwrap();
-    let mut reader = tablegate::wire::FrameReader::new();
-    let _sasl = reader.next(&mut socket).await.unwrap().unwrap();
-    let server_first = reader.next(&mut socket).await.unwrap().unwrap();
-    let text = String::from_utf8_lossy(&server_first.body[4..]).into_owned();
-    text.split(',')
-        .find_map(|field| field.strip_prefix("s="))
-        .expect("a salt")
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

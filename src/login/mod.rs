@@ -75,6 +75,12 @@ impl LoginService {
         }
     }
 
+    /// A key for another `purpose`, derived from the credential key
+    /// ([`CredentialSigner::derived_key`]).
+    pub fn derived_key(&self, purpose: &str) -> Vec<u8> {
+        self.signer.derived_key(purpose)
+    }
+
     /// The login service as configured in `[login]` and `[wecom]`.
     pub fn from_config(
         config: &Config,

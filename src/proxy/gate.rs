@@ -65,7 +65,7 @@ pub struct Gate {
     pub tls_scram: Option<ScramServerAuth>,
     pub service_accounts: Vec<ServiceAccount>,
     /// Derives the SCRAM verifiers shown for logins without one ([`ScramVerifier::decoy`]).
-    decoy_secret: [u8; 32],
+    decoy_secret: Vec<u8>,
     pub metrics: Arc<ProxyMetrics>,
     /// `max_client_connections`: a slot per open client connection.
     pub connections: ConnectionLimit,
@@ -129,6 +129,13 @@ impl Gate {
                 })
             })
             .collect::<Result<_, String>>()?;
+        // From the credential key where there is one: an unknown name's salt then stays the same
+        // across restarts and between replicas, as a real user's does (a secret of each process
+        // told them apart, found by red-team review).
+        let decoy_secret = login.as_ref().map_or_else(
+            || rand::random::<[u8; 32]>().to_vec(),
+            |login| login.derived_key("decoy salts"),
+        );
         Ok(Gate {
             cache: RewriteCache::new(config.rewrite_cache_entries),
             config,
@@ -144,7 +151,7 @@ impl Gate {
             tls,
             tls_scram,
             service_accounts,
-            decoy_secret: rand::random(),
+            decoy_secret,
             metrics: Arc::default(),
             connections,
             login_throttle,

@@ -204,3 +204,27 @@ pub fn first_value(frame: &Frame) -> String {
     let length = body.get_i32() as usize;
     String::from_utf8(body[..length].to_vec()).unwrap()
 }
+
+/// The salt tablegate's SCRAM exchange shows for `user` (no password needed to see it).
+pub async fn scram_salt(port: u16, user: &str) -> String {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut out = BytesMut::new();
+    let mut startup = Startup::new();
+    startup.parameters.insert("user".into(), user.into());
+    startup.parameters.insert("database".into(), "shop".into());
+    wire::encode(&startup, &mut out);
+    let first = b"n,,n=,r=abcdefghijklmnop".to_vec();
+    wire::encode(
+        &SASLInitialResponse::new("SCRAM-SHA-256".into(), Some(first.into())),
+        &mut out,
+    );
+    socket.write_all(&out).await.unwrap();
+    let mut reader = FrameReader::new();
+    let _sasl = reader.next(&mut socket).await.unwrap().unwrap();
+    let server_first = reader.next(&mut socket).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&server_first.body[4..]).into_owned();
+    text.split(',')
+        .find_map(|field| field.strip_prefix("s="))
+        .expect("a salt")
+        .to_owned()
+}
