@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::names::QualifiedName;
+use crate::rewrite::operand_traits::{Collations, OperandTraits, TypeFamilies};
 use crate::rewrite::settings::SettingRules;
-use crate::rewrite::type_families::TypeFamilies;
 
 /// What kind of relation a name denotes. All are protected the same way; the kind is reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +57,12 @@ pub struct Column {
     pub holds_records: bool,
     /// The type families its values belong to, for comparisons that convert them.
     pub families: TypeFamilies,
+    /// Its collation's OID: 0 for a type without one, 100 for the database's default.
+    pub collation: u32,
 }
+
+/// The collation OIDs that are none or the database default: they never conflict.
+const NO_COLLATION: [u32; 2] = [0, 100];
 
 #[derive(Clone, Debug)]
 pub struct Relation {
@@ -93,8 +98,8 @@ pub struct Catalog {
     schemas: HashSet<String>,
     /// Names of columns, of any relation, whose values hold records ([`Column::holds_records`]).
     record_columns: HashSet<String>,
-    /// For each column name, of any relation, the type families of the columns so named.
-    column_families: HashMap<String, TypeFamilies>,
+    /// For each column name, of any relation, what the columns so named may be when compared.
+    column_traits: HashMap<String, OperandTraits>,
     /// The upstream login role: what `$user` in search_path means.
     session_user: String,
     /// The upstream default search_path, as its raw setting.
@@ -125,10 +130,24 @@ impl Catalog {
             .filter(|c| c.holds_records)
             .map(|c| c.name.clone())
             .collect();
-        let mut column_families: HashMap<String, TypeFamilies> = HashMap::new();
+        let mut collations: Vec<u32> = relations
+            .iter()
+            .flat_map(|r| &r.columns)
+            .map(|c| c.collation)
+            .filter(|c| !NO_COLLATION.contains(c))
+            .collect();
+        collations.sort_unstable();
+        collations.dedup();
+        let mut column_traits: HashMap<String, OperandTraits> = HashMap::new();
         for column in relations.iter().flat_map(|r| &r.columns) {
-            let families = column_families.entry(column.name.clone()).or_default();
-            *families = *families | column.families;
+            let traits = OperandTraits {
+                families: column.families,
+                collations: collations
+                    .binary_search(&column.collation)
+                    .map_or(Collations::NONE, Collations::at),
+            };
+            let known = column_traits.entry(column.name.clone()).or_default();
+            *known = *known | traits;
         }
         Catalog {
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
@@ -136,7 +155,7 @@ impl Catalog {
             by_name,
             schemas,
             record_columns,
-            column_families,
+            column_traits,
             session_user: session_user.into(),
             default_search_path: default_search_path.into(),
             setting_rules: SettingRules::new([], "ISO, MDY"),
@@ -174,10 +193,10 @@ impl Catalog {
         &self.record_columns
     }
 
-    /// The type families of the columns named `name`, in any relation; `None` when no column
-    /// has that name.
-    pub fn column_families(&self, name: &str) -> Option<TypeFamilies> {
-        self.column_families.get(name).copied()
+    /// What the columns named `name`, in any relation, may be when compared; `None` when no
+    /// column has that name.
+    pub fn column_traits(&self, name: &str) -> Option<OperandTraits> {
+        self.column_traits.get(name).copied()
     }
 
     pub fn has_schema(&self, schema: &str) -> bool {
@@ -223,6 +242,8 @@ impl Catalog {
                                  FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
                         EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid), \
                         coalesce(array_agg((SELECT min(f.base) FROM family_types f WHERE f.oid = a.atttypid) ORDER BY a.attnum) \
+                                 FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'), \
+                        coalesce(array_agg(a.attcollation ORDER BY a.attnum) \
                                  FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), '{}') \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -242,6 +263,7 @@ impl Catalog {
                 let key: Vec<String> = row.get(6);
                 let holds_records: Vec<bool> = row.get(7);
                 let family_bases: Vec<Option<u32>> = row.get(9);
+                let collations: Vec<u32> = row.get(10);
                 Some(Relation {
                     name: QualifiedName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
                     kind,
@@ -256,12 +278,17 @@ impl Catalog {
                         .zip(types)
                         .zip(holds_records)
                         .zip(family_bases)
-                        .map(|(((name, type_name), holds_records), base)| Column {
-                            name,
-                            type_name,
-                            holds_records,
-                            families: base.map_or(TypeFamilies::NONE, TypeFamilies::of_base_type),
-                        })
+                        .zip(collations)
+                        .map(
+                            |((((name, type_name), holds_records), base), collation)| Column {
+                                name,
+                                type_name,
+                                holds_records,
+                                families: base
+                                    .map_or(TypeFamilies::NONE, TypeFamilies::of_base_type),
+                                collation,
+                            },
+                        )
                         .collect(),
                 })
             })
@@ -329,6 +356,7 @@ pub fn catalog_of_tables(tables: &[(&str, &str, &[&str])]) -> Catalog {
                     type_name: "text".into(),
                     holds_records: false,
                     families: TypeFamilies::NONE,
+                    collation: 0,
                 })
                 .collect(),
         })

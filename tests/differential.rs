@@ -594,6 +594,60 @@ async fn comparisons_of_columns_converted_on_every_row_wait_for_the_row_filter()
     .await;
 }
 
+/// Found by red-team review: `money / money` is a float, so `avg(m / m)` converted a numeric
+/// column on every row; an outer join's USING column is converted to the common type, so a date
+/// past the timestamp range failed under a condition on it; and two columns of different
+/// non-default collations have none to compare by — each failed on the hidden order 7 before the
+/// membership filter ran, the last a yes/no oracle on any condition about it.
+#[tokio::test]
+async fn conversions_and_collation_conflicts_wait_for_the_row_filter() {
+    let database = TempDatabase::with(
+        "CREATE COLLATION public.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         CREATE TABLE public.orders (id int PRIMARY KEY, region text, amount numeric, m money,
+           d date, code text COLLATE \"C\", label text COLLATE public.ci);
+         INSERT INTO public.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'East' ELSE 'West' END,
+           CASE WHEN g = 7 THEN 1e400 ELSE g * 10 END, (g * 10)::money,
+           CASE WHEN g = 7 THEN date '5000000-01-01' ELSE date '2020-01-01' + g END,
+           'c' || g, 'l' || g FROM generate_series(1, 1000) g;
+         CREATE TABLE public.events (id int, ts timestamp);
+         INSERT INTO public.events VALUES (1, '2020-01-02');
+         CREATE TABLE public.region_members (userid text, region text);
+         INSERT INTO public.region_members VALUES ('alice', 'East');
+         ANALYZE public.orders; ANALYZE public.events; ANALYZE public.region_members;",
+    )
+    .await;
+    let client = database.connect().await;
+    let alice = Alice::under(
+        &client,
+        "[datasource.d]\n[role.rep.datasource.d]\n\
+         tables = [\"public.orders\", \"public.region_members\", \"public.events\"]\n\
+         rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m \
+         WHERE m.userid = {{user.userid}})\"\n\
+         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
+    )
+    .await;
+    fenced_probes_hold(
+        &client,
+        &alice.context(),
+        &[
+            (
+                "SELECT count(*) FROM orders WHERE amount < (SELECT avg(m / m) FROM orders)",
+                "0",
+            ),
+            (
+                "SELECT count(*) FROM orders o LEFT JOIN (SELECT ts AS d FROM events) r USING (d) \
+                 WHERE d > '2000-01-01'",
+                "500",
+            ),
+            (
+                "SELECT count(*) FROM orders WHERE id = 7 AND code = label",
+                "0",
+            ),
+        ],
+    )
+    .await;
+}
+
 /// Found by red-team review: records compare field by field and check a field's type only when
 /// the fields before it are equal, so comparing a composite column with a record of other field
 /// types failed exactly when a hidden row held the guessed prefix — a field-by-field reader of

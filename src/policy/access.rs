@@ -306,7 +306,8 @@ mod tests {
             name: name.to_string(),
             type_name: type_name.to_string(),
             holds_records: false,
-            families: crate::rewrite::type_families::TypeFamilies::NONE,
+            families: crate::rewrite::operand_traits::TypeFamilies::NONE,
+            collation: 0,
         };
         let relation = |name: &str, columns: &[(&str, &str)]| crate::catalog::Relation {
             name: crate::names::QualifiedName::new("public", name),

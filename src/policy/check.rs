@@ -502,7 +502,8 @@ mod tests {
                     name: name.into(),
                     type_name: type_name.into(),
                     holds_records: false,
-                    families: crate::rewrite::type_families::TypeFamilies::NONE,
+                    families: crate::rewrite::operand_traits::TypeFamilies::NONE,
+                    collation: 0,
                 })
                 .to_vec(),
             primary_key: vec![0],

@@ -38,11 +38,12 @@
 //! unless it is a column's value or an aggregate keeping its column's type family; a parameter
 //! of a risky declared type, or undeclared and typed elsewhere ([`PlaceholderUses`]) — counts
 //! as leaky. A function in FROM over other items' columns runs per row before their filters
-//! and counts as leaky unless it cannot fail (`unnest`). Two values compared are judged by the
-//! type families they may belong to ([`NameFamilies`]): a column's come from the catalog,
-//! under its name; a name the statement gives, from what it names; a comparison, `USING` join
-//! or `IN` whose sides may be a numeric and a float (or a bigint and an `oid`) counts as leaky
-//! ([`TypeFamilies::comparison_may_fail`]).
+//! and counts as leaky unless it cannot fail (`unnest`). Two values compared are judged by what
+//! they may be ([`NameTraits`]): a column's type families and collation come from the catalog,
+//! under its name; a name the statement gives takes those of what it names; a comparison,
+//! `USING` join or `IN` whose sides may be a numeric and a float (or a bigint and an `oid`),
+//! or carry two different non-default collations, counts as leaky
+//! ([`OperandTraits::comparison_may_fail`]).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -56,11 +57,11 @@ use sqlparser::ast::{
 };
 
 use super::colname::output_name;
+use super::operand_traits::{OperandTraits, TypeFamilies};
 use super::syntax::{
     call_arguments, column_parts, join_constraint, leading_name, object_name_parts, row_arguments,
     table_function_arguments,
 };
-use super::type_families::TypeFamilies;
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
 
@@ -68,9 +69,9 @@ use crate::rewrite::functions::AGGREGATES;
 /// tablegate does not know the relation.
 pub(super) type HasColumn<'a> = dyn Fn(&[String], &str) -> Option<bool> + 'a;
 
-/// The type families of the catalog's columns named so, in any relation; `None` when no column
-/// has that name.
-pub(super) type ColumnFamilies<'a> = dyn Fn(&str) -> Option<TypeFamilies> + 'a;
+/// What the catalog's columns named so, in any relation, may be when compared; `None` when no
+/// column has that name.
+pub(super) type ColumnTraits<'a> = dyn Fn(&str) -> Option<OperandTraits> + 'a;
 
 /// Whether some condition of the statement may raise an error on a row, so that row filters
 /// must run first. `record_columns` names the columns whose values hold records;
@@ -80,12 +81,12 @@ pub(super) fn needs_fence(
     statement: &Statement,
     has_column: &HasColumn,
     record_columns: &HashSet<String>,
-    column_families: &ColumnFamilies,
+    column_traits: &ColumnTraits,
     risky_parameter_types: bool,
 ) -> bool {
     let mut names = RecordNames::default();
     let _ = statement.visit(&mut names);
-    let families = NameFamilies::new(statement, &names.0, column_families);
+    let traits = NameTraits::new(statement, &names.0, column_traits);
     let mut records = record_columns.clone();
     records.extend(names.0.into_keys());
     let mut ctes = CteNames(HashSet::new());
@@ -97,7 +98,7 @@ pub(super) fn needs_fence(
         correlated: 0,
         sublinks: Vec::new(),
         records,
-        families,
+        traits,
         ctes: ctes.0,
         has_column,
         risky_parameter_types,
@@ -286,15 +287,15 @@ fn sublink_query(e: &Expr) -> Option<&Query> {
 /// `o = (5, 1, 1)` fails with "cannot compare dissimilar column types" exactly when some row's
 /// id is 5 — hidden rows too, if the comparison runs before the filter.
 ///
-/// Collected with the type families each may belong to ([`NameFamilies`]): any, except a
-/// column a column definition list types.
+/// Collected with what each may be when compared ([`NameTraits`]): anything, except a column
+/// a column definition list types.
 #[derive(Default)]
-struct RecordNames(HashMap<String, TypeFamilies>);
+struct RecordNames(HashMap<String, OperandTraits>);
 
 impl RecordNames {
-    fn insert(&mut self, name: String, families: TypeFamilies) {
+    fn insert(&mut self, name: String, traits: OperandTraits) {
         let known = self.0.entry(name).or_default();
-        *known = *known | families;
+        *known = *known | traits;
     }
 }
 
@@ -304,7 +305,7 @@ impl Visitor for RecordNames {
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         for cte in query.with.iter().flat_map(|with| &with.cte_tables) {
             for column in &cte.alias.columns {
-                self.insert(fold(&column.name), TypeFamilies::ANY);
+                self.insert(fold(&column.name), OperandTraits::ANY);
             }
         }
         ControlFlow::Continue(())
@@ -316,21 +317,21 @@ impl Visitor for RecordNames {
                 if alias.is_none()
                     && let Some(ObjectNamePart::Identifier(last)) = name.0.last()
                 {
-                    self.insert(fold(last), TypeFamilies::ANY);
+                    self.insert(fold(last), OperandTraits::ANY);
                 }
                 alias
             }
             // Without an alias, `UNNEST(…)` names its column `unnest`, and `LATERAL f()` its
             // column `f` (found by red-team review).
             TableFactor::UNNEST { alias: None, .. } => {
-                self.insert("unnest".to_owned(), TypeFamilies::ANY);
+                self.insert("unnest".to_owned(), OperandTraits::ANY);
                 &None
             }
             TableFactor::Function {
                 name, alias: None, ..
             } => {
                 if let Some(ObjectNamePart::Identifier(last)) = name.0.last() {
-                    self.insert(fold(last), TypeFamilies::ANY);
+                    self.insert(fold(last), OperandTraits::ANY);
                 }
                 &None
             }
@@ -341,89 +342,95 @@ impl Visitor for RecordNames {
             _ => &None,
         };
         if let Some(alias) = alias {
-            self.insert(fold(&alias.name), TypeFamilies::ANY);
+            self.insert(fold(&alias.name), OperandTraits::ANY);
             for column in &alias.columns {
-                let families = column
-                    .data_type
-                    .as_ref()
-                    .map_or(TypeFamilies::ANY, TypeFamilies::of_data_type);
-                self.insert(fold(&column.name), families);
+                let traits = column.data_type.as_ref().map_or(OperandTraits::ANY, |t| {
+                    OperandTraits::of_families(TypeFamilies::of_data_type(t))
+                });
+                self.insert(fold(&column.name), traits);
             }
         }
         ControlFlow::Continue(())
     }
 }
 
-/// The type families ([`TypeFamilies`]) of the values each name of a statement may denote: the
-/// catalog's columns of that name, and every value the statement gives that name — a
-/// select-list item by its alias or output name, judged by its expression; a name an alias list
-/// gives (unless a column definition types it), a FROM item's or a function's
-/// ([`RecordNames`]), any family. A name neither the catalog nor the statement knows may be of
-/// any family.
-struct NameFamilies<'a> {
-    catalog: &'a ColumnFamilies<'a>,
-    given: HashMap<String, TypeFamilies>,
+/// What the values each name of a statement may denote may be when compared
+/// ([`OperandTraits`]): the catalog's columns of that name, and every value the statement gives
+/// that name — a select-list item by its alias or output name, judged by its expression; a name
+/// an alias list gives (unless a column definition types it), a FROM item's or a function's
+/// ([`RecordNames`]), anything. A name neither the catalog nor the statement knows may be
+/// anything.
+struct NameTraits<'a> {
+    catalog: &'a ColumnTraits<'a>,
+    given: HashMap<String, OperandTraits>,
 }
 
-impl<'a> NameFamilies<'a> {
+impl<'a> NameTraits<'a> {
     fn new(
         statement: &Statement,
-        records: &HashMap<String, TypeFamilies>,
-        catalog: &'a ColumnFamilies<'a>,
-    ) -> NameFamilies<'a> {
+        records: &HashMap<String, OperandTraits>,
+        catalog: &'a ColumnTraits<'a>,
+    ) -> NameTraits<'a> {
         let mut outputs = SelectOutputs(Vec::new());
         let _ = statement.visit(&mut outputs);
-        let mut given: HashMap<String, TypeFamilies> = outputs
+        let mut given: HashMap<String, OperandTraits> = outputs
             .0
             .iter()
-            .map(|(name, _)| (name.clone(), TypeFamilies::NONE))
+            .map(|(name, _)| (name.clone(), OperandTraits::NONE))
             .collect();
-        for (name, families) in records {
+        for (name, traits) in records {
             let known = given.entry(name.clone()).or_default();
-            *known = *known | *families;
+            *known = *known | *traits;
         }
-        let mut families = NameFamilies { catalog, given };
+        let mut names = NameTraits { catalog, given };
         // An output may name another (`SELECT s.total AS t FROM (SELECT sum(…) AS total …) s`):
-        // families only grow, so this ends once none does.
+        // traits only grow, so this ends once none does.
         loop {
             let mut grew = false;
             for (name, expr) in &outputs.0 {
-                let more = families.of_expr(expr);
-                let known = families.given.get_mut(name).expect("every output is given");
+                let more = names.of_expr(expr);
+                let known = names.given.get_mut(name).expect("every output is given");
                 if *known | more != *known {
                     *known = *known | more;
                     grew = true;
                 }
             }
             if !grew {
-                return families;
+                return names;
             }
         }
     }
 
-    fn of_name(&self, name: &str) -> TypeFamilies {
+    fn of_name(&self, name: &str) -> OperandTraits {
         match ((self.catalog)(name), self.given.get(name)) {
-            (None, None) => TypeFamilies::ANY,
+            (None, None) => OperandTraits::ANY,
             (catalog, given) => catalog.unwrap_or_default() | given.copied().unwrap_or_default(),
         }
     }
 
-    /// The families `e`'s value may belong to. Literals take the type of what they are
-    /// compared with (parameters are judged by [`Judge::may_convert`]); booleans belong to none.
-    fn of_expr(&self, e: &Expr) -> TypeFamilies {
+    /// What `e`'s value may be. Literals take the type of what they are compared with
+    /// (parameters are judged by [`Judge::may_convert`]); booleans are of no family.
+    fn of_expr(&self, e: &Expr) -> OperandTraits {
         match e {
             Expr::Identifier(id) => self.of_name(&fold(id)),
             Expr::CompoundIdentifier(ids) => ids
                 .last()
-                .map_or(TypeFamilies::ANY, |id| self.of_name(&fold(id))),
-            Expr::Value(_) | Expr::Interval(_) => TypeFamilies::NONE,
+                .map_or(OperandTraits::ANY, |id| self.of_name(&fold(id))),
+            Expr::Value(_) | Expr::Interval(_) => OperandTraits::NONE,
             Expr::Nested(inner)
             | Expr::UnaryOp {
                 op: UnaryOperator::Minus | UnaryOperator::Plus,
                 expr: inner,
             } => self.of_expr(inner),
-            Expr::TypedString(typed) => TypeFamilies::of_data_type(&typed.data_type),
-            Expr::Cast { data_type, .. } => TypeFamilies::of_data_type(data_type),
+            Expr::TypedString(typed) => {
+                OperandTraits::of_families(TypeFamilies::of_data_type(&typed.data_type))
+            }
+            Expr::Cast {
+                expr, data_type, ..
+            } => OperandTraits {
+                families: TypeFamilies::of_data_type(data_type),
+                collations: self.of_expr(expr).collations,
+            },
             Expr::BinaryOp {
                 left,
                 op:
@@ -433,9 +440,16 @@ impl<'a> NameFamilies<'a> {
                     | BinaryOperator::Divide
                     | BinaryOperator::Modulo,
                 right,
-            } => self.of_expr(left) | self.of_expr(right),
-            Expr::BinaryOp { .. }
-            | Expr::UnaryOp { .. }
+            } => self.of_arithmetic([left.as_ref(), right.as_ref()]),
+            Expr::BinaryOp { op, .. } if is_comparison(op) => OperandTraits::NONE,
+            Expr::BinaryOp {
+                op: BinaryOperator::And | BinaryOperator::Or,
+                ..
+            }
+            | Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                ..
+            }
             | Expr::IsNull(_)
             | Expr::IsNotNull(_)
             | Expr::IsTrue(_)
@@ -450,7 +464,7 @@ impl<'a> NameFamilies<'a> {
             | Expr::Between { .. }
             | Expr::Exists { .. }
             | Expr::AnyOp { .. }
-            | Expr::AllOp { .. } => TypeFamilies::NONE,
+            | Expr::AllOp { .. } => OperandTraits::NONE,
             Expr::Case {
                 conditions,
                 else_result,
@@ -459,33 +473,60 @@ impl<'a> NameFamilies<'a> {
                 .iter()
                 .map(|when| &when.result)
                 .chain(else_result.as_deref())
-                .fold(TypeFamilies::NONE, |f, e| f | self.of_expr(e)),
+                .fold(OperandTraits::NONE, |t, e| t | self.of_expr(e)),
             Expr::Array(array) => self.of_all(&array.elem),
             Expr::Tuple(fields) => self.of_all(fields),
             Expr::Subquery(query) => self.of_outputs(&query.body),
             Expr::Function(f) => self.of_call(f),
-            _ => TypeFamilies::ANY,
+            _ => OperandTraits::ANY,
         }
     }
 
-    fn of_all(&self, exprs: &[Expr]) -> TypeFamilies {
-        exprs
-            .iter()
-            .fold(TypeFamilies::NONE, |f, e| f | self.of_expr(e))
+    /// Arithmetic keeps its operands' families, except that dates and timestamps give one
+    /// another (`d + interval '1 day'` is a timestamp) and `oid` gives bigint. Types of no
+    /// family give anything (found by red-team review: `money / money` is a float).
+    fn of_arithmetic(&self, operands: [&Expr; 2]) -> OperandTraits {
+        const DATETIME: TypeFamilies = TypeFamilies::DATE
+            .union(TypeFamilies::TIMESTAMP)
+            .union(TypeFamilies::TIMESTAMPTZ);
+        let mut traits = OperandTraits::NONE;
+        for operand in operands {
+            if is_bare_literal(operand) {
+                continue;
+            }
+            let more = self.of_expr(operand);
+            if more.families == TypeFamilies::NONE {
+                return OperandTraits::ANY;
+            }
+            traits = traits | more;
+        }
+        if traits.families.intersects(DATETIME) {
+            traits.families = traits.families | DATETIME;
+        }
+        if traits.families.intersects(TypeFamilies::OID) {
+            traits.families = traits.families | TypeFamilies::BIGINT;
+        }
+        traits
     }
 
-    /// The families of any column a query body returns.
-    fn of_outputs(&self, body: &SetExpr) -> TypeFamilies {
+    fn of_all(&self, exprs: &[Expr]) -> OperandTraits {
+        exprs
+            .iter()
+            .fold(OperandTraits::NONE, |t, e| t | self.of_expr(e))
+    }
+
+    /// What any column a query body returns may be.
+    fn of_outputs(&self, body: &SetExpr) -> OperandTraits {
         match body {
             SetExpr::Select(select) => {
                 select
                     .projection
                     .iter()
-                    .fold(TypeFamilies::NONE, |f, item| match item {
+                    .fold(OperandTraits::NONE, |t, item| match item {
                         SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                            f | self.of_expr(e)
+                            t | self.of_expr(e)
                         }
-                        _ => TypeFamilies::ANY,
+                        _ => OperandTraits::ANY,
                     })
             }
             SetExpr::Query(query) => self.of_outputs(&query.body),
@@ -495,15 +536,16 @@ impl<'a> NameFamilies<'a> {
             SetExpr::Values(values) => values
                 .rows
                 .iter()
-                .fold(TypeFamilies::NONE, |f, row| f | self.of_all(&row.content)),
-            _ => TypeFamilies::ANY,
+                .fold(OperandTraits::NONE, |t, row| t | self.of_all(&row.content)),
+            _ => OperandTraits::ANY,
         }
     }
 
-    /// An aggregate's or window function's result: `count` and the ranks are bigint, `ntile`
-    /// integer; the input-typed keep their input's; `sum` of integers is bigint, of bigints
-    /// numeric, `avg` of any but floats numeric. Others may be anything.
-    fn of_call(&self, f: &Function) -> TypeFamilies {
+    /// An aggregate's or window function's result, carrying its inputs' collations: `count`
+    /// and the ranks are bigint, `ntile` integer; the input-typed keep their input's families;
+    /// `sum` of integers is bigint, of bigints numeric, `avg` of any but floats numeric. Other
+    /// calls may return anything.
+    fn of_call(&self, f: &Function) -> OperandTraits {
         let name = function_name(f);
         let inputs = match &f.args {
             FunctionArguments::List(list) => list
@@ -511,18 +553,18 @@ impl<'a> NameFamilies<'a> {
                 .iter()
                 .filter_map(argument)
                 .chain(f.within_group.iter().map(|o| &o.expr))
-                .fold(TypeFamilies::NONE, |families, e| families | self.of_expr(e)),
-            FunctionArguments::None => TypeFamilies::NONE,
-            FunctionArguments::Subquery(_) => TypeFamilies::ANY,
+                .fold(OperandTraits::NONE, |t, e| t | self.of_expr(e)),
+            FunctionArguments::None => OperandTraits::NONE,
+            FunctionArguments::Subquery(_) => OperandTraits::ANY,
         };
         let keep = |family: TypeFamilies, into: TypeFamilies| {
-            if inputs.intersects(family) {
+            if inputs.families.intersects(family) {
                 into
             } else {
                 TypeFamilies::NONE
             }
         };
-        match name.as_str() {
+        let families = match name.as_str() {
             "count" | "row_number" | "rank" | "dense_rank" => TypeFamilies::BIGINT,
             "ntile" => TypeFamilies::INTEGER,
             "sum" => {
@@ -538,28 +580,45 @@ impl<'a> NameFamilies<'a> {
                 ) | keep(TypeFamilies::FLOAT, TypeFamilies::FLOAT)
             }
             name if FIXED_TYPE_AGGREGATES.contains(&name) => TypeFamilies::NONE,
-            name if INPUT_TYPED_AGGREGATES.contains(&name) => inputs,
-            _ => TypeFamilies::ANY,
+            name if INPUT_TYPED_AGGREGATES.contains(&name) => inputs.families,
+            _ => return OperandTraits::ANY,
+        };
+        OperandTraits {
+            families,
+            collations: inputs.collations,
         }
     }
 
-    /// Whether a join's `USING` or `NATURAL` compares columns whose names may hold values of
-    /// families compared by a conversion that can fail. tablegate does not know which columns
-    /// a NATURAL join compares: it counts as such a join.
+    /// Whether a join's `USING` or `NATURAL` merges columns whose names may hold values that
+    /// fail to compare, or (in an outer join's merged column) to convert to their common type.
+    /// tablegate does not know which columns a NATURAL join merges: it counts as such a join.
     fn join_may_fail(&self, constraint: &JoinConstraint) -> bool {
         match constraint {
             JoinConstraint::Using(columns) | JoinConstraint::UsingAlias(columns, _) => {
                 columns.iter().any(|column| {
-                    let families = match column.0.last() {
+                    let traits = match column.0.last() {
                         Some(ObjectNamePart::Identifier(id)) => self.of_name(&fold(id)),
-                        _ => TypeFamilies::ANY,
+                        _ => OperandTraits::ANY,
                     };
-                    families.comparison_may_fail(families)
+                    traits.merge_may_fail(traits)
                 })
             }
             JoinConstraint::Natural => true,
             JoinConstraint::On(_) | JoinConstraint::None => false,
         }
+    }
+}
+
+/// A literal as written, which takes its type from what it meets.
+fn is_bare_literal(e: &Expr) -> bool {
+    match e {
+        Expr::Value(_) | Expr::Interval(_) => true,
+        Expr::Nested(inner)
+        | Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr: inner,
+        } => is_bare_literal(inner),
+        _ => false,
     }
 }
 
@@ -641,7 +700,7 @@ struct LeakyConditions<'a> {
     sublinks: Vec<bool>,
     /// Names that may denote records ([`RecordNames`]).
     records: HashSet<String>,
-    families: NameFamilies<'a>,
+    traits: NameTraits<'a>,
     /// The statement's CTE names: a FROM name among them may not be the relation of that name.
     ctes: HashSet<String>,
     has_column: &'a HasColumn<'a>,
@@ -718,7 +777,7 @@ impl Visitor for LeakyConditions<'_> {
             for join in &element.joins {
                 match join_constraint(&join.join_operator) {
                     Some(JoinConstraint::On(on)) => conditions.push(on),
-                    Some(constraint) if self.families.join_may_fail(constraint) => {
+                    Some(constraint) if self.traits.join_may_fail(constraint) => {
                         self.leaky = true;
                         return ControlFlow::Break(());
                     }
@@ -802,7 +861,7 @@ impl Visitor for LeakyConditions<'_> {
                 for join in &table_with_joins.joins {
                     match join_constraint(&join.join_operator) {
                         Some(JoinConstraint::On(on)) => conditions.push(on),
-                        Some(constraint) if self.families.join_may_fail(constraint) => {
+                        Some(constraint) if self.traits.join_may_fail(constraint) => {
                             self.leaky = true;
                             return ControlFlow::Break(());
                         }
@@ -895,7 +954,7 @@ impl LeakyConditions<'_> {
         Judge {
             nested: self.correlated > 0,
             records: &self.records,
-            families: &self.families,
+            traits: &self.traits,
             risky_parameter_types: self.risky_parameter_types,
             loose_placeholders: &self.loose_placeholders,
         }
@@ -977,7 +1036,7 @@ struct Judge<'a> {
     /// aggregate arguments count.
     nested: bool,
     records: &'a HashSet<String>,
-    families: &'a NameFamilies<'a>,
+    traits: &'a NameTraits<'a>,
     risky_parameter_types: bool,
     loose_placeholders: &'a HashSet<String>,
 }
@@ -1029,9 +1088,9 @@ impl Judge<'_> {
                             e => self.plain_operand(e),
                         }
                         && !self
-                            .families
+                            .traits
                             .of_expr(expr)
-                            .comparison_may_fail(self.families.of_outputs(&query.body))
+                            .comparison_may_fail(self.traits.of_outputs(&query.body))
                 }
                 _ => false,
             },
@@ -1058,9 +1117,9 @@ impl Judge<'_> {
                         right => self.plain_operand(right),
                     }
                     && !self
-                        .families
+                        .traits
                         .of_expr(left)
-                        .comparison_may_fail(self.families.of_expr(right))
+                        .comparison_may_fail(self.traits.of_expr(right))
             }
             // Of literals only: an element that is an array makes a multidimensional array,
             // which fails when another element's dimensions differ.
@@ -1098,9 +1157,9 @@ impl Judge<'_> {
                 self.plain_operand(a)
                     && self.plain_operand(b)
                     && !self
-                        .families
+                        .traits
                         .of_expr(a)
-                        .comparison_may_fail(self.families.of_expr(b))
+                        .comparison_may_fail(self.traits.of_expr(b))
             }
         }
     }
@@ -1581,17 +1640,18 @@ fn is_aggregate(f: &Function) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewrite::operand_traits::Collations;
     use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::parser::Parser;
 
-    /// Tables t(x, y, z), u(y, z), orders(id, amount, region, note), w(n, ratio, big, ref): what
-    /// tablegate's catalog would know.
+    /// Tables t(x, y, z), u(y, z), orders(id, amount, region, note), w(n, ratio, big, ref, d, ts,
+    /// m, code, label): what tablegate's catalog would know.
     fn has_column(relation: &[String], column: &str) -> Option<bool> {
         let columns: &[&str] = match relation.last()?.as_str() {
             "t" => &["x", "y", "z"],
             "u" => &["y", "z"],
             "orders" => &["id", "amount", "region", "note"],
-            "w" => &["n", "ratio", "big", "ref"],
+            "w" => &["n", "ratio", "big", "ref", "d", "ts", "m", "code", "label"],
             _ => return None,
         };
         Some(columns.contains(&column))
@@ -1607,21 +1667,33 @@ mod tests {
             &Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0],
             &has_column,
             &HashSet::from(["home".to_owned()]),
-            &column_families,
+            &column_traits,
             risky_parameter_types,
         )
     }
 
-    /// Column types the catalog would know: `amount` numeric, `ratio` a float, `big` bigint,
-    /// `ref` an `oid`, `n` an integer; every other name of no family.
-    fn column_families(name: &str) -> Option<TypeFamilies> {
-        Some(match name {
+    /// Columns as the catalog would know them: `amount` numeric, `ratio` a float, `big` bigint,
+    /// `ref` an `oid`, `n` an integer, `d` a date, `ts` a timestamp, `m` money, `code` and
+    /// `label` text of two different collations; every other name of no family or collation.
+    fn column_traits(name: &str) -> Option<OperandTraits> {
+        let families = match name {
             "amount" => TypeFamilies::NUMERIC,
             "ratio" => TypeFamilies::FLOAT,
             "big" => TypeFamilies::BIGINT,
             "ref" => TypeFamilies::OID,
             "n" => TypeFamilies::INTEGER,
+            "d" => TypeFamilies::DATE,
+            "ts" => TypeFamilies::TIMESTAMP,
             _ => TypeFamilies::NONE,
+        };
+        let collations = match name {
+            "code" => Collations::at(0),
+            "label" => Collations::at(1),
+            _ => Collations::NONE,
+        };
+        Some(OperandTraits {
+            families,
+            collations,
         })
     }
 
@@ -1740,6 +1812,21 @@ mod tests {
             "SELECT * FROM t NATURAL JOIN u",
             // a name tablegate cannot type
             "SELECT * FROM orders o JOIN t AS x(a, b, c) ON o.amount = x.a",
+            // arithmetic over types of no family: `money / money` is a float (found by red-team
+            // review)
+            "SELECT * FROM orders WHERE amount < (SELECT avg(m / m) FROM w)",
+            "SELECT * FROM orders WHERE amount > (SELECT sum(m / '1') FROM w)",
+            // an outer join's USING column is converted to the common type: a date beyond the
+            // timestamp range fails (found by red-team review)
+            "SELECT * FROM t LEFT JOIN (SELECT ts AS d FROM w) r USING (d) WHERE d > '2000-01-01'",
+            "SELECT * FROM (t LEFT JOIN (SELECT ts AS d FROM w) r USING (d)) WHERE d > '2000-01-01'",
+            "SELECT * FROM t LEFT JOIN jsonb_to_record('{}') AS r(d timestamp) USING (d)",
+            // two non-default collations have none to compare by (found by red-team review)
+            "SELECT * FROM w WHERE code = label",
+            "SELECT * FROM w WHERE code IN ('a', label)",
+            "SELECT * FROM w WHERE code IN (SELECT label FROM w)",
+            "SELECT * FROM w WHERE code = (SELECT max(label) FROM w)",
+            "SELECT * FROM t JOIN (SELECT code AS label FROM w) r USING (label)",
         ] {
             assert!(fenced(sql), "{sql}");
         }
@@ -1752,6 +1839,10 @@ mod tests {
             "SELECT * FROM orders o JOIN (SELECT id, sum(amount) AS total FROM orders GROUP BY id) s \
              ON o.id = s.id WHERE o.amount < s.total",
             "SELECT * FROM t JOIN jsonb_to_record('{}') AS r(amount numeric) USING (amount)",
+            // dates and timestamps compare through operators that cannot fail
+            "SELECT * FROM w WHERE d > ts AND ts > (SELECT max(d) FROM w)",
+            "SELECT * FROM w WHERE big > (SELECT sum(n * 2) FROM w)",
+            "SELECT * FROM w WHERE code = code AND code = 'x' AND label > (SELECT max(label) FROM w)",
         ] {
             assert!(!fenced(sql), "{sql}");
         }
