@@ -45,6 +45,7 @@
 //! or carry two different non-default collations, counts as leaky
 //! ([`OperandTraits::comparison_may_fail`]).
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
@@ -88,7 +89,7 @@ pub(super) fn needs_fence(
     let _ = statement.visit(&mut names);
     let traits = NameTraits::new(statement, &names.0, column_traits);
     let mut records = record_columns.clone();
-    records.extend(names.0.into_keys());
+    records.extend(names.0.keys().cloned());
     let mut ctes = CteNames(HashSet::new());
     let _ = statement.visit(&mut ctes);
     let mut placeholders = PlaceholderUses::default();
@@ -362,47 +363,67 @@ impl Visitor for RecordNames {
 /// anything.
 struct NameTraits<'a> {
     catalog: &'a ColumnTraits<'a>,
-    given: HashMap<String, OperandTraits>,
+    statement: &'a Statement,
+    records: &'a HashMap<String, OperandTraits>,
+    /// What the statement gives each name, worked out when first asked for: most statements
+    /// compare columns only with literals.
+    given: OnceCell<HashMap<String, OperandTraits>>,
 }
 
 impl<'a> NameTraits<'a> {
     fn new(
-        statement: &Statement,
-        records: &HashMap<String, OperandTraits>,
+        statement: &'a Statement,
+        records: &'a HashMap<String, OperandTraits>,
         catalog: &'a ColumnTraits<'a>,
     ) -> NameTraits<'a> {
-        let mut outputs = SelectOutputs(Vec::new());
-        let _ = statement.visit(&mut outputs);
-        let mut given: HashMap<String, OperandTraits> = outputs
-            .0
-            .iter()
-            .map(|(name, _)| (name.clone(), OperandTraits::NONE))
-            .collect();
-        for (name, traits) in records {
-            let known = given.entry(name.clone()).or_default();
-            *known = *known | *traits;
-        }
-        let mut names = NameTraits { catalog, given };
-        // An output may name another (`SELECT s.total AS t FROM (SELECT sum(…) AS total …) s`):
-        // traits only grow, so this ends once none does.
-        loop {
-            let mut grew = false;
-            for (name, expr) in &outputs.0 {
-                let more = names.of_expr(expr);
-                let known = names.given.get_mut(name).expect("every output is given");
-                if *known | more != *known {
-                    *known = *known | more;
-                    grew = true;
-                }
-            }
-            if !grew {
-                return names;
-            }
+        NameTraits {
+            catalog,
+            statement,
+            records,
+            given: OnceCell::new(),
         }
     }
 
+    fn given(&self) -> &HashMap<String, OperandTraits> {
+        self.given.get_or_init(|| {
+            let mut outputs = SelectOutputs(Vec::new());
+            let _ = self.statement.visit(&mut outputs);
+            let mut given: HashMap<String, OperandTraits> = outputs
+                .0
+                .iter()
+                .map(|(name, _)| (name.clone(), OperandTraits::NONE))
+                .collect();
+            for (name, traits) in self.records {
+                let known = given.entry(name.clone()).or_default();
+                *known = *known | *traits;
+            }
+            // An output may name another (`SELECT s.total AS t FROM (SELECT sum(…) AS total …)
+            // s`): traits only grow, so this ends once none does.
+            loop {
+                let partial = NameTraits {
+                    given: OnceCell::from(given),
+                    ..*self
+                };
+                let more: Vec<OperandTraits> =
+                    outputs.0.iter().map(|(_, e)| partial.of_expr(e)).collect();
+                given = partial.given.into_inner().expect("given above");
+                let mut grew = false;
+                for ((name, _), more) in outputs.0.iter().zip(more) {
+                    let known = given.get_mut(name).expect("every output is given");
+                    if *known | more != *known {
+                        *known = *known | more;
+                        grew = true;
+                    }
+                }
+                if !grew {
+                    return given;
+                }
+            }
+        })
+    }
+
     fn of_name(&self, name: &str) -> OperandTraits {
-        match ((self.catalog)(name), self.given.get(name)) {
+        match ((self.catalog)(name), self.given().get(name)) {
             (None, None) => OperandTraits::ANY,
             (catalog, given) => catalog.unwrap_or_default() | given.copied().unwrap_or_default(),
         }
@@ -1116,10 +1137,7 @@ impl Judge<'_> {
                         Expr::Subquery(query) => !self.output_may_convert(query),
                         right => self.plain_operand(right),
                     }
-                    && !self
-                        .traits
-                        .of_expr(left)
-                        .comparison_may_fail(self.traits.of_expr(right))
+                    && !self.comparison_may_fail(left, right)
             }
             // Of literals only: an element that is an array makes a multidimensional array,
             // which fails when another element's dimensions differ.
@@ -1153,15 +1171,23 @@ impl Judge<'_> {
             (Expr::Tuple(x), Expr::Tuple(y)) => {
                 x.len() == y.len() && x.iter().zip(y).all(|(a, b)| self.comparable(a, b))
             }
-            _ => {
-                self.plain_operand(a)
-                    && self.plain_operand(b)
-                    && !self
-                        .traits
-                        .of_expr(a)
-                        .comparison_may_fail(self.traits.of_expr(b))
-            }
+            _ => self.plain_operand(a) && self.plain_operand(b) && !self.comparison_may_fail(a, b),
         }
+    }
+
+    /// Whether comparing `a` with `b` may fail on some values ([`NameTraits`]); never with a
+    /// literal, which takes the other side's type, nor with an array of literals.
+    fn comparison_may_fail(&self, a: &Expr, b: &Expr) -> bool {
+        let literal = |e: &Expr| {
+            is_bare_literal(e)
+                || matches!(e, Expr::Array(array) if array.elem.iter().all(is_bare_literal))
+        };
+        !literal(a)
+            && !literal(b)
+            && self
+                .traits
+                .of_expr(a)
+                .comparison_may_fail(self.traits.of_expr(b))
     }
 
     /// A comparison operand that is leakproof, no record, and of no type that converts what it
