@@ -225,8 +225,18 @@ impl Alice {
     /// `public.region_members` gives her: a filter PostgreSQL runs as a semi-join. The
     /// membership table is granted whole, for queries to name in subqueries.
     async fn by_membership(client: &tokio_postgres::Client, table: &str) -> Alice {
+        Alice::by_membership_granting(client, table, &[]).await
+    }
+
+    /// [`Alice::by_membership`], with the tables `whole` granted whole too.
+    async fn by_membership_granting(
+        client: &tokio_postgres::Client,
+        table: &str,
+        whole: &[&str],
+    ) -> Alice {
+        let whole: String = whole.iter().map(|t| format!(", \"{t}\"")).collect();
         let policy = format!(
-            "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"{table}\", \"public.region_members\"]\n\
+            "[datasource.d]\n[role.rep.datasource.d]\ntables = [\"{table}\", \"public.region_members\"{whole}]\n\
              rows.\"{table}\" = \"region IN (SELECT m.region FROM public.region_members m WHERE m.userid = {{{{user.userid}}}})\"\n\
              [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n"
         );
@@ -553,15 +563,7 @@ async fn comparisons_of_columns_converted_on_every_row_wait_for_the_row_filter()
     ))
     .await;
     let client = database.connect().await;
-    let alice = Alice::under(
-        &client,
-        "[datasource.d]\n[role.rep.datasource.d]\n\
-         tables = [\"public.orders\", \"public.region_members\", \"public.rates\"]\n\
-         rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m \
-         WHERE m.userid = {{user.userid}})\"\n\
-         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
-    )
-    .await;
+    let alice = Alice::by_membership_granting(&client, "public.orders", &["public.rates"]).await;
     fenced_probes_hold(
         &client,
         &alice.context(),
@@ -617,15 +619,7 @@ async fn conversions_and_collation_conflicts_wait_for_the_row_filter() {
     )
     .await;
     let client = database.connect().await;
-    let alice = Alice::under(
-        &client,
-        "[datasource.d]\n[role.rep.datasource.d]\n\
-         tables = [\"public.orders\", \"public.region_members\", \"public.events\"]\n\
-         rows.\"public.orders\" = \"region IN (SELECT m.region FROM public.region_members m \
-         WHERE m.userid = {{user.userid}})\"\n\
-         [[assign]]\nuser = \"alice\"\nroles = [\"rep\"]\n",
-    )
-    .await;
+    let alice = Alice::by_membership_granting(&client, "public.orders", &["public.events"]).await;
     fenced_probes_hold(
         &client,
         &alice.context(),

@@ -14,8 +14,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    ArrayElemTypeDef, DataType, Expr, InTarget, ObjectName, Query, SetExpr, TypedString, Value,
-    ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+    DataType, Expr, InTarget, ObjectName, Query, SetExpr, TypedString, Value, ValueWithSpan, Visit,
+    VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -25,6 +25,7 @@ use super::value::VarValue;
 use crate::catalog::Relation;
 use crate::names::fold;
 use crate::rewrite::functions::is_safe_function;
+use crate::rewrite::operand_traits::element_type;
 
 #[derive(Clone, Debug)]
 pub struct RowFilter {
@@ -282,13 +283,8 @@ const BUILT_IN_COLLATIONS: [&str; 4] = ["C", "POSIX", "default", "ucs_basic"];
 /// A type written as a bare name (sqlparser's `Custom`), which PostgreSQL looks up along the
 /// search_path; the types SQL's grammar spells out (integer, text, date …) are pg_catalog's.
 fn unqualified_named_type(data_type: &DataType) -> Option<&ObjectName> {
-    match data_type {
+    match element_type(data_type) {
         DataType::Custom(name, _) if name.0.len() == 1 => Some(name),
-        DataType::Array(
-            ArrayElemTypeDef::AngleBracket(inner)
-            | ArrayElemTypeDef::SquareBracket(inner, _)
-            | ArrayElemTypeDef::Parenthesis(inner),
-        ) => unqualified_named_type(inner),
         _ => None,
     }
 }

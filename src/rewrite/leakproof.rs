@@ -50,15 +50,15 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    ArrayElemTypeDef, BinaryOperator, DataType, Distinct, Expr, Function, FunctionArg,
-    FunctionArgExpr, FunctionArguments, GroupByExpr, InTarget, JoinConstraint, LimitClause,
-    ObjectName, ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectItem,
+    BinaryOperator, DataType, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, InTarget, JoinConstraint, LimitClause, ObjectName,
+    ObjectNamePart, OrderBy, OrderByKind, Query, Select, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TimezoneInfo,
     UnaryOperator, Value, Visit, Visitor,
 };
 
 use super::colname::output_name;
-use super::operand_traits::{OperandTraits, TypeFamilies};
+use super::operand_traits::{OperandTraits, TypeFamilies, element_type};
 use super::syntax::{
     call_arguments, column_parts, join_constraint, leading_name, object_name_parts, row_arguments,
     table_function_arguments,
@@ -462,30 +462,7 @@ impl<'a> NameTraits<'a> {
                     | BinaryOperator::Modulo,
                 right,
             } => self.of_arithmetic([left.as_ref(), right.as_ref()]),
-            Expr::BinaryOp { op, .. } if is_comparison(op) => OperandTraits::NONE,
-            Expr::BinaryOp {
-                op: BinaryOperator::And | BinaryOperator::Or,
-                ..
-            }
-            | Expr::UnaryOp {
-                op: UnaryOperator::Not,
-                ..
-            }
-            | Expr::IsNull(_)
-            | Expr::IsNotNull(_)
-            | Expr::IsTrue(_)
-            | Expr::IsNotTrue(_)
-            | Expr::IsFalse(_)
-            | Expr::IsNotFalse(_)
-            | Expr::IsUnknown(_)
-            | Expr::IsNotUnknown(_)
-            | Expr::IsDistinctFrom(..)
-            | Expr::IsNotDistinctFrom(..)
-            | Expr::In { .. }
-            | Expr::Between { .. }
-            | Expr::Exists { .. }
-            | Expr::AnyOp { .. }
-            | Expr::AllOp { .. } => OperandTraits::NONE,
+            e if is_condition(e) => OperandTraits::NONE,
             Expr::Case {
                 conditions,
                 else_result,
@@ -1051,6 +1028,35 @@ fn is_comparison(op: &BinaryOperator) -> bool {
     )
 }
 
+/// A condition: its value is a boolean, of no type family or collation.
+fn is_condition(e: &Expr) -> bool {
+    match e {
+        Expr::BinaryOp { op, .. } => {
+            is_comparison(op) || matches!(op, BinaryOperator::And | BinaryOperator::Or)
+        }
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            ..
+        } => true,
+        Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::In { .. }
+        | Expr::Between { .. }
+        | Expr::Exists { .. }
+        | Expr::AnyOp { .. }
+        | Expr::AllOp { .. } => true,
+        _ => false,
+    }
+}
+
 /// How conditions are judged at one point of a statement.
 struct Judge<'a> {
     /// Inside a subquery, which may be correlated with rows no filter has passed yet, so even
@@ -1239,36 +1245,8 @@ impl Judge<'_> {
     /// the column).
     fn column_typed(&self, e: &Expr) -> bool {
         match e {
-            Expr::BinaryOp {
-                op:
-                    BinaryOperator::And
-                    | BinaryOperator::Or
-                    | BinaryOperator::Eq
-                    | BinaryOperator::NotEq
-                    | BinaryOperator::Lt
-                    | BinaryOperator::LtEq
-                    | BinaryOperator::Gt
-                    | BinaryOperator::GtEq,
-                ..
-            }
-            | Expr::IsNull(_)
-            | Expr::IsNotNull(_)
-            | Expr::IsTrue(_)
-            | Expr::IsNotTrue(_)
-            | Expr::IsFalse(_)
-            | Expr::IsNotFalse(_)
-            | Expr::IsDistinctFrom(..)
-            | Expr::IsNotDistinctFrom(..)
-            | Expr::In { .. }
-            | Expr::Between { .. }
-            | Expr::Exists { .. }
-            | Expr::AnyOp { .. }
-            | Expr::AllOp { .. }
-            | Expr::Interval(_) => true,
-            Expr::UnaryOp {
-                op: UnaryOperator::Not,
-                ..
-            } => true,
+            e if is_condition(e) => true,
+            Expr::Interval(_) => true,
             Expr::TypedString(typed) => !is_risky_type(&typed.data_type),
             // A name an alias list gave may have any type its column definition says (found by
             // red-team review: `sum(x.a)` over `jsonb_to_record(…) AS x(a float8)`).
@@ -1589,41 +1567,14 @@ fn factor_alias(factor: &TableFactor) -> Option<&TableAlias> {
 /// aliases bigint columns, `timestamptz` timestamp columns; a type tablegate does not know
 /// (a domain) may be any of them.
 fn is_risky_type(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Array(
-            ArrayElemTypeDef::SquareBracket(inner, _)
-            | ArrayElemTypeDef::AngleBracket(inner)
-            | ArrayElemTypeDef::Parenthesis(inner)
-            | ArrayElemTypeDef::Qualified(inner, _),
-        ) => is_risky_type(inner),
-        DataType::Time(_, zone) | DataType::Timestamp(_, zone) => {
+    const RISKY: TypeFamilies = TypeFamilies::FLOAT
+        .union(TypeFamilies::OID)
+        .union(TypeFamilies::TIMESTAMPTZ);
+    match element_type(data_type) {
+        DataType::Time(_, zone) => {
             !matches!(zone, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone)
         }
-        DataType::SmallInt(_)
-        | DataType::Int(_)
-        | DataType::Integer(_)
-        | DataType::BigInt(_)
-        | DataType::Int2(_)
-        | DataType::Int4(_)
-        | DataType::Int8(_)
-        | DataType::Numeric(_)
-        | DataType::Decimal(_)
-        | DataType::Dec(_)
-        | DataType::Text
-        | DataType::Varchar(_)
-        | DataType::CharacterVarying(_)
-        | DataType::CharVarying(_)
-        | DataType::Char(_)
-        | DataType::Character(_)
-        | DataType::Bool
-        | DataType::Boolean
-        | DataType::Bytea
-        | DataType::Date
-        | DataType::Interval { .. }
-        | DataType::Uuid
-        | DataType::JSON
-        | DataType::JSONB => false,
-        _ => true,
+        element => TypeFamilies::of_data_type(element).intersects(RISKY),
     }
 }
 

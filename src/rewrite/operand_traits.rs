@@ -98,13 +98,7 @@ impl TypeFamilies {
     /// The families of a type as a query names it (in a cast or a typed literal); an array's
     /// are its elements'. A type name tablegate does not know (a domain) may be any.
     pub fn of_data_type(data_type: &DataType) -> TypeFamilies {
-        match data_type {
-            DataType::Array(
-                ArrayElemTypeDef::SquareBracket(inner, _)
-                | ArrayElemTypeDef::AngleBracket(inner)
-                | ArrayElemTypeDef::Parenthesis(inner)
-                | ArrayElemTypeDef::Qualified(inner, _),
-            ) => TypeFamilies::of_data_type(inner),
+        match element_type(data_type) {
             DataType::SmallInt(_)
             | DataType::Int(_)
             | DataType::Integer(_)
@@ -178,6 +172,19 @@ impl BitOr for TypeFamilies {
 
     fn bitor(self, other: TypeFamilies) -> TypeFamilies {
         self.union(other)
+    }
+}
+
+/// The type of an array's elements, however many dimensions it has; any other type itself.
+pub fn element_type(data_type: &DataType) -> &DataType {
+    match data_type {
+        DataType::Array(
+            ArrayElemTypeDef::SquareBracket(inner, _)
+            | ArrayElemTypeDef::AngleBracket(inner)
+            | ArrayElemTypeDef::Parenthesis(inner)
+            | ArrayElemTypeDef::Qualified(inner, _),
+        ) => element_type(inner),
+        other => other,
     }
 }
 
