@@ -598,9 +598,11 @@ async fn comparisons_of_columns_converted_on_every_row_wait_for_the_row_filter()
 
 /// Found by red-team review: `money / money` is a float, so `avg(m / m)` converted a numeric
 /// column on every row; an outer join's USING column is converted to the common type, so a date
-/// past the timestamp range failed under a condition on it; and two columns of different
-/// non-default collations have none to compare by — each failed on the hidden order 7 before the
-/// membership filter ran, the last a yes/no oracle on any condition about it.
+/// past the timestamp range failed under a condition on it; and two values of different
+/// non-default collations have none to compare by — two columns, or a set operation's column fed
+/// another branch's value past a `*` — each failed
+/// on the hidden order 7 before the membership filter ran, a yes/no oracle on any condition
+/// about it.
 #[tokio::test]
 async fn conversions_and_collation_conflicts_wait_for_the_row_filter() {
     let database = TempDatabase::with(
@@ -635,6 +637,12 @@ async fn conversions_and_collation_conflicts_wait_for_the_row_filter() {
             ),
             (
                 "SELECT count(*) FROM orders WHERE id = 7 AND code = label",
+                "0",
+            ),
+            // A `*` in a set operation's branch: `k` holds the other branch's `label`.
+            (
+                "SELECT count(*) FROM orders WHERE id = 7 AND code = (SELECT max(k) FROM \
+                 (SELECT *, 'x' AS k FROM events UNION ALL SELECT 1, '2020-01-01', label FROM orders) s)",
                 "0",
             ),
         ],

@@ -367,7 +367,14 @@ struct NameTraits<'a> {
     records: &'a HashMap<String, OperandTraits>,
     /// What the statement gives each name, worked out when first asked for: most statements
     /// compare columns only with literals.
-    given: OnceCell<HashMap<String, OperandTraits>>,
+    given: OnceCell<Given>,
+}
+
+/// What a statement gives its names: by name, or anything to every name when some set
+/// operation's columns cannot be placed ([`SelectOutputs::misaligned`]).
+struct Given {
+    names: HashMap<String, OperandTraits>,
+    misaligned: bool,
 }
 
 impl<'a> NameTraits<'a> {
@@ -384,46 +391,54 @@ impl<'a> NameTraits<'a> {
         }
     }
 
-    fn given(&self) -> &HashMap<String, OperandTraits> {
+    fn given(&self) -> &Given {
         self.given.get_or_init(|| {
-            let mut outputs = SelectOutputs(Vec::new());
+            let mut outputs = SelectOutputs::default();
             let _ = self.statement.visit(&mut outputs);
-            let mut given: HashMap<String, OperandTraits> = outputs
-                .0
+            let mut names: HashMap<String, OperandTraits> = outputs
+                .outputs
                 .iter()
                 .map(|(name, _)| (name.clone(), OperandTraits::NONE))
                 .collect();
             for (name, traits) in self.records {
-                let known = given.entry(name.clone()).or_default();
+                let known = names.entry(name.clone()).or_default();
                 *known = *known | *traits;
             }
+            let misaligned = outputs.misaligned;
             // An output may name another (`SELECT s.total AS t FROM (SELECT sum(…) AS total …)
             // s`): traits only grow, so this ends once none does.
             loop {
                 let partial = NameTraits {
-                    given: OnceCell::from(given),
+                    given: OnceCell::from(Given { names, misaligned }),
                     ..*self
                 };
-                let more: Vec<OperandTraits> =
-                    outputs.0.iter().map(|(_, e)| partial.of_expr(e)).collect();
-                given = partial.given.into_inner().expect("given above");
+                let more: Vec<OperandTraits> = outputs
+                    .outputs
+                    .iter()
+                    .map(|(_, e)| partial.of_expr(e))
+                    .collect();
+                names = partial.given.into_inner().expect("given above").names;
                 let mut grew = false;
-                for ((name, _), more) in outputs.0.iter().zip(more) {
-                    let known = given.get_mut(name).expect("every output is given");
+                for ((name, _), more) in outputs.outputs.iter().zip(more) {
+                    let known = names.get_mut(name).expect("every output is given");
                     if *known | more != *known {
                         *known = *known | more;
                         grew = true;
                     }
                 }
                 if !grew {
-                    return given;
+                    return Given { names, misaligned };
                 }
             }
         })
     }
 
     fn of_name(&self, name: &str) -> OperandTraits {
-        match ((self.catalog)(name), self.given().get(name)) {
+        let given = self.given();
+        if given.misaligned {
+            return OperandTraits::ANY;
+        }
+        match ((self.catalog)(name), given.names.get(name)) {
             (None, None) => OperandTraits::ANY,
             (catalog, given) => catalog.unwrap_or_default() | given.copied().unwrap_or_default(),
         }
@@ -622,67 +637,94 @@ fn is_bare_literal(e: &Expr) -> bool {
 
 /// Every select-list item of the statement, at every level, with the name it gives its value:
 /// its alias, or the output name PostgreSQL figures. A set operation's columns take the names
-/// of its first branch and the values of every branch.
-struct SelectOutputs(Vec<(String, Expr)>);
+/// of its first branch and the values of every branch, by position.
+#[derive(Default)]
+struct SelectOutputs {
+    outputs: Vec<(String, Expr)>,
+    /// Query nesting: 1 is the statement's own query, whose columns no condition reads.
+    depth: usize,
+    /// Some set operation below the top has a branch whose columns tablegate cannot place (a
+    /// `*`, `TABLE t`): any of its names may hold any branch's value (found by red-team
+    /// review: `SELECT *, cnote AS k FROM customers UNION ALL SELECT …, clabel FROM customers`
+    /// gave `k` the values of the fifth column).
+    misaligned: bool,
+}
 
 impl Visitor for SelectOutputs {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        self.depth += 1;
         if matches!(*query.body, SetExpr::SetOperation { .. }) {
             let mut branches = Vec::new();
             set_operation_branches(&query.body, &mut branches);
-            if let Some(first) = branches.first() {
-                let names: Vec<String> = first.iter().map(|(name, _)| name.clone()).collect();
-                for branch in &branches {
-                    for (name, (_, e)) in names.iter().zip(branch) {
-                        self.0.push((name.clone(), (*e).clone()));
+            match branches.into_iter().collect::<Option<Vec<_>>>() {
+                Some(branches) => {
+                    let names: Vec<String> = branches
+                        .first()
+                        .map(|first| first.iter().map(|(name, _)| name.clone()).collect())
+                        .unwrap_or_default();
+                    for branch in branches {
+                        for (name, (_, e)) in names.iter().zip(branch) {
+                            self.outputs.push((name.clone(), (*e).clone()));
+                        }
                     }
                 }
+                None => self.misaligned |= self.depth > 1,
             }
         }
         ControlFlow::Continue(())
     }
 
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
-        for (name, e) in select_outputs(select) {
-            self.0.push((name, e.clone()));
+        for item in &select.projection {
+            if let Some((name, e)) = select_output(item) {
+                self.outputs.push((name, e.clone()));
+            }
         }
         ControlFlow::Continue(())
     }
 }
 
-/// A select list's named values (not `*`).
-fn select_outputs(select: &Select) -> Vec<(String, &Expr)> {
-    select
-        .projection
-        .iter()
-        .filter_map(|item| match item {
-            SelectItem::UnnamedExpr(e) => Some((output_name(e), e)),
-            SelectItem::ExprWithAlias { expr, alias } => Some((fold(alias), expr)),
-            _ => None,
-        })
-        .collect()
+/// A select-list item's name and value; `None` for `*` and `t.*`.
+fn select_output(item: &SelectItem) -> Option<(String, &Expr)> {
+    match item {
+        SelectItem::UnnamedExpr(e) => Some((output_name(e), e)),
+        SelectItem::ExprWithAlias { expr, alias } => Some((fold(alias), expr)),
+        _ => None,
+    }
 }
 
-/// The named values of each branch of a set operation, left to right; a branch of VALUES names
-/// its columns `column1`, `column2`, … as PostgreSQL does.
-fn set_operation_branches<'q>(body: &'q SetExpr, branches: &mut Vec<Vec<(String, &'q Expr)>>) {
+/// The named values of each branch of a set operation, left to right, or `None` for a branch
+/// whose columns cannot be placed by position (a `*` among them, `TABLE t`); a branch of VALUES
+/// names its columns `column1`, `column2`, … as PostgreSQL does.
+type Branch<'q> = Option<Vec<(String, &'q Expr)>>;
+
+fn set_operation_branches<'q>(body: &'q SetExpr, branches: &mut Vec<Branch<'q>>) {
     match body {
         SetExpr::SetOperation { left, right, .. } => {
             set_operation_branches(left, branches);
             set_operation_branches(right, branches);
         }
         SetExpr::Query(query) => set_operation_branches(&query.body, branches),
-        SetExpr::Select(select) => branches.push(select_outputs(select)),
+        SetExpr::Select(select) => {
+            branches.push(select.projection.iter().map(select_output).collect())
+        }
         SetExpr::Values(values) => branches.extend(values.rows.iter().map(|row| {
-            row.content
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (format!("column{}", i + 1), e))
-                .collect()
+            Some(
+                row.content
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (format!("column{}", i + 1), e))
+                    .collect(),
+            )
         })),
-        _ => {}
+        _ => branches.push(None),
     }
 }
 
@@ -1105,7 +1147,14 @@ impl Judge<'_> {
             Expr::BinaryOp { left, op, right } => is_comparison(op) && self.comparable(left, right),
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => self.comparable(a, b),
             Expr::In { expr, target, .. } => match target {
-                InTarget::List(list) => list.iter().all(|item| self.comparable(expr, item)),
+                // PostgreSQL makes one array of the items that read no column, of one type and
+                // collation, which it works out when the first row reaches the test: items that
+                // may fail to merge are a condition on that row (found by red-team review:
+                // `note IN ((SELECT max(cname) …), (SELECT max(clabel) …))`, two collations).
+                InTarget::List(list) => {
+                    list.iter().all(|item| self.comparable(expr, item))
+                        && !self.items_may_fail_to_merge(list)
+                }
                 // The subquery's output types are known when the statement is planned, and
                 // checked then, but may convert the values compared with them.
                 InTarget::Subquery(query) => {
@@ -1194,6 +1243,19 @@ impl Judge<'_> {
                 .traits
                 .of_expr(a)
                 .comparison_may_fail(self.traits.of_expr(b))
+    }
+
+    /// Whether some two of an IN list's items, literals aside, may fail to merge into one type
+    /// and collation.
+    fn items_may_fail_to_merge(&self, items: &[Expr]) -> bool {
+        let computed: Vec<&Expr> = items.iter().filter(|e| !is_bare_literal(e)).collect();
+        if computed.len() < 2 {
+            return false;
+        }
+        let all = computed
+            .iter()
+            .fold(OperandTraits::NONE, |t, e| t | self.traits.of_expr(e));
+        all.merge_may_fail(all)
     }
 
     /// A comparison operand that is leakproof, no record, and of no type that converts what it
@@ -1804,6 +1866,14 @@ mod tests {
             "SELECT * FROM w WHERE code IN (SELECT label FROM w)",
             "SELECT * FROM w WHERE code = (SELECT max(label) FROM w)",
             "SELECT * FROM t JOIN (SELECT code AS label FROM w) r USING (label)",
+            // a `*` in a set operation's branch: its columns cannot be placed by position
+            // (found by red-team review)
+            "SELECT * FROM w WHERE code = (SELECT max(k) FROM (SELECT *, z AS k FROM u \
+             UNION ALL SELECT y, z, label FROM w) s)",
+            // the items of an IN list that read no column are merged into one array (found by
+            // red-team review)
+            "SELECT * FROM w WHERE n IN ((SELECT max(code) FROM w), (SELECT max(label) FROM w))",
+            "SELECT * FROM w WHERE n IN ((SELECT max(amount) FROM orders), (SELECT max(ratio) FROM w))",
         ] {
             assert!(fenced(sql), "{sql}");
         }
@@ -1820,6 +1890,8 @@ mod tests {
             "SELECT * FROM w WHERE d > ts AND ts > (SELECT max(d) FROM w)",
             "SELECT * FROM w WHERE big > (SELECT sum(n * 2) FROM w)",
             "SELECT * FROM w WHERE code = code AND code = 'x' AND label > (SELECT max(label) FROM w)",
+            "SELECT * FROM w WHERE n IN ((SELECT max(n) FROM w), (SELECT max(big) FROM w), 3)",
+            "SELECT * FROM t WHERE x = y UNION SELECT * FROM u",
         ] {
             assert!(!fenced(sql), "{sql}");
         }
