@@ -434,6 +434,16 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
                 "SELECT count(*) FROM orders o WHERE EXISTS (SELECT 1 LIMIT CASE WHEN (row_to_json(o.*) ->> 'region') = 'East' THEN 1 ELSE (row_to_json(o.*)::text)::int END)",
                 "500",
             ),
+            // Found by red-team review: a count that fails, and a call on constants that
+            // fails, fail only when some outer row reaches the subquery.
+            (
+                "SELECT count(*) FROM orders o WHERE o.id = 7 AND EXISTS (SELECT 1 FROM region_members m WHERE m.userid <> o.note LIMIT -1)",
+                "0",
+            ),
+            (
+                "SELECT count(*) FROM orders o WHERE o.id = 7 AND (SELECT count(*) FROM generate_series(1, 2, 0) g WHERE o.id > 0) >= 0",
+                "0",
+            ),
         ],
     )
     .await;
@@ -637,6 +647,12 @@ async fn conversions_and_collation_conflicts_wait_for_the_row_filter() {
             ),
             (
                 "SELECT count(*) FROM orders WHERE id = 7 AND code = label",
+                "0",
+            ),
+            // Merged into one column each time a subquery correlated with the outer row runs.
+            (
+                "SELECT count(*) FROM orders o WHERE o.id = 7 AND (SELECT max(x) FROM \
+                 (SELECT o.code AS x UNION ALL SELECT o.label) s) IS NOT NULL",
                 "0",
             ),
             // A `*` in a set operation's branch: `k` holds the other branch's `label`.

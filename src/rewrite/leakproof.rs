@@ -774,32 +774,44 @@ impl Visitor for LeakyConditions<'_> {
             self.judge(rows)?;
         }
         if self.correlated > 0 {
-            // A subquery's ORDER BY and LIMIT run for each outer row it is correlated with.
-            let mut conditions: Vec<&Expr> = Vec::new();
-            if let Some(OrderBy {
-                kind: OrderByKind::Expressions(items),
-                ..
-            }) = &query.order_by
-            {
-                conditions.extend(items.iter().map(|o| &o.expr));
+            // Found by red-team review: a set operation or a VALUES list of several rows merges
+            // its values into one type and collation each time it runs, failing on a conflict
+            // (`(SELECT max(x) FROM (SELECT o.code AS x UNION ALL SELECT o.label) s)`).
+            if merges_values(&query.body) {
+                self.leaky = true;
+                return ControlFlow::Break(());
             }
+            // A subquery's ORDER BY and LIMIT run for each outer row it is correlated with;
+            // LIMIT, OFFSET and FETCH fail on a negative or non-integer count (found by red-team
+            // review: `LIMIT -1`, `LIMIT o.qty`), so only plain non-negative integers may stand.
+            let mut counts: Vec<&Expr> = Vec::new();
             match &query.limit_clause {
                 Some(LimitClause::LimitOffset {
                     limit,
                     offset,
                     limit_by,
                 }) => {
-                    conditions.extend(limit);
-                    conditions.extend(offset.iter().map(|o| &o.value));
-                    conditions.extend(limit_by);
+                    counts.extend(limit);
+                    counts.extend(offset.iter().map(|o| &o.value));
+                    counts.extend(limit_by);
                 }
                 Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
-                    conditions.extend([offset, limit]);
+                    counts.extend([offset, limit]);
                 }
                 None => {}
             }
-            conditions.extend(query.fetch.iter().filter_map(|f| f.quantity.as_ref()));
-            return self.judge(conditions);
+            counts.extend(query.fetch.iter().filter_map(|f| f.quantity.as_ref()));
+            if !counts.into_iter().all(is_row_count) {
+                self.leaky = true;
+                return ControlFlow::Break(());
+            }
+            if let Some(OrderBy {
+                kind: OrderByKind::Expressions(items),
+                ..
+            }) = &query.order_by
+            {
+                return self.judge(items.iter().map(|o| &o.expr));
+            }
         }
         ControlFlow::Continue(())
     }
@@ -892,6 +904,21 @@ impl Visitor for LeakyConditions<'_> {
             self.leaky = true;
             return ControlFlow::Break(());
         }
+        // A sample size out of range fails only when the sampling runs: inside a subquery run
+        // per outer row, once some outer row reaches it (found by red-team review:
+        // `TABLESAMPLE BERNOULLI (150)`).
+        if self.correlated > 0
+            && matches!(
+                factor,
+                TableFactor::Table {
+                    sample: Some(_),
+                    ..
+                }
+            )
+        {
+            self.leaky = true;
+            return ControlFlow::Break(());
+        }
         let mut conditions: Vec<&Expr> = Vec::new();
         match factor {
             // ON clauses of parenthesised joins.
@@ -926,9 +953,13 @@ impl Visitor for LeakyConditions<'_> {
                 let judge = self.judge_here();
                 // Its output is compared as a column: of its arguments' types, they must not
                 // convert what it is compared with (found by red-team review: `unnest($1)`).
+                // Inside a subquery run per outer row, even constant arguments fail only once
+                // some outer row reaches the call (found by red-team review:
+                // `generate_series(1, 2, 0)`).
                 let function = builtin_name(name);
                 if !SAFE_OUTPUT_FROM_FUNCTIONS.contains(&function.as_str())
-                    || (function != "unnest" && !arguments.clone().all(is_constant))
+                    || (function != "unnest"
+                        && (self.correlated > 0 || !arguments.clone().all(is_constant)))
                     || !arguments.clone().all(|e| judge.column_typed(e))
                 {
                     self.leaky = true;
@@ -1019,6 +1050,30 @@ fn values_rows<'q>(body: &'q SetExpr, rows: &mut Vec<&'q Expr>) {
             values_rows(right, rows);
         }
         _ => {}
+    }
+}
+
+/// Whether a query body merges values of several branches or rows into one column: a set
+/// operation, or VALUES of more than one row.
+fn merges_values(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::SetOperation { .. } => true,
+        SetExpr::Values(values) => values.rows.len() > 1,
+        SetExpr::Query(query) => merges_values(&query.body),
+        _ => false,
+    }
+}
+
+/// A row count that cannot fail: an unsigned integer literal, or NULL (no limit).
+fn is_row_count(e: &Expr) -> bool {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(digits, _) => digits.bytes().all(|b| b.is_ascii_digit()),
+            Value::Null => true,
+            _ => false,
+        },
+        Expr::Nested(inner) => is_row_count(inner),
+        _ => false,
     }
 }
 
@@ -1892,6 +1947,36 @@ mod tests {
             "SELECT * FROM w WHERE code = code AND code = 'x' AND label > (SELECT max(label) FROM w)",
             "SELECT * FROM w WHERE n IN ((SELECT max(n) FROM w), (SELECT max(big) FROM w), 3)",
             "SELECT * FROM t WHERE x = y UNION SELECT * FROM u",
+        ] {
+            assert!(!fenced(sql), "{sql}");
+        }
+    }
+
+    /// A subquery correlated with the outer row runs once per outer row, hidden rows too: what
+    /// fails only when it runs — merging values into one column, a row count, a call or a sample
+    /// on constants — tells about that row (all found by red-team review).
+    #[test]
+    fn what_fails_when_a_correlated_subquery_runs_needs_the_fence() {
+        for sql in [
+            "SELECT id FROM orders o WHERE (SELECT max(x) FROM (SELECT o.note AS x UNION ALL \
+             SELECT o.region) s) IS NOT NULL",
+            "SELECT id FROM orders o WHERE (SELECT max(column1) FROM (VALUES (o.note), (o.region)) v) \
+             IS NOT NULL",
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM t WHERE t.x = o.id LIMIT -1)",
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM t WHERE t.x = o.id LIMIT o.id)",
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM t WHERE t.x = o.id OFFSET 1.5)",
+            "SELECT id FROM orders o WHERE (SELECT count(*) FROM generate_series(1, 2, 0) g \
+             WHERE o.id > 0) >= 0",
+            "SELECT id FROM orders o WHERE (SELECT count(*) FROM t TABLESAMPLE BERNOULLI (150) \
+             WHERE t.x = o.id) >= 0",
+        ] {
+            assert!(fenced(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM t WHERE t.x = o.id LIMIT 1 OFFSET 2)",
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM t WHERE t.x = o.id LIMIT NULL)",
+            "SELECT * FROM (SELECT note FROM orders UNION ALL SELECT region FROM orders) s",
+            "SELECT * FROM t TABLESAMPLE BERNOULLI (50), generate_series(1, 3) AS g",
         ] {
             assert!(!fenced(sql), "{sql}");
         }
