@@ -147,6 +147,45 @@ struct SubqueryNames {
     references: Vec<Vec<String>>,
 }
 
+impl SubqueryNames {
+    fn of(query: &Query) -> SubqueryNames {
+        let mut names = SubqueryNames::default();
+        let _ = query.visit(&mut names);
+        names
+    }
+}
+
+/// Where a column reference in a subquery points, as far as tablegate can tell by name.
+#[derive(Clone, Copy)]
+struct Placement<'a> {
+    has_column: &'a HasColumn<'a>,
+    /// The statement's CTE names: a FROM name among them may not be the relation of that name.
+    ctes: &'a HashSet<String>,
+}
+
+impl Placement<'_> {
+    /// Whether `reference` is plainly a column of the subquery `names` describes: qualified by
+    /// one of its items' names, or unqualified and a column of one of its relations that the
+    /// user may see, while none of its items has columns tablegate cannot name. Select-list
+    /// aliases do not count: PostgreSQL resolves them only as bare ORDER BY or GROUP BY items,
+    /// and a LIMIT naming one reads the outer row (found by red-team review).
+    fn is_own(&self, names: &SubqueryNames, reference: &[String]) -> bool {
+        match reference {
+            [name] => {
+                !names.unnamed_columns
+                    && names.relations.iter().any(|relation| {
+                        !self
+                            .ctes
+                            .contains(relation.last().map_or("", String::as_str))
+                            && (self.has_column)(relation, name) == Some(true)
+                    })
+            }
+            [qualifier, _] => names.items.contains(qualifier),
+            _ => false,
+        }
+    }
+}
+
 impl Visitor for SubqueryNames {
     type Break = ();
 
@@ -622,6 +661,23 @@ impl<'a> NameTraits<'a> {
     }
 }
 
+/// The column references in an expression, folded, and whether it holds a subquery.
+#[derive(Default)]
+struct ColumnReferences {
+    references: Vec<Vec<String>>,
+    subquery: bool,
+}
+
+impl Visitor for ColumnReferences {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        self.subquery |= sublink_query(e).is_some();
+        self.references.extend(column_parts(e));
+        ControlFlow::Continue(())
+    }
+}
+
 /// A literal as written, which takes its type from what it meets.
 fn is_bare_literal(e: &Expr) -> bool {
     match e {
@@ -998,31 +1054,24 @@ impl LeakyConditions<'_> {
         if !matches!(*query.body, SetExpr::Select(_)) {
             return true;
         }
-        let mut names = SubqueryNames::default();
-        let _ = query.visit(&mut names);
+        let names = SubqueryNames::of(query);
+        let placement = self.placement();
         names
             .references
             .iter()
-            .any(|reference| match reference.as_slice() {
-                [name] => {
-                    // Select-list aliases do not count: PostgreSQL resolves them only as bare
-                    // ORDER BY or GROUP BY items, and a LIMIT naming one reads the outer row
-                    // (found by red-team review).
-                    let own = names.relations.iter().any(|relation| {
-                        !self
-                            .ctes
-                            .contains(relation.last().map_or("", String::as_str))
-                            && (self.has_column)(relation, name) == Some(true)
-                    });
-                    !own || names.unnamed_columns
-                }
-                [qualifier, _] => !names.items.contains(qualifier),
-                _ => true,
-            })
+            .any(|reference| !placement.is_own(&names, reference))
+    }
+
+    fn placement(&self) -> Placement<'_> {
+        Placement {
+            has_column: self.has_column,
+            ctes: &self.ctes,
+        }
     }
 
     fn judge_here(&self) -> Judge<'_> {
         Judge {
+            placement: self.placement(),
             nested: self.correlated > 0,
             records: &self.records,
             traits: &self.traits,
@@ -1093,25 +1142,6 @@ fn argument(arg: &FunctionArg) -> Option<&Expr> {
     }
 }
 
-/// Whether a scalar subquery returns at most one row whatever the data: an aggregate-only
-/// select list without GROUP BY. Any other may fail with "more than one row returned".
-fn at_most_one_row(query: &Query) -> bool {
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return false;
-    };
-    let ungrouped =
-        matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
-    ungrouped
-        && select.projection.iter().all(|item| match item {
-            SelectItem::UnnamedExpr(Expr::Function(f))
-            | SelectItem::ExprWithAlias {
-                expr: Expr::Function(f),
-                ..
-            } => f.over.is_none() && is_aggregate(f),
-            _ => false,
-        })
-}
-
 /// `=`, `<>`, `<`, `<=`, `>`, `>=`: comparisons of values of one type cannot fail.
 fn is_comparison(op: &BinaryOperator) -> bool {
     matches!(
@@ -1156,6 +1186,7 @@ fn is_condition(e: &Expr) -> bool {
 
 /// How conditions are judged at one point of a statement.
 struct Judge<'a> {
+    placement: Placement<'a>,
     /// Inside a subquery, which may be correlated with rows no filter has passed yet, so even
     /// aggregate arguments count.
     nested: bool,
@@ -1166,6 +1197,43 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
+    /// Whether a scalar subquery returns at most one row whatever the data: an aggregate-only
+    /// select list without GROUP BY, each aggregate its own. Any other may fail with "more
+    /// than one row returned". An aggregate whose arguments read only outer columns is the
+    /// outer query's (found by red-team review: in `EXISTS (SELECT 1 FROM region_members m
+    /// HAVING (SELECT max(m.userid) FROM regions r WHERE o.amount > 776) …)`, `max` is the
+    /// EXISTS query's, and the inner one returned a row per region).
+    fn at_most_one_row(&self, query: &Query) -> bool {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return false;
+        };
+        let ungrouped = matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+        let names = SubqueryNames::of(query);
+        ungrouped
+            && select.projection.iter().all(|item| match item {
+                SelectItem::UnnamedExpr(Expr::Function(f))
+                | SelectItem::ExprWithAlias {
+                    expr: Expr::Function(f),
+                    ..
+                } => f.over.is_none() && is_aggregate(f) && self.aggregates_here(&names, f),
+                _ => false,
+            })
+    }
+
+    /// Whether PostgreSQL evaluates aggregate `f` in the subquery `names` describes: its
+    /// arguments read no column, or one of the subquery's own. A subquery among its arguments
+    /// counts as not.
+    fn aggregates_here(&self, names: &SubqueryNames, f: &Function) -> bool {
+        let mut columns = ColumnReferences::default();
+        let _ = f.visit(&mut columns);
+        !columns.subquery
+            && (columns.references.is_empty()
+                || columns
+                    .references
+                    .iter()
+                    .any(|reference| self.placement.is_own(names, reference)))
+    }
+
     /// Whether evaluating `e` on a row can neither fail nor reveal anything but its boolean
     /// result. An allow-list: every form not named here counts as leaky. Subqueries inside are
     /// judged where their own conditions are (see [`LeakyConditions`]).
@@ -1178,7 +1246,7 @@ impl Judge<'_> {
             | Expr::CompoundIdentifier(_)
             | Expr::Value(_)
             | Expr::Exists { .. } => true,
-            Expr::Subquery(query) => at_most_one_row(query),
+            Expr::Subquery(query) => self.at_most_one_row(query),
             Expr::Nested(a)
             | Expr::IsNull(a)
             | Expr::IsNotNull(a)
@@ -1969,6 +2037,12 @@ mod tests {
              WHERE o.id > 0) >= 0",
             "SELECT id FROM orders o WHERE (SELECT count(*) FROM t TABLESAMPLE BERNOULLI (150) \
              WHERE t.x = o.id) >= 0",
+            // an aggregate of outer columns only is the outer query's: the subquery around it
+            // returns a row per row
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM u m HAVING \
+             (SELECT max(m.y) FROM t r WHERE o.amount > 776) IS NOT NULL)",
+            "SELECT id FROM orders o WHERE EXISTS (SELECT (SELECT max(m.y) FROM t r \
+             WHERE o.amount > 5) FROM u m)",
         ] {
             assert!(fenced(sql), "{sql}");
         }
@@ -1977,6 +2051,10 @@ mod tests {
             "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM t WHERE t.x = o.id LIMIT NULL)",
             "SELECT * FROM (SELECT note FROM orders UNION ALL SELECT region FROM orders) s",
             "SELECT * FROM t TABLESAMPLE BERNOULLI (50), generate_series(1, 3) AS g",
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM u m HAVING \
+             (SELECT max(r.x) FROM t r WHERE o.amount > 5) IS NOT NULL)",
+            "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM u m HAVING \
+             (SELECT count(*) FROM t r WHERE o.amount > 5) > 0)",
         ] {
             assert!(!fenced(sql), "{sql}");
         }
