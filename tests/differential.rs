@@ -444,6 +444,12 @@ async fn correlated_subqueries_do_not_run_before_a_membership_filter() {
                 "SELECT count(*) FROM orders o WHERE o.id = 7 AND (SELECT count(*) FROM generate_series(1, 2, 0) g WHERE o.id > 0) >= 0",
                 "0",
             ),
+            // Found by red-team review: a subquery that does not refer to the outer row runs when
+            // the first row needs it, here a hidden one past the OR.
+            (
+                "SELECT count(*) FROM orders o WHERE (NOT (o.id = 7 AND o.amount > 60) OR EXISTS (SELECT 1 FROM region_members LIMIT -1))",
+                "500",
+            ),
             // Found by red-team review: `max(m.userid)` reads only the EXISTS query's `m`, so it
             // is that query's aggregate, and the subquery around it returns a row per order.
             (

@@ -1041,7 +1041,7 @@ fn leakproof_conditions_keep_sources_unfenced() {
     for sql in [
         "SELECT id, sqrt(amount) FROM orders WHERE id = 5 AND region IN ('East') AND note IS NOT NULL",
         "SELECT c.name FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.amount BETWEEN 1 AND -2",
-        "SELECT id FROM orders WHERE amount > (SELECT avg(amount) FROM orders) OR NOT (id <> 3)",
+        "SELECT id FROM orders WHERE amount > (SELECT max(amount) FROM orders) OR NOT (id <> 3)",
         "SELECT region, count(*) FROM orders GROUP BY region HAVING count(*) > 1",
     ] {
         let out = ok("alice", sql);

@@ -4,7 +4,7 @@
 //! ([`statement`], [`query`], [`from`], [`expr`], reading the AST through [`syntax`]), resolving
 //! names as PostgreSQL would ([`scope`], [`search_path`]), replacing each relation by its
 //! protected source and refusing what cannot be checked, fencing filtered sources when a
-//! condition could fail on filtered-out rows ([`leakproof`], [`operand_traits`]) and keeping GROUP BY a primary key
+//! condition could fail on filtered-out rows ([`leakproof`], [`operand_traits`], [`name_traits`]) and keeping GROUP BY a primary key
 //! valid over protected sources ([`grouping`]); check that nothing was left unwalked
 //! ([`census`]); then make the tree safe to print ([`printable`]). Anything that does not parse
 //! is refused with the parser's message: nothing unparsed is ever forwarded.
@@ -16,6 +16,7 @@ mod from;
 pub mod functions;
 mod grouping;
 mod leakproof;
+mod name_traits;
 pub mod operand_traits;
 mod printable;
 mod query;
