@@ -26,7 +26,7 @@ use crate::refusal::{Refusal, RefusalKind};
 use crate::sql;
 
 /// Set-returning functions whose single output column is named after the function (or alias).
-const SCALAR_SET_FUNCTIONS: [&str; 13] = [
+pub(super) const SCALAR_SET_FUNCTIONS: [&str; 13] = [
     "generate_series",
     "unnest",
     "generate_subscripts",

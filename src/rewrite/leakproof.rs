@@ -55,11 +55,12 @@ use sqlparser::ast::{
     TableAlias, TableFactor, TimezoneInfo, UnaryOperator, Value, Visit, Visitor,
 };
 
+use super::from::SCALAR_SET_FUNCTIONS;
 use super::name_traits::{ColumnTraits, NameTraits, is_bare_literal};
 use super::operand_traits::{OperandTraits, TypeFamilies, element_type};
 use super::syntax::{
-    call_arguments, column_parts, join_constraint, leading_name, object_name_parts, row_arguments,
-    table_function_arguments,
+    call_arguments, case_results, column_parts, join_constraint, leading_name, object_name_parts,
+    row_arguments, table_function_arguments,
 };
 use crate::names::fold;
 use crate::rewrite::functions::AGGREGATES;
@@ -603,7 +604,8 @@ impl Visitor for LeakyConditions<'_> {
                 // some outer row reaches the call (found by red-team review:
                 // `generate_series(1, 2, 0)`).
                 let function = builtin_name(name);
-                if !SAFE_OUTPUT_FROM_FUNCTIONS.contains(&function.as_str())
+                if !(SCALAR_SET_FUNCTIONS.contains(&function.as_str())
+                    || SAFE_OUTPUT_RECORD_FUNCTIONS.contains(&function.as_str()))
                     || (function != "unnest"
                         && (self.correlated > 0 || !arguments.clone().all(is_constant)))
                     || !arguments.clone().all(|e| judge.column_typed(e))
@@ -1032,11 +1034,7 @@ impl Judge<'_> {
                 conditions,
                 else_result,
                 ..
-            } => conditions
-                .iter()
-                .map(|when| &when.result)
-                .chain(else_result.as_deref())
-                .all(|e| self.column_typed(e)),
+            } => case_results(conditions, else_result).all(|e| self.column_typed(e)),
             Expr::Array(array) => array.elem.iter().all(|e| self.column_typed(e)),
             _ => false,
         }
@@ -1298,21 +1296,9 @@ pub(super) const FIXED_TYPE_AGGREGATES: [&str; 11] = [
 ];
 
 /// Functions in FROM whose output is of their arguments' type family, text, JSON or integers
-/// (or typed by a column definition list, judged on its own).
-const SAFE_OUTPUT_FROM_FUNCTIONS: [&str; 21] = [
-    "unnest",
-    "generate_series",
-    "generate_subscripts",
-    "regexp_split_to_table",
-    "regexp_matches",
-    "string_to_table",
-    "json_array_elements",
-    "jsonb_array_elements",
-    "json_array_elements_text",
-    "jsonb_array_elements_text",
-    "json_object_keys",
-    "jsonb_object_keys",
-    "jsonb_path_query",
+/// (or typed by a column definition list, judged on its own): the single-column set functions
+/// ([`SCALAR_SET_FUNCTIONS`]) and these.
+const SAFE_OUTPUT_RECORD_FUNCTIONS: [&str; 8] = [
     "json_each",
     "jsonb_each",
     "json_each_text",

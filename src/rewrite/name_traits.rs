@@ -21,6 +21,7 @@ use super::leakproof::{
     FIXED_TYPE_AGGREGATES, INPUT_TYPED_AGGREGATES, argument, function_name, is_condition,
 };
 use super::operand_traits::{OperandTraits, TypeFamilies};
+use super::syntax::case_results;
 use crate::names::fold;
 
 /// What the catalog's columns named so, in any relation, may be when compared; `None` when no
@@ -154,10 +155,7 @@ impl<'a> NameTraits<'a> {
                 conditions,
                 else_result,
                 ..
-            } => conditions
-                .iter()
-                .map(|when| &when.result)
-                .chain(else_result.as_deref())
+            } => case_results(conditions, else_result)
                 .fold(OperandTraits::NONE, |t, e| t | self.of_expr(e)),
             Expr::Array(array) => self.of_all(&array.elem),
             Expr::Tuple(fields) => self.of_all(fields),

@@ -5,7 +5,7 @@
 //! them agreeing.
 
 use sqlparser::ast::{
-    AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    AccessExpr, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
     JoinConstraint, JoinOperator, ObjectName, TableFactor,
 };
 
@@ -114,4 +114,15 @@ pub(super) fn join_constraint_mut(operator: &mut JoinOperator) -> Option<&mut Jo
         postgres_join!(c) => Some(c),
         _ => None,
     }
+}
+
+/// The values a CASE may take: each WHEN's result, and the ELSE.
+pub(super) fn case_results<'e>(
+    conditions: &'e [CaseWhen],
+    else_result: &'e Option<Box<Expr>>,
+) -> impl Iterator<Item = &'e Expr> {
+    conditions
+        .iter()
+        .map(|when| &when.result)
+        .chain(else_result.as_deref())
 }
